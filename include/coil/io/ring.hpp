@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// `coil::io::ring`: one io_uring instance, driven by 64-bit user_data tags.
+///
+/// This is coil's lowest layer. It knows nothing of coroutines: queue operations, each tagged
+/// with a user_data of your choosing, `submit()` them, then `wait()` or `reap()` and iterate
+/// the `(user_data, result, flags)` completions. The runtime (`coil::executor`) is built on it,
+/// and it is just as usable on its own:
+///
+/// @code
+/// coil::io::ring ring(64);
+/// std::array<std::byte, 4096> buffer;
+/// if (auto ec = ring.add_read(fd, buffer, 0, 7)) { /* no_space or unsupported */ }
+/// auto done = ring.wait(1);                      // submits, then waits for one completion
+/// for (coil::io::completion c : done.value())
+///     fmt::print("op {} gave {}\n", c.user_data, c.result);
+/// @endcode
+///
+/// Lifetimes (see docs/architecture.md): every pointer an op is queued with (buffers, iovec
+/// arrays, paths, `statx` outputs, timespecs) is borrowed by the kernel until that op's final
+/// completion has been reaped. The ring copies nothing.
+///
+/// Threading: a ring is not thread-safe. All calls must come from one thread at a time (and
+/// from the same thread when `ring_options::single_issuer` is set).
+#pragma once
+
+#include <coil/io/completion.hpp>
+#include <coil/io/result.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <span>
+#include <system_error>
+
+struct iovec;
+struct statx;
+struct io_uring_sqe;
+
+namespace coil::io {
+
+/// The operations the ring core can queue. `ring::supports()` tells which the running kernel has.
+enum class opcode : std::uint8_t {
+    nop,
+    read,
+    write,
+    readv,
+    writev,
+    fsync,
+    fallocate,
+    poll_add,
+    poll_remove,
+    async_cancel,
+    openat,
+    close,
+    statx,
+    timeout,
+    link_timeout,
+    timeout_remove,
+    accept,
+    connect,
+    recv,
+    send,
+};
+
+/// Human-readable name of an opcode ("read", "poll_add", ...).
+const char* to_string(opcode op) noexcept;
+
+/// Per-SQE flags. Combine with `|`.
+enum class sqe_flags : std::uint8_t {
+    none = 0,
+    /// The next queued op starts only after this one succeeds (`IOSQE_IO_LINK`).
+    link = 1U << 0,
+    /// Like `link`, but the chain continues even if this op fails (`IOSQE_IO_HARDLINK`).
+    hard_link = 1U << 1,
+    /// Start only after every earlier op has completed (`IOSQE_IO_DRAIN`).
+    drain = 1U << 2,
+    /// Always go to the kernel's async worker instead of trying inline (`IOSQE_ASYNC`).
+    async = 1U << 3,
+};
+
+constexpr sqe_flags operator|(sqe_flags a, sqe_flags b) noexcept
+{
+    return static_cast<sqe_flags>(static_cast<unsigned>(a) | static_cast<unsigned>(b));
+}
+constexpr bool has_flag(sqe_flags set, sqe_flags flag) noexcept
+{
+    return (static_cast<unsigned>(set) & static_cast<unsigned>(flag)) != 0;
+}
+
+/// `fsync` variants.
+enum class fsync_mode : std::uint8_t {
+    full, ///< data and metadata (`fsync(2)`)
+    data, ///< data and the metadata needed to read it back (`fdatasync(2)`)
+};
+
+/// Poll arming.
+enum class poll_mode : std::uint8_t {
+    oneshot,   ///< one completion, then the poll is gone
+    multishot, ///< a completion per event (flag `more()` set) until removed or it fails
+};
+
+/// A timespec with the kernel's 64-bit layout (`struct __kernel_timespec`).
+struct timespec64 {
+    std::int64_t tv_sec = 0;
+    long long tv_nsec = 0;
+
+    /// Converts a duration; negative durations become zero.
+    static timespec64 from(std::chrono::nanoseconds d) noexcept
+    {
+        if (d.count() < 0)
+            return {};
+        return {static_cast<std::int64_t>(d.count() / 1'000'000'000),
+                static_cast<long long>(d.count() % 1'000'000'000)};
+    }
+};
+
+/// `timeout` variants.
+enum class timeout_clock : std::uint8_t {
+    relative,      ///< the timespec is a duration from now (CLOCK_MONOTONIC)
+    absolute,      ///< the timespec is a CLOCK_MONOTONIC time point
+};
+
+/// How a ring is set up. Every flag is a request: by default a flag the kernel does not know is
+/// dropped and the ring is created without it (see `ring::single_issuer()` and friends for what
+/// took effect). Set `strict` to make an unsupported flag an error instead.
+struct ring_options {
+    /// Completion queue size; 0 lets the kernel choose (twice the submission queue).
+    unsigned cq_entries = 0;
+    /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (Linux 6.1): only the thread
+    /// that created the ring may use it, and completions are posted only when that thread asks.
+    bool single_issuer = false;
+    /// `IORING_SETUP_COOP_TASKRUN` (Linux 5.19): fewer interrupts of the submitting task.
+    bool coop_taskrun = false;
+    /// `IORING_SETUP_SQPOLL`: a kernel thread polls the submission queue.
+    bool sqpoll = false;
+    /// With `sqpoll`: how long the kernel thread spins idle before sleeping.
+    std::chrono::milliseconds sqpoll_idle{1000};
+    /// Fail with `EINVAL` when a requested flag is unsupported, instead of dropping it.
+    bool strict = false;
+    /// Refuse to queue (with `errc::no_space`) an op that would make more ops outstanding than
+    /// the completion queue has entries, so the CQ can never overflow through single-shot ops.
+    /// Turning it off leaves overflow to the kernel (`IORING_FEAT_NODROP`), which coil then
+    /// detects and flushes; without NODROP in the kernel the cap is always on.
+    bool cap_outstanding = true;
+};
+
+/// Counters kept by a ring. All are totals since the ring was created.
+struct ring_stats {
+    std::uint64_t enter_calls = 0;      ///< `io_uring_enter` system calls made
+    std::uint64_t sqes_submitted = 0;   ///< SQEs the kernel consumed
+    std::uint64_t cqes_reaped = 0;      ///< CQEs handed to the caller
+    std::uint64_t sq_full = 0;          ///< times an op was refused with `no_space`
+    std::uint64_t cq_overflows = 0;     ///< times the CQ-overflow flag was seen (and flushed)
+    std::uint64_t submit_retries = 0;   ///< EINTR / EAGAIN / EBUSY answers retried
+
+    friend bool operator==(const ring_stats&, const ring_stats&) = default;
+};
+
+class ring;
+
+/// The completions reaped by `ring::wait()` or `ring::reap()`, as an input range.
+///
+/// Iterating consumes: each completion is removed from the ring when the iterator moves past
+/// it, so a loop that stops early leaves the rest for the next reap. A range must not outlive
+/// its ring, and no other ring call may be made while one is being iterated, except queuing
+/// new ops and submitting them.
+class completion_range {
+public:
+    class iterator {
+    public:
+        using iterator_category = std::input_iterator_tag;
+        using value_type = completion;
+        using difference_type = std::ptrdiff_t;
+        using pointer = const completion*;
+        using reference = const completion&;
+
+        iterator() = default;
+        reference operator*() const noexcept { return current_; }
+        pointer operator->() const noexcept { return &current_; }
+        iterator& operator++();
+        void operator++(int) { ++*this; }
+        friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept
+        {
+            return it.ring_ == nullptr;
+        }
+
+    private:
+        friend class completion_range;
+        explicit iterator(ring* r);
+        void load();
+
+        ring* ring_ = nullptr;
+        completion current_{};
+    };
+
+    completion_range() = default;
+    iterator begin() { return iterator(ring_); }
+    std::default_sentinel_t end() const noexcept { return {}; }
+
+private:
+    friend class ring;
+    explicit completion_range(ring* r) noexcept : ring_(r) {}
+    ring* ring_ = nullptr;
+};
+
+/// One io_uring: a submission queue, a completion queue, and the bookkeeping that makes the
+/// kernel's transient conditions invisible (see each member). Not copyable or movable: the
+/// kernel's mappings and the completion ranges refer to it.
+class ring {
+public:
+    /// Creates a ring with `entries` submission queue entries (rounded up to a power of two).
+    ///
+    /// Throws `std::system_error` when the kernel refuses, with a message that names the
+    /// cause and the fix: io_uring disabled by `kernel.io_uring_disabled` or by a seccomp
+    /// profile (EPERM), the locked-memory limit (ENOMEM), a kernel without io_uring or too old
+    /// for coil (ENOSYS), or sizes out of range (EINVAL: entries must be 1..32768, cq_entries
+    /// at least entries and at most 65536).
+    explicit ring(unsigned entries, const ring_options& options = {});
+    ~ring();
+
+    ring(const ring&) = delete;
+    ring& operator=(const ring&) = delete;
+
+    // --- queuing -------------------------------------------------------------------------
+    // Each `add_*` prepares one SQE tagged with `user_data` and returns an empty error code,
+    // or `errc::no_space` (nothing queued: submit and reap, then retry) or
+    // `errc::unsupported_operation` (the kernel lacks the opcode). The op is not seen by the
+    // kernel until `submit()` or `wait()`. Arguments passed by pointer or span are borrowed
+    // until the op's final completion is reaped.
+
+    /// Queues a no-op; it completes with 0.
+    std::error_code add_nop(std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// Reads up to `buffer.size()` bytes from `fd` at `offset` (-1: the file position).
+    /// Completes with the byte count (0 at end of file).
+    std::error_code add_read(int fd, std::span<std::byte> buffer, std::uint64_t offset,
+                             std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// Writes `buffer` to `fd` at `offset` (-1: the file position). Completes with the count.
+    std::error_code add_write(int fd, std::span<const std::byte> buffer, std::uint64_t offset,
+                              std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// Scatter read. The iovec array and every buffer it names are borrowed until completion.
+    std::error_code add_readv(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
+                              std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// Gather write. The iovec array and every buffer it names are borrowed until completion.
+    std::error_code add_writev(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
+                               std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `fsync(2)` or `fdatasync(2)`.
+    std::error_code add_fsync(int fd, fsync_mode mode, std::uint64_t user_data,
+                              sqe_flags flags = sqe_flags::none);
+    /// `fallocate(2)` with `mode` (`FALLOC_FL_*`), `offset` and `length`.
+    std::error_code add_fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t length,
+                                  std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// Waits for `events` (`POLLIN`, `POLLOUT`, ...) on `fd`; completes with the revents.
+    std::error_code add_poll(int fd, std::uint32_t events, std::uint64_t user_data,
+                             poll_mode mode = poll_mode::oneshot,
+                             sqe_flags flags = sqe_flags::none);
+    /// Removes the poll queued with `target`. The poll completes with `-ECANCELED`; this op
+    /// completes with 0, or `-ENOENT` when no such poll is armed.
+    std::error_code add_poll_remove(std::uint64_t target, std::uint64_t user_data);
+    /// Cancels the op queued with `target` (`IORING_OP_ASYNC_CANCEL`). The target completes
+    /// with `-ECANCELED` (or its own result if it won the race); this op completes with 0,
+    /// `-ENOENT` (not found) or `-EALREADY` (running, cancellation attempted).
+    std::error_code add_cancel(std::uint64_t target, std::uint64_t user_data);
+    /// `openat(2)`. `path` is borrowed until completion. Completes with the new fd.
+    std::error_code add_openat(int dirfd, const char* path, int open_flags, unsigned mode,
+                               std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `close(2)`.
+    std::error_code add_close(int fd, std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `statx(2)`. `path` and `out` are borrowed until completion.
+    std::error_code add_statx(int dirfd, const char* path, int statx_flags, unsigned mask,
+                              struct ::statx* out, std::uint64_t user_data,
+                              sqe_flags flags = sqe_flags::none);
+    /// A timer: completes with `-ETIME` when it fires, or with 0 once `count` other
+    /// completions have been posted first (`count` 0: only the timer). `when` is borrowed.
+    std::error_code add_timeout(const timespec64* when, unsigned count, timeout_clock clock,
+                                std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// A deadline for the op queued just before, which must carry `sqe_flags::link`. If it
+    /// fires the op is cancelled; this completes with `-ETIME` (fired), `-ECANCELED` (the op
+    /// finished first) or `-EALREADY`. `when` is borrowed until this op completes.
+    std::error_code add_link_timeout(const timespec64* when, std::uint64_t user_data);
+    /// Removes the timer queued with `target`; it completes with `-ECANCELED`.
+    std::error_code add_timeout_remove(std::uint64_t target, std::uint64_t user_data);
+
+    // --- submission and completion -------------------------------------------------------
+
+    /// Hands every queued SQE to the kernel and returns how many it consumed. Partial
+    /// submissions are continued, `EINTR` is retried, and `EBUSY` / `EAGAIN` (the kernel's
+    /// "reap first") are met by moving ready completions into an internal backlog that the
+    /// next reap delivers first, then retrying. No SQE and no completion is lost. An error
+    /// leaves unconsumed SQEs queued for the next call.
+    result<unsigned> submit();
+
+    /// Submits what is queued, then blocks until at least `min_complete` completions are
+    /// ready or `timeout` has passed (a timeout is not an error: the range is then shorter).
+    /// Errors are those of `submit()`, and `errc::unsupported_operation` for a timeout on a
+    /// kernel without `IORING_FEAT_EXT_ARG`.
+    result<completion_range> wait(unsigned min_complete = 1,
+                                  std::optional<std::chrono::nanoseconds> timeout = {});
+
+    /// The completions ready now, without blocking and without submitting. Flushes completions
+    /// the kernel kept aside when the CQ overflowed.
+    completion_range reap() noexcept;
+
+    /// Copies up to `out.size()` ready completions into `out` and removes them from the ring;
+    /// returns how many. Non-blocking. The bulk counterpart of `reap()`.
+    std::size_t reap_into(std::span<completion> out) noexcept;
+
+    // --- introspection --------------------------------------------------------------------
+
+    /// Whether the running kernel implements `op` (from the probe taken at construction).
+    bool supports(opcode op) const noexcept;
+
+    /// The ring's file descriptor. It polls readable when completions are ready, so an outer
+    /// epoll loop can wait on it.
+    int fd() const noexcept;
+
+    unsigned sq_entries() const noexcept;
+    unsigned cq_entries() const noexcept;
+
+    /// Ops that can still be queued before `no_space`: the free SQ entries, bounded by the CQ
+    /// room left when outstanding ops are capped.
+    unsigned space_left() const noexcept;
+
+    /// SQEs queued whose final completion has not yet been reaped (queued, submitted or
+    /// in flight). Never exceeds `cq_entries()` while `cap_outstanding` holds.
+    unsigned outstanding() const noexcept { return outstanding_; }
+
+    /// SQEs queued but not yet consumed by the kernel.
+    unsigned unsubmitted() const noexcept;
+
+    /// Completions ready to reap now (including the internal backlog).
+    unsigned ready() const noexcept;
+
+    const ring_stats& stats() const noexcept { return stats_; }
+
+    /// Which setup flags took effect.
+    bool single_issuer() const noexcept;
+    bool coop_taskrun() const noexcept;
+    bool sqpoll() const noexcept;
+
+private:
+    friend class completion_range::iterator;
+    struct state;
+
+    std::error_code claim_(opcode op, ::io_uring_sqe*& out) noexcept;
+    int enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
+               std::size_t arg_size) noexcept;
+    unsigned flush_() noexcept;
+    void stash_ready_() noexcept;
+    bool make_room_(unsigned attempt) noexcept;
+    bool peek_(completion& out) noexcept;
+    void pop_() noexcept;
+
+    std::unique_ptr<state> state_;
+    // outstanding_: SQEs queued whose final CQE (one without IORING_CQE_F_MORE) has not been
+    // handed to the caller; with cap_outstanding it never exceeds cq_entries.
+    unsigned outstanding_ = 0;
+    ring_stats stats_;
+};
+
+} // namespace coil::io

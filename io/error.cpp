@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: MIT
+// The "coil.io" error category.
+
+#include <coil/io/error.hpp>
+
+namespace coil::io {
+namespace {
+
+class io_category final : public std::error_category {
+public:
+    const char* name() const noexcept override { return "coil.io"; }
+
+    std::string message(int value) const override
+    {
+        switch (static_cast<errc>(value)) {
+        case errc::no_space:
+            return "no room in the ring: the submission queue is full or the completion queue "
+                   "would overflow; submit and reap completions, then queue again";
+        case errc::unsupported_operation:
+            return "the running kernel's io_uring does not support this operation";
+        case errc::shut_down:
+            return "the ring is shutting down and takes no new operations";
+        }
+        return "unknown coil.io error " + std::to_string(value);
+    }
+
+    std::error_condition default_error_condition(int value) const noexcept override
+    {
+        switch (static_cast<errc>(value)) {
+        case errc::no_space:
+            return std::errc::resource_unavailable_try_again;
+        case errc::unsupported_operation:
+            return std::errc::function_not_supported;
+        case errc::shut_down:
+            return std::errc::operation_canceled;
+        }
+        return {value, *this};
+    }
+};
+
+} // namespace
+
+const std::error_category& error_category() noexcept
+{
+    static const io_category category;
+    return category;
+}
+
+} // namespace coil::io

@@ -1,0 +1,778 @@
+// SPDX-License-Identifier: MIT
+// The ring core: setup, queuing, submission with retry, and completion reaping with overflow
+// flushing. This file and its siblings in io/ are the only ones that include <liburing.h>.
+
+#include <coil/io/ring.hpp>
+
+#include <liburing.h>
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <bitset>
+#include <cerrno>
+#include <csignal>
+#include <string>
+#include <vector>
+
+namespace coil::io {
+
+static_assert(sizeof(timespec64) == sizeof(__kernel_timespec));
+static_assert(offsetof(timespec64, tv_nsec) == offsetof(__kernel_timespec, tv_nsec));
+static_assert(completion::more_flag == IORING_CQE_F_MORE);
+
+namespace {
+
+// The kernel's limits for io_uring_setup without IORING_SETUP_CLAMP.
+constexpr unsigned max_sq_entries = 32768;
+constexpr unsigned max_cq_entries = 2 * max_sq_entries;
+
+// A single read or write moves at most this much (the kernel's MAX_RW_COUNT); longer spans
+// are clamped, which gives the short transfer read(2) and write(2) would give.
+constexpr std::size_t max_rw_count = 0x7ffff000;
+
+unsigned kernel_opcode(opcode op) noexcept
+{
+    switch (op) {
+    case opcode::nop: return IORING_OP_NOP;
+    case opcode::read: return IORING_OP_READ;
+    case opcode::write: return IORING_OP_WRITE;
+    case opcode::readv: return IORING_OP_READV;
+    case opcode::writev: return IORING_OP_WRITEV;
+    case opcode::fsync: return IORING_OP_FSYNC;
+    case opcode::fallocate: return IORING_OP_FALLOCATE;
+    case opcode::poll_add: return IORING_OP_POLL_ADD;
+    case opcode::poll_remove: return IORING_OP_POLL_REMOVE;
+    case opcode::async_cancel: return IORING_OP_ASYNC_CANCEL;
+    case opcode::openat: return IORING_OP_OPENAT;
+    case opcode::close: return IORING_OP_CLOSE;
+    case opcode::statx: return IORING_OP_STATX;
+    case opcode::timeout: return IORING_OP_TIMEOUT;
+    case opcode::link_timeout: return IORING_OP_LINK_TIMEOUT;
+    case opcode::timeout_remove: return IORING_OP_TIMEOUT_REMOVE;
+    case opcode::accept: return IORING_OP_ACCEPT;
+    case opcode::connect: return IORING_OP_CONNECT;
+    case opcode::recv: return IORING_OP_RECV;
+    case opcode::send: return IORING_OP_SEND;
+    }
+    return IORING_OP_LAST;
+}
+
+constexpr opcode all_opcodes[] = {
+    opcode::nop,         opcode::read,          opcode::write,      opcode::readv,
+    opcode::writev,      opcode::fsync,         opcode::fallocate,  opcode::poll_add,
+    opcode::poll_remove, opcode::async_cancel,  opcode::openat,     opcode::close,
+    opcode::statx,       opcode::timeout,       opcode::link_timeout, opcode::timeout_remove,
+    opcode::accept,      opcode::connect,       opcode::recv,       opcode::send,
+};
+
+std::uint8_t kernel_sqe_flags(sqe_flags f) noexcept
+{
+    std::uint8_t out = 0;
+    if (has_flag(f, sqe_flags::link))
+        out |= IOSQE_IO_LINK;
+    if (has_flag(f, sqe_flags::hard_link))
+        out |= IOSQE_IO_HARDLINK;
+    if (has_flag(f, sqe_flags::drain))
+        out |= IOSQE_IO_DRAIN;
+    if (has_flag(f, sqe_flags::async))
+        out |= IOSQE_ASYNC;
+    return out;
+}
+
+std::string describe_flags(unsigned flags)
+{
+    std::string out;
+    auto add = [&](unsigned bit, const char* name) {
+        if (flags & bit) {
+            if (!out.empty())
+                out += '|';
+            out += name;
+        }
+    };
+    add(IORING_SETUP_SQPOLL, "SQPOLL");
+    add(IORING_SETUP_CQSIZE, "CQSIZE");
+    add(IORING_SETUP_SUBMIT_ALL, "SUBMIT_ALL");
+    add(IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN");
+    add(IORING_SETUP_TASKRUN_FLAG, "TASKRUN_FLAG");
+    add(IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER");
+    add(IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN");
+    return out.empty() ? "none" : out;
+}
+
+// Builds the exception for a failed io_uring_setup: what happened, and what to do about it.
+std::system_error setup_error(int error, unsigned entries, unsigned cq_entries, unsigned flags)
+{
+    std::string what = "coil: io_uring_setup(entries=" + std::to_string(entries) +
+                       ", cq_entries=" + std::to_string(cq_entries) +
+                       ", flags=" + describe_flags(flags) + ") failed: ";
+    switch (error) {
+    case EPERM:
+        what += "io_uring is disabled for this process. Either the sysctl "
+                "kernel.io_uring_disabled is set (check it with 'sysctl "
+                "kernel.io_uring_disabled'; 0 enables io_uring for all, 1 only for members "
+                "of the group in kernel.io_uring_group), or a seccomp profile (a container "
+                "runtime's default, systemd's SystemCallFilter=) blocks io_uring_setup: run "
+                "with a profile that allows the io_uring_* system calls";
+        if (flags & IORING_SETUP_SQPOLL)
+            what += ". SQPOLL also needs CAP_SYS_NICE on kernels before 5.11";
+        break;
+    case ENOMEM: {
+        rlimit limit{};
+        std::string current = "unknown";
+        if (getrlimit(RLIMIT_MEMLOCK, &limit) == 0)
+            current = limit.rlim_cur == RLIM_INFINITY ? "unlimited"
+                                                      : std::to_string(limit.rlim_cur / 1024) +
+                                                            " KiB";
+        what += "the kernel could not allocate the ring's memory. Before Linux 5.12 rings are "
+                "charged to the locked-memory limit (RLIMIT_MEMLOCK, now " +
+                current +
+                "): raise it ('ulimit -l', LimitMEMLOCK= in a systemd unit, memlock in "
+                "/etc/security/limits.conf) or create the ring with fewer entries";
+        break;
+    }
+    case ENOSYS:
+        what += "this kernel has no io_uring (it needs Linux 5.6 or newer built with "
+                "CONFIG_IO_URING), or a seccomp filter hides the system call: upgrade the "
+                "kernel or allow the io_uring_* system calls";
+        break;
+    case EINVAL:
+        what += "the kernel rejected the parameters. entries must be 1.." +
+                std::to_string(max_sq_entries) + ", cq_entries 0 or at least entries and at most " +
+                std::to_string(max_cq_entries) +
+                ", and every setup flag must be known to this kernel (set "
+                "ring_options::strict = false to drop unknown flags)";
+        break;
+    case EMFILE:
+    case ENFILE:
+        what += "too many open files: close some, or raise the limit ('ulimit -n')";
+        break;
+    default:
+        what += "unexpected error";
+        break;
+    }
+    return std::system_error(error, std::generic_category(), what);
+}
+
+// Loads and stores on the rings' shared indices. The kernel publishes CQEs before it moves the
+// CQ tail (so an acquire load of the tail sees them) and reads SQEs after it sees the SQ tail
+// (so a release store of the tail publishes our writes to them).
+unsigned load_acquire(const unsigned* p) noexcept { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+unsigned load_relaxed(const unsigned* p) noexcept { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+void store_release(unsigned* p, unsigned v) noexcept { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+} // namespace
+
+const char* to_string(opcode op) noexcept
+{
+    switch (op) {
+    case opcode::nop: return "nop";
+    case opcode::read: return "read";
+    case opcode::write: return "write";
+    case opcode::readv: return "readv";
+    case opcode::writev: return "writev";
+    case opcode::fsync: return "fsync";
+    case opcode::fallocate: return "fallocate";
+    case opcode::poll_add: return "poll_add";
+    case opcode::poll_remove: return "poll_remove";
+    case opcode::async_cancel: return "async_cancel";
+    case opcode::openat: return "openat";
+    case opcode::close: return "close";
+    case opcode::statx: return "statx";
+    case opcode::timeout: return "timeout";
+    case opcode::link_timeout: return "link_timeout";
+    case opcode::timeout_remove: return "timeout_remove";
+    case opcode::accept: return "accept";
+    case opcode::connect: return "connect";
+    case opcode::recv: return "recv";
+    case opcode::send: return "send";
+    }
+    return "unknown";
+}
+
+struct ring::state {
+    io_uring uring{};
+    std::bitset<256> supported;  // by our opcode enum value; set once at construction
+    bool cap_outstanding = true; // refuse ops beyond the CQ capacity
+    bool ext_arg = false;        // IORING_FEAT_EXT_ARG: timed waits need no timeout SQE
+
+    // Completions moved out of the CQ before the caller asked for them, when the kernel
+    // answered a submit with EBUSY or EAGAIN. Delivered before the CQ. Reserved to the CQ size
+    // at construction, so filling it does not allocate in the common case.
+    std::vector<completion> backlog;
+    std::size_t backlog_head = 0;
+
+    unsigned sq_flags() const noexcept { return load_relaxed(uring.sq.kflags); }
+    unsigned cq_in_ring() const noexcept
+    {
+        return load_acquire(uring.cq.ktail) - load_relaxed(uring.cq.khead);
+    }
+    std::size_t backlog_size() const noexcept { return backlog.size() - backlog_head; }
+};
+
+ring::ring(unsigned entries, const ring_options& options)
+{
+    if (entries == 0 || entries > max_sq_entries ||
+        (options.cq_entries != 0 &&
+         (options.cq_entries < entries || options.cq_entries > max_cq_entries)))
+        throw setup_error(EINVAL, entries, options.cq_entries, 0);
+
+    state_ = std::make_unique<state>();
+
+    io_uring_params params{};
+    unsigned flags = 0;
+    if (options.cq_entries != 0) {
+        flags |= IORING_SETUP_CQSIZE;
+        params.cq_entries = options.cq_entries;
+    }
+    if (options.sqpoll) {
+        flags |= IORING_SETUP_SQPOLL;
+        params.sq_thread_idle = static_cast<unsigned>(options.sqpoll_idle.count());
+    }
+    // Requested features, in the order they are given up when the kernel does not know them.
+    // SUBMIT_ALL is coil's own choice (a bad SQE does not stop the rest of a batch) and is
+    // always optional.
+    const unsigned optional_steps[] = {
+        IORING_SETUP_SUBMIT_ALL,
+        options.single_issuer ? IORING_SETUP_DEFER_TASKRUN : 0U,
+        options.single_issuer ? IORING_SETUP_SINGLE_ISSUER : 0U,
+        options.coop_taskrun ? IORING_SETUP_COOP_TASKRUN : 0U,
+        (options.single_issuer || options.coop_taskrun) ? IORING_SETUP_TASKRUN_FLAG : 0U,
+    };
+    unsigned requested = flags;
+    for (unsigned step : optional_steps)
+        requested |= step;
+    if (options.strict)
+        flags = requested & ~static_cast<unsigned>(IORING_SETUP_SUBMIT_ALL);
+
+    unsigned wanted = options.strict ? flags : requested;
+    std::size_t dropped = 0;
+    for (;;) {
+        io_uring_params attempt = params;
+        attempt.flags = wanted;
+        int ret = io_uring_queue_init_params(entries, &state_->uring, &attempt);
+        if (ret == 0) {
+            params = attempt;
+            break;
+        }
+        if (ret == -EINVAL && !options.strict && dropped < std::size(optional_steps)) {
+            // Drop the next optional flag (TASKRUN_FLAG goes together with whatever is left of
+            // COOP_TASKRUN and DEFER_TASKRUN, which the kernel requires).
+            wanted &= ~optional_steps[dropped++];
+            if (!(wanted & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_DEFER_TASKRUN)))
+                wanted &= ~static_cast<unsigned>(IORING_SETUP_TASKRUN_FLAG);
+            continue;
+        }
+        throw setup_error(-ret, entries, options.cq_entries, wanted);
+    }
+
+    state_->ext_arg = (params.features & IORING_FEAT_EXT_ARG) != 0;
+    state_->cap_outstanding = options.cap_outstanding || !(params.features & IORING_FEAT_NODROP);
+    state_->backlog.reserve(state_->uring.cq.ring_entries);
+
+    io_uring_probe* probe = io_uring_get_probe_ring(&state_->uring);
+    if (probe == nullptr) {
+        io_uring_queue_exit(&state_->uring);
+        throw std::system_error(ENOSYS, std::generic_category(),
+                                "coil: this kernel cannot report which io_uring operations it "
+                                "supports (IORING_REGISTER_PROBE needs Linux 5.6); coil needs "
+                                "Linux 5.6 or newer: upgrade the kernel");
+    }
+    for (opcode op : all_opcodes)
+        if (io_uring_opcode_supported(probe, static_cast<int>(kernel_opcode(op))))
+            state_->supported.set(static_cast<std::size_t>(op));
+    io_uring_free_probe(probe);
+}
+
+ring::~ring()
+{
+    // The owner (a user of the core, or the executor) must have drained every op whose memory
+    // it cares about; closing the ring makes the kernel cancel and reap whatever is left.
+    io_uring_queue_exit(&state_->uring);
+}
+
+bool ring::supports(opcode op) const noexcept
+{
+    return state_->supported.test(static_cast<std::size_t>(op));
+}
+
+int ring::fd() const noexcept { return state_->uring.ring_fd; }
+unsigned ring::sq_entries() const noexcept { return state_->uring.sq.ring_entries; }
+unsigned ring::cq_entries() const noexcept { return state_->uring.cq.ring_entries; }
+bool ring::single_issuer() const noexcept
+{
+    return (state_->uring.flags & IORING_SETUP_SINGLE_ISSUER) != 0;
+}
+bool ring::coop_taskrun() const noexcept
+{
+    return (state_->uring.flags & IORING_SETUP_COOP_TASKRUN) != 0;
+}
+bool ring::sqpoll() const noexcept { return (state_->uring.flags & IORING_SETUP_SQPOLL) != 0; }
+
+unsigned ring::unsubmitted() const noexcept
+{
+    const io_uring_sq& sq = state_->uring.sq;
+    return sq.sqe_tail - load_acquire(sq.khead);
+}
+
+unsigned ring::space_left() const noexcept
+{
+    unsigned sq_free = sq_entries() - unsubmitted();
+    if (!state_->cap_outstanding)
+        return sq_free;
+    unsigned cq_free = outstanding_ >= cq_entries() ? 0 : cq_entries() - outstanding_;
+    return std::min(sq_free, cq_free);
+}
+
+unsigned ring::ready() const noexcept
+{
+    return static_cast<unsigned>(state_->backlog_size()) + state_->cq_in_ring();
+}
+
+// --- queuing --------------------------------------------------------------------------------
+
+// Takes an SQE for `op` or returns why not; the add_* body then fills it and `finish` tags it.
+#define COIL_CLAIM_SQE(op)                                                                     \
+    io_uring_sqe* sqe = nullptr;                                                               \
+    if (auto ec_ = claim_(op, sqe))                                                            \
+        return ec_;
+
+namespace {
+
+void finish(io_uring_sqe* sqe, std::uint64_t user_data, sqe_flags flags) noexcept
+{
+    sqe->user_data = user_data;
+    sqe->flags |= kernel_sqe_flags(flags);
+}
+
+} // namespace
+
+std::error_code ring::claim_(opcode op, io_uring_sqe*& out) noexcept
+{
+    if (!state_->supported.test(static_cast<std::size_t>(op)))
+        return errc::unsupported_operation;
+    if (state_->cap_outstanding && outstanding_ >= cq_entries()) {
+        ++stats_.sq_full;
+        return errc::no_space;
+    }
+    out = io_uring_get_sqe(&state_->uring);
+    if (out == nullptr) {
+        ++stats_.sq_full;
+        return errc::no_space;
+    }
+    ++outstanding_;
+    return {};
+}
+
+std::error_code ring::add_nop(std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::nop);
+    io_uring_prep_nop(sqe);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_read(int fd, std::span<std::byte> buffer, std::uint64_t offset,
+                               std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::read);
+    io_uring_prep_read(sqe, fd, buffer.data(),
+                       static_cast<unsigned>(std::min(buffer.size(), max_rw_count)), offset);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_write(int fd, std::span<const std::byte> buffer, std::uint64_t offset,
+                                std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::write);
+    io_uring_prep_write(sqe, fd, buffer.data(),
+                        static_cast<unsigned>(std::min(buffer.size(), max_rw_count)), offset);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_readv(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
+                                std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::readv);
+    io_uring_prep_readv(sqe, fd, buffers.data(), static_cast<unsigned>(buffers.size()), offset);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_writev(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
+                                 std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::writev);
+    io_uring_prep_writev(sqe, fd, buffers.data(), static_cast<unsigned>(buffers.size()), offset);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_fsync(int fd, fsync_mode mode, std::uint64_t user_data,
+                                sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::fsync);
+    io_uring_prep_fsync(sqe, fd, mode == fsync_mode::data ? IORING_FSYNC_DATASYNC : 0U);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t length,
+                                    std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::fallocate);
+    io_uring_prep_fallocate(sqe, fd, mode, static_cast<off_t>(offset),
+                            static_cast<off_t>(length));
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_poll(int fd, std::uint32_t events, std::uint64_t user_data,
+                               poll_mode mode, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::poll_add);
+    if (mode == poll_mode::multishot)
+        io_uring_prep_poll_multishot(sqe, fd, events);
+    else
+        io_uring_prep_poll_add(sqe, fd, events);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_poll_remove(std::uint64_t target, std::uint64_t user_data)
+{
+    COIL_CLAIM_SQE(opcode::poll_remove);
+    io_uring_prep_poll_remove(sqe, target);
+    finish(sqe, user_data, sqe_flags::none);
+    return {};
+}
+
+std::error_code ring::add_cancel(std::uint64_t target, std::uint64_t user_data)
+{
+    COIL_CLAIM_SQE(opcode::async_cancel);
+    io_uring_prep_cancel64(sqe, target, 0);
+    finish(sqe, user_data, sqe_flags::none);
+    return {};
+}
+
+std::error_code ring::add_openat(int dirfd, const char* path, int open_flags, unsigned mode,
+                                 std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::openat);
+    io_uring_prep_openat(sqe, dirfd, path, open_flags, mode);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_close(int fd, std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::close);
+    io_uring_prep_close(sqe, fd);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_statx(int dirfd, const char* path, int statx_flags, unsigned mask,
+                                struct ::statx* out, std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::statx);
+    io_uring_prep_statx(sqe, dirfd, path, statx_flags, mask, out);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_timeout(const timespec64* when, unsigned count, timeout_clock clock,
+                                  std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::timeout);
+    // The kernel only reads the timespec; liburing's prototype is not const-correct.
+    io_uring_prep_timeout(sqe,
+                          reinterpret_cast<__kernel_timespec*>(const_cast<timespec64*>(when)),
+                          count, clock == timeout_clock::absolute ? IORING_TIMEOUT_ABS : 0U);
+    finish(sqe, user_data, flags);
+    return {};
+}
+
+std::error_code ring::add_link_timeout(const timespec64* when, std::uint64_t user_data)
+{
+    COIL_CLAIM_SQE(opcode::link_timeout);
+    io_uring_prep_link_timeout(
+        sqe, reinterpret_cast<__kernel_timespec*>(const_cast<timespec64*>(when)), 0);
+    finish(sqe, user_data, sqe_flags::none);
+    return {};
+}
+
+std::error_code ring::add_timeout_remove(std::uint64_t target, std::uint64_t user_data)
+{
+    COIL_CLAIM_SQE(opcode::timeout_remove);
+    io_uring_prep_timeout_remove(sqe, target, 0);
+    finish(sqe, user_data, sqe_flags::none);
+    return {};
+}
+
+#undef COIL_CLAIM_SQE
+
+// --- submission -----------------------------------------------------------------------------
+
+int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
+                 std::size_t arg_size) noexcept
+{
+    ++stats_.enter_calls;
+    return io_uring_enter2(static_cast<unsigned>(state_->uring.ring_fd), to_submit, min_complete,
+                           flags, static_cast<sigset_t*>(arg), arg_size);
+}
+
+unsigned ring::flush_() noexcept
+{
+    io_uring_sq& sq = state_->uring.sq;
+    if (sq.sqe_head != sq.sqe_tail) {
+        sq.sqe_head = sq.sqe_tail;
+        store_release(sq.ktail, sq.sqe_tail);
+    }
+    return sq.sqe_tail - load_acquire(sq.khead);
+}
+
+void ring::stash_ready_() noexcept
+{
+    io_uring& u = state_->uring;
+    unsigned head = load_relaxed(u.cq.khead);
+    unsigned tail = load_acquire(u.cq.ktail);
+    for (; head != tail; ++head) {
+        const io_uring_cqe& cqe = u.cq.cqes[head & u.cq.ring_mask];
+        state_->backlog.push_back({cqe.user_data, cqe.res, cqe.flags});
+    }
+    store_release(u.cq.khead, tail);
+}
+
+bool ring::make_room_(unsigned attempt) noexcept
+{
+    // The kernel asked us to reap before it takes more SQEs (EBUSY: its overflow list is not
+    // empty; EAGAIN: it is short of resources until something completes). Move what is ready
+    // aside, pull the overflowed completions in, and if nothing at all was ready wait for one.
+    ++stats_.submit_retries;
+    unsigned before = static_cast<unsigned>(state_->backlog_size());
+    stash_ready_();
+    if (state_->sq_flags() & IORING_SQ_CQ_OVERFLOW) {
+        ++stats_.cq_overflows;
+        enter_(0, 0, IORING_ENTER_GETEVENTS, nullptr, 0);
+        stash_ready_();
+    }
+    if (state_->backlog_size() > before)
+        return true;
+    unsigned in_kernel = outstanding_ - unsubmitted() - static_cast<unsigned>(ready());
+    if (in_kernel == 0 || attempt > 64)
+        return false;
+    int ret = enter_(0, 1, IORING_ENTER_GETEVENTS, nullptr, 0);
+    stash_ready_();
+    return ret >= 0 || ret == -EINTR;
+}
+
+result<unsigned> ring::submit()
+{
+    unsigned pending = flush_();
+    unsigned consumed = 0;
+    if (sqpoll()) {
+        // The kernel thread consumes the queue; it only needs a nudge when it went to sleep.
+        if (pending != 0 && (state_->sq_flags() & IORING_SQ_NEED_WAKEUP))
+            enter_(0, 0, IORING_ENTER_SQ_WAKEUP, nullptr, 0);
+        stats_.sqes_submitted += pending;
+        return pending;
+    }
+    for (unsigned attempt = 0; pending != 0;) {
+        int ret = enter_(pending, 0, 0, nullptr, 0);
+        if (ret > 0) {
+            consumed += static_cast<unsigned>(ret);
+            stats_.sqes_submitted += static_cast<unsigned>(ret);
+            pending = unsubmitted(); // a partial submission leaves the rest queued: go on
+            continue;
+        }
+        if (ret == -EINTR) {
+            ++stats_.submit_retries;
+            continue;
+        }
+        if ((ret == -EBUSY || ret == -EAGAIN) && make_room_(attempt++))
+            continue;
+        if (ret == 0 || consumed != 0)
+            return consumed; // the rest stays queued for the next call
+        return error_from_result(ret);
+    }
+    return consumed;
+}
+
+result<completion_range> ring::wait(unsigned min_complete,
+                                    std::optional<std::chrono::nanoseconds> timeout)
+{
+    if (timeout && !state_->ext_arg)
+        return make_error_code(errc::unsupported_operation);
+
+    // Never wait for more completions than can still arrive: that would block forever.
+    min_complete = std::min(min_complete, outstanding_);
+
+    using clock = std::chrono::steady_clock;
+    const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+    unsigned pending = flush_();
+    for (unsigned attempt = 0;;) {
+        unsigned backlog = static_cast<unsigned>(state_->backlog_size());
+        unsigned in_ring = state_->cq_in_ring();
+        bool enough = backlog + in_ring >= min_complete;
+        if (enough && pending == 0)
+            return completion_range(this);
+
+        unsigned flags = IORING_ENTER_GETEVENTS;
+        unsigned kernel_min = enough ? 0 : min_complete - backlog;
+        if (sqpoll()) {
+            if (pending != 0 && (state_->sq_flags() & IORING_SQ_NEED_WAKEUP))
+                flags |= IORING_ENTER_SQ_WAKEUP;
+            stats_.sqes_submitted += pending;
+            pending = 0;
+        }
+        __kernel_timespec ts{};
+        io_uring_getevents_arg arg{};
+        void* arg_ptr = nullptr;
+        std::size_t arg_size = 0;
+        if (timeout && kernel_min != 0) {
+            auto left = std::max(deadline - clock::now(), clock::duration::zero());
+            auto t = timespec64::from(std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+            ts.tv_sec = t.tv_sec;
+            ts.tv_nsec = t.tv_nsec;
+            arg.sigmask_sz = _NSIG / 8;
+            arg.ts = reinterpret_cast<std::uint64_t>(&ts);
+            flags |= IORING_ENTER_EXT_ARG;
+            arg_ptr = &arg;
+            arg_size = sizeof(arg);
+        }
+        if (state_->sq_flags() & IORING_SQ_CQ_OVERFLOW)
+            ++stats_.cq_overflows;
+        unsigned to_submit = sqpoll() ? 0 : pending;
+        int ret = enter_(to_submit, kernel_min, flags, arg_ptr, arg_size);
+        if (ret >= 0) {
+            stats_.sqes_submitted += static_cast<unsigned>(ret);
+            if (!sqpoll())
+                pending = unsubmitted();
+            if (pending != 0 && ret == 0)
+                return completion_range(this); // the kernel took nothing: leave it queued
+            if (pending != 0)
+                continue; // a partial submission: hand over the rest
+            if (ready() >= min_complete || (timeout && clock::now() >= deadline))
+                return completion_range(this);
+            continue; // woken before enough completions arrived (task work): wait again
+        }
+        if (ret == -ETIME)
+            return completion_range(this);
+        if (ret == -EINTR) {
+            ++stats_.submit_retries;
+            if (timeout && clock::now() >= deadline)
+                return completion_range(this);
+            continue;
+        }
+        if ((ret == -EBUSY || ret == -EAGAIN) && make_room_(attempt++))
+            continue;
+        return error_from_result(ret);
+    }
+}
+
+completion_range ring::reap() noexcept { return completion_range(this); }
+
+// --- reaping --------------------------------------------------------------------------------
+
+bool ring::peek_(completion& out) noexcept
+{
+    state& s = *state_;
+    if (s.backlog_head < s.backlog.size()) {
+        out = s.backlog[s.backlog_head];
+        return true;
+    }
+    io_uring& u = s.uring;
+    for (int round = 0; round < 2; ++round) {
+        unsigned head = load_relaxed(u.cq.khead);
+        if (head != load_acquire(u.cq.ktail)) {
+            const io_uring_cqe& cqe = u.cq.cqes[head & u.cq.ring_mask];
+            out = {cqe.user_data, cqe.res, cqe.flags};
+            return true;
+        }
+        // The CQ is empty. Completions may still be waiting: in the kernel's overflow list
+        // (the CQ filled up), or as deferred task work (DEFER_TASKRUN / COOP_TASKRUN with
+        // TASKRUN_FLAG). One enter with GETEVENTS brings both in.
+        unsigned flags = s.sq_flags();
+        if (!(flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)))
+            return false;
+        if (flags & IORING_SQ_CQ_OVERFLOW)
+            ++stats_.cq_overflows;
+        enter_(0, 0, IORING_ENTER_GETEVENTS, nullptr, 0);
+    }
+    return false;
+}
+
+void ring::pop_() noexcept
+{
+    state& s = *state_;
+    std::uint32_t flags = 0;
+    if (s.backlog_head < s.backlog.size()) {
+        flags = s.backlog[s.backlog_head].flags;
+        if (++s.backlog_head == s.backlog.size()) {
+            s.backlog.clear();
+            s.backlog_head = 0;
+        }
+    } else {
+        io_uring& u = s.uring;
+        unsigned head = load_relaxed(u.cq.khead);
+        flags = u.cq.cqes[head & u.cq.ring_mask].flags;
+        store_release(u.cq.khead, head + 1);
+    }
+    ++stats_.cqes_reaped;
+    if (!(flags & IORING_CQE_F_MORE))
+        --outstanding_;
+}
+
+std::size_t ring::reap_into(std::span<completion> out) noexcept
+{
+    state& s = *state_;
+    std::size_t n = 0;
+    while (n < out.size() && s.backlog_head < s.backlog.size()) {
+        out[n++] = s.backlog[s.backlog_head];
+        pop_();
+    }
+    io_uring& u = s.uring;
+    while (n < out.size()) {
+        unsigned head = load_relaxed(u.cq.khead);
+        unsigned tail = load_acquire(u.cq.ktail);
+        if (head == tail) {
+            completion c;
+            if (!peek_(c)) // flushes overflow / task work, then looks again
+                break;
+            continue;
+        }
+        unsigned finals = 0;
+        std::size_t start = n;
+        for (; head != tail && n < out.size(); ++head, ++n) {
+            const io_uring_cqe& cqe = u.cq.cqes[head & u.cq.ring_mask];
+            out[n] = {cqe.user_data, cqe.res, cqe.flags};
+            finals += (cqe.flags & IORING_CQE_F_MORE) ? 0U : 1U;
+        }
+        store_release(u.cq.khead, head);
+        stats_.cqes_reaped += n - start;
+        outstanding_ -= finals;
+    }
+    return n;
+}
+
+completion_range::iterator::iterator(ring* r) : ring_(r) { load(); }
+
+void completion_range::iterator::load()
+{
+    if (ring_ != nullptr && !ring_->peek_(current_))
+        ring_ = nullptr;
+}
+
+completion_range::iterator& completion_range::iterator::operator++()
+{
+    ring_->pop_();
+    load();
+    return *this;
+}
+
+} // namespace coil::io
