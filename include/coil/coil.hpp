@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// Everything in coil: the ring core and the coroutine runtime.
+#pragma once
+
+#include <coil/io/completion.hpp>
+#include <coil/io/error.hpp>
+#include <coil/io/result.hpp>
+#include <coil/io/ring.hpp>
+#include <coil/runtime/executor.hpp>
+#include <coil/runtime/join_handle.hpp>
+#include <coil/runtime/operation.hpp>
+#include <coil/runtime/ops.hpp>
+#include <coil/runtime/spawn.hpp>
+#include <coil/runtime/task.hpp>

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// `coil::executor`: a single-threaded event loop that owns one io_uring and resumes coroutines
+/// when their completions arrive.
+#pragma once
+
+#include <coil/io/ring.hpp>
+#include <coil/runtime/join_handle.hpp>
+#include <coil/runtime/task.hpp>
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace coil {
+
+namespace detail {
+struct op_base;
+class spawned_promise_base;
+} // namespace detail
+
+/// How an executor sets up its ring.
+struct executor_options {
+    /// Submission queue entries (rounded up to a power of two).
+    unsigned entries = 256;
+    /// Ring options. By default the executor asks for SINGLE_ISSUER + DEFER_TASKRUN and
+    /// COOP_TASKRUN; kernels without them get a ring without them.
+    io::ring_options ring = {.cq_entries = 0,
+                             .single_issuer = true,
+                             .coop_taskrun = false,
+                             .sqpoll = false,
+                             .sqpoll_idle = std::chrono::milliseconds(1000),
+                             .strict = false,
+                             .cap_outstanding = true};
+};
+
+/// Counters an executor keeps (beside its ring's `io::ring_stats`).
+struct executor_stats {
+    std::uint64_t ops_started = 0;       ///< ops handed to the ring
+    std::uint64_t ops_deferred = 0;      ///< ops that waited for CQ room before starting
+    std::uint64_t cancels_submitted = 0; ///< ASYNC_CANCEL requests submitted
+    std::uint64_t stale_completions = 0; ///< completions whose user_data named no live op
+    std::uint64_t unhandled_exceptions = 0; ///< exceptions of spawned tasks nobody joined
+};
+
+/// A single-threaded executor: owns one `io::ring` and runs coroutines on the thread that
+/// calls `run()`.
+///
+/// One loop turn resumes every ready coroutine, hands every SQE they prepared to the kernel
+/// in one `io_uring_enter` (which also waits for completions when nothing is ready), then
+/// dispatches each completion to the operation it belongs to and makes its coroutine ready.
+/// Operations beyond the completion queue's capacity wait their turn in order; a full
+/// submission queue is flushed and retried here, so an awaiting coroutine never sees
+/// `no_space`.
+///
+/// Threading: everything but `post()` and `stop()` must be called on the executor's thread
+/// (the thread that created it). Destroying the executor cancels every operation in flight,
+/// waits for all of their completions, and only then destroys the coroutine frames it still
+/// owns (docs/lifetimes.md).
+class executor {
+public:
+    explicit executor(const executor_options& options = {});
+    ~executor();
+
+    executor(const executor&) = delete;
+    executor& operator=(const executor&) = delete;
+
+    /// Drives `t` to completion on this thread and returns its value, or rethrows what it
+    /// threw. Also runs every spawned task until all have ended. Throws
+    /// `std::system_error(operation_canceled)` when `stop()` ended the loop first.
+    template <class T>
+    T run(task<T> t);
+
+    /// Starts `t` as a task owned by the executor (it first runs at the next loop turn) and
+    /// returns a handle that can be awaited for its result, or dropped to detach it.
+    template <class T>
+    join_handle<T> spawn(task<T> t);
+
+    /// Hands `fn` to the executor from any thread; it runs on the executor's thread during a
+    /// later loop turn, waking the executor if it is blocked in the kernel.
+    void post(std::function<void()> fn);
+
+    /// Ends the loop from any thread: `run()` cancels and drains every operation in flight,
+    /// destroys the tasks that did not finish, and throws `operation_canceled`.
+    void stop() noexcept;
+
+    /// The executor running on this thread, or null.
+    static executor* current() noexcept;
+
+    io::ring& ring() noexcept { return ring_; }
+    const executor_stats& stats() const noexcept { return stats_; }
+
+    /// Ops handed to the ring whose final completion has not arrived.
+    std::size_t in_flight() const noexcept { return slots_in_use_; }
+
+    /// The most operations that may be in flight at once (the rest wait their turn).
+    std::size_t max_in_flight() const noexcept { return op_capacity_; }
+
+    // --- the operation protocol (used by coil's awaitables, not by applications) ---------
+
+    /// Starts `op`: hands it to the ring, or queues it until there is room. Returns false
+    /// when `op` completed at once (shutdown, unsupported, cancelled before start) and the
+    /// caller must not suspend.
+    bool start(detail::op_base& op);
+    /// Requests cancellation of `op` from the executor thread. The op still completes
+    /// through its own completion.
+    void cancel(detail::op_base& op) noexcept;
+    /// Requests cancellation of `op` from another thread.
+    void cancel_from_any_thread(detail::op_base& op) noexcept;
+    /// Called when an awaiter is destroyed while its op is queued or in flight: cancels it
+    /// and blocks (processing other completions) until the kernel is done with it.
+    void abandon(detail::op_base& op) noexcept;
+    /// Makes `h` ready: it is resumed during the current or next loop turn.
+    void schedule(std::coroutine_handle<> h);
+
+    /// Whether the calling thread is the executor's thread.
+    bool on_executor_thread() const noexcept { return std::this_thread::get_id() == thread_; }
+
+private:
+    friend class detail::spawned_promise_base;
+
+    struct slot {
+        detail::op_base* op = nullptr;
+        std::uint32_t generation = 0;
+        bool cancel_pending = false; // a cancel must be submitted when there is CQ room
+    };
+
+    void run_loop();
+    void run_ready();
+    void flush_and_wait(bool block);
+    void dispatch(const io::completion& c) noexcept;
+    void finish_op(detail::op_base& op) noexcept;
+    void submit_op(detail::op_base& op) noexcept;
+    bool has_room(unsigned cqes) const noexcept;
+    void admit_waiting() noexcept;
+    void submit_pending_cancels() noexcept;
+    bool submit_cancel(std::uint32_t slot_index) noexcept;
+    void arm_wakeup() noexcept;
+    void wake() noexcept;
+    void process_remote();
+    void shutdown() noexcept;
+    void track(detail::spawned_promise_base& p) noexcept;
+    void untrack(detail::spawned_promise_base& p) noexcept;
+    void reap_all() noexcept;
+    std::uint32_t unlink_waiting(detail::op_base& op) noexcept;
+
+    // --- set once at construction ----------------------------------------------------------
+    std::thread::id thread_;
+    io::ring ring_;
+    int wake_fd_ = -1;               // eventfd that post() and remote cancels write
+    std::size_t op_capacity_ = 0;    // slots_.size(): ops that may be in flight at once
+    unsigned cqe_reserve_ = 0;       // CQ entries kept free for cancels and the wake-up read
+
+    // --- touched only on the executor thread ---------------------------------------------
+    std::vector<slot> slots_;
+    std::vector<std::uint32_t> free_slots_;     // stack of unused slot indices
+    std::size_t slots_in_use_ = 0;              // ops with a slot; == op_capacity_ - free_slots_
+    std::vector<std::uint32_t> pending_cancels_; // slots whose cancel awaits CQ room
+    detail::op_base* waiting_head_ = nullptr;   // FIFO of ops waiting for CQ room
+    detail::op_base* waiting_tail_ = nullptr;
+    std::vector<std::coroutine_handle<>> ready_;   // resumed at the next run_ready()
+    std::vector<std::coroutine_handle<>> running_; // the batch run_ready() is resuming
+    std::vector<io::completion> reaped_;           // reap buffer, sized once
+    detail::spawned_promise_base* spawned_ = nullptr; // live spawned tasks (intrusive list)
+    static constexpr std::uint64_t current_position_ = ~std::uint64_t{0};
+    std::uint64_t wake_buffer_ = 0;  // the kernel writes the eventfd counter here
+    bool wake_armed_ = false;        // a read of wake_fd_ is in flight
+    bool shutting_down_ = false;
+    executor_stats stats_;
+
+    // --- touched from any thread ---------------------------------------------------------
+    std::atomic<bool> stop_requested_{false};  // relaxed: polled once per loop turn
+    // remote_work_ is set (release) after posted_ or a remote cancel flag is written, and
+    // exchanged (acquire) by the executor before it reads them.
+    std::atomic<bool> remote_work_{false};
+    std::mutex posted_mutex_;
+    std::vector<std::function<void()>> posted_; // guarded by posted_mutex_
+    // Set (relaxed) after an op's remote_cancel flag, before remote_work_'s release.
+    std::atomic<bool> remote_cancels_{false};
+    std::vector<std::function<void()>> posted_running_; // executor thread: the batch being run
+};
+
+/// Runs `t` on a fresh executor with default options and returns its value.
+template <class T>
+T run(task<T> t)
+{
+    executor ex;
+    return ex.run(std::move(t));
+}
+
+} // namespace coil
+
+#include <coil/runtime/spawn.hpp>

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// `join_handle<T>`: the result of a task started with `executor::spawn`.
+#pragma once
+
+#include <cassert>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <stop_token>
+#include <utility>
+
+namespace coil {
+
+class executor;
+
+namespace detail {
+
+/// The promise of the coroutine that drives a spawned task. Its frame is shared by the
+/// executor (until the task finishes) and the join handle (until it is dropped): two
+/// references, and the last one out destroys it.
+class spawned_promise_base {
+public:
+    std::suspend_always initial_suspend() const noexcept { return {}; }
+
+    struct final_awaiter {
+        bool await_ready() const noexcept { return false; }
+        template <class Promise>
+        void await_suspend(std::coroutine_handle<Promise> h) const noexcept
+        {
+            h.promise().on_finished();
+        }
+        void await_resume() const noexcept {}
+    };
+    final_awaiter final_suspend() const noexcept { return {}; }
+
+    /// Spawned tasks start with no stop token of their own.
+    const std::stop_token& stop_token() const noexcept { return stop_token_; }
+
+    bool finished() const noexcept { return finished_; }
+    bool failed() const noexcept { return exception_ != nullptr; }
+
+    /// Drops one reference; the last destroys the frame. Executor thread only.
+    void release() noexcept
+    {
+        assert(refs_ > 0);
+        if (--refs_ == 0)
+            self_.destroy();
+    }
+
+    /// Called by the join handle when it is dropped.
+    void detach() noexcept; // defined in runtime/executor.cpp
+
+    void set_joiner(std::coroutine_handle<> h) noexcept { joiner_ = h; }
+
+protected:
+    void set_self(std::coroutine_handle<> h) noexcept { self_ = h; }
+    void set_exception(std::exception_ptr e) noexcept { exception_ = std::move(e); }
+    void rethrow_if_failed()
+    {
+        observed_ = true;
+        if (exception_)
+            std::rethrow_exception(exception_);
+    }
+
+private:
+    friend class coil::executor;
+    void on_finished() noexcept; // defined in runtime/executor.cpp
+
+    executor* owner_ = nullptr;
+    spawned_promise_base* prev_ = nullptr; // the executor's list of live spawned tasks
+    spawned_promise_base* next_ = nullptr;
+    std::coroutine_handle<> self_;
+    std::coroutine_handle<> joiner_;
+    std::stop_token stop_token_;
+    std::exception_ptr exception_; // what the task threw, if it did
+    int refs_ = 2;                 // the executor's and the join handle's
+    bool finished_ = false;
+    bool detached_ = false;
+    bool observed_ = false;        // someone took the result (or the exception)
+};
+
+template <class T>
+class spawned_promise;
+
+template <class T>
+struct spawned_coroutine {
+    using promise_type = spawned_promise<T>;
+    std::coroutine_handle<promise_type> handle;
+};
+
+template <class T>
+class spawned_promise : public spawned_promise_base {
+public:
+    spawned_promise() { set_self(std::coroutine_handle<spawned_promise>::from_promise(*this)); }
+    spawned_coroutine<T> get_return_object() noexcept
+    {
+        return {std::coroutine_handle<spawned_promise>::from_promise(*this)};
+    }
+    template <class U>
+    void return_value(U&& value)
+    {
+        value_.emplace(std::forward<U>(value));
+    }
+    void unhandled_exception() noexcept { set_exception(std::current_exception()); }
+    T take()
+    {
+        rethrow_if_failed();
+        assert(value_.has_value());
+        return std::move(*value_);
+    }
+
+private:
+    std::optional<T> value_;
+};
+
+template <>
+class spawned_promise<void> : public spawned_promise_base {
+public:
+    spawned_promise() { set_self(std::coroutine_handle<spawned_promise>::from_promise(*this)); }
+    spawned_coroutine<void> get_return_object() noexcept
+    {
+        return {std::coroutine_handle<spawned_promise>::from_promise(*this)};
+    }
+    void return_void() const noexcept {}
+    void unhandled_exception() noexcept { set_exception(std::current_exception()); }
+    void take() { rethrow_if_failed(); }
+};
+
+} // namespace detail
+
+/// The handle of a spawned task: `co_await` it for the task's value (or its exception), or
+/// drop it to let the task run on detached. Move-only; use it on the executor's thread.
+/// An exception of a detached task is counted in `executor_stats::unhandled_exceptions` and
+/// reported on stderr.
+template <class T>
+class [[nodiscard]] join_handle {
+public:
+    using promise = detail::spawned_promise<T>;
+
+    join_handle() noexcept = default;
+    explicit join_handle(promise* p) noexcept : promise_(p) {}
+    join_handle(join_handle&& other) noexcept : promise_(std::exchange(other.promise_, nullptr))
+    {
+    }
+    join_handle& operator=(join_handle&& other) noexcept
+    {
+        if (this != &other) {
+            reset();
+            promise_ = std::exchange(other.promise_, nullptr);
+        }
+        return *this;
+    }
+    ~join_handle() { reset(); }
+
+    /// Whether the task has finished.
+    bool done() const noexcept { return promise_ && promise_->finished(); }
+
+    /// The value of a finished task, or rethrows its exception. Precondition: `done()`.
+    T get()
+    {
+        assert(done());
+        return promise_->take();
+    }
+
+    /// Lets the task run on without anyone waiting for it.
+    void detach() noexcept { reset(); }
+
+    class awaiter {
+    public:
+        explicit awaiter(promise* p) noexcept : promise_(p) {}
+        bool await_ready() const noexcept { return promise_->finished(); }
+        void await_suspend(std::coroutine_handle<> h) noexcept { promise_->set_joiner(h); }
+        T await_resume() { return promise_->take(); }
+
+    private:
+        promise* promise_;
+    };
+
+    /// Waits for the task to finish; yields its value or rethrows its exception.
+    awaiter operator co_await() const noexcept
+    {
+        assert(promise_ && "awaiting an empty join_handle");
+        return awaiter(promise_);
+    }
+
+private:
+    void reset() noexcept
+    {
+        if (promise_ != nullptr)
+            std::exchange(promise_, nullptr)->detach();
+    }
+
+    promise* promise_ = nullptr;
+};
+
+} // namespace coil

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// `operation<Op>`: the one awaiting mechanism that makes every ring op `co_await`-able.
+///
+/// An op is a small value type with two duties: prepare its SQE and turn the kernel's result
+/// into a `result<T>`. `operation<Op>` wraps it with the state the executor needs (the op
+/// record) and lives in the awaiting coroutine's frame, so awaiting an op allocates nothing.
+/// Once awaited it does not move: its address is what the executor's slot table points at.
+#pragma once
+
+#include <coil/io/result.hpp>
+#include <coil/io/ring.hpp>
+#include <coil/runtime/executor.hpp>
+#include <coil/runtime/task.hpp>
+
+#include <atomic>
+#include <cassert>
+#include <cerrno>
+#include <chrono>
+#include <concepts>
+#include <coroutine>
+#include <cstdint>
+#include <optional>
+#include <stop_token>
+#include <system_error>
+#include <utility>
+
+namespace coil {
+namespace detail {
+
+/// Where an op record is in its life.
+enum class op_state : std::uint8_t {
+    idle,      ///< not yet awaited
+    waiting,   ///< awaited, queued in the executor until the CQ has room
+    in_flight, ///< handed to the ring; `pending` completions still to come
+    done,      ///< every completion reaped (or it never needed the kernel)
+};
+
+/// The op record the executor works with. Lives inside an `operation<Op>`.
+struct op_base {
+    using prepare_fn = std::error_code (*)(op_base&, io::ring&, std::uint64_t user_data,
+                                           io::sqe_flags flags) noexcept;
+
+    explicit op_base(prepare_fn p) noexcept : prepare(p) {}
+    op_base(const op_base&) = delete;
+    op_base& operator=(const op_base&) = delete;
+
+    prepare_fn prepare;                       // fills the SQE
+    std::coroutine_handle<> waiter;           // resumed when the op is done
+    executor* owner = nullptr;                // set when awaited
+    op_base* next = nullptr;                  // link in the executor's waiting FIFO
+    const io::timespec64* deadline = nullptr; // a linked timeout, if any (points into the awaiter)
+    std::error_code setup_error;              // why the op never reached the kernel, if it did not
+    std::int32_t result = 0;                  // the op's own CQE result
+    std::int32_t timeout_result = 0;          // the linked timeout's CQE result
+    std::uint32_t slot = 0;                   // index in the executor's slot table while in flight
+    std::uint8_t pending = 0;                 // CQEs still to come: 1, or 2 with a deadline
+    op_state state = op_state::idle;
+    bool cancel_requested = false;            // a cancel was asked for (maybe not yet submitted)
+    // Set by a stop request on another thread; the executor finds and cancels the op. Relaxed
+    // is enough: the executor reads it after an acquire exchange of its remote_work_ flag,
+    // which the requesting thread set with release after this store.
+    std::atomic<bool> remote_cancel{false};
+};
+
+/// Cancels an op when its coroutine's stop token is triggered, from whatever thread.
+struct op_canceller {
+    op_base* op;
+    void operator()() const noexcept
+    {
+        if (op->owner->on_executor_thread())
+            op->owner->cancel(*op);
+        else
+            op->owner->cancel_from_any_thread(*op);
+    }
+};
+
+} // namespace detail
+
+/// What an op type provides: `prepare` queues its SQE on the ring with the given user_data and
+/// flags; `complete` turns the kernel's result (`-errno` on failure) into a `result<T>`.
+template <class Op>
+concept ring_op = requires(Op& op, io::ring& r, std::uint64_t ud, io::sqe_flags f,
+                           std::int32_t res) {
+    { op.prepare(r, ud, f) } noexcept -> std::same_as<std::error_code>;
+    op.complete(res);
+};
+
+/// An awaitable ring operation. `co_await` it to run the op; it yields `result<T>`.
+///
+/// - Lifetime: everything the op borrows (buffers, iovecs, paths) must stay valid until the
+///   `co_await` completes. The kernel is never left holding memory of a destroyed awaiter:
+///   destroying one whose op is still in flight cancels the op and waits for its completion.
+/// - Cancellation: a stop request on the awaiting task's stop token submits `ASYNC_CANCEL`;
+///   the coroutine resumes only after the op's own completion arrives, with
+///   `std::errc::operation_canceled` or, if the op won the race, its real result.
+/// - `with_timeout(d)` adds a linked timeout: if the op is still running after `d`, it ends
+///   with `std::errc::timed_out`.
+template <ring_op Op>
+class [[nodiscard]] operation : private detail::op_base {
+public:
+    using result_type = decltype(std::declval<Op&>().complete(std::int32_t{}));
+
+    explicit operation(Op op) noexcept : op_base(&prepare_thunk), op_(std::move(op)) {}
+
+    /// Moving is allowed only before the operation is awaited.
+    operation(operation&& other) noexcept
+        : op_base(&prepare_thunk), op_(std::move(other.op_)), timeout_(other.timeout_),
+          has_timeout_(other.has_timeout_)
+    {
+        assert(other.state == detail::op_state::idle && "an awaited operation cannot move");
+    }
+    operation& operator=(operation&&) = delete;
+
+    ~operation()
+    {
+        if (state == detail::op_state::waiting || state == detail::op_state::in_flight)
+            owner->abandon(*this);
+    }
+
+    /// Gives the op a deadline (an `IORING_OP_LINK_TIMEOUT` linked to it).
+    operation with_timeout(std::chrono::nanoseconds d) && noexcept
+    {
+        timeout_ = io::timespec64::from(d);
+        has_timeout_ = true;
+        return std::move(*this);
+    }
+
+    bool await_ready() const noexcept { return false; }
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> h)
+    {
+        executor* ex = executor::current();
+        assert(ex != nullptr && "co_await of a coil operation outside an executor");
+        owner = ex;
+        waiter = h;
+        if (has_timeout_)
+            deadline = &timeout_;
+        std::stop_token token = detail::stop_token_of(h);
+        if (token.stop_requested()) { // cancelled before it was submitted
+            result = -ECANCELED;
+            state = detail::op_state::done;
+            return false;
+        }
+        if (!ex->start(*this))
+            return false;
+        if (token.stop_possible())
+            stop_callback_.emplace(std::move(token), detail::op_canceller{this});
+        return true;
+    }
+
+    result_type await_resume()
+    {
+        stop_callback_.reset();
+        if (setup_error)
+            return result_type(setup_error);
+        if (deadline != nullptr && timeout_result == -ETIME &&
+            (result == -ECANCELED || result == -EINTR))
+            return result_type(std::make_error_code(std::errc::timed_out));
+        return op_.complete(result);
+    }
+
+    /// The wrapped op value.
+    const Op& op() const noexcept { return op_; }
+
+private:
+    static std::error_code prepare_thunk(op_base& base, io::ring& r, std::uint64_t user_data,
+                                         io::sqe_flags flags) noexcept
+    {
+        return static_cast<operation&>(base).op_.prepare(r, user_data, flags);
+    }
+
+    Op op_;
+    io::timespec64 timeout_{};
+    bool has_timeout_ = false;
+    std::optional<std::stop_callback<detail::op_canceller>> stop_callback_;
+};
+
+/// Gives `op` a deadline: `co_await coil::with_timeout(coil::read(fd, buf), 100ms)` ends with
+/// `std::errc::timed_out` if the read has not completed after 100 ms.
+template <ring_op Op>
+operation<Op> with_timeout(operation<Op>&& op, std::chrono::nanoseconds d) noexcept
+{
+    return std::move(op).with_timeout(d);
+}
+
+} // namespace coil

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// `task<T>`: coil's lazy, move-only coroutine type.
+#pragma once
+
+#include <cassert>
+#include <coroutine>
+#include <exception>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace coil {
+
+template <class T = void>
+class task;
+
+namespace detail {
+
+/// What every coil coroutine promise carries: who to resume when it ends, and the stop token
+/// that the operations it awaits observe (inherited from whoever awaits it).
+class promise_base {
+public:
+    std::coroutine_handle<> continuation() const noexcept { return continuation_; }
+    void set_continuation(std::coroutine_handle<> h) noexcept { continuation_ = h; }
+
+    const std::stop_token& stop_token() const noexcept { return stop_token_; }
+    void set_stop_token(std::stop_token token) noexcept { stop_token_ = std::move(token); }
+
+    /// Resumes the continuation by symmetric transfer, so long chains of tasks that complete
+    /// at once do not grow the stack.
+    struct final_awaiter {
+        bool await_ready() const noexcept { return false; }
+        template <class Promise>
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) const noexcept
+        {
+            std::coroutine_handle<> next = h.promise().continuation();
+            return next ? next : std::noop_coroutine();
+        }
+        void await_resume() const noexcept {}
+    };
+
+private:
+    std::coroutine_handle<> continuation_;
+    std::stop_token stop_token_;
+};
+
+/// Detects a coil promise (one that carries a stop token) at a suspension point.
+template <class Promise>
+concept has_stop_token = requires(const Promise& p) {
+    { p.stop_token() } -> std::convertible_to<const std::stop_token&>;
+};
+
+/// The stop token of the coroutine behind `h`, or an empty one when it has none.
+template <class Promise>
+std::stop_token stop_token_of(std::coroutine_handle<Promise> h) noexcept
+{
+    if constexpr (has_stop_token<Promise>)
+        return h.promise().stop_token();
+    else
+        return {};
+}
+
+template <class T>
+class task_promise : public promise_base {
+public:
+    task<T> get_return_object() noexcept;
+    std::suspend_always initial_suspend() const noexcept { return {}; }
+    final_awaiter final_suspend() const noexcept { return {}; }
+
+    template <class U>
+        requires std::is_convertible_v<U&&, T>
+    void return_value(U&& value) noexcept(std::is_nothrow_constructible_v<T, U&&>)
+    {
+        result_.template emplace<1>(std::forward<U>(value));
+    }
+    void unhandled_exception() noexcept { result_.template emplace<2>(std::current_exception()); }
+
+    /// The value, or rethrows what the coroutine threw. Precondition: it has finished.
+    T take()
+    {
+        if (result_.index() == 2)
+            std::rethrow_exception(std::get<2>(result_));
+        assert(result_.index() == 1 && "task finished without a result");
+        return std::move(std::get<1>(result_));
+    }
+
+private:
+    std::variant<std::monostate, T, std::exception_ptr> result_;
+};
+
+template <>
+class task_promise<void> : public promise_base {
+public:
+    task<void> get_return_object() noexcept;
+    std::suspend_always initial_suspend() const noexcept { return {}; }
+    final_awaiter final_suspend() const noexcept { return {}; }
+    void return_void() const noexcept {}
+    void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+
+    void take()
+    {
+        if (exception_)
+            std::rethrow_exception(exception_);
+    }
+
+private:
+    std::exception_ptr exception_;
+};
+
+} // namespace detail
+
+/// A lazy coroutine producing a `T` (or nothing, for `task<void>`).
+///
+/// A task does nothing until it is awaited (`co_await std::move(t)` or `co_await f()`), run
+/// (`coil::run`, `executor::run`) or spawned (`executor::spawn`). Awaiting it starts it and
+/// resumes the awaiter when it ends, by symmetric transfer: a loop of a million awaits of tasks
+/// that complete at once does not grow the stack. An exception thrown in the task propagates
+/// to its awaiter. The task inherits its awaiter's stop token, so cancelling a parent cancels
+/// the operations its children are waiting on.
+///
+/// Lifetime: the task object owns the coroutine frame. Destroying a task that never started
+/// frees it. A started task is owned by whoever awaits it and only ends by running to its end,
+/// or at executor shutdown after every operation it had in flight has completed
+/// (docs/lifetimes.md).
+template <class T>
+class [[nodiscard]] task {
+public:
+    using promise_type = detail::task_promise<T>;
+    using value_type = T;
+
+    task() noexcept = default;
+    explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+    task(task&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    task& operator=(task&& other) noexcept
+    {
+        if (this != &other) {
+            destroy();
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+    task(const task&) = delete;
+    task& operator=(const task&) = delete;
+    ~task() { destroy(); }
+
+    /// True when the task holds a coroutine.
+    bool valid() const noexcept { return handle_ != nullptr; }
+    /// True when the coroutine has run to its end.
+    bool done() const noexcept { return handle_ && handle_.done(); }
+
+    class awaiter {
+    public:
+        explicit awaiter(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+        bool await_ready() const noexcept { return !handle_ || handle_.done(); }
+
+        template <class Promise>
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) noexcept
+        {
+            handle_.promise().set_continuation(parent);
+            if constexpr (detail::has_stop_token<Promise>) {
+                // A token set explicitly on the child (with_stop_token) wins.
+                if (!handle_.promise().stop_token().stop_possible())
+                    handle_.promise().set_stop_token(parent.promise().stop_token());
+            }
+            return handle_;
+        }
+
+        T await_resume()
+        {
+            assert(handle_ && "awaiting an empty task");
+            return handle_.promise().take();
+        }
+
+    private:
+        std::coroutine_handle<promise_type> handle_;
+    };
+
+    /// Starts the task and suspends the caller until it ends; yields its value or rethrows.
+    awaiter operator co_await() && noexcept { return awaiter(handle_); }
+
+    /// The coroutine handle, for the runtime's own drivers. The task keeps ownership.
+    std::coroutine_handle<promise_type> handle() const noexcept { return handle_; }
+
+    /// Gives up ownership of the frame.
+    std::coroutine_handle<promise_type> release() noexcept { return std::exchange(handle_, nullptr); }
+
+private:
+    void destroy() noexcept
+    {
+        if (handle_) {
+            handle_.destroy();
+            handle_ = nullptr;
+        }
+    }
+
+    std::coroutine_handle<promise_type> handle_;
+};
+
+namespace detail {
+
+template <class T>
+task<T> task_promise<T>::get_return_object() noexcept
+{
+    return task<T>(std::coroutine_handle<task_promise<T>>::from_promise(*this));
+}
+
+inline task<void> task_promise<void>::get_return_object() noexcept
+{
+    return task<void>(std::coroutine_handle<task_promise<void>>::from_promise(*this));
+}
+
+} // namespace detail
+
+/// Runs `t` with `token` as its stop token (instead of inheriting its awaiter's): a stop
+/// request on `token` cancels the operations `t` awaits.
+template <class T>
+task<T> with_stop_token(std::stop_token token, task<T> t)
+{
+    t.handle().promise().set_stop_token(std::move(token));
+    return t;
+}
+
+/// An awaitable that yields the current task's stop token.
+struct get_stop_token_t {
+    bool await_ready() const noexcept { return false; }
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> h) noexcept
+    {
+        token_ = detail::stop_token_of(h);
+        return false;
+    }
+    std::stop_token await_resume() noexcept { return std::move(token_); }
+    std::stop_token token_;
+};
+
+/// `std::stop_token t = co_await coil::get_stop_token();`
+inline get_stop_token_t get_stop_token() noexcept { return {}; }
+
+} // namespace coil

@@ -1,0 +1,549 @@
+// SPDX-License-Identifier: MIT
+// The executor's loop: admission of ops under the CQ cap, the slot table that keys
+// user_data, completion dispatch, cancellation, cross-thread wake-ups and shutdown.
+// docs/lifetimes.md states the rules enforced here.
+
+#include <coil/runtime/executor.hpp>
+#include <coil/runtime/operation.hpp>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cerrno>
+#include <cstdio>
+#include <exception>
+
+namespace coil {
+namespace {
+
+thread_local executor* current_executor = nullptr;
+
+// user_data layout: bits 0-23 the slot index, bits 24-31 what the CQE is for, bits 32-63 the
+// slot's generation when the op was started. A slot's generation changes each time an op
+// leaves it, so a completion (or a cancel) that names an earlier occupant is recognised as
+// stale instead of being delivered to the wrong op.
+enum class cqe_kind : std::uint64_t {
+    op = 0,           // the op's own completion
+    link_timeout = 1, // the deadline linked to the op
+    cancel = 2,       // an ASYNC_CANCEL aimed at the op
+    wake = 3,         // the executor's read of its eventfd
+};
+
+constexpr std::uint64_t slot_bits = 24;
+constexpr std::uint64_t slot_mask = (std::uint64_t{1} << slot_bits) - 1;
+
+constexpr std::uint64_t encode(std::uint32_t slot, std::uint32_t generation, cqe_kind kind)
+{
+    return (std::uint64_t{generation} << 32) | (static_cast<std::uint64_t>(kind) << slot_bits) |
+           slot;
+}
+
+// The executor needs the eventfd read, and room for at least one op and one cancel.
+constexpr unsigned min_cq_entries = 8;
+
+} // namespace
+
+namespace detail {
+
+current_executor_scope::current_executor_scope(executor* ex) noexcept
+    : previous_(std::exchange(current_executor, ex))
+{
+}
+
+current_executor_scope::~current_executor_scope() { current_executor = previous_; }
+
+void spawned_promise_base::on_finished() noexcept
+{
+    finished_ = true;
+    owner_->untrack(*this);
+    if (joiner_)
+        owner_->schedule(joiner_);
+    if (detached_ && exception_ && !observed_) {
+        ++owner_->stats_.unhandled_exceptions;
+        try {
+            std::rethrow_exception(exception_);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "coil: a detached task ended with an exception: %s\n", e.what());
+        } catch (...) {
+            std::fprintf(stderr, "coil: a detached task ended with an unknown exception\n");
+        }
+    }
+    release();
+}
+
+void spawned_promise_base::detach() noexcept
+{
+    detached_ = true;
+    release();
+}
+
+} // namespace detail
+
+executor* executor::current() noexcept { return current_executor; }
+
+executor::executor(const executor_options& options)
+    : thread_(std::this_thread::get_id()), ring_(options.entries, options.ring)
+{
+    const unsigned cq = ring_.cq_entries();
+    if (cq < min_cq_entries)
+        throw std::system_error(EINVAL, std::generic_category(),
+                                "coil: an executor's ring needs at least 8 completion queue "
+                                "entries (4 submission entries); got " +
+                                    std::to_string(cq));
+    // A blocking eventfd: io_uring then waits for it to become readable (an O_NONBLOCK one
+    // would make the read fail with EAGAIN at once).
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    if (wake_fd_ < 0)
+        throw std::system_error(errno, std::generic_category(),
+                                "coil: the executor could not create its wake-up eventfd");
+
+    // One CQ entry for the wake-up read, the rest of the reserve for cancels.
+    cqe_reserve_ = 1 + std::max(1U, cq / 16);
+    op_capacity_ = cq - cqe_reserve_;
+    slots_.resize(op_capacity_);
+    free_slots_.reserve(op_capacity_);
+    for (std::size_t i = op_capacity_; i-- > 0;)
+        free_slots_.push_back(static_cast<std::uint32_t>(i));
+    pending_cancels_.reserve(op_capacity_);
+    ready_.reserve(256);
+    running_.reserve(256);
+    reaped_.resize(std::min(cq, 1024U));
+}
+
+executor::~executor()
+{
+    detail::current_executor_scope scope(this);
+    shutdown();
+    // Nothing is in flight now: the wake-up read was cancelled and reaped.
+    ::close(wake_fd_);
+}
+
+void executor::schedule(std::coroutine_handle<> h)
+{
+    assert(on_executor_thread());
+    ready_.push_back(h);
+}
+
+void executor::track(detail::spawned_promise_base& p) noexcept
+{
+    p.owner_ = this;
+    p.prev_ = nullptr;
+    p.next_ = spawned_;
+    if (spawned_ != nullptr)
+        spawned_->prev_ = &p;
+    spawned_ = &p;
+}
+
+void executor::untrack(detail::spawned_promise_base& p) noexcept
+{
+    if (p.prev_ != nullptr)
+        p.prev_->next_ = p.next_;
+    else
+        spawned_ = p.next_;
+    if (p.next_ != nullptr)
+        p.next_->prev_ = p.prev_;
+    p.prev_ = p.next_ = nullptr;
+}
+
+// --- the loop -------------------------------------------------------------------------------
+
+void executor::run_loop()
+{
+    assert(on_executor_thread());
+    while (spawned_ != nullptr && !stop_requested_.load(std::memory_order_relaxed)) {
+        run_ready();
+        if (remote_work_.load(std::memory_order_relaxed))
+            process_remote();
+        if (spawned_ == nullptr)
+            break;
+        flush_and_wait(ready_.empty());
+    }
+    if (stop_requested_.exchange(false, std::memory_order_relaxed))
+        shutdown();
+}
+
+void executor::run_ready()
+{
+    // Resume the batch that is ready now; what they make ready runs in the next batch, after
+    // the ring has been given their SQEs.
+    running_.swap(ready_);
+    for (std::coroutine_handle<> h : running_)
+        h.resume();
+    running_.clear();
+}
+
+void executor::flush_and_wait(bool block)
+{
+    if (block) {
+        if (!wake_armed_)
+            arm_wakeup();
+        // One io_uring_enter: submit everything queued and wait for a completion.
+        auto waited = ring_.wait(1);
+        if (!waited)
+            throw std::system_error(waited.error(), "coil: waiting on the ring failed");
+    } else if (ring_.unsubmitted() != 0) {
+        auto submitted = ring_.submit();
+        if (!submitted)
+            throw std::system_error(submitted.error(), "coil: submitting to the ring failed");
+    }
+    reap_all();
+}
+
+void executor::reap_all() noexcept
+{
+    for (;;) {
+        std::size_t n = ring_.reap_into(reaped_);
+        for (std::size_t i = 0; i < n; ++i)
+            dispatch(reaped_[i]);
+        if (n < reaped_.size())
+            break;
+    }
+    if (!pending_cancels_.empty())
+        submit_pending_cancels();
+    if (waiting_head_ != nullptr)
+        admit_waiting();
+}
+
+void executor::dispatch(const io::completion& c) noexcept
+{
+    const auto index = static_cast<std::uint32_t>(c.user_data & slot_mask);
+    const auto kind = static_cast<cqe_kind>((c.user_data >> slot_bits) & 0xff);
+    const auto generation = static_cast<std::uint32_t>(c.user_data >> 32);
+    switch (kind) {
+    case cqe_kind::wake:
+        wake_armed_ = false;
+        remote_work_.store(true, std::memory_order_relaxed); // look at posted work next turn
+        return;
+    case cqe_kind::cancel:
+        return; // says only whether the cancel found its op; the op's own CQE follows
+    case cqe_kind::op:
+    case cqe_kind::link_timeout:
+        break;
+    }
+    if (index >= slots_.size() || slots_[index].generation != generation ||
+        slots_[index].op == nullptr) {
+        ++stats_.stale_completions;
+        return;
+    }
+    detail::op_base& op = *slots_[index].op;
+    if (kind == cqe_kind::op)
+        op.result = c.result;
+    else
+        op.timeout_result = c.result;
+    if (!c.more() && --op.pending == 0)
+        finish_op(op);
+}
+
+void executor::finish_op(detail::op_base& op) noexcept
+{
+    slot& s = slots_[op.slot];
+    s.op = nullptr;
+    s.cancel_pending = false;
+    ++s.generation;
+    free_slots_.push_back(op.slot);
+    --slots_in_use_;
+    op.state = detail::op_state::done;
+    if (op.waiter && !shutting_down_)
+        ready_.push_back(op.waiter);
+}
+
+// --- starting ops ---------------------------------------------------------------------------
+
+bool executor::has_room(unsigned cqes) const noexcept
+{
+    return !free_slots_.empty() && ring_.outstanding() + cqes + cqe_reserve_ <= ring_.cq_entries();
+}
+
+bool executor::start(detail::op_base& op)
+{
+    assert(on_executor_thread());
+    if (shutting_down_) {
+        op.result = -ECANCELED;
+        op.state = detail::op_state::done;
+        return false;
+    }
+    const unsigned cqes = op.deadline != nullptr ? 2 : 1;
+    if (waiting_head_ != nullptr || !has_room(cqes)) {
+        // Wait in order behind the ops already waiting.
+        op.next = nullptr;
+        if (waiting_tail_ != nullptr)
+            waiting_tail_->next = &op;
+        else
+            waiting_head_ = &op;
+        waiting_tail_ = &op;
+        op.state = detail::op_state::waiting;
+        ++stats_.ops_deferred;
+        return true;
+    }
+    submit_op(op);
+    return op.state != detail::op_state::done;
+}
+
+void executor::submit_op(detail::op_base& op) noexcept
+{
+    const unsigned sqes = op.deadline != nullptr ? 2 : 1;
+    if (op.deadline != nullptr && !ring_.supports(io::opcode::link_timeout)) {
+        op.setup_error = io::errc::unsupported_operation;
+        op.state = detail::op_state::done;
+        return;
+    }
+    // has_room() said the CQ can take it; if the SQ is full, hand it to the kernel first.
+    if (ring_.space_left() < sqes)
+        (void)ring_.submit();
+
+    const std::uint32_t index = free_slots_.back();
+    slot& s = slots_[index];
+    const std::uint64_t user_data = encode(index, s.generation, cqe_kind::op);
+    std::error_code ec =
+        op.prepare(op, ring_, user_data,
+                   op.deadline != nullptr ? io::sqe_flags::link : io::sqe_flags::none);
+    if (!ec && op.deadline != nullptr)
+        ec = ring_.add_link_timeout(op.deadline, encode(index, s.generation, cqe_kind::link_timeout));
+    if (ec) {
+        // Unsupported opcode, or the kernel refused to take even a flush: the op ends here,
+        // never having reached the kernel.
+        op.setup_error = ec;
+        op.state = detail::op_state::done;
+        return;
+    }
+    free_slots_.pop_back();
+    ++slots_in_use_;
+    s.op = &op;
+    s.cancel_pending = false;
+    op.slot = index;
+    op.pending = static_cast<std::uint8_t>(sqes);
+    op.state = detail::op_state::in_flight;
+    ++stats_.ops_started;
+}
+
+void executor::admit_waiting() noexcept
+{
+    while (waiting_head_ != nullptr) {
+        detail::op_base& op = *waiting_head_;
+        if (!has_room(op.deadline != nullptr ? 2 : 1))
+            return;
+        waiting_head_ = op.next;
+        if (waiting_head_ == nullptr)
+            waiting_tail_ = nullptr;
+        op.next = nullptr;
+        submit_op(op);
+        if (op.state == detail::op_state::done && op.waiter && !shutting_down_)
+            ready_.push_back(op.waiter);
+    }
+}
+
+std::uint32_t executor::unlink_waiting(detail::op_base& op) noexcept
+{
+    detail::op_base* prev = nullptr;
+    for (detail::op_base* p = waiting_head_; p != nullptr; prev = p, p = p->next) {
+        if (p != &op)
+            continue;
+        (prev != nullptr ? prev->next : waiting_head_) = op.next;
+        if (waiting_tail_ == &op)
+            waiting_tail_ = prev;
+        op.next = nullptr;
+        return 1;
+    }
+    return 0;
+}
+
+// --- cancellation ---------------------------------------------------------------------------
+
+bool executor::submit_cancel(std::uint32_t index) noexcept
+{
+    // Cancels may use the reserve, but never more than the CQ holds.
+    if (ring_.outstanding() + 1 > ring_.cq_entries())
+        return false;
+    if (ring_.space_left() < 1)
+        (void)ring_.submit();
+    const slot& s = slots_[index];
+    if (ring_.add_cancel(encode(index, s.generation, cqe_kind::op),
+                         encode(index, s.generation, cqe_kind::cancel)))
+        return false;
+    ++stats_.cancels_submitted;
+    return true;
+}
+
+void executor::submit_pending_cancels() noexcept
+{
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < pending_cancels_.size(); ++i) {
+        std::uint32_t index = pending_cancels_[i];
+        slot& s = slots_[index];
+        if (s.op == nullptr || !s.cancel_pending)
+            continue; // the op finished meanwhile
+        if (submit_cancel(index))
+            s.cancel_pending = false;
+        else
+            pending_cancels_[kept++] = index;
+    }
+    pending_cancels_.resize(kept);
+}
+
+void executor::cancel(detail::op_base& op) noexcept
+{
+    assert(on_executor_thread());
+    switch (op.state) {
+    case detail::op_state::idle:
+    case detail::op_state::done:
+        return;
+    case detail::op_state::waiting:
+        // Never reached the kernel: it ends now.
+        unlink_waiting(op);
+        op.result = -ECANCELED;
+        op.state = detail::op_state::done;
+        if (op.waiter && !shutting_down_)
+            ready_.push_back(op.waiter);
+        return;
+    case detail::op_state::in_flight:
+        if (op.cancel_requested)
+            return;
+        op.cancel_requested = true;
+        if (!submit_cancel(op.slot)) {
+            slots_[op.slot].cancel_pending = true;
+            pending_cancels_.push_back(op.slot);
+        }
+        return;
+    }
+}
+
+void executor::cancel_from_any_thread(detail::op_base& op) noexcept
+{
+    op.remote_cancel.store(true, std::memory_order_relaxed);
+    remote_cancels_.store(true, std::memory_order_relaxed);
+    if (!remote_work_.exchange(true, std::memory_order_release))
+        wake();
+}
+
+void executor::abandon(detail::op_base& op) noexcept
+{
+    // The awaiter is being destroyed with its op still queued or in flight (its coroutine
+    // frame is going away). Its memory must outlive the kernel's use of it: cancel, then
+    // process completions until this op's last one has been reaped. Other ops' completions
+    // are dispatched as usual; this op's coroutine is never resumed.
+    assert(on_executor_thread());
+    op.waiter = nullptr;
+    if (op.state == detail::op_state::waiting) {
+        unlink_waiting(op);
+        op.state = detail::op_state::done;
+        return;
+    }
+    cancel(op);
+    while (op.state != detail::op_state::done) {
+        submit_pending_cancels();
+        auto waited = ring_.wait(1);
+        if (!waited) {
+            std::fprintf(stderr, "coil: waiting for a cancelled op failed: %s\n",
+                         waited.error().message().c_str());
+            std::terminate(); // freeing memory the kernel may still write is worse
+        }
+        reap_all();
+    }
+}
+
+// --- other threads --------------------------------------------------------------------------
+
+void executor::wake() noexcept
+{
+    const std::uint64_t one = 1;
+    // Can only fail if the counter would overflow, which needs 2^64 - 1 unread wake-ups.
+    [[maybe_unused]] auto written = ::write(wake_fd_, &one, sizeof(one));
+}
+
+void executor::post(std::function<void()> fn)
+{
+    {
+        std::lock_guard lock(posted_mutex_);
+        posted_.push_back(std::move(fn));
+    }
+    if (!remote_work_.exchange(true, std::memory_order_release))
+        wake();
+}
+
+void executor::stop() noexcept
+{
+    stop_requested_.store(true, std::memory_order_relaxed);
+    wake();
+}
+
+void executor::arm_wakeup() noexcept
+{
+    // The reserve keeps a CQ entry for this read, so it only fails if the SQ is full.
+    if (ring_.space_left() < 1)
+        (void)ring_.submit();
+    auto buffer = std::as_writable_bytes(std::span(&wake_buffer_, 1));
+    if (!ring_.add_read(wake_fd_, buffer, current_position_, encode(0, 0, cqe_kind::wake)))
+        wake_armed_ = true;
+}
+
+void executor::process_remote()
+{
+    if (!remote_work_.exchange(false, std::memory_order_acquire))
+        return;
+    {
+        std::lock_guard lock(posted_mutex_);
+        posted_running_.swap(posted_);
+    }
+    for (auto& fn : posted_running_)
+        fn();
+    posted_running_.clear();
+
+    if (remote_cancels_.exchange(false, std::memory_order_relaxed)) {
+        for (slot& s : slots_)
+            if (s.op != nullptr && s.op->remote_cancel.exchange(false, std::memory_order_relaxed))
+                cancel(*s.op);
+        for (detail::op_base* p = waiting_head_; p != nullptr;) {
+            detail::op_base* next = p->next;
+            if (p->remote_cancel.exchange(false, std::memory_order_relaxed))
+                cancel(*p);
+            p = next;
+        }
+    }
+}
+
+// --- shutdown -------------------------------------------------------------------------------
+
+void executor::shutdown() noexcept
+{
+    // 1. Take no new work; ops that never reached the kernel end now.
+    shutting_down_ = true;
+    while (waiting_head_ != nullptr) {
+        detail::op_base& op = *waiting_head_;
+        waiting_head_ = op.next;
+        op.next = nullptr;
+        op.result = -ECANCELED;
+        op.state = detail::op_state::done;
+    }
+    waiting_tail_ = nullptr;
+
+    // 2. Cancel everything in flight, including the wake-up read.
+    for (slot& s : slots_)
+        if (s.op != nullptr)
+            cancel(*s.op);
+    if (wake_armed_ && !ring_.add_cancel(encode(0, 0, cqe_kind::wake), encode(0, 0, cqe_kind::cancel)))
+        ++stats_.cancels_submitted;
+
+    // 3. Drain until the kernel holds nothing of ours.
+    while (ring_.outstanding() != 0) {
+        submit_pending_cancels();
+        auto waited = ring_.wait(1);
+        if (!waited) {
+            std::fprintf(stderr, "coil: draining the ring at shutdown failed: %s\n",
+                         waited.error().message().c_str());
+            std::terminate(); // freeing memory the kernel may still write is worse
+        }
+        reap_all();
+    }
+
+    // 4. Only now free: drop the resumptions and the frames of tasks that did not finish.
+    ready_.clear();
+    while (spawned_ != nullptr) {
+        detail::spawned_promise_base& p = *spawned_;
+        untrack(p);
+        p.release();
+    }
+    shutting_down_ = false;
+}
+
+} // namespace coil
