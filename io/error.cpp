@@ -20,6 +20,8 @@ public:
             return "the running kernel's io_uring does not support this operation";
         case errc::shut_down:
             return "the ring is shutting down and takes no new operations";
+        case errc::end_of_file:
+            return "end of file reached before all the requested bytes were read";
         }
         return "unknown coil.io error " + std::to_string(value);
     }
@@ -33,6 +35,8 @@ public:
             return std::errc::function_not_supported;
         case errc::shut_down:
             return std::errc::operation_canceled;
+        case errc::end_of_file:
+            return std::errc::io_error;
         }
         return {value, *this};
     }

@@ -8,8 +8,12 @@
 #include <coil/io/result.hpp>
 #include <coil/io/ring.hpp>
 #include <coil/runtime/executor.hpp>
+#include <coil/runtime/file.hpp>
 #include <coil/runtime/join_handle.hpp>
 #include <coil/runtime/operation.hpp>
 #include <coil/runtime/ops.hpp>
 #include <coil/runtime/spawn.hpp>
+#include <coil/runtime/nursery.hpp>
 #include <coil/runtime/task.hpp>
+#include <coil/runtime/when_all.hpp>
+#include <coil/runtime/when_any.hpp>

@@ -21,6 +21,8 @@ enum class errc : int {
     unsupported_operation,
     /// The ring is shutting down and takes no new work.
     shut_down,
+    /// End of file came before the requested number of bytes (`file::read_exact_at`).
+    end_of_file,
 };
 
 /// The category of `coil::io::errc` values; its name is "coil.io".

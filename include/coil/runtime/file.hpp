@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// `coil::file`: an owned file descriptor with asynchronous I/O through the executor's ring.
+#pragma once
+
+#include <coil/io/result.hpp>
+#include <coil/runtime/ops.hpp>
+#include <coil/runtime/task.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+
+namespace coil {
+
+/// An open file. Owns its descriptor: the destructor closes it synchronously (`close(2)`) if
+/// `close()` was not awaited. Move-only. All operations run on the current executor; each
+/// borrows its buffer until the `co_await` completes.
+///
+/// @code
+/// auto f = co_await coil::file::open("data.bin");
+/// if (!f) co_return f.error();
+/// std::vector<std::byte> buf(4096);
+/// auto done = co_await f->read_exact_at(buf, 0);
+/// @endcode
+class file {
+public:
+    file() noexcept = default;
+    /// Takes ownership of `fd`.
+    explicit file(int fd) noexcept : fd_(fd) {}
+    file(file&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    file& operator=(file&& other) noexcept;
+    file(const file&) = delete;
+    file& operator=(const file&) = delete;
+    ~file();
+
+    /// Opens `path` (relative to the working directory) with `open(2)` flags.
+    static task<result<file>> open(std::string path, int flags = O_RDONLY | O_CLOEXEC,
+                                   unsigned mode = 0);
+    /// Creates (or truncates) `path` for reading and writing.
+    static task<result<file>> create(std::string path, unsigned mode = 0644);
+
+    /// Closes the descriptor through the ring. The file no longer owns it afterwards, even if
+    /// close reports an error (as with `close(2)`, the descriptor is gone either way).
+    operation<ops::close> close() noexcept { return coil::close(std::exchange(fd_, -1)); }
+
+    /// One read at `offset`; may return fewer bytes than asked (0 at end of file).
+    operation<ops::read> read_at(std::span<std::byte> buffer, std::uint64_t offset) const noexcept
+    {
+        return coil::read(fd_, buffer, offset);
+    }
+    /// One write at `offset`; may write fewer bytes than given.
+    operation<ops::write> write_at(std::span<const std::byte> buffer,
+                                   std::uint64_t offset) const noexcept
+    {
+        return coil::write(fd_, buffer, offset);
+    }
+    /// Reads exactly `buffer.size()` bytes at `offset`, looping over short reads. Fails with
+    /// `io::errc::end_of_file` if the file ends first.
+    task<result<void>> read_exact_at(std::span<std::byte> buffer, std::uint64_t offset) const;
+    /// Writes all of `buffer` at `offset`, looping over short writes.
+    task<result<void>> write_all_at(std::span<const std::byte> buffer, std::uint64_t offset) const;
+
+    operation<ops::fsync> fsync() const noexcept { return coil::fsync(fd_); }
+    operation<ops::fsync> fdatasync() const noexcept { return coil::fdatasync(fd_); }
+    /// Reserves `length` bytes at `offset` (the file grows if needed).
+    operation<ops::fallocate> allocate(std::uint64_t offset, std::uint64_t length) const noexcept
+    {
+        return coil::fallocate(fd_, 0, offset, length);
+    }
+    /// Deallocates `[offset, offset + length)`; it reads back as zeros and the size stays.
+    operation<ops::fallocate> punch_hole(std::uint64_t offset, std::uint64_t length) const noexcept;
+    /// Zeroes `[offset, offset + length)` (`FALLOC_FL_ZERO_RANGE`).
+    operation<ops::fallocate> zero_range(std::uint64_t offset, std::uint64_t length) const noexcept;
+
+    /// `statx` of the open file.
+    task<result<struct ::statx>> stat() const;
+    /// The file's size in bytes.
+    task<result<std::uint64_t>> size() const;
+
+    int native_handle() const noexcept { return fd_; }
+    bool is_open() const noexcept { return fd_ >= 0; }
+    explicit operator bool() const noexcept { return is_open(); }
+    /// Gives up ownership of the descriptor.
+    int release() noexcept { return std::exchange(fd_, -1); }
+
+private:
+    int fd_ = -1;
+};
+
+} // namespace coil

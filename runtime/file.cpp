@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: MIT
+// coil::file: the composed operations (open, exact reads and writes, stat).
+
+#include <coil/runtime/file.hpp>
+
+#include <linux/falloc.h>
+#include <unistd.h>
+
+namespace coil {
+
+file& file::operator=(file&& other) noexcept
+{
+    if (this != &other) {
+        if (fd_ >= 0)
+            ::close(fd_);
+        fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+}
+
+file::~file()
+{
+    if (fd_ >= 0)
+        ::close(fd_);
+}
+
+task<result<file>> file::open(std::string path, int flags, unsigned mode)
+{
+    // `path` lives in this coroutine's frame until the openat completes.
+    result<int> fd = co_await coil::openat(AT_FDCWD, path.c_str(), flags, mode);
+    if (!fd)
+        co_return fd.error();
+    co_return file(*fd);
+}
+
+task<result<file>> file::create(std::string path, unsigned mode)
+{
+    return open(std::move(path), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+}
+
+task<result<void>> file::read_exact_at(std::span<std::byte> buffer, std::uint64_t offset) const
+{
+    while (!buffer.empty()) {
+        result<std::size_t> n = co_await read_at(buffer, offset);
+        if (!n) {
+            if (n.error() == std::errc::interrupted || n.error() == std::errc::resource_unavailable_try_again)
+                continue;
+            co_return n.error();
+        }
+        if (*n == 0)
+            co_return make_error_code(io::errc::end_of_file);
+        buffer = buffer.subspan(*n);
+        offset += *n;
+    }
+    co_return result<void>();
+}
+
+task<result<void>> file::write_all_at(std::span<const std::byte> buffer,
+                                      std::uint64_t offset) const
+{
+    while (!buffer.empty()) {
+        result<std::size_t> n = co_await write_at(buffer, offset);
+        if (!n) {
+            if (n.error() == std::errc::interrupted || n.error() == std::errc::resource_unavailable_try_again)
+                continue;
+            co_return n.error();
+        }
+        if (*n == 0) // no progress and no error: the device is full in all but name
+            co_return std::make_error_code(std::errc::no_space_on_device);
+        buffer = buffer.subspan(*n);
+        offset += *n;
+    }
+    co_return result<void>();
+}
+
+operation<ops::fallocate> file::punch_hole(std::uint64_t offset, std::uint64_t length) const noexcept
+{
+    return coil::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+}
+
+operation<ops::fallocate> file::zero_range(std::uint64_t offset, std::uint64_t length) const noexcept
+{
+    return coil::fallocate(fd_, FALLOC_FL_ZERO_RANGE, offset, length);
+}
+
+task<result<struct ::statx>> file::stat() const
+{
+    struct ::statx out {};
+    result<void> done = co_await coil::statx(fd_, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &out);
+    if (!done)
+        co_return done.error();
+    co_return out;
+}
+
+task<result<std::uint64_t>> file::size() const
+{
+    result<struct ::statx> st = co_await stat();
+    if (!st)
+        co_return st.error();
+    co_return static_cast<std::uint64_t>(st->stx_size);
+}
+
+} // namespace coil
