@@ -84,7 +84,7 @@ coil::task<std::string> wait_for_data(int fd)
 
 coil::task<std::string> timer(std::chrono::milliseconds d)
 {
-    co_await coil::sleep_for(d);
+    (void)co_await coil::sleep_for(d);
     co_return "timer";
 }
 
@@ -107,7 +107,7 @@ coil::task<int> workers()
     co_await coil::with_nursery([&](coil::nursery& n) -> coil::task<void> {
         for (int i = 0; i < 4; ++i)
             n.spawn([](int& count, int i) -> coil::task<void> {
-                co_await coil::sleep_for(std::chrono::milliseconds(i));
+                (void)co_await coil::sleep_for(std::chrono::milliseconds(i));
                 ++count;
             }(finished, i));
         co_return;

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <csignal>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace coil::io {
@@ -563,8 +564,10 @@ bool ring::make_room_(unsigned attempt) noexcept
     }
     if (state_->backlog_size() > before)
         return true;
-    unsigned in_kernel = outstanding_ - unsubmitted() - static_cast<unsigned>(ready());
-    if (in_kernel == 0 || attempt > 64)
+    // A multishot op counts once in outstanding_ but may have several completions in the
+    // backlog, so the difference must not wrap around: then nothing is known to be in flight.
+    const unsigned accounted = unsubmitted() + static_cast<unsigned>(ready());
+    if (outstanding_ <= accounted || attempt > 64)
         return false;
     int ret = enter_(0, 1, IORING_ENTER_GETEVENTS, nullptr, 0);
     stash_ready_();
@@ -573,14 +576,17 @@ bool ring::make_room_(unsigned attempt) noexcept
 
 result<unsigned> ring::submit()
 {
+    const unsigned handed_over = state_->uring.sq.sqe_tail - state_->uring.sq.sqe_head;
     unsigned pending = flush_();
     unsigned consumed = 0;
     if (sqpoll()) {
         // The kernel thread consumes the queue; it only needs a nudge when it went to sleep.
         if (pending != 0 && (state_->sq_flags() & IORING_SQ_NEED_WAKEUP))
             enter_(0, 0, IORING_ENTER_SQ_WAKEUP, nullptr, 0);
-        stats_.sqes_submitted += pending;
-        return pending;
+        // Count what this call handed over, not what the thread has yet to pick up: SQEs an
+        // earlier call published would otherwise be counted (and reported) again.
+        stats_.sqes_submitted += handed_over;
+        return handed_over;
     }
     for (unsigned attempt = 0; pending != 0;) {
         int ret = enter_(pending, 0, 0, nullptr, 0);
@@ -609,11 +615,14 @@ result<completion_range> ring::wait(unsigned min_complete,
     if (timeout && !state_->ext_arg)
         return make_error_code(errc::unsupported_operation);
 
-    // Never wait for more completions than can still arrive: that would block forever.
-    min_complete = std::min(min_complete, outstanding_);
+    // Never wait for more completions than can still arrive, nor for more than the CQ can hold
+    // at once (possible without cap_outstanding): the kernel clamps its wait to the CQ size, so
+    // asking for more would spin here forever. The range still delivers the overflowed rest.
+    min_complete = std::min({min_complete, outstanding_, cq_entries()});
 
     using clock = std::chrono::steady_clock;
     const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+    unsigned handed_over = state_->uring.sq.sqe_tail - state_->uring.sq.sqe_head; // for SQPOLL
     unsigned pending = flush_();
     for (unsigned attempt = 0;;) {
         unsigned backlog = static_cast<unsigned>(state_->backlog_size());
@@ -627,7 +636,7 @@ result<completion_range> ring::wait(unsigned min_complete,
         if (sqpoll()) {
             if (pending != 0 && (state_->sq_flags() & IORING_SQ_NEED_WAKEUP))
                 flags |= IORING_ENTER_SQ_WAKEUP;
-            stats_.sqes_submitted += pending;
+            stats_.sqes_submitted += std::exchange(handed_over, 0U);
             pending = 0;
         }
         __kernel_timespec ts{};

@@ -280,6 +280,8 @@ public:
     /// A deadline for the op queued just before, which must carry `sqe_flags::link`. If it
     /// fires the op is cancelled; this completes with `-ETIME` (fired), `-ECANCELED` (the op
     /// finished first) or `-EALREADY`. `when` is borrowed until this op completes.
+    /// Check `space_left() >= 2` before queuing the pair: if this call then failed, the
+    /// linked op would be left linking to whatever is queued next.
     std::error_code add_link_timeout(const timespec64* when, std::uint64_t user_data);
     /// Removes the timer queued with `target`; it completes with `-ECANCELED`.
     std::error_code add_timeout_remove(std::uint64_t target, std::uint64_t user_data);
@@ -295,6 +297,7 @@ public:
 
     /// Submits what is queued, then blocks until at least `min_complete` completions are
     /// ready or `timeout` has passed (a timeout is not an error: the range is then shorter).
+    /// `min_complete` is capped at `outstanding()` and at `cq_entries()`.
     /// Errors are those of `submit()`, and `errc::unsupported_operation` for a timeout on a
     /// kernel without `IORING_FEAT_EXT_ARG`.
     result<completion_range> wait(unsigned min_complete = 1,

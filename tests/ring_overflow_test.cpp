@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+// Completion-queue capacity: the outstanding-op cap that keeps the CQ from overflowing, and what
+// happens without it (the kernel's overflow list, which the ring flushes while reaping).
+
+#include "ring_test_support.hpp"
+
+#include <coil/io/ring.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+using coil::io::completion;
+using coil::io::errc;
+using coil::io::ring;
+using coil::io::ring_options;
+using namespace coil_test;
+
+TEST_CASE("ring: an uncapped ring loses no completion when 200 nops overflow an 8-entry CQ",
+          "[ring][overflow]")
+{
+    constexpr std::uint64_t nops = 200;
+    ring_options options;
+    options.cq_entries = 8;
+    options.cap_outstanding = false;
+    ring ring(4, options);
+    REQUIRE(ring.sq_entries() == 4);
+    REQUIRE(ring.cq_entries() == 8);
+
+    // Queue and submit, never reaping in between.
+    for (std::uint64_t next = 0; next < nops;) {
+        auto ec = ring.add_nop(next);
+        if (ec == errc::no_space) {
+            auto submitted = ring.submit();
+            REQUIRE(submitted.ok());
+            if (ring.space_left() == 0)
+                SKIP("this kernel lacks IORING_FEAT_NODROP, so outstanding ops stay capped");
+            continue;
+        }
+        REQUIRE_FALSE(ec);
+        ++next;
+    }
+    REQUIRE(ring.submit().ok());
+    CHECK(ring.unsubmitted() == 0);
+    CHECK(ring.outstanding() == nops);
+
+    // One pass of reap() delivers everything: the CQ, then what the kernel kept aside.
+    std::vector<int> seen(nops, 0);
+    std::uint64_t reaped = 0;
+    for (const completion& c : ring.reap()) {
+        REQUIRE(c.user_data < nops);
+        ++seen[c.user_data];
+        CHECK(c.result == 0);
+        ++reaped;
+    }
+    CHECK(reaped == nops);
+    CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+    CHECK(ring.outstanding() == 0);
+    CHECK(ring.ready() == 0);
+    CHECK(ring.stats().cqes_reaped == nops);
+    // 200 completions cannot fit in 8 CQ entries: the kernel must have overflowed.
+    CHECK(ring.stats().cq_overflows >= 1);
+}
+
+TEST_CASE("ring: an uncapped ring's reap_into also flushes the overflow list",
+          "[ring][overflow][reap_into]")
+{
+    constexpr std::uint64_t nops = 64;
+    ring_options options;
+    options.cq_entries = 8;
+    options.cap_outstanding = false;
+    ring ring(8, options);
+
+    for (std::uint64_t next = 0; next < nops;) {
+        if (ring.add_nop(next) == errc::no_space) {
+            REQUIRE(ring.submit().ok());
+            if (ring.space_left() == 0)
+                SKIP("this kernel lacks IORING_FEAT_NODROP, so outstanding ops stay capped");
+            continue;
+        }
+        ++next;
+    }
+    REQUIRE(ring.submit().ok());
+
+    std::vector<completion> out(nops + 10);
+    std::size_t n = ring.reap_into(out);
+    REQUIRE(n == nops);
+    std::vector<int> seen(nops, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+        REQUIRE(out[i].user_data < nops);
+        ++seen[out[i].user_data];
+    }
+    CHECK(std::all_of(seen.begin(), seen.end(), [](int k) { return k == 1; }));
+    CHECK(ring.outstanding() == 0);
+    CHECK(ring.stats().cqes_reaped == nops);
+    CHECK(ring.stats().cq_overflows >= 1);
+}
+
+TEST_CASE("ring: a capped ring refuses an op once outstanding() reaches cq_entries()",
+          "[ring][overflow][no_space]")
+{
+    ring_options options;
+    options.cq_entries = 8; // cap_outstanding is on by default
+    ring ring(4, options);
+    REQUIRE(ring.cq_entries() == 8);
+
+    std::uint64_t next = 0;
+    while (ring.outstanding() < ring.cq_entries()) {
+        auto ec = ring.add_nop(next);
+        if (ec == errc::no_space) {
+            REQUIRE(ring.submit().ok()); // the SQ filled first: hand it over
+            continue;
+        }
+        REQUIRE_FALSE(ec);
+        ++next;
+    }
+    REQUIRE(ring.submit().ok());
+    CHECK(next == 8);
+    CHECK(ring.unsubmitted() == 0); // the SQ is empty...
+    CHECK(ring.space_left() == 0);  // ...but the CQ has no room for another completion
+    const auto refusals = ring.stats().sq_full;
+    CHECK(ring.add_nop(99) == errc::no_space);
+    CHECK(ring.stats().sq_full == refusals + 1);
+    CHECK(ring.outstanding() == 8);
+
+    // Reaping one completion makes room for exactly one op.
+    std::vector<completion> one(1);
+    REQUIRE(ring.reap_into(one) == 1);
+    CHECK(ring.space_left() == 1);
+    CHECK_FALSE(ring.add_nop(100));
+    CHECK(ring.add_nop(101) == errc::no_space);
+
+    auto rest = collect(ring, 8);
+    CHECK(rest.size() == 8);
+    CHECK(ring.outstanding() == 0);
+    CHECK(ring.stats().cq_overflows == 0);
+}
+
+TEST_CASE("ring: waiting for more completions than the CQ holds returns them all",
+          "[ring][overflow][wait]")
+{
+    constexpr std::uint64_t nops = 40;
+    ring_options options;
+    options.cq_entries = 8;
+    options.cap_outstanding = false;
+    ring ring(4, options);
+    for (std::uint64_t next = 0; next < nops;) {
+        if (ring.add_nop(next) == errc::no_space) {
+            REQUIRE(ring.submit().ok());
+            if (ring.space_left() == 0)
+                SKIP("this kernel lacks IORING_FEAT_NODROP, so outstanding ops stay capped");
+            continue;
+        }
+        ++next;
+    }
+    REQUIRE(ring.outstanding() == nops);
+
+    // The kernel can show at most cq_entries() completions at once, so a wait for all 40 must
+    // settle for a full CQ rather than re-enter the kernel until the deadline. (The deadline
+    // only bounds the damage should that regress; nothing here depends on its length.)
+    const auto enters_before = ring.stats().enter_calls;
+    auto done = ring.wait(nops, std::chrono::seconds(10));
+    REQUIRE(done.ok());
+    CHECK(ring.stats().enter_calls - enters_before <= 1);
+
+    std::vector<int> seen(nops, 0);
+    for (const completion& c : *done) {
+        REQUIRE(c.user_data < nops);
+        ++seen[c.user_data];
+    }
+    CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+    CHECK(ring.outstanding() == 0);
+}

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: MIT
+// Creating rings: sizes the kernel accepts and refuses, the setup flags that took effect, the
+// opcode probe and coil's own error messages.
+
+#include "ring_test_support.hpp"
+
+#include <coil/io/ring.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+using coil::io::completion;
+using coil::io::errc;
+using coil::io::opcode;
+using coil::io::ring;
+using coil::io::ring_options;
+using Catch::Matchers::ContainsSubstring;
+using namespace coil_test;
+
+namespace {
+
+// The exception a ring constructor threw, or nothing when it succeeded.
+std::optional<std::system_error> setup_failure(unsigned entries, ring_options options = {})
+{
+    try {
+        ring ring(entries, options);
+    } catch (const std::system_error& e) {
+        return e;
+    }
+    return std::nullopt;
+}
+
+} // namespace
+
+TEST_CASE("ring: a nop completes with its user_data and result 0", "[ring][nop]")
+{
+    ring ring(8);
+    REQUIRE_FALSE(ring.add_nop(42));
+    CHECK(ring.outstanding() == 1);
+    CHECK(ring.unsubmitted() == 1);
+    auto done = take(ring.wait(1));
+    REQUIRE(done.size() == 1);
+    CHECK(done[0] == completion{42, 0, 0});
+    CHECK(ring.outstanding() == 0);
+    CHECK(ring.unsubmitted() == 0);
+}
+
+TEST_CASE("ring: setup with 0 entries throws EINVAL naming the allowed range", "[ring][setup]")
+{
+    auto failure = setup_failure(0);
+    REQUIRE(failure.has_value());
+    CHECK(failure->code() == std::errc::invalid_argument);
+    CHECK(failure->code().value() == EINVAL);
+    CHECK_THAT(failure->what(), ContainsSubstring("entries must be 1..32768"));
+}
+
+TEST_CASE("ring: setup with 100000 entries throws EINVAL naming the allowed range",
+          "[ring][setup]")
+{
+    auto failure = setup_failure(100000);
+    REQUIRE(failure.has_value());
+    CHECK(failure->code() == std::errc::invalid_argument);
+    CHECK_THAT(failure->what(), ContainsSubstring("entries must be 1..32768"));
+    CHECK_THAT(failure->what(), ContainsSubstring("entries=100000"));
+}
+
+TEST_CASE("ring: setup with cq_entries below entries throws EINVAL naming the allowed range",
+          "[ring][setup]")
+{
+    ring_options options;
+    options.cq_entries = 8;
+    auto failure = setup_failure(16, options);
+    REQUIRE(failure.has_value());
+    CHECK(failure->code() == std::errc::invalid_argument);
+    CHECK_THAT(failure->what(),
+               ContainsSubstring("cq_entries 0 or at least entries and at most 65536"));
+    CHECK_THAT(failure->what(), ContainsSubstring("cq_entries=8"));
+}
+
+TEST_CASE("ring: setup with cq_entries above 65536 throws EINVAL", "[ring][setup]")
+{
+    ring_options options;
+    options.cq_entries = 65537;
+    auto failure = setup_failure(16, options);
+    REQUIRE(failure.has_value());
+    CHECK(failure->code() == std::errc::invalid_argument);
+}
+
+TEST_CASE("ring: setup accepts the largest sizes, 32768 entries and 65536 CQ entries",
+          "[ring][setup]")
+{
+    ring_options options;
+    options.cq_entries = 65536;
+    ring ring(32768, options);
+    CHECK(ring.sq_entries() == 32768);
+    CHECK(ring.cq_entries() == 65536);
+    REQUIRE_FALSE(ring.add_nop(1));
+    CHECK(take(ring.wait(1)).size() == 1);
+}
+
+TEST_CASE("ring: sizes are rounded up to powers of two, with a CQ twice the SQ by default",
+          "[ring][setup]")
+{
+    ring one(1);
+    CHECK(one.sq_entries() == 1);
+    CHECK(one.cq_entries() == 2);
+    ring odd(5);
+    CHECK(odd.sq_entries() == 8);
+    CHECK(odd.cq_entries() == 16);
+    ring_options options;
+    options.cq_entries = 6;
+    ring sized(5, options);
+    CHECK(sized.sq_entries() == 8);
+    CHECK(sized.cq_entries() == 8);
+    CHECK(sized.space_left() == 8);
+}
+
+TEST_CASE("ring: the ring reports the opcodes it supports", "[ring][setup]")
+{
+    ring ring(2);
+    CHECK(ring.supports(opcode::nop));
+    CHECK(ring.supports(opcode::read));
+    CHECK(std::string(coil::io::to_string(opcode::nop)) == "nop");
+    CHECK(std::string(coil::io::to_string(opcode::poll_add)) == "poll_add");
+    CHECK(std::string(coil::io::to_string(opcode::timeout_remove)) == "timeout_remove");
+}
+
+TEST_CASE("ring: coil's error codes carry their own category and non-empty messages",
+          "[ring][error][unit]")
+{
+    std::error_code no_space = errc::no_space;
+    CHECK(std::string(no_space.category().name()) == "coil.io");
+    CHECK_FALSE(no_space.message().empty());
+    CHECK(no_space == std::errc::resource_unavailable_try_again);
+    std::error_code unsupported = errc::unsupported_operation;
+    CHECK_FALSE(unsupported.message().empty());
+    CHECK(unsupported == std::errc::function_not_supported);
+    CHECK(unsupported != no_space);
+    CHECK(coil::io::error_from_result(-ENOENT) == std::errc::no_such_file_or_directory);
+    CHECK_FALSE(coil::io::error_from_result(0));
+    CHECK_FALSE(coil::io::error_from_result(17));
+}
+
+TEST_CASE("ring: a single-issuer ring round-trips a nop and reports the flag",
+          "[ring][setup][single_issuer]")
+{
+    ring_options options;
+    options.single_issuer = true;
+    ring ring(4, options);
+    if (!ring.single_issuer())
+        SKIP("this kernel has no IORING_SETUP_SINGLE_ISSUER (Linux 6.1)");
+    CHECK(ring.single_issuer());
+    REQUIRE_FALSE(ring.add_nop(5));
+    auto done = take(ring.wait(1));
+    REQUIRE(done.size() == 1);
+    CHECK(done[0] == completion{5, 0, 0});
+    CHECK(ring.outstanding() == 0);
+}
+
+TEST_CASE("ring: a single-issuer ring's reap() delivers a completion deferred as task work",
+          "[ring][setup][single_issuer][poll]")
+{
+    ring_options options;
+    options.single_issuer = true;
+    ring ring(4, options);
+    if (!ring.single_issuer())
+        SKIP("this kernel has no IORING_SETUP_SINGLE_ISSUER (Linux 6.1)");
+    pipe_fds pipe = make_pipe();
+    REQUIRE_FALSE(ring.add_poll(pipe.read_end.get(), POLLIN, 6));
+    REQUIRE(ring.submit().ok());
+    CHECK(take(ring.wait(0)).empty());
+
+    // The write wakes the poll; with DEFER_TASKRUN its completion is posted only when this
+    // thread enters the kernel, which reap() does when the kernel flags pending task work.
+    REQUIRE(::write(pipe.write_end.get(), "x", 1) == 1);
+    std::vector<completion> done;
+    for (const completion& c : ring.reap())
+        done.push_back(c);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 6);
+    CHECK((done[0].result & POLLIN) != 0);
+}
+
+TEST_CASE("ring: a coop-taskrun ring round-trips a poll", "[ring][setup]")
+{
+    ring_options options;
+    options.coop_taskrun = true;
+    ring ring(4, options);
+    if (!ring.coop_taskrun())
+        SKIP("this kernel has no IORING_SETUP_COOP_TASKRUN (Linux 5.19)");
+    pipe_fds pipe = make_pipe();
+    REQUIRE_FALSE(ring.add_poll(pipe.read_end.get(), POLLIN, 7));
+    REQUIRE(ring.submit().ok());
+    REQUIRE(::write(pipe.write_end.get(), "x", 1) == 1);
+    auto done = collect(ring, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 7);
+    CHECK((done[0].result & POLLIN) != 0);
+}
+
+TEST_CASE("ring: an SQPOLL ring counts each submitted SQE once", "[ring][setup][sqpoll]")
+{
+    ring_options options;
+    options.sqpoll = true;
+    options.sqpoll_idle = std::chrono::milliseconds(1);
+    std::optional<ring> maybe;
+    try {
+        maybe.emplace(4, options);
+    } catch (const std::system_error& e) {
+        if (e.code() == std::errc::operation_not_permitted)
+            SKIP("SQPOLL is not permitted here: " << e.what());
+        throw;
+    }
+    ring& ring = *maybe;
+    REQUIRE(ring.sqpoll());
+
+    for (std::uint64_t round = 0; round < 3; ++round) {
+        // Let the kernel thread go idle, so that it is still waking up when submit() is
+        // called a second time (the assertions hold either way).
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        REQUIRE_FALSE(ring.add_nop(round));
+        auto first = ring.submit();
+        auto second = ring.submit();
+        REQUIRE(first.ok());
+        REQUIRE(second.ok());
+        CHECK(*first == 1);
+        CHECK(*second == 0); // the SQE was handed over by the first call
+        auto done = collect(ring, 1);
+        REQUIRE(done.size() == 1);
+        CHECK(done[0] == completion{round, 0, 0});
+    }
+    CHECK(ring.stats().sqes_submitted == 3);
+    CHECK(ring.stats().cqes_reaped == 3);
+}

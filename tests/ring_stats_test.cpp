@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+// The ring's counters after known sequences of calls: every system call, SQE, CQE and refusal
+// is accounted for exactly.
+
+#include "ring_test_support.hpp"
+
+#include <coil/io/ring.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <array>
+#include <vector>
+
+using coil::io::completion;
+using coil::io::errc;
+using coil::io::ring;
+using coil::io::ring_stats;
+using namespace coil_test;
+
+TEST_CASE("ring: statistics count exactly the syscalls, SQEs, CQEs and refusals of a sequence",
+          "[ring][stats]")
+{
+    ring ring(4); // 4 SQ entries, 8 CQ entries
+    CHECK(ring.stats() == ring_stats{});
+
+    // Nothing queued: submit() and wait() make no system call.
+    auto nothing = ring.submit();
+    REQUIRE(nothing.ok());
+    CHECK(*nothing == 0);
+    CHECK(take(ring.wait(1)).empty());
+    CHECK(ring.stats() == ring_stats{});
+
+    // Fill the SQ, and have one more op refused.
+    for (std::uint64_t i = 0; i < 4; ++i)
+        REQUIRE_FALSE(ring.add_nop(i));
+    CHECK(ring.add_nop(4) == errc::no_space);
+    CHECK(ring.stats().sq_full == 1);
+    CHECK(ring.stats().enter_calls == 0); // queuing is not a system call
+
+    // One io_uring_enter hands over all four.
+    auto submitted = ring.submit();
+    REQUIRE(submitted.ok());
+    CHECK(*submitted == 4);
+    // Nops complete during submission, so waiting for them needs no further system call.
+    auto first = take(ring.wait(4));
+    CHECK(first.size() == 4);
+    CHECK(ring.stats() == ring_stats{.enter_calls = 1,
+                                     .sqes_submitted = 4,
+                                     .cqes_reaped = 4,
+                                     .sq_full = 1,
+                                     .cq_overflows = 0,
+                                     .submit_retries = 0});
+
+    // wait() submits and waits in a single io_uring_enter.
+    REQUIRE_FALSE(ring.add_nop(5));
+    auto second = take(ring.wait(1));
+    REQUIRE(second.size() == 1);
+    CHECK(second[0].user_data == 5);
+
+    // Reaping an empty ring costs nothing.
+    CHECK(take(ring.wait(0)).empty());
+    std::array<completion, 4> none{};
+    CHECK(ring.reap_into(none) == 0);
+    CHECK(ring.stats() == ring_stats{.enter_calls = 2,
+                                     .sqes_submitted = 5,
+                                     .cqes_reaped = 5,
+                                     .sq_full = 1,
+                                     .cq_overflows = 0,
+                                     .submit_retries = 0});
+}
+
+TEST_CASE("ring: reap_into counts what it copies out and can stop part way", "[ring][stats]")
+{
+    ring ring(8);
+    for (std::uint64_t i = 0; i < 6; ++i)
+        REQUIRE_FALSE(ring.add_nop(i));
+    REQUIRE(ring.submit().ok());
+    CHECK(ring.ready() == 6);
+
+    std::array<completion, 4> out{};
+    REQUIRE(ring.reap_into(out) == 4);
+    CHECK(ring.stats().cqes_reaped == 4);
+    CHECK(ring.outstanding() == 2);
+    CHECK(ring.ready() == 2);
+    for (std::size_t i = 0; i < 4; ++i)
+        CHECK(out[i].user_data == i); // nops complete in submission order
+    REQUIRE(ring.reap_into(out) == 2);
+    CHECK(out[0].user_data == 4);
+    CHECK(out[1].user_data == 5);
+    CHECK(ring.stats().cqes_reaped == 6);
+    CHECK(ring.outstanding() == 0);
+    CHECK(ring.stats().enter_calls == 1);
+}
+
+TEST_CASE("ring: a completion loop that stops early leaves the rest for the next reap",
+          "[ring][reap]")
+{
+    ring ring(8);
+    for (std::uint64_t i = 0; i < 3; ++i)
+        REQUIRE_FALSE(ring.add_nop(i));
+    REQUIRE(ring.submit().ok());
+
+    for (const completion& c : ring.reap()) {
+        CHECK(c.user_data == 0);
+        break; // the completion the iterator stands on is not consumed
+    }
+    CHECK(ring.ready() == 3);
+    CHECK(ring.stats().cqes_reaped == 0);
+
+    std::vector<std::uint64_t> seen;
+    for (const completion& c : ring.reap())
+        seen.push_back(c.user_data);
+    CHECK(seen == std::vector<std::uint64_t>{0, 1, 2});
+    CHECK(ring.stats().cqes_reaped == 3);
+}

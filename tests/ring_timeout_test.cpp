@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+// Timers through the ring core: plain timeouts (relative, absolute, satisfied by a count) and
+// linked timeouts that cut a read short or lose to it.
+
+#include "ring_test_support.hpp"
+
+#include <coil/io/ring.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <time.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+using coil::io::completion;
+using coil::io::ring;
+using coil::io::sqe_flags;
+using coil::io::timeout_clock;
+using coil::io::timespec64;
+using namespace coil_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::int32_t result_of(const std::vector<completion>& done, std::uint64_t user_data)
+{
+    std::int32_t result = 0;
+    int found = 0;
+    for (const completion& c : done)
+        if (c.user_data == user_data) {
+            result = c.result;
+            ++found;
+        }
+    REQUIRE(found == 1);
+    return result;
+}
+
+} // namespace
+
+TEST_CASE("ring: a relative timeout fires with -ETIME", "[ring][timeout]")
+{
+    ring ring(4);
+    const timespec64 when = timespec64::from(1ms);
+    REQUIRE_FALSE(ring.add_timeout(&when, 0, timeout_clock::relative, 7));
+    auto done = collect(ring, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 7);
+    CHECK(done[0].result == -ETIME);
+    CHECK(done[0].error() == std::errc::stream_timeout); // ETIME
+}
+
+TEST_CASE("ring: an absolute timeout on CLOCK_MONOTONIC fires with -ETIME", "[ring][timeout]")
+{
+    timespec now{};
+    REQUIRE(::clock_gettime(CLOCK_MONOTONIC, &now) == 0);
+    timespec64 when{now.tv_sec, now.tv_nsec + 1'000'000};
+    if (when.tv_nsec >= 1'000'000'000) {
+        when.tv_sec += 1;
+        when.tv_nsec -= 1'000'000'000;
+    }
+    ring ring(4);
+    REQUIRE_FALSE(ring.add_timeout(&when, 0, timeout_clock::absolute, 8));
+    auto done = collect(ring, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 8);
+    CHECK(done[0].result == -ETIME);
+}
+
+TEST_CASE("ring: a timeout with a count completes with 0 once that many ops have completed",
+          "[ring][timeout]")
+{
+    ring ring(4);
+    const timespec64 hour = timespec64::from(1h);
+    REQUIRE_FALSE(ring.add_timeout(&hour, 1, timeout_clock::relative, 10));
+    REQUIRE_FALSE(ring.add_nop(11));
+    auto done = collect(ring, 2);
+    REQUIRE(done.size() == 2);
+    CHECK(result_of(done, 10) == 0);
+    CHECK(result_of(done, 11) == 0);
+}
+
+TEST_CASE("ring: a linked timeout cancels a read from an empty pipe", "[ring][timeout][link]")
+{
+    pipe_fds pipe = make_pipe();
+    ring ring(4);
+    std::array<std::byte, 16> buffer{};
+    const timespec64 when = timespec64::from(10ms);
+    REQUIRE_FALSE(ring.add_read(pipe.read_end.get(), buffer, current_position, 20,
+                                sqe_flags::link));
+    REQUIRE_FALSE(ring.add_link_timeout(&when, 21));
+    auto done = collect(ring, 2);
+    REQUIRE(done.size() == 2);
+    CHECK(result_of(done, 20) == -ECANCELED);
+    CHECK(result_of(done, 21) == -ETIME);
+    CHECK(ring.outstanding() == 0);
+}
+
+TEST_CASE("ring: a linked timeout is cancelled when its read finishes first",
+          "[ring][timeout][link]")
+{
+    pipe_fds pipe = make_pipe();
+    REQUIRE(::write(pipe.write_end.get(), "hello", 5) == 5);
+    ring ring(4);
+    std::array<std::byte, 16> buffer{};
+    const timespec64 hour = timespec64::from(1h);
+    REQUIRE_FALSE(ring.add_read(pipe.read_end.get(), buffer, current_position, 30,
+                                sqe_flags::link));
+    REQUIRE_FALSE(ring.add_link_timeout(&hour, 31));
+    auto done = collect(ring, 2);
+    REQUIRE(done.size() == 2);
+    CHECK(result_of(done, 30) == 5);
+    CHECK(result_of(done, 31) == -ECANCELED);
+}
+
+TEST_CASE("ring: a failed op breaks its link and the next op completes with -ECANCELED",
+          "[ring][link]")
+{
+    ring ring(4);
+    std::array<std::byte, 16> buffer{};
+    REQUIRE_FALSE(ring.add_read(-1, buffer, 0, 40, sqe_flags::link));
+    REQUIRE_FALSE(ring.add_nop(41));
+    auto done = collect(ring, 2);
+    REQUIRE(done.size() == 2);
+    CHECK(result_of(done, 40) == -EBADF);
+    CHECK(result_of(done, 41) == -ECANCELED);
+}
+
+TEST_CASE("ring: timespec64 splits a duration and clamps negative ones to zero",
+          "[ring][timeout][unit]")
+{
+    const timespec64 t = timespec64::from(2'500ms);
+    CHECK(t.tv_sec == 2);
+    CHECK(t.tv_nsec == 500'000'000);
+    const timespec64 negative = timespec64::from(-5s);
+    CHECK(negative.tv_sec == 0);
+    CHECK(negative.tv_nsec == 0);
+}
