@@ -69,18 +69,18 @@ constexpr opcode all_opcodes[] = {
     opcode::accept,      opcode::connect,       opcode::recv,       opcode::send,
 };
 
-std::uint8_t kernel_sqe_flags(sqe_flags f) noexcept
+static_assert(static_cast<unsigned>(sqe_flags::drain) == IOSQE_IO_DRAIN);
+static_assert(static_cast<unsigned>(sqe_flags::link) == IOSQE_IO_LINK);
+static_assert(static_cast<unsigned>(sqe_flags::hard_link) == IOSQE_IO_HARDLINK);
+static_assert(static_cast<unsigned>(sqe_flags::async) == IOSQE_ASYNC);
+
+// Returned by every add_* that queued its op. A copy of a constant: building an empty
+// std::error_code calls std::system_category(), an out-of-line call per op.
+const std::error_code no_error{};
+
+constexpr std::uint8_t kernel_sqe_flags(sqe_flags f) noexcept
 {
-    std::uint8_t out = 0;
-    if (has_flag(f, sqe_flags::link))
-        out |= IOSQE_IO_LINK;
-    if (has_flag(f, sqe_flags::hard_link))
-        out |= IOSQE_IO_HARDLINK;
-    if (has_flag(f, sqe_flags::drain))
-        out |= IOSQE_IO_DRAIN;
-    if (has_flag(f, sqe_flags::async))
-        out |= IOSQE_ASYNC;
-    return out;
+    return static_cast<std::uint8_t>(f);
 }
 
 std::string describe_flags(unsigned flags)
@@ -272,6 +272,11 @@ ring::ring(unsigned entries, const ring_options& options)
     state_->ext_arg = (params.features & IORING_FEAT_EXT_ARG) != 0;
     state_->cap_outstanding = options.cap_outstanding || !(params.features & IORING_FEAT_NODROP);
     state_->backlog.reserve(state_->uring.cq.ring_entries);
+    sq_entries_ = state_->uring.sq.ring_entries;
+    cq_entries_ = state_->uring.cq.ring_entries;
+    cap_outstanding_ = state_->cap_outstanding;
+    sqe_tail_ = &state_->uring.sq.sqe_tail;
+    sq_khead_ = state_->uring.sq.khead;
 
     io_uring_probe* probe = io_uring_get_probe_ring(&state_->uring);
     if (probe == nullptr) {
@@ -300,8 +305,6 @@ bool ring::supports(opcode op) const noexcept
 }
 
 int ring::fd() const noexcept { return state_->uring.ring_fd; }
-unsigned ring::sq_entries() const noexcept { return state_->uring.sq.ring_entries; }
-unsigned ring::cq_entries() const noexcept { return state_->uring.cq.ring_entries; }
 bool ring::single_issuer() const noexcept
 {
     return (state_->uring.flags & IORING_SETUP_SINGLE_ISSUER) != 0;
@@ -312,20 +315,6 @@ bool ring::coop_taskrun() const noexcept
 }
 bool ring::sqpoll() const noexcept { return (state_->uring.flags & IORING_SETUP_SQPOLL) != 0; }
 
-unsigned ring::unsubmitted() const noexcept
-{
-    const io_uring_sq& sq = state_->uring.sq;
-    return sq.sqe_tail - load_acquire(sq.khead);
-}
-
-unsigned ring::space_left() const noexcept
-{
-    unsigned sq_free = sq_entries() - unsubmitted();
-    if (!state_->cap_outstanding)
-        return sq_free;
-    unsigned cq_free = outstanding_ >= cq_entries() ? 0 : cq_entries() - outstanding_;
-    return std::min(sq_free, cq_free);
-}
 
 unsigned ring::ready() const noexcept
 {
@@ -337,8 +326,8 @@ unsigned ring::ready() const noexcept
 // Takes an SQE for `op` or returns why not; the add_* body then fills it and `finish` tags it.
 #define COIL_CLAIM_SQE(op)                                                                     \
     io_uring_sqe* sqe = nullptr;                                                               \
-    if (auto ec_ = claim_(op, sqe))                                                            \
-        return ec_;
+    if (errc why = claim_(op, sqe); why != errc{})                                             \
+        return make_error_code(why);
 
 namespace {
 
@@ -350,11 +339,12 @@ void finish(io_uring_sqe* sqe, std::uint64_t user_data, sqe_flags flags) noexcep
 
 } // namespace
 
-std::error_code ring::claim_(opcode op, io_uring_sqe*& out) noexcept
+// Inlined into every add_*: it is the whole per-op cost of the core besides the SQE itself.
+[[gnu::always_inline]] inline errc ring::claim_(opcode op, io_uring_sqe*& out) noexcept
 {
     if (!state_->supported.test(static_cast<std::size_t>(op)))
         return errc::unsupported_operation;
-    if (state_->cap_outstanding && outstanding_ >= cq_entries()) {
+    if (cap_outstanding_ && outstanding_ >= cq_entries_) {
         ++stats_.sq_full;
         return errc::no_space;
     }
@@ -364,7 +354,7 @@ std::error_code ring::claim_(opcode op, io_uring_sqe*& out) noexcept
         return errc::no_space;
     }
     ++outstanding_;
-    return {};
+    return errc{};
 }
 
 std::error_code ring::add_nop(std::uint64_t user_data, sqe_flags flags)
@@ -372,7 +362,7 @@ std::error_code ring::add_nop(std::uint64_t user_data, sqe_flags flags)
     COIL_CLAIM_SQE(opcode::nop);
     io_uring_prep_nop(sqe);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_read(int fd, std::span<std::byte> buffer, std::uint64_t offset,
@@ -382,7 +372,7 @@ std::error_code ring::add_read(int fd, std::span<std::byte> buffer, std::uint64_
     io_uring_prep_read(sqe, fd, buffer.data(),
                        static_cast<unsigned>(std::min(buffer.size(), max_rw_count)), offset);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_write(int fd, std::span<const std::byte> buffer, std::uint64_t offset,
@@ -392,7 +382,7 @@ std::error_code ring::add_write(int fd, std::span<const std::byte> buffer, std::
     io_uring_prep_write(sqe, fd, buffer.data(),
                         static_cast<unsigned>(std::min(buffer.size(), max_rw_count)), offset);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_readv(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
@@ -401,7 +391,7 @@ std::error_code ring::add_readv(int fd, std::span<const ::iovec> buffers, std::u
     COIL_CLAIM_SQE(opcode::readv);
     io_uring_prep_readv(sqe, fd, buffers.data(), static_cast<unsigned>(buffers.size()), offset);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_writev(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
@@ -410,7 +400,7 @@ std::error_code ring::add_writev(int fd, std::span<const ::iovec> buffers, std::
     COIL_CLAIM_SQE(opcode::writev);
     io_uring_prep_writev(sqe, fd, buffers.data(), static_cast<unsigned>(buffers.size()), offset);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_fsync(int fd, fsync_mode mode, std::uint64_t user_data,
@@ -419,7 +409,7 @@ std::error_code ring::add_fsync(int fd, fsync_mode mode, std::uint64_t user_data
     COIL_CLAIM_SQE(opcode::fsync);
     io_uring_prep_fsync(sqe, fd, mode == fsync_mode::data ? IORING_FSYNC_DATASYNC : 0U);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t length,
@@ -429,7 +419,7 @@ std::error_code ring::add_fallocate(int fd, int mode, std::uint64_t offset, std:
     io_uring_prep_fallocate(sqe, fd, mode, static_cast<off_t>(offset),
                             static_cast<off_t>(length));
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_poll(int fd, std::uint32_t events, std::uint64_t user_data,
@@ -441,7 +431,7 @@ std::error_code ring::add_poll(int fd, std::uint32_t events, std::uint64_t user_
     else
         io_uring_prep_poll_add(sqe, fd, events);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_poll_remove(std::uint64_t target, std::uint64_t user_data)
@@ -449,7 +439,7 @@ std::error_code ring::add_poll_remove(std::uint64_t target, std::uint64_t user_d
     COIL_CLAIM_SQE(opcode::poll_remove);
     io_uring_prep_poll_remove(sqe, target);
     finish(sqe, user_data, sqe_flags::none);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_cancel(std::uint64_t target, std::uint64_t user_data)
@@ -457,7 +447,7 @@ std::error_code ring::add_cancel(std::uint64_t target, std::uint64_t user_data)
     COIL_CLAIM_SQE(opcode::async_cancel);
     io_uring_prep_cancel64(sqe, target, 0);
     finish(sqe, user_data, sqe_flags::none);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_openat(int dirfd, const char* path, int open_flags, unsigned mode,
@@ -466,7 +456,7 @@ std::error_code ring::add_openat(int dirfd, const char* path, int open_flags, un
     COIL_CLAIM_SQE(opcode::openat);
     io_uring_prep_openat(sqe, dirfd, path, open_flags, mode);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_close(int fd, std::uint64_t user_data, sqe_flags flags)
@@ -474,7 +464,7 @@ std::error_code ring::add_close(int fd, std::uint64_t user_data, sqe_flags flags
     COIL_CLAIM_SQE(opcode::close);
     io_uring_prep_close(sqe, fd);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_statx(int dirfd, const char* path, int statx_flags, unsigned mask,
@@ -483,7 +473,7 @@ std::error_code ring::add_statx(int dirfd, const char* path, int statx_flags, un
     COIL_CLAIM_SQE(opcode::statx);
     io_uring_prep_statx(sqe, dirfd, path, statx_flags, mask, out);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_timeout(const timespec64* when, unsigned count, timeout_clock clock,
@@ -495,7 +485,7 @@ std::error_code ring::add_timeout(const timespec64* when, unsigned count, timeou
                           reinterpret_cast<__kernel_timespec*>(const_cast<timespec64*>(when)),
                           count, clock == timeout_clock::absolute ? IORING_TIMEOUT_ABS : 0U);
     finish(sqe, user_data, flags);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_link_timeout(const timespec64* when, std::uint64_t user_data)
@@ -504,7 +494,7 @@ std::error_code ring::add_link_timeout(const timespec64* when, std::uint64_t use
     io_uring_prep_link_timeout(
         sqe, reinterpret_cast<__kernel_timespec*>(const_cast<timespec64*>(when)), 0);
     finish(sqe, user_data, sqe_flags::none);
-    return {};
+    return no_error;
 }
 
 std::error_code ring::add_timeout_remove(std::uint64_t target, std::uint64_t user_data)
@@ -512,7 +502,7 @@ std::error_code ring::add_timeout_remove(std::uint64_t target, std::uint64_t use
     COIL_CLAIM_SQE(opcode::timeout_remove);
     io_uring_prep_timeout_remove(sqe, target, 0);
     finish(sqe, user_data, sqe_flags::none);
-    return {};
+    return no_error;
 }
 
 #undef COIL_CLAIM_SQE

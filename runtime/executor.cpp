@@ -82,6 +82,18 @@ void spawned_promise_base::detach() noexcept
 
 executor* executor::current() noexcept { return current_executor; }
 
+namespace detail {
+
+void notify_stop_requested(executor* ex) noexcept
+{
+    if (ex != nullptr)
+        ex->notify_stop();
+}
+
+executor* running_executor() noexcept { return current_executor; }
+
+} // namespace detail
+
 executor::executor(const executor_options& options)
     : thread_(std::this_thread::get_id()), ring_(options.entries, options.ring)
 {
@@ -102,9 +114,10 @@ executor::executor(const executor_options& options)
     cqe_reserve_ = 1 + std::max(1U, cq / 16);
     op_capacity_ = cq - cqe_reserve_;
     slots_.resize(op_capacity_);
-    free_slots_.reserve(op_capacity_);
-    for (std::size_t i = op_capacity_; i-- > 0;)
-        free_slots_.push_back(static_cast<std::uint32_t>(i));
+    op_cqe_limit_ = cq - cqe_reserve_;
+    free_slots_ = std::make_unique<std::uint32_t[]>(op_capacity_);
+    for (std::size_t i = 0; i < op_capacity_; ++i) // slot 0 on top
+        free_slots_[i] = static_cast<std::uint32_t>(op_capacity_ - 1 - i);
     pending_cancels_.reserve(op_capacity_);
     ready_.reserve(256);
     running_.reserve(256);
@@ -157,6 +170,9 @@ void executor::run_loop()
             process_remote();
         if (spawned_ == nullptr)
             break;
+        // A stop requested during this turn must reach the kernel before we block on it.
+        if (stops_pending_.load(std::memory_order_relaxed))
+            cancel_stopped_ops();
         flush_and_wait(ready_.empty());
     }
     if (stop_requested_.exchange(false, std::memory_order_relaxed))
@@ -205,7 +221,8 @@ void executor::reap_all() noexcept
         admit_waiting();
 }
 
-void executor::dispatch(const io::completion& c) noexcept
+// Inlined into reap_all(): the per-completion path.
+[[gnu::always_inline]] inline void executor::dispatch(const io::completion& c) noexcept
 {
     const auto index = static_cast<std::uint32_t>(c.user_data & slot_mask);
     const auto kind = static_cast<cqe_kind>((c.user_data >> slot_bits) & 0xff);
@@ -235,14 +252,14 @@ void executor::dispatch(const io::completion& c) noexcept
         finish_op(op);
 }
 
-void executor::finish_op(detail::op_base& op) noexcept
+[[gnu::always_inline]] inline void executor::finish_op(detail::op_base& op) noexcept
 {
     slot& s = slots_[op.slot];
     s.op = nullptr;
     s.cancel_pending = false;
     ++s.generation;
-    free_slots_.push_back(op.slot);
     --slots_in_use_;
+    free_slots_[op_capacity_ - 1 - slots_in_use_] = op.slot;
     op.state = detail::op_state::done;
     if (op.waiter && !shutting_down_)
         ready_.push_back(op.waiter);
@@ -252,7 +269,9 @@ void executor::finish_op(detail::op_base& op) noexcept
 
 bool executor::has_room(unsigned cqes) const noexcept
 {
-    return !free_slots_.empty() && ring_.outstanding() + cqes + cqe_reserve_ <= ring_.cq_entries();
+    // Room in the CQ implies a free slot: every op holding a slot is outstanding in the ring,
+    // and op_cqe_limit_ == op_capacity_.
+    return ring_.outstanding() + cqes <= op_cqe_limit_;
 }
 
 bool executor::start(detail::op_base& op)
@@ -280,19 +299,21 @@ bool executor::start(detail::op_base& op)
     return op.state != detail::op_state::done;
 }
 
-void executor::submit_op(detail::op_base& op) noexcept
+// Inlined into start(): the per-op path.
+[[gnu::always_inline]] inline void executor::submit_op(detail::op_base& op) noexcept
 {
     const unsigned sqes = op.deadline != nullptr ? 2 : 1;
     if (op.deadline != nullptr && !ring_.supports(io::opcode::link_timeout)) {
-        op.setup_error = io::errc::unsupported_operation;
+        op.setup_error = make_error_code(io::errc::unsupported_operation);
         op.state = detail::op_state::done;
         return;
     }
     // has_room() said the CQ can take it; if the SQ is full, hand it to the kernel first.
-    if (ring_.space_left() < sqes)
+    if (ring_.sq_space_left() < sqes)
         (void)ring_.submit();
 
-    const std::uint32_t index = free_slots_.back();
+    assert(slots_in_use_ < op_capacity_);
+    const std::uint32_t index = free_slots_[op_capacity_ - 1 - slots_in_use_];
     slot& s = slots_[index];
     const std::uint64_t user_data = encode(index, s.generation, cqe_kind::op);
     std::error_code ec =
@@ -307,10 +328,8 @@ void executor::submit_op(detail::op_base& op) noexcept
         op.state = detail::op_state::done;
         return;
     }
-    free_slots_.pop_back();
     ++slots_in_use_;
     s.op = &op;
-    s.cancel_pending = false;
     op.slot = index;
     op.pending = static_cast<std::uint8_t>(sqes);
     op.state = detail::op_state::in_flight;
@@ -408,12 +427,32 @@ void executor::cancel(detail::op_base& op) noexcept
     }
 }
 
-void executor::cancel_from_any_thread(detail::op_base& op) noexcept
+void executor::notify_stop() noexcept
 {
-    op.remote_cancel.store(true, std::memory_order_relaxed);
-    remote_cancels_.store(true, std::memory_order_relaxed);
-    if (!remote_work_.exchange(true, std::memory_order_release))
-        wake();
+    stops_pending_.store(true, std::memory_order_release);
+    if (!on_executor_thread() && !remote_work_.exchange(true, std::memory_order_release))
+        wake(); // it may be blocked in the kernel
+}
+
+void executor::cancel_stopped_ops() noexcept
+{
+    // One pass over the slot table and the waiting FIFO per batch of stop requests: cheaper
+    // than registering a stop callback (several atomic read-modify-writes) for every op.
+    if (!stops_pending_.exchange(false, std::memory_order_acquire))
+        return;
+    auto stopped = [](const detail::op_base& op) {
+        return op.stop_token != nullptr && !op.cancel_requested && op.stop_token->stop_requested();
+    };
+    if (slots_in_use_ != 0)
+        for (slot& s : slots_)
+            if (s.op != nullptr && stopped(*s.op))
+                cancel(*s.op);
+    for (detail::op_base* p = waiting_head_; p != nullptr;) {
+        detail::op_base* next = p->next;
+        if (stopped(*p))
+            cancel(*p);
+        p = next;
+    }
 }
 
 void executor::abandon(detail::op_base& op) noexcept
@@ -488,18 +527,6 @@ void executor::process_remote()
     for (auto& fn : posted_running_)
         fn();
     posted_running_.clear();
-
-    if (remote_cancels_.exchange(false, std::memory_order_relaxed)) {
-        for (slot& s : slots_)
-            if (s.op != nullptr && s.op->remote_cancel.exchange(false, std::memory_order_relaxed))
-                cancel(*s.op);
-        for (detail::op_base* p = waiting_head_; p != nullptr;) {
-            detail::op_base* next = p->next;
-            if (p->remote_cancel.exchange(false, std::memory_order_relaxed))
-                cancel(*p);
-            p = next;
-        }
-    }
 }
 
 // --- shutdown -------------------------------------------------------------------------------

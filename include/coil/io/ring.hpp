@@ -69,17 +69,18 @@ enum class opcode : std::uint8_t {
 /// Human-readable name of an opcode ("read", "poll_add", ...).
 const char* to_string(opcode op) noexcept;
 
-/// Per-SQE flags. Combine with `|`.
+/// Per-SQE flags. Combine with `|`. The values are the kernel's `IOSQE_*` bits (checked in
+/// io/ring.cpp), so they go into the SQE as they are.
 enum class sqe_flags : std::uint8_t {
     none = 0,
-    /// The next queued op starts only after this one succeeds (`IOSQE_IO_LINK`).
-    link = 1U << 0,
-    /// Like `link`, but the chain continues even if this op fails (`IOSQE_IO_HARDLINK`).
-    hard_link = 1U << 1,
     /// Start only after every earlier op has completed (`IOSQE_IO_DRAIN`).
-    drain = 1U << 2,
+    drain = 1U << 1,
+    /// The next queued op starts only after this one succeeds (`IOSQE_IO_LINK`).
+    link = 1U << 2,
+    /// Like `link`, but the chain continues even if this op fails (`IOSQE_IO_HARDLINK`).
+    hard_link = 1U << 3,
     /// Always go to the kernel's async worker instead of trying inline (`IOSQE_ASYNC`).
-    async = 1U << 3,
+    async = 1U << 4,
 };
 
 constexpr sqe_flags operator|(sqe_flags a, sqe_flags b) noexcept
@@ -320,19 +321,33 @@ public:
     /// epoll loop can wait on it.
     int fd() const noexcept;
 
-    unsigned sq_entries() const noexcept;
-    unsigned cq_entries() const noexcept;
+    unsigned sq_entries() const noexcept { return sq_entries_; }
+    unsigned cq_entries() const noexcept { return cq_entries_; }
 
     /// Ops that can still be queued before `no_space`: the free SQ entries, bounded by the CQ
     /// room left when outstanding ops are capped.
-    unsigned space_left() const noexcept;
+    /// Free submission queue entries (regardless of the CQ cap).
+    unsigned sq_space_left() const noexcept { return sq_entries_ - unsubmitted(); }
+
+    unsigned space_left() const noexcept
+    {
+        unsigned sq_free = sq_entries_ - unsubmitted();
+        if (!cap_outstanding_)
+            return sq_free;
+        unsigned cq_free = outstanding_ >= cq_entries_ ? 0 : cq_entries_ - outstanding_;
+        return sq_free < cq_free ? sq_free : cq_free;
+    }
 
     /// SQEs queued whose final completion has not yet been reaped (queued, submitted or
     /// in flight). Never exceeds `cq_entries()` while `cap_outstanding` holds.
     unsigned outstanding() const noexcept { return outstanding_; }
 
     /// SQEs queued but not yet consumed by the kernel.
-    unsigned unsubmitted() const noexcept;
+    unsigned unsubmitted() const noexcept
+    {
+        // The kernel advances the SQ head as it consumes entries (acquire: it has read them).
+        return *sqe_tail_ - __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE);
+    }
 
     /// Completions ready to reap now (including the internal backlog).
     unsigned ready() const noexcept;
@@ -348,7 +363,7 @@ private:
     friend class completion_range::iterator;
     struct state;
 
-    std::error_code claim_(opcode op, ::io_uring_sqe*& out) noexcept;
+    errc claim_(opcode op, ::io_uring_sqe*& out) noexcept;
     int enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                std::size_t arg_size) noexcept;
     unsigned flush_() noexcept;
@@ -358,6 +373,13 @@ private:
     void pop_() noexcept;
 
     std::unique_ptr<state> state_;
+    // Set once at construction, copied out of the liburing state so that the hot accessors
+    // above are inline: the ring sizes, and where our SQ tail and the kernel's SQ head live.
+    unsigned sq_entries_ = 0;
+    unsigned cq_entries_ = 0;
+    bool cap_outstanding_ = true;
+    const unsigned* sqe_tail_ = nullptr;
+    const unsigned* sq_khead_ = nullptr;
     // outstanding_: SQEs queued whose final CQE (one without IORING_CQE_F_MORE) has not been
     // handed to the caller; with cap_outstanding it never exceeds cq_entries.
     unsigned outstanding_ = 0;

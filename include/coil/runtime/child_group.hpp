@@ -67,7 +67,7 @@ inline child_coroutine child_promise::get_return_object() noexcept
 ///   an op cancels and drains it as its awaiter is destroyed (docs/lifetimes.md).
 class child_group {
 public:
-    child_group() = default;
+    child_group() : executor_(running_executor()), token_(stop_.get_token()) {}
     child_group(const child_group&) = delete;
     child_group& operator=(const child_group&) = delete;
 
@@ -84,12 +84,18 @@ public:
     void link(const std::stop_token& parent)
     {
         if (parent.stop_possible())
-            parent_link_.emplace(parent, forward_stop{&stop_});
+            parent_link_.emplace(parent, forward_stop{this});
     }
 
-    void request_stop() noexcept { stop_.request_stop(); }
+    /// Triggers the children's token and has the executor cancel their pending ops.
+    /// Safe from any thread.
+    void request_stop() noexcept
+    {
+        if (stop_.request_stop())
+            notify_stop_requested(executor_);
+    }
     bool stop_requested() const noexcept { return stop_.stop_requested(); }
-    std::stop_token stop_token() const noexcept { return stop_.get_token(); }
+    std::stop_token stop_token() const noexcept { return token_; }
 
     /// Children started and not yet finished.
     std::size_t active() const noexcept { return active_; }
@@ -108,7 +114,8 @@ public:
     {
         child_promise& p = child.handle.promise();
         p.group_ = this;
-        p.set_stop_token(stop_.get_token());
+        p.inherit_stop_token(&token_);
+        p.set_owning_executor(executor_);
         p.next_ = head_;
         if (head_ != nullptr)
             head_->prev_ = &p;
@@ -130,7 +137,7 @@ private:
     friend class child_promise;
 
     struct forward_stop {
-        std::stop_source* target;
+        child_group* target;
         void operator()() const noexcept { target->request_stop(); }
     };
 
@@ -155,7 +162,9 @@ private:
         return std::noop_coroutine();
     }
 
+    executor* executor_;             // the executor the children run on
     std::stop_source stop_;
+    std::stop_token token_;          // stop_'s token, which every child points at
     std::optional<std::stop_callback<forward_stop>> parent_link_;
     child_promise* head_ = nullptr;
     std::size_t active_ = 0;

@@ -110,8 +110,9 @@ public:
     /// Requests cancellation of `op` from the executor thread. The op still completes
     /// through its own completion.
     void cancel(detail::op_base& op) noexcept;
-    /// Requests cancellation of `op` from another thread.
-    void cancel_from_any_thread(detail::op_base& op) noexcept;
+    /// Says that a stop source was triggered: at its next loop turn the executor cancels every
+    /// pending op whose stop token reports `stop_requested()`. Safe from any thread.
+    void notify_stop() noexcept;
     /// Called when an awaiter is destroyed while its op is queued or in flight: cancels it
     /// and blocks (processing other completions) until the kernel is done with it.
     void abandon(detail::op_base& op) noexcept;
@@ -143,6 +144,7 @@ private:
     void arm_wakeup() noexcept;
     void wake() noexcept;
     void process_remote();
+    void cancel_stopped_ops() noexcept;
     void shutdown() noexcept;
     void track(detail::spawned_promise_base& p) noexcept;
     void untrack(detail::spawned_promise_base& p) noexcept;
@@ -155,11 +157,14 @@ private:
     int wake_fd_ = -1;               // eventfd that post() and remote cancels write
     std::size_t op_capacity_ = 0;    // slots_.size(): ops that may be in flight at once
     unsigned cqe_reserve_ = 0;       // CQ entries kept free for cancels and the wake-up read
+    unsigned op_cqe_limit_ = 0;      // ops start only while ring outstanding + their CQEs <= this
 
     // --- touched only on the executor thread ---------------------------------------------
     std::vector<slot> slots_;
-    std::vector<std::uint32_t> free_slots_;     // stack of unused slot indices
-    std::size_t slots_in_use_ = 0;              // ops with a slot; == op_capacity_ - free_slots_
+    // Unused slot indices, as a stack of op_capacity_ entries whose top is at
+    // op_capacity_ - 1 - slots_in_use_ (no separate size to keep in step).
+    std::unique_ptr<std::uint32_t[]> free_slots_;
+    std::size_t slots_in_use_ = 0;              // ops holding a slot; never above op_capacity_
     std::vector<std::uint32_t> pending_cancels_; // slots whose cancel awaits CQ room
     detail::op_base* waiting_head_ = nullptr;   // FIFO of ops waiting for CQ room
     detail::op_base* waiting_tail_ = nullptr;
@@ -180,8 +185,9 @@ private:
     std::atomic<bool> remote_work_{false};
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_; // guarded by posted_mutex_
-    // Set (relaxed) after an op's remote_cancel flag, before remote_work_'s release.
-    std::atomic<bool> remote_cancels_{false};
+    // A stop source was triggered since the last search for stopped ops. Written with release
+    // by notify_stop() after the stop state changed; exchanged with acquire before the search.
+    std::atomic<bool> stops_pending_{false};
     std::vector<std::function<void()>> posted_running_; // executor thread: the batch being run
 };
 

@@ -35,8 +35,11 @@ public:
     };
     final_awaiter final_suspend() const noexcept { return {}; }
 
+    /// The executor that owns the task.
+    executor* owning_executor() const noexcept { return owner_; }
+
     /// Spawned tasks start with no stop token of their own.
-    const std::stop_token& stop_token() const noexcept { return stop_token_; }
+    const std::stop_token* stop_token_ptr() const noexcept { return nullptr; }
 
     bool finished() const noexcept { return finished_; }
     bool failed() const noexcept { return exception_ != nullptr; }
@@ -73,7 +76,6 @@ private:
     spawned_promise_base* next_ = nullptr;
     std::coroutine_handle<> self_;
     std::coroutine_handle<> joiner_;
-    std::stop_token stop_token_;
     std::exception_ptr exception_; // what the task threw, if it did
     int refs_ = 2;                 // the executor's and the join handle's
     bool finished_ = false;

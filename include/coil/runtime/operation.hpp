@@ -13,14 +13,12 @@
 #include <coil/runtime/executor.hpp>
 #include <coil/runtime/task.hpp>
 
-#include <atomic>
 #include <cassert>
 #include <cerrno>
 #include <chrono>
 #include <concepts>
 #include <coroutine>
 #include <cstdint>
-#include <optional>
 #include <stop_token>
 #include <system_error>
 #include <utility>
@@ -50,29 +48,17 @@ struct op_base {
     executor* owner = nullptr;                // set when awaited
     op_base* next = nullptr;                  // link in the executor's waiting FIFO
     const io::timespec64* deadline = nullptr; // a linked timeout, if any (points into the awaiter)
-    std::error_code setup_error;              // why the op never reached the kernel, if it did not
+    io::detail::stored_error setup_error;     // why the op never reached the kernel, if it did not
     std::int32_t result = 0;                  // the op's own CQE result
     std::int32_t timeout_result = 0;          // the linked timeout's CQE result
     std::uint32_t slot = 0;                   // index in the executor's slot table while in flight
     std::uint8_t pending = 0;                 // CQEs still to come: 1, or 2 with a deadline
     op_state state = op_state::idle;
     bool cancel_requested = false;            // a cancel was asked for (maybe not yet submitted)
-    // Set by a stop request on another thread; the executor finds and cancels the op. Relaxed
-    // is enough: the executor reads it after an acquire exchange of its remote_work_ flag,
-    // which the requesting thread set with release after this store.
-    std::atomic<bool> remote_cancel{false};
-};
-
-/// Cancels an op when its coroutine's stop token is triggered, from whatever thread.
-struct op_canceller {
-    op_base* op;
-    void operator()() const noexcept
-    {
-        if (op->owner->on_executor_thread())
-            op->owner->cancel(*op);
-        else
-            op->owner->cancel_from_any_thread(*op);
-    }
+    // The awaiting coroutine's stop token (owned by it or an ancestor, which outlive the op),
+    // or null. When a stop source is triggered the executor cancels every op whose token
+    // reports stop_requested(): no callback is registered per op.
+    const std::stop_token* stop_token = nullptr;
 };
 
 } // namespace detail
@@ -91,8 +77,9 @@ concept ring_op = requires(Op& op, io::ring& r, std::uint64_t ud, io::sqe_flags 
 /// - Lifetime: everything the op borrows (buffers, iovecs, paths) must stay valid until the
 ///   `co_await` completes. The kernel is never left holding memory of a destroyed awaiter:
 ///   destroying one whose op is still in flight cancels the op and waits for its completion.
-/// - Cancellation: a stop request on the awaiting task's stop token submits `ASYNC_CANCEL`;
-///   the coroutine resumes only after the op's own completion arrives, with
+/// - Cancellation: a stop request on the awaiting task's stop token makes the executor submit
+///   `ASYNC_CANCEL` (at its next loop turn, whatever thread requested the stop); the coroutine
+///   resumes only after the op's own completion arrives, with
 ///   `std::errc::operation_canceled` or, if the op won the race, its real result.
 /// - `with_timeout(d)` adds a linked timeout: if the op is still running after `d`, it ends
 ///   with `std::errc::timed_out`.
@@ -131,30 +118,25 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
-        executor* ex = executor::current();
+        executor* ex = detail::executor_of(h);
         assert(ex != nullptr && "co_await of a coil operation outside an executor");
         owner = ex;
         waiter = h;
         if (has_timeout_)
             deadline = &timeout_;
-        std::stop_token token = detail::stop_token_of(h);
-        if (token.stop_requested()) { // cancelled before it was submitted
-            result = -ECANCELED;
+        stop_token = detail::stop_token_of(h);
+        if (stop_token != nullptr && stop_token->stop_requested()) {
+            result = -ECANCELED; // cancelled before it was submitted
             state = detail::op_state::done;
             return false;
         }
-        if (!ex->start(*this))
-            return false;
-        if (token.stop_possible())
-            stop_callback_.emplace(std::move(token), detail::op_canceller{this});
-        return true;
+        return ex->start(*this);
     }
 
     result_type await_resume()
     {
-        stop_callback_.reset();
-        if (setup_error)
-            return result_type(setup_error);
+        if (setup_error.failed())
+            return result_type(setup_error.get());
         if (deadline != nullptr && timeout_result == -ETIME &&
             (result == -ECANCELED || result == -EINTR))
             return result_type(std::make_error_code(std::errc::timed_out));
@@ -174,7 +156,6 @@ private:
     Op op_;
     io::timespec64 timeout_{};
     bool has_timeout_ = false;
-    std::optional<std::stop_callback<detail::op_canceller>> stop_callback_;
 };
 
 /// Gives `op` a deadline: `co_await coil::with_timeout(coil::read(fd, buf), 100ms)` ends with

@@ -284,7 +284,11 @@ inline operation<ops::timer> sleep_until(std::chrono::steady_clock::time_point t
 /// Lets every other ready task run before this one continues. Does not enter the kernel.
 struct yield_awaiter {
     bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> h) const { executor::current()->schedule(h); }
+    template <class Promise>
+    void await_suspend(std::coroutine_handle<Promise> h) const
+    {
+        detail::executor_of(h)->schedule(h);
+    }
     void await_resume() const noexcept {}
 };
 inline yield_awaiter yield() noexcept { return {}; }

@@ -6,6 +6,7 @@
 #include <cassert>
 #include <coroutine>
 #include <exception>
+#include <optional>
 #include <stop_token>
 #include <type_traits>
 #include <utility>
@@ -15,18 +16,62 @@ namespace coil {
 
 template <class T = void>
 class task;
+class executor;
 
 namespace detail {
 
+/// Tells `ex` that some stop source was triggered, so that it looks for ops to cancel. Safe
+/// from any thread. Defined in runtime/executor.cpp.
+void notify_stop_requested(executor* ex) noexcept;
+/// The executor running on this thread, or null. Defined in runtime/executor.cpp.
+executor* running_executor() noexcept;
+
+/// A stop callback that wakes the executor's search for cancelled ops.
+struct stop_notifier {
+    executor* ex;
+    void operator()() const noexcept { notify_stop_requested(ex); }
+};
+
 /// What every coil coroutine promise carries: who to resume when it ends, and the stop token
-/// that the operations it awaits observe (inherited from whoever awaits it).
+/// that the operations it awaits observe.
+///
+/// The token is held by pointer: a task points at the token of whoever awaits it (which
+/// outlives it), or at its own when given one with `with_stop_token`. Passing a token down a
+/// chain of awaits thus costs no atomic reference counting, and an op reads it with one load.
 class promise_base {
 public:
     std::coroutine_handle<> continuation() const noexcept { return continuation_; }
     void set_continuation(std::coroutine_handle<> h) noexcept { continuation_ = h; }
 
-    const std::stop_token& stop_token() const noexcept { return stop_token_; }
-    void set_stop_token(std::stop_token token) noexcept { stop_token_ = std::move(token); }
+    /// The executor this coroutine runs on (inherited from its awaiter), or null if unknown.
+    executor* owning_executor() const noexcept { return executor_; }
+    void set_owning_executor(executor* ex) noexcept { executor_ = ex; }
+
+    /// The token this coroutine's ops observe, or null when nothing can stop them.
+    const std::stop_token* stop_token_ptr() const noexcept { return token_; }
+
+    /// Uses `token` (owned by an ancestor or a child group, which outlive this coroutine)
+    /// unless the coroutine has a token of its own.
+    void inherit_stop_token(const std::stop_token* token) noexcept
+    {
+        if (!own_token_.stop_possible())
+            token_ = token;
+    }
+
+    /// Gives the coroutine a token of its own (`with_stop_token`).
+    void set_stop_token(std::stop_token token) noexcept
+    {
+        own_token_ = std::move(token);
+        token_ = own_token_.stop_possible() ? &own_token_ : nullptr;
+    }
+
+    /// Once the coroutine starts on `ex`: a stop request on its own token makes `ex` look
+    /// for ops to cancel. (Inherited tokens are watched by whoever owns them.)
+    void watch_own_stop_token(executor* ex)
+    {
+        if (ex != nullptr && own_token_.stop_possible() && !watch_)
+            watch_.emplace(own_token_, stop_notifier{ex});
+    }
 
     /// Resumes the continuation by symmetric transfer, so long chains of tasks that complete
     /// at once do not grow the stack.
@@ -43,23 +88,43 @@ public:
 
 private:
     std::coroutine_handle<> continuation_;
-    std::stop_token stop_token_;
+    executor* executor_ = nullptr;
+    const std::stop_token* token_ = nullptr;
+    std::stop_token own_token_;
+    std::optional<std::stop_callback<stop_notifier>> watch_;
 };
 
 /// Detects a coil promise (one that carries a stop token) at a suspension point.
 template <class Promise>
 concept has_stop_token = requires(const Promise& p) {
-    { p.stop_token() } -> std::convertible_to<const std::stop_token&>;
+    { p.stop_token_ptr() } -> std::convertible_to<const std::stop_token*>;
 };
 
-/// The stop token of the coroutine behind `h`, or an empty one when it has none.
+/// Detects a promise that knows its executor.
 template <class Promise>
-std::stop_token stop_token_of(std::coroutine_handle<Promise> h) noexcept
+concept knows_executor = requires(const Promise& p) {
+    { p.owning_executor() } -> std::convertible_to<executor*>;
+};
+
+/// The executor of the coroutine behind `h`, or the one running on this thread.
+template <class Promise>
+executor* executor_of(std::coroutine_handle<Promise> h) noexcept
+{
+    if constexpr (knows_executor<Promise>) {
+        if (executor* ex = h.promise().owning_executor())
+            return ex;
+    }
+    return running_executor();
+}
+
+/// The stop token of the coroutine behind `h`, or null when it has none.
+template <class Promise>
+const std::stop_token* stop_token_of(std::coroutine_handle<Promise> h) noexcept
 {
     if constexpr (has_stop_token<Promise>)
-        return h.promise().stop_token();
+        return h.promise().stop_token_ptr();
     else
-        return {};
+        return nullptr;
 }
 
 template <class T>
@@ -158,12 +223,14 @@ public:
         template <class Promise>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) noexcept
         {
-            handle_.promise().set_continuation(parent);
-            if constexpr (detail::has_stop_token<Promise>) {
-                // A token set explicitly on the child (with_stop_token) wins.
-                if (!handle_.promise().stop_token().stop_possible())
-                    handle_.promise().set_stop_token(parent.promise().stop_token());
-            }
+            auto& child = handle_.promise();
+            child.set_continuation(parent);
+            // A token set explicitly on the child (with_stop_token) wins over the parent's.
+            if constexpr (detail::has_stop_token<Promise>)
+                child.inherit_stop_token(parent.promise().stop_token_ptr());
+            executor* ex = detail::executor_of(parent);
+            child.set_owning_executor(ex);
+            child.watch_own_stop_token(ex);
             return handle_;
         }
 
@@ -228,7 +295,8 @@ struct get_stop_token_t {
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h) noexcept
     {
-        token_ = detail::stop_token_of(h);
+        if (const std::stop_token* token = detail::stop_token_of(h))
+            token_ = *token;
         return false;
     }
     std::stop_token await_resume() noexcept { return std::move(token_); }
