@@ -198,6 +198,10 @@ struct ring::state {
     std::bitset<256> supported;  // by our opcode enum value; set once at construction
     bool cap_outstanding = true; // refuse ops beyond the CQ capacity
     bool ext_arg = false;        // IORING_FEAT_EXT_ARG: timed waits need no timeout SQE
+    // The ring fd registered with the ring itself (Linux 5.18): io_uring_enter then skips the
+    // file-table lookup. `enter_fd` is what io_uring_enter takes, `enter_flags` what it adds.
+    unsigned enter_fd = 0;
+    unsigned enter_flags = 0;
 
     // Completions moved out of the CQ before the caller asked for them, when the kernel
     // answered a submit with EBUSY or EAGAIN. Delivered before the CQ. Reserved to the CQ size
@@ -277,6 +281,12 @@ ring::ring(unsigned entries, const ring_options& options)
     cap_outstanding_ = state_->cap_outstanding;
     sqe_tail_ = &state_->uring.sq.sqe_tail;
     sq_khead_ = state_->uring.sq.khead;
+
+    state_->enter_fd = static_cast<unsigned>(state_->uring.ring_fd);
+    if (io_uring_register_ring_fd(&state_->uring) == 1) {
+        state_->enter_fd = static_cast<unsigned>(state_->uring.enter_ring_fd);
+        state_->enter_flags = IORING_ENTER_REGISTERED_RING;
+    }
 
     io_uring_probe* probe = io_uring_get_probe_ring(&state_->uring);
     if (probe == nullptr) {
@@ -513,8 +523,8 @@ int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void
                  std::size_t arg_size) noexcept
 {
     ++stats_.enter_calls;
-    return io_uring_enter2(static_cast<unsigned>(state_->uring.ring_fd), to_submit, min_complete,
-                           flags, static_cast<sigset_t*>(arg), arg_size);
+    return io_uring_enter2(state_->enter_fd, to_submit, min_complete, flags | state_->enter_flags,
+                           static_cast<sigset_t*>(arg), arg_size);
 }
 
 unsigned ring::flush_() noexcept
