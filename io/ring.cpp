@@ -23,6 +23,11 @@ namespace coil::io {
 static_assert(sizeof(timespec64) == sizeof(__kernel_timespec));
 static_assert(offsetof(timespec64, tv_nsec) == offsetof(__kernel_timespec, tv_nsec));
 static_assert(completion::more_flag == IORING_CQE_F_MORE);
+// ring::for_each_completion reads CQEs in place as coil::io::completion.
+static_assert(sizeof(completion) == sizeof(io_uring_cqe));
+static_assert(offsetof(completion, user_data) == offsetof(io_uring_cqe, user_data));
+static_assert(offsetof(completion, result) == offsetof(io_uring_cqe, res));
+static_assert(offsetof(completion, flags) == offsetof(io_uring_cqe, flags));
 
 namespace {
 
@@ -281,6 +286,11 @@ ring::ring(unsigned entries, const ring_options& options)
     cap_outstanding_ = state_->cap_outstanding;
     sqe_tail_ = &state_->uring.sq.sqe_tail;
     sq_khead_ = state_->uring.sq.khead;
+    // coil never asks for IORING_SETUP_CQE32, so CQEs are 16 bytes, laid out as `completion`.
+    cqes_ = reinterpret_cast<const completion*>(state_->uring.cq.cqes);
+    cq_khead_ = state_->uring.cq.khead;
+    cq_ktail_ = state_->uring.cq.ktail;
+    cq_mask_ = state_->uring.cq.ring_mask;
 
     state_->enter_fd = static_cast<unsigned>(state_->uring.ring_fd);
     if (io_uring_register_ring_fd(&state_->uring) == 1) {
@@ -545,6 +555,7 @@ void ring::stash_ready_() noexcept
     for (; head != tail; ++head) {
         const io_uring_cqe& cqe = u.cq.cqes[head & u.cq.ring_mask];
         state_->backlog.push_back({cqe.user_data, cqe.res, cqe.flags});
+        backlog_empty_ = false;
     }
     store_release(u.cq.khead, tail);
 }
@@ -725,6 +736,7 @@ void ring::pop_() noexcept
         if (++s.backlog_head == s.backlog.size()) {
             s.backlog.clear();
             s.backlog_head = 0;
+            backlog_empty_ = true;
         }
     } else {
         io_uring& u = s.uring;

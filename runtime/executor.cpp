@@ -121,7 +121,6 @@ executor::executor(const executor_options& options)
     pending_cancels_.reserve(op_capacity_);
     ready_.reserve(256);
     running_.reserve(256);
-    reaped_.resize(std::min(cq, 1024U));
 }
 
 executor::~executor()
@@ -208,13 +207,7 @@ void executor::flush_and_wait(bool block)
 
 void executor::reap_all() noexcept
 {
-    for (;;) {
-        std::size_t n = ring_.reap_into(reaped_);
-        for (std::size_t i = 0; i < n; ++i)
-            dispatch(reaped_[i]);
-        if (n < reaped_.size())
-            break;
-    }
+    ring_.for_each_completion([this](const io::completion& c) { dispatch(c); });
     if (!pending_cancels_.empty())
         submit_pending_cancels();
     if (waiting_head_ != nullptr)

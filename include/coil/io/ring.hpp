@@ -312,6 +312,43 @@ public:
     /// returns how many. Non-blocking. The bulk counterpart of `reap()`.
     std::size_t reap_into(std::span<completion> out) noexcept;
 
+    /// Calls `fn(const completion&)` for every ready completion and removes it from the ring;
+    /// returns how many. Non-blocking, and like `reap()` it flushes overflowed completions and
+    /// deferred task work. The completion passed to `fn` is only valid during the call. `fn`
+    /// may queue and submit ops, but must not reap or wait. Completions read straight from the
+    /// kernel's ring are not copied: this is the cheapest way to reap.
+    template <class F>
+    std::size_t for_each_completion(F&& fn)
+    {
+        std::size_t n = 0;
+        for (;;) {
+            if (backlog_empty_) {
+                // The kernel writes CQEs before it moves the tail (acquire pairs with that),
+                // and reuses an entry only after it sees our head move past it (release).
+                unsigned head = __atomic_load_n(cq_khead_, __ATOMIC_RELAXED);
+                const unsigned tail = __atomic_load_n(cq_ktail_, __ATOMIC_ACQUIRE);
+                if (head != tail) {
+                    const std::size_t start = n;
+                    for (; head != tail; ++head, ++n) {
+                        const completion& c = cqes_[head & cq_mask_];
+                        if (!c.more())
+                            --outstanding_;
+                        fn(c);
+                    }
+                    __atomic_store_n(cq_khead_, tail, __ATOMIC_RELEASE);
+                    stats_.cqes_reaped += n - start;
+                    continue;
+                }
+            }
+            completion c; // the slow path: backlog, overflow list, task work
+            if (!peek_(c))
+                return n;
+            pop_();
+            fn(c);
+            ++n;
+        }
+    }
+
     // --- introspection --------------------------------------------------------------------
 
     /// Whether the running kernel implements `op` (from the probe taken at construction).
@@ -380,6 +417,15 @@ private:
     bool cap_outstanding_ = true;
     const unsigned* sqe_tail_ = nullptr;
     const unsigned* sq_khead_ = nullptr;
+    // The CQ as mapped from the kernel (a CQE has the layout of `completion`, checked in
+    // io/ring.cpp), for the inline reaping in for_each_completion.
+    const completion* cqes_ = nullptr;
+    unsigned* cq_khead_ = nullptr;
+    const unsigned* cq_ktail_ = nullptr;
+    unsigned cq_mask_ = 0;
+    // No completion waits in the internal backlog (see submit()); only then can
+    // for_each_completion read the CQ directly.
+    bool backlog_empty_ = true;
     // outstanding_: SQEs queued whose final CQE (one without IORING_CQE_F_MORE) has not been
     // handed to the caller; with cap_outstanding it never exceeds cq_entries.
     unsigned outstanding_ = 0;

@@ -170,7 +170,6 @@ private:
     detail::op_base* waiting_tail_ = nullptr;
     std::vector<std::coroutine_handle<>> ready_;   // resumed at the next run_ready()
     std::vector<std::coroutine_handle<>> running_; // the batch run_ready() is resuming
-    std::vector<io::completion> reaped_;           // reap buffer, sized once
     detail::spawned_promise_base* spawned_ = nullptr; // live spawned tasks (intrusive list)
     static constexpr std::uint64_t current_position_ = ~std::uint64_t{0};
     std::uint64_t wake_buffer_ = 0;  // the kernel writes the eventfd counter here
