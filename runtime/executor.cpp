@@ -207,7 +207,8 @@ void executor::flush_and_wait(bool block)
 
 void executor::reap_all() noexcept
 {
-    ring_.for_each_completion([this](const io::completion& c) { dispatch(c); });
+    ring_.for_each_completion(
+        [this](const io::completion& c) __attribute__((always_inline)) { dispatch(c); });
     if (!pending_cancels_.empty())
         submit_pending_cancels();
     if (waiting_head_ != nullptr)
