@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: MIT
+// Cancellation through std::stop_token: before submission, while queued, in flight, after
+// completion, and from another thread.
+
+#include "runtime_test_support.hpp"
+
+#include <coil/coil.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <poll.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coil_test::bytes_of;
+
+namespace {
+
+bool is_canceled(const std::error_code& ec)
+{
+    return ec == std::make_error_code(std::errc::operation_canceled);
+}
+
+/// Reads up to 16 bytes from `fd` into a buffer in this frame.
+coil::task<coil::result<std::size_t>> read_pipe(int fd)
+{
+    std::array<std::byte, 16> buffer{};
+    co_return co_await coil::read(fd, buffer, coil::current_position);
+}
+
+/// A task that awaits a task that awaits the read: the stop token reaches the op through both.
+coil::task<coil::result<std::size_t>> nested_read(int fd)
+{
+    auto inner = [](int f) -> coil::task<coil::result<std::size_t>> { co_return co_await read_pipe(f); };
+    co_return co_await inner(fd);
+}
+
+} // namespace
+
+TEST_CASE("runtime: an op whose stop was requested before it was awaited never reaches the kernel",
+          "[runtime][cancel]")
+{
+    auto p = coil_test::make_pipe(); // empty and blocking: a submitted read would wait forever
+    std::stop_source source;
+    source.request_stop();
+
+    coil::executor ex;
+    const coil::executor_stats before = ex.stats();
+    coil::result<std::size_t> r = ex.run(coil::with_stop_token(source.get_token(), read_pipe(p.read_end.get())));
+    REQUIRE_FALSE(r.ok());
+    CHECK(is_canceled(r.error()));
+    CHECK(ex.stats().ops_started == before.ops_started);
+    CHECK(ex.stats().cancels_submitted == before.cancels_submitted);
+    CHECK(ex.in_flight() == 0);
+
+    // Every op kind takes the same path; a timer and a poll too.
+    auto others = [&]() -> coil::task<std::vector<std::error_code>> {
+        std::vector<std::error_code> errors;
+        errors.push_back((co_await coil::sleep_for(1h)).error());
+        errors.push_back((co_await coil::poll(p.read_end.get(), POLLIN)).error());
+        errors.push_back((co_await coil::nop()).error());
+        errors.push_back((co_await coil::with_timeout(coil::read(p.read_end.get(), {}), 1h)).error());
+        co_return errors;
+    };
+    std::vector<std::error_code> errors = ex.run(coil::with_stop_token(source.get_token(), others()));
+    REQUIRE(errors.size() == 4);
+    for (const auto& ec : errors)
+        CHECK(is_canceled(ec));
+    CHECK(ex.stats().ops_started == before.ops_started);
+}
+
+TEST_CASE("runtime: a stop requested by another task cancels a pipe read in flight",
+          "[runtime][cancel]")
+{
+    auto p = coil_test::make_pipe();
+    std::stop_source source;
+    coil::executor ex;
+
+    auto body = [&]() -> coil::task<coil::result<std::size_t>> {
+        coil::join_handle<coil::result<std::size_t>> reader =
+            ex.spawn(coil::with_stop_token(source.get_token(), nested_read(p.read_end.get())));
+        // A nop's completion means a loop turn has handed the reader's read to the kernel.
+        coil::result<void> turn = co_await coil::nop();
+        REQUIRE(turn.ok());
+        co_await coil::yield();
+        REQUIRE(ex.in_flight() == 1); // the read, and nothing else
+        REQUIRE_FALSE(reader.done());
+        source.request_stop();
+        co_return co_await reader;
+    };
+    coil::result<std::size_t> r = ex.run(body());
+    REQUIRE_FALSE(r.ok());
+    CHECK(is_canceled(r.error()));
+    CHECK(ex.stats().cancels_submitted == 1);
+    CHECK(ex.in_flight() == 0);
+
+    // The pipe is intact: data written now is read in full by a fresh read.
+    coil_test::write_fully(p.write_end.get(), bytes_of("after"));
+    coil::result<std::size_t> again = ex.run(read_pipe(p.read_end.get()));
+    REQUIRE(again.ok());
+    CHECK(*again == 5);
+}
+
+TEST_CASE("runtime: a stop requested after a sleep cancels a sleeping task and a poll",
+          "[runtime][cancel]")
+{
+    auto efd = coil_test::make_eventfd();
+    std::stop_source source;
+    auto sleeper = []() -> coil::task<std::error_code> { co_return (co_await coil::sleep_for(1h)).error(); };
+    auto poller = [](int fd) -> coil::task<std::error_code> {
+        co_return (co_await coil::poll(fd, POLLIN)).error();
+    };
+    auto stopper = [&]() -> coil::task<void> {
+        coil::result<void> slept = co_await coil::sleep_for(1ms);
+        REQUIRE(slept.ok());
+        source.request_stop();
+    };
+    auto body = [&]() -> coil::task<std::pair<std::error_code, std::error_code>> {
+        auto* ex = coil::executor::current();
+        auto s = ex->spawn(coil::with_stop_token(source.get_token(), sleeper()));
+        auto q = ex->spawn(coil::with_stop_token(source.get_token(), poller(efd.get())));
+        co_await ex->spawn(stopper());
+        co_return std::pair{co_await s, co_await q};
+    };
+    auto [slept, polled] = coil::run(body());
+    CHECK(is_canceled(slept));
+    CHECK(is_canceled(polled));
+}
+
+TEST_CASE("runtime: a stop requested after an op completed leaves its real result",
+          "[runtime][cancel]")
+{
+    auto p = coil_test::make_pipe();
+    coil::executor ex;
+
+    SECTION("the stop comes after the co_await returned")
+    {
+        coil_test::write_fully(p.write_end.get(), bytes_of("data"));
+        std::stop_source source;
+        auto body = [&]() -> coil::task<coil::result<std::size_t>> {
+            coil::result<std::size_t> r = co_await read_pipe(p.read_end.get());
+            source.request_stop(); // the op is done: nothing to cancel
+            co_await coil::yield();
+            co_return r;
+        };
+        coil::result<std::size_t> r = ex.run(coil::with_stop_token(source.get_token(), body()));
+        REQUIRE(r.ok());
+        CHECK(*r == 4);
+        CHECK(ex.stats().cancels_submitted == 0);
+    }
+
+    SECTION("the stop comes after the completion was reaped but before the reader resumed")
+    {
+        // The writer writes, then awaits a nop: the read's completion and the nop's are reaped
+        // in the same turn or the read's first, so the stop may find the read's op already
+        // done and its coroutine not yet resumed. In every order the read's bytes must arrive.
+        std::stop_source source;
+        auto writer = [&]() -> coil::task<void> {
+            coil_test::write_fully(p.write_end.get(), bytes_of("raced"));
+            coil::result<void> turn = co_await coil::nop();
+            REQUIRE(turn.ok());
+            source.request_stop();
+        };
+        auto body = [&]() -> coil::task<coil::result<std::size_t>> {
+            auto reader = ex.spawn(coil::with_stop_token(source.get_token(), read_pipe(p.read_end.get())));
+            coil::result<void> turn = co_await coil::nop(); // the read is in the kernel
+            REQUIRE(turn.ok());
+            co_await ex.spawn(writer());
+            co_return co_await reader;
+        };
+        coil::result<std::size_t> r = ex.run(body());
+        REQUIRE(r.ok());
+        CHECK(*r == 5);
+    }
+}
+
+TEST_CASE("runtime: a stop requested from another thread cancels a read the executor blocks on",
+          "[runtime][cancel][threads]")
+{
+    auto p = coil_test::make_pipe();
+    std::stop_source source;
+    coil::executor ex;
+    const pid_t executor_tid = coil_test::current_tid();
+    std::atomic<bool> saw_blocked{false};
+
+    std::thread canceller([&] {
+        // Once the executor thread sits in io_uring_enter its read is in the kernel.
+        saw_blocked = coil_test::wait_until_blocked_in_ring(executor_tid);
+        source.request_stop();
+    });
+    coil::result<std::size_t> r = ex.run(coil::with_stop_token(source.get_token(), nested_read(p.read_end.get())));
+    canceller.join();
+
+    REQUIRE_FALSE(r.ok());
+    CHECK(is_canceled(r.error()));
+    CHECK(ex.in_flight() == 0);
+    if (saw_blocked)
+        CHECK(ex.stats().cancels_submitted == 1); // the read was in flight: an ASYNC_CANCEL went out
+}
+
+TEST_CASE("runtime: a stop requested inside a posted function cancels a blocked read",
+          "[runtime][cancel][post][threads]")
+{
+    // The stop comes from the executor's own thread, but from posted work rather than a task:
+    // it must still reach the kernel before the executor blocks again.
+    auto p = coil_test::make_pipe();
+    std::stop_source source;
+    coil::executor ex;
+    const pid_t executor_tid = coil_test::current_tid();
+    bool stopped_on_executor_thread = false;
+    std::thread poster([&] {
+        (void)coil_test::wait_until_blocked_in_ring(executor_tid);
+        ex.post([&] {
+            stopped_on_executor_thread = ex.on_executor_thread();
+            source.request_stop();
+        });
+    });
+    coil::result<std::size_t> r =
+        ex.run(coil::with_stop_token(source.get_token(), nested_read(p.read_end.get())));
+    poster.join();
+    REQUIRE_FALSE(r.ok());
+    CHECK(is_canceled(r.error()));
+    CHECK(stopped_on_executor_thread);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: a stop from another thread cancels every op of a when_all in flight",
+          "[runtime][cancel][threads]")
+{
+    std::vector<coil_test::pipe_fds> pipes;
+    for (int i = 0; i < 8; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    std::stop_source source;
+    coil::executor ex;
+    const pid_t executor_tid = coil_test::current_tid();
+
+    std::thread canceller([&] {
+        (void)coil_test::wait_until_blocked_in_ring(executor_tid);
+        source.request_stop();
+    });
+    auto body = [&]() -> coil::task<std::vector<coil::result<std::size_t>>> {
+        std::vector<coil::task<coil::result<std::size_t>>> reads;
+        for (auto& p : pipes)
+            reads.push_back(read_pipe(p.read_end.get()));
+        co_return co_await coil::when_all(std::move(reads));
+    };
+    auto results = ex.run(coil::with_stop_token(source.get_token(), body()));
+    canceller.join();
+    REQUIRE(results.size() == 8);
+    for (const auto& r : results) {
+        REQUIRE_FALSE(r.ok());
+        CHECK(is_canceled(r.error()));
+    }
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: cancelling an op that waits for CQ room completes it without the kernel",
+          "[runtime][cancel][admission]")
+{
+    // A small ring: its slots are filled with blocked reads, so the next op has to wait.
+    coil::executor ex(coil::executor_options{.entries = 8});
+    const std::size_t capacity = ex.max_in_flight();
+    REQUIRE(capacity > 0);
+    std::vector<coil_test::pipe_fds> pipes;
+    for (std::size_t i = 0; i < capacity + 1; ++i)
+        pipes.push_back(coil_test::make_pipe());
+
+    std::stop_source source;
+    auto body = [&]() -> coil::task<std::pair<coil::result<std::size_t>, std::size_t>> {
+        std::vector<coil::join_handle<coil::result<std::size_t>>> blockers;
+        for (std::size_t i = 0; i < capacity; ++i)
+            blockers.push_back(ex.spawn(read_pipe(pipes[i].read_end.get())));
+        co_await coil::yield(); // they all start
+        REQUIRE(ex.in_flight() == capacity);
+        const std::uint64_t deferred_before = ex.stats().ops_deferred;
+        const std::uint64_t started_before = ex.stats().ops_started;
+
+        auto waiter = ex.spawn(coil::with_stop_token(source.get_token(), read_pipe(pipes[capacity].read_end.get())));
+        co_await coil::yield();
+        REQUIRE(ex.stats().ops_deferred == deferred_before + 1);
+        source.request_stop();
+        coil::result<std::size_t> canceled = co_await waiter;
+        const std::uint64_t started_for_waiter = ex.stats().ops_started - started_before;
+
+        // Release the blockers: each read gets its own pipe's byte.
+        for (std::size_t i = 0; i < capacity; ++i)
+            coil_test::write_fully(pipes[i].write_end.get(), bytes_of("x"));
+        std::size_t total = 0;
+        for (auto& b : blockers) {
+            coil::result<std::size_t> n = co_await b;
+            REQUIRE(n.ok());
+            total += *n;
+        }
+        REQUIRE(total == capacity);
+        co_return std::pair{canceled, static_cast<std::size_t>(started_for_waiter)};
+    };
+    auto [canceled, started_for_waiter] = ex.run(body());
+    REQUIRE_FALSE(canceled.ok());
+    CHECK(is_canceled(canceled.error()));
+    CHECK(started_for_waiter == 0); // it never reached the ring
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: a stop from another thread cancels an op that waits for CQ room",
+          "[runtime][cancel][admission][threads]")
+{
+    coil::executor ex(coil::executor_options{.entries = 8});
+    const std::size_t capacity = ex.max_in_flight();
+    std::vector<coil_test::pipe_fds> pipes;
+    for (std::size_t i = 0; i < capacity + 1; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    std::stop_source blockers_source; // ends the blockers once the waiter is cancelled
+    std::stop_source waiter_source;   // triggered from the other thread
+    const pid_t executor_tid = coil_test::current_tid();
+    std::thread canceller([&] {
+        (void)coil_test::wait_until_blocked_in_ring(executor_tid);
+        waiter_source.request_stop();
+    });
+
+    auto body = [&]() -> coil::task<coil::result<std::size_t>> {
+        std::vector<coil::join_handle<coil::result<std::size_t>>> blockers;
+        for (std::size_t i = 0; i < capacity; ++i)
+            blockers.push_back(ex.spawn(coil::with_stop_token(blockers_source.get_token(),
+                                                              read_pipe(pipes[i].read_end.get()))));
+        auto waiter = ex.spawn(coil::with_stop_token(waiter_source.get_token(),
+                                                     read_pipe(pipes[capacity].read_end.get())));
+        coil::result<std::size_t> r = co_await waiter;
+        blockers_source.request_stop();
+        for (auto& b : blockers) {
+            coil::result<std::size_t> n = co_await b;
+            REQUIRE_FALSE(n.ok());
+        }
+        co_return r;
+    };
+    coil::result<std::size_t> r = ex.run(body());
+    canceller.join();
+    REQUIRE_FALSE(r.ok());
+    CHECK(is_canceled(r.error()));
+    CHECK(ex.stats().ops_deferred >= 1);
+    CHECK(ex.in_flight() == 0);
+}

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT
+// executor::post from other threads: the function runs once, on the executor's thread, and can
+// resume a task that waits for it.
+
+#include "runtime_test_support.hpp"
+
+#include <coil/coil.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <coroutine>
+#include <thread>
+#include <vector>
+
+namespace {
+
+/// A one-shot event on the executor's thread: a task awaits it, a posted function sets it.
+struct event {
+    bool is_set = false;
+    std::coroutine_handle<> waiter;
+
+    void set(coil::executor& ex)
+    {
+        is_set = true;
+        if (waiter)
+            ex.schedule(std::exchange(waiter, nullptr));
+    }
+
+    struct awaiter {
+        event& e;
+        bool await_ready() const noexcept { return e.is_set; }
+        void await_suspend(std::coroutine_handle<> h) noexcept { e.waiter = h; }
+        void await_resume() const noexcept {}
+    };
+    awaiter operator co_await() noexcept { return {*this}; }
+};
+
+} // namespace
+
+TEST_CASE("runtime: a function posted from another thread wakes the executor and resumes a task",
+          "[runtime][post][threads]")
+{
+    coil::executor ex;
+    const pid_t executor_tid = coil_test::current_tid();
+    const std::thread::id executor_thread = std::this_thread::get_id();
+    event ready;
+    int value = 0;
+    std::thread::id ran_on;
+    bool saw_blocked = false;
+
+    std::thread poster([&] {
+        // Post only once the executor is asleep in the kernel, so the post has to wake it.
+        saw_blocked = coil_test::wait_until_blocked_in_ring(executor_tid);
+        ex.post([&] {
+            value = 42;
+            ran_on = std::this_thread::get_id();
+            ready.set(ex);
+        });
+    });
+    auto body = [&]() -> coil::task<int> {
+        co_await ready;
+        co_return value;
+    };
+    const int seen = ex.run(body());
+    poster.join();
+    CHECK(seen == 42);
+    CHECK(ran_on == executor_thread);
+    CHECK(saw_blocked);
+}
+
+TEST_CASE("runtime: 2,000 posts from two threads each run exactly once", "[runtime][post][threads]")
+{
+    constexpr int per_thread = 1000;
+    coil::executor ex;
+    std::vector<int> runs(2 * per_thread, 0); // touched only on the executor thread
+    int total = 0;
+    bool wrong_thread = false;
+    const std::thread::id executor_thread = std::this_thread::get_id();
+    event all_done;
+
+    auto post_range = [&](int first) {
+        for (int i = first; i < first + per_thread; ++i) {
+            ex.post([&, i] {
+                wrong_thread |= std::this_thread::get_id() != executor_thread;
+                ++runs[static_cast<std::size_t>(i)];
+                if (++total == 2 * per_thread)
+                    all_done.set(ex);
+            });
+            if (i % 100 == 0)
+                std::this_thread::yield(); // interleave with the executor's turns
+        }
+    };
+    std::thread a(post_range, 0);
+    std::thread b(post_range, per_thread);
+    auto body = [&]() -> coil::task<int> {
+        co_await all_done;
+        // Any stray extra run would land after this point, so give the loop a few more turns.
+        for (int i = 0; i < 3; ++i) {
+            coil::result<void> r = co_await coil::nop();
+            (void)r;
+        }
+        co_return total;
+    };
+    const int seen = ex.run(body());
+    a.join();
+    b.join();
+    CHECK(seen == 2 * per_thread);
+    CHECK(total == 2 * per_thread);
+    CHECK_FALSE(wrong_thread);
+    CHECK(std::all_of(runs.begin(), runs.end(), [](int n) { return n == 1; }));
+}
+
+TEST_CASE("runtime: a function posted before run() runs during run()", "[runtime][post]")
+{
+    coil::executor ex;
+    event ready;
+    ex.post([&] { ready.set(ex); });
+    auto body = [&]() -> coil::task<bool> {
+        co_await ready;
+        co_return true;
+    };
+    CHECK(ex.run(body()));
+}
+
+TEST_CASE("runtime: posted work can spawn tasks that do I/O", "[runtime][post][threads]")
+{
+    coil::executor ex;
+    const pid_t executor_tid = coil_test::current_tid();
+    event done;
+    int nops = 0;
+    std::thread poster([&] {
+        (void)coil_test::wait_until_blocked_in_ring(executor_tid);
+        ex.post([&] {
+            auto work = [](int& count, event& finished, coil::executor& e) -> coil::task<void> {
+                for (int i = 0; i < 10; ++i) {
+                    coil::result<void> r = co_await coil::nop();
+                    count += r.ok() ? 1 : 0;
+                }
+                finished.set(e);
+            };
+            ex.spawn(work(nops, done, ex)).detach();
+        });
+    });
+    auto body = [&]() -> coil::task<int> {
+        co_await done;
+        co_return nops;
+    };
+    CHECK(ex.run(body()) == 10);
+    poster.join();
+}

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: MIT
+// Shutdown and abandonment: stopping or destroying an executor with ops in flight, and destroying
+// a task whose op is in flight, free every frame exactly once and never after the kernel is done.
+
+#include "runtime_test_support.hpp"
+
+#include <coil/coil.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <poll.h>
+#include <sys/ioctl.h>
+
+#include <array>
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+using coil_test::bytes_of;
+using coil_test::frame_census;
+using coil_test::frame_guard;
+
+namespace {
+
+/// A reader whose frame holds two guards: `frame` (a parameter, alive as long as the frame,
+/// even if the coroutine never starts) and `body` (a local, alive once it has started), and a
+/// buffer the kernel writes into.
+coil::task<void> guarded_read(frame_guard frame, frame_census& bodies, std::size_t index, int fd,
+                              std::size_t& completed)
+{
+    frame_guard body(bodies, index);
+    std::array<std::byte, 4096> buffer{};
+    coil::result<std::size_t> r = co_await coil::read(fd, buffer, coil::current_position);
+    (void)r;
+    ++completed; // only reached if the read ended normally (never here: nothing is written)
+    (void)frame;
+}
+
+/// Bytes waiting in a pipe (FIONREAD).
+int bytes_in(int fd)
+{
+    int n = -1;
+    REQUIRE(::ioctl(fd, FIONREAD, &n) == 0);
+    return n;
+}
+
+bool is_canceled_error(const std::system_error& e)
+{
+    return e.code() == std::make_error_code(std::errc::operation_canceled);
+}
+
+} // namespace
+
+TEST_CASE("runtime: stopping an executor with 1,000 reads in flight destroys every frame once",
+          "[runtime][shutdown]")
+{
+    constexpr std::size_t count = 1000;
+    REQUIRE(coil_test::ensure_fd_limit(2 * count + 256));
+    std::vector<coil_test::pipe_fds> pipes;
+    pipes.reserve(count);
+    for (std::size_t i = 0; i < count; ++i)
+        pipes.push_back(coil_test::make_pipe());
+
+    frame_census frames(count + 1);
+    frame_census bodies(count);
+    std::size_t completed = 0;
+    std::size_t in_flight_before_stop = 0;
+    {
+        coil::executor ex(coil::executor_options{.entries = 1024});
+        REQUIRE(ex.max_in_flight() >= count);
+        auto root = [&](frame_guard guard) -> coil::task<void> {
+            // Keep half the join handles in this frame and detach the other half, so both
+            // ownership paths are taken when the frames go.
+            std::vector<coil::join_handle<void>> kept;
+            for (std::size_t i = 0; i < count; ++i) {
+                auto h = ex.spawn(guarded_read(frame_guard(frames, i), bodies, i,
+                                               pipes[i].read_end.get(), completed));
+                if (i % 2 == 0)
+                    kept.push_back(std::move(h));
+            }
+            for (int i = 0; i < 3; ++i)
+                co_await coil::yield();
+            in_flight_before_stop = ex.in_flight();
+            ex.stop();
+            co_await coil::yield();
+            (void)guard;
+            FAIL("the root ran on after stop()");
+        };
+        try {
+            ex.run(root(frame_guard(frames, count)));
+            FAIL("run() returned normally after stop()");
+        } catch (const std::system_error& e) {
+            CHECK(is_canceled_error(e));
+        }
+        CHECK(in_flight_before_stop == count);
+        CHECK(ex.in_flight() == 0);
+        CHECK(ex.stats().cancels_submitted >= count);
+        // run() has returned: every frame, including the root's, is gone.
+        CHECK(frames.destroyed == count + 1);
+        CHECK(frames.each_destroyed_once());
+        CHECK(bodies.constructed == count);
+        CHECK(bodies.destroyed == count);
+        CHECK(bodies.each_destroyed_once());
+    } // ~executor: nothing left to destroy, and nothing destroyed twice
+    CHECK(frames.each_destroyed_once());
+    CHECK(bodies.each_destroyed_once());
+    CHECK(completed == 0);
+
+    // No read is left in the kernel: a byte written now stays in its pipe.
+    for (std::size_t i = 0; i < count; i += 97) {
+        coil_test::write_fully(pipes[i].write_end.get(), bytes_of("z"));
+        CHECK(bytes_in(pipes[i].read_end.get()) == 1);
+    }
+}
+
+TEST_CASE("runtime: a stop() from another thread ends run() with every blocked frame destroyed",
+          "[runtime][shutdown][threads]")
+{
+    constexpr std::size_t count = 1000;
+    REQUIRE(coil_test::ensure_fd_limit(2 * count + 256));
+    // Fewer pipes than readers: ten readers share each pipe.
+    std::vector<coil_test::pipe_fds> pipes;
+    for (std::size_t i = 0; i < count / 10; ++i)
+        pipes.push_back(coil_test::make_pipe());
+
+    auto root_pipe = coil_test::make_pipe();
+    frame_census frames(count);
+    frame_census bodies(count);
+    std::size_t completed = 0;
+    coil::executor ex(coil::executor_options{.entries = 1024});
+    const pid_t executor_tid = coil_test::current_tid();
+    std::thread stopper([&] {
+        (void)coil_test::wait_until_blocked_in_ring(executor_tid);
+        ex.stop();
+    });
+    auto root = [&]() -> coil::task<void> {
+        for (std::size_t i = 0; i < count; ++i)
+            ex.spawn(guarded_read(frame_guard(frames, i), bodies, i, pipes[i % pipes.size()].read_end.get(),
+                                  completed))
+                .detach();
+        // The root blocks too, so stop() ends run() before the root has finished.
+        std::array<std::byte, 8> buffer{};
+        coil::result<std::size_t> r = co_await coil::read(root_pipe.read_end.get(), buffer);
+        (void)r;
+        FAIL("the root's read completed although nothing was written");
+    };
+    try {
+        ex.run(root());
+        FAIL("run() returned normally after stop()");
+    } catch (const std::system_error& e) {
+        CHECK(is_canceled_error(e));
+    }
+    stopper.join();
+    CHECK(ex.in_flight() == 0);
+    CHECK(frames.destroyed == count);
+    CHECK(frames.each_destroyed_once());
+    CHECK(bodies.each_destroyed_once());
+    CHECK(completed == 0);
+}
+
+TEST_CASE("runtime: destroying an executor destroys spawned tasks that never ran", "[runtime][shutdown]")
+{
+    auto p = coil_test::make_pipe();
+    constexpr std::size_t count = 64;
+    frame_census frames(count);
+    frame_census bodies(count);
+    std::size_t completed = 0;
+    std::vector<coil::join_handle<void>> outliving; // destroyed after the executor
+    {
+        coil::executor ex;
+        for (std::size_t i = 0; i < count; ++i) {
+            auto h = ex.spawn(guarded_read(frame_guard(frames, i), bodies, i, p.read_end.get(), completed));
+            if (i % 2 == 0)
+                outliving.push_back(std::move(h));
+        }
+        CHECK(frames.constructed == count);
+        CHECK(frames.destroyed == 0);
+    }
+    // The detached half went with the executor; the other half is held by its join handles.
+    CHECK(frames.destroyed == count / 2);
+    for (const auto& h : outliving)
+        CHECK_FALSE(h.done());
+    outliving.clear();
+    CHECK(frames.destroyed == count);
+    CHECK(frames.each_destroyed_once());
+    CHECK(bodies.constructed == 0); // none ever started
+    CHECK(completed == 0);
+}
+
+TEST_CASE("runtime: stopping an executor while a when_any waits destroys its children safely",
+          "[runtime][shutdown][when_any]")
+{
+    std::vector<coil_test::pipe_fds> pipes;
+    for (int i = 0; i < 3; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    frame_census frames(3);
+    frame_census bodies(3);
+    std::size_t completed = 0;
+    coil::executor ex;
+    auto root = [&]() -> coil::task<void> {
+        auto stopper = [](coil::executor& e) -> coil::task<void> {
+            coil::result<void> r = co_await coil::nop();
+            (void)r;
+            e.stop();
+        };
+        ex.spawn(stopper(ex)).detach();
+        (void)co_await coil::when_any(
+            guarded_read(frame_guard(frames, 0), bodies, 0, pipes[0].read_end.get(), completed),
+            guarded_read(frame_guard(frames, 1), bodies, 1, pipes[1].read_end.get(), completed),
+            guarded_read(frame_guard(frames, 2), bodies, 2, pipes[2].read_end.get(), completed));
+        FAIL("when_any returned although no read could complete");
+    };
+    CHECK_THROWS_AS(ex.run(root()), std::system_error);
+    CHECK(frames.each_destroyed_once());
+    CHECK(bodies.each_destroyed_once());
+    CHECK(completed == 0);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: destroying a task whose read is in flight cancels and drains the read first",
+          "[runtime][shutdown][abandon]")
+{
+    auto p = coil_test::make_pipe();
+    frame_census frames(1);
+    frame_census bodies(1);
+    std::size_t completed = 0;
+    coil::executor ex;
+    auto root = [&]() -> coil::task<std::string> {
+        {
+            // Start the reader by hand, as a driver would, and drop it while its read (into a
+            // buffer in its own frame) is in the kernel.
+            coil::task<void> reader =
+                guarded_read(frame_guard(frames, 0), bodies, 0, p.read_end.get(), completed);
+            reader.handle().resume();
+            REQUIRE_FALSE(reader.done());
+            REQUIRE(ex.in_flight() == 1);
+            coil::result<void> turn = co_await coil::nop(); // the read reaches the kernel
+            REQUIRE(turn.ok());
+            REQUIRE(ex.in_flight() == 1);
+        } // ~task: ~operation abandons the read: cancel, then wait for its completion
+        REQUIRE(frames.destroyed == 1);
+        REQUIRE(bodies.destroyed == 1);
+        REQUIRE(ex.in_flight() == 0);
+
+        // The abandoned read consumed nothing: the next read gets all the data.
+        coil_test::write_fully(p.write_end.get(), bytes_of("intact"));
+        std::array<char, 16> buffer{};
+        coil::result<std::size_t> n =
+            co_await coil::read(p.read_end.get(), std::as_writable_bytes(std::span(buffer)));
+        REQUIRE(n.ok());
+        co_return std::string(buffer.data(), *n);
+    };
+    CHECK(ex.run(root()) == "intact");
+    CHECK(completed == 0);
+    CHECK(ex.stats().cancels_submitted == 1);
+    CHECK(frames.each_destroyed_once());
+}
+
+TEST_CASE("runtime: destroying a task whose op waits for CQ room unlinks it from the queue",
+          "[runtime][shutdown][abandon][admission]")
+{
+    coil::executor ex(coil::executor_options{.entries = 8});
+    const std::size_t capacity = ex.max_in_flight();
+    std::vector<coil_test::pipe_fds> pipes;
+    for (std::size_t i = 0; i < capacity + 3; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    frame_census frames(capacity + 3);
+    frame_census bodies(capacity + 3);
+    std::size_t completed = 0;
+
+    auto root = [&]() -> coil::task<std::size_t> {
+        std::vector<coil::join_handle<void>> blockers;
+        for (std::size_t i = 0; i < capacity; ++i)
+            blockers.push_back(ex.spawn(guarded_read(frame_guard(frames, i), bodies, i,
+                                                     pipes[i].read_end.get(), completed)));
+        co_await coil::yield();
+        REQUIRE(ex.in_flight() == capacity);
+        {
+            // Three queued ops; the middle one is abandoned, the others stay queued.
+            std::vector<coil::task<void>> queued;
+            for (std::size_t i = capacity; i < capacity + 3; ++i) {
+                queued.push_back(guarded_read(frame_guard(frames, i), bodies, i,
+                                              pipes[i].read_end.get(), completed));
+                queued.back().handle().resume();
+            }
+            REQUIRE(ex.in_flight() == capacity);
+            queued[1] = coil::task<void>(); // destroyed while waiting: unlinked, never started
+            REQUIRE(frames.destroyed == 1);
+            // Let the blockers and the two remaining queued reads finish.
+            for (std::size_t i = 0; i < capacity + 3; ++i)
+                coil_test::write_fully(pipes[i].write_end.get(), bytes_of("q"));
+            for (auto& b : blockers)
+                co_await b;
+            // The queued reads are admitted as slots free up, and complete.
+            while (!queued[0].done() || !queued[2].done())
+                co_await coil::yield();
+        }
+        co_return completed;
+    };
+    CHECK(ex.run(root()) == capacity + 2);
+    CHECK(frames.each_destroyed_once());
+    CHECK(bodies.each_destroyed_once());
+    CHECK(ex.in_flight() == 0);
+    // The abandoned read never took its byte.
+    std::array<char, 4> left{};
+    CHECK(::read(pipes[capacity + 1].read_end.get(), left.data(), left.size()) == 1);
+}

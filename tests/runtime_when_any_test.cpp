@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: MIT
+// when_any: the first task to finish wins; the losers' ops are cancelled and awaited before it returns.
+
+#include "runtime_test_support.hpp"
+
+#include <coil/coil.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <array>
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coil_test::bytes_of;
+
+namespace {
+
+bool is_canceled(const std::error_code& ec)
+{
+    return ec == std::make_error_code(std::errc::operation_canceled);
+}
+
+/// A loser: blocks in a read of an empty pipe and records how the read ended.
+coil::task<int> blocked_read(int fd, std::optional<std::error_code>& ended)
+{
+    std::array<std::byte, 16> buffer{};
+    coil::result<std::size_t> r = co_await coil::read(fd, buffer, coil::current_position);
+    ended = r.ok() ? std::error_code() : r.error();
+    co_return -1;
+}
+
+coil::task<int> nop_then(int value)
+{
+    coil::result<void> r = co_await coil::nop();
+    if (!r)
+        throw std::system_error(r.error());
+    co_return value;
+}
+
+coil::task<int> sleep_then(int value)
+{
+    coil::result<void> r = co_await coil::sleep_for(1ms);
+    if (!r)
+        throw std::system_error(r.error());
+    co_return value;
+}
+
+} // namespace
+
+TEST_CASE("runtime: when_any with a nop winner cancels a blocked pipe read before returning",
+          "[runtime][when_any]")
+{
+    auto p = coil_test::make_pipe();
+    std::optional<std::error_code> loser_ended;
+    coil::executor ex;
+    auto body = [&]() -> coil::task<void> {
+        std::variant<int, int> winner =
+            co_await coil::when_any(blocked_read(p.read_end.get(), loser_ended), nop_then(7));
+        // when_any has returned: the loser's read must already have ended.
+        REQUIRE(loser_ended.has_value());
+        CHECK(is_canceled(*loser_ended));
+        CHECK(ex.in_flight() == 0);
+        CHECK(winner.index() == 1);
+        CHECK(std::get<1>(winner) == 7);
+    };
+    ex.run(body());
+    CHECK(ex.stats().cancels_submitted >= 1);
+}
+
+TEST_CASE("runtime: when_any with a short sleep winner cancels a blocked pipe read",
+          "[runtime][when_any]")
+{
+    auto p = coil_test::make_pipe();
+    std::optional<std::error_code> loser_ended;
+    auto body = [&]() -> coil::task<std::pair<std::size_t, bool>> {
+        auto winner = co_await coil::when_any(sleep_then(3), blocked_read(p.read_end.get(), loser_ended));
+        const bool loser_done_first = loser_ended.has_value() && is_canceled(*loser_ended);
+        co_return std::pair{winner.index(), loser_done_first};
+    };
+    auto [index, loser_done_first] = coil::run(body());
+    CHECK(index == 0);
+    CHECK(loser_done_first);
+}
+
+TEST_CASE("runtime: when_any yields the read that gets data, with its bytes", "[runtime][when_any]")
+{
+    auto quiet = coil_test::make_pipe();
+    auto busy = coil_test::make_pipe();
+    std::optional<std::error_code> quiet_ended;
+    auto reader = [](int fd) -> coil::task<std::string> {
+        std::array<char, 16> buffer{};
+        coil::result<std::size_t> n =
+            co_await coil::read(fd, std::as_writable_bytes(std::span(buffer)), coil::current_position);
+        if (!n)
+            throw std::system_error(n.error());
+        co_return std::string(buffer.data(), *n);
+    };
+    auto writer = [&]() -> coil::task<void> {
+        co_await coil::yield();
+        coil_test::write_fully(busy.write_end.get(), bytes_of("winner"));
+    };
+    auto body = [&]() -> coil::task<std::variant<int, std::string>> {
+        auto w = coil::executor::current()->spawn(writer());
+        auto result = co_await coil::when_any(blocked_read(quiet.read_end.get(), quiet_ended),
+                                              reader(busy.read_end.get()));
+        co_await w;
+        co_return result;
+    };
+    auto result = coil::run(body());
+    REQUIRE(result.index() == 1);
+    CHECK(std::get<1>(result) == "winner");
+    REQUIRE(quiet_ended.has_value());
+    CHECK(is_canceled(*quiet_ended));
+}
+
+TEST_CASE("runtime: the vector form of when_any yields the winner's index and cancels the rest",
+          "[runtime][when_any]")
+{
+    std::vector<coil_test::pipe_fds> pipes;
+    for (int i = 0; i < 5; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    std::vector<std::optional<std::error_code>> ended(5);
+    auto body = [&]() -> coil::task<coil::when_any_result<int>> {
+        std::vector<coil::task<int>> tasks;
+        for (std::size_t i = 0; i < 5; ++i)
+            tasks.push_back(i == 3 ? nop_then(30) : blocked_read(pipes[i].read_end.get(), ended[i]));
+        auto result = co_await coil::when_any(std::move(tasks));
+        for (std::size_t i = 0; i < 5; ++i)
+            if (i != 3)
+                REQUIRE(ended[i].has_value()); // every loser ended before when_any returned
+        co_return result;
+    };
+    coil::when_any_result<int> result = coil::run(body());
+    CHECK(result.index == 3);
+    CHECK(result.value == 30);
+    for (std::size_t i = 0; i < 5; ++i) {
+        if (i == 3)
+            continue;
+        REQUIRE(ended[i].has_value());
+        CHECK(is_canceled(*ended[i]));
+    }
+}
+
+TEST_CASE("runtime: when_any rethrows the winner's exception after the losers ended",
+          "[runtime][when_any]")
+{
+    auto p = coil_test::make_pipe();
+    std::optional<std::error_code> loser_ended;
+    bool loser_ended_before_rethrow = false;
+    auto thrower = []() -> coil::task<int> {
+        coil::result<void> r = co_await coil::nop();
+        (void)r;
+        throw std::runtime_error("winner failed");
+    };
+    auto body = [&]() -> coil::task<void> {
+        try {
+            (void)co_await coil::when_any(blocked_read(p.read_end.get(), loser_ended), thrower());
+        } catch (const std::runtime_error&) {
+            loser_ended_before_rethrow = loser_ended.has_value();
+            throw;
+        }
+    };
+    CHECK_THROWS_AS(coil::run(body()), std::runtime_error);
+    CHECK(loser_ended_before_rethrow);
+    REQUIRE(loser_ended.has_value());
+    CHECK(is_canceled(*loser_ended));
+}
+
+TEST_CASE("runtime: when_any of void tasks reports which one finished", "[runtime][when_any]")
+{
+    auto p = coil_test::make_pipe();
+    auto blocked = [](int fd) -> coil::task<void> {
+        std::array<std::byte, 4> buffer{};
+        coil::result<std::size_t> r = co_await coil::read(fd, buffer, coil::current_position);
+        (void)r;
+    };
+    auto prompt = []() -> coil::task<void> {
+        coil::result<void> r = co_await coil::nop();
+        (void)r;
+    };
+    auto body = [&]() -> coil::task<std::size_t> {
+        auto v = co_await coil::when_any(blocked(p.read_end.get()), prompt());
+        co_return v.index();
+    };
+    CHECK(coil::run(body()) == 1);
+}
