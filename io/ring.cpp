@@ -20,9 +20,29 @@
 
 namespace coil::io {
 
+const std::error_code detail::no_error{};
+
 static_assert(sizeof(timespec64) == sizeof(__kernel_timespec));
 static_assert(offsetof(timespec64, tv_nsec) == offsetof(__kernel_timespec, tv_nsec));
 static_assert(completion::more_flag == IORING_CQE_F_MORE);
+// The inline ops in ring.hpp write SQEs through coil's own statement of the layout.
+static_assert(sizeof(detail::sqe) == sizeof(io_uring_sqe));
+static_assert(offsetof(detail::sqe, opcode) == offsetof(io_uring_sqe, opcode));
+static_assert(offsetof(detail::sqe, flags) == offsetof(io_uring_sqe, flags));
+static_assert(offsetof(detail::sqe, ioprio) == offsetof(io_uring_sqe, ioprio));
+static_assert(offsetof(detail::sqe, fd) == offsetof(io_uring_sqe, fd));
+static_assert(offsetof(detail::sqe, off) == offsetof(io_uring_sqe, off));
+static_assert(offsetof(detail::sqe, addr) == offsetof(io_uring_sqe, addr));
+static_assert(offsetof(detail::sqe, len) == offsetof(io_uring_sqe, len));
+static_assert(offsetof(detail::sqe, op_flags) == offsetof(io_uring_sqe, rw_flags));
+static_assert(offsetof(detail::sqe, user_data) == offsetof(io_uring_sqe, user_data));
+static_assert(offsetof(detail::sqe, buf_index) == offsetof(io_uring_sqe, buf_index));
+static_assert(offsetof(detail::sqe, personality) == offsetof(io_uring_sqe, personality));
+static_assert(offsetof(detail::sqe, file_index) == offsetof(io_uring_sqe, file_index));
+static_assert(offsetof(detail::sqe, addr3) == offsetof(io_uring_sqe, addr3));
+static_assert(static_cast<unsigned>(detail::kernel_op::nop) == IORING_OP_NOP);
+static_assert(static_cast<unsigned>(detail::kernel_op::read) == IORING_OP_READ);
+static_assert(static_cast<unsigned>(detail::kernel_op::write) == IORING_OP_WRITE);
 // ring::for_each_completion reads CQEs in place as coil::io::completion.
 static_assert(sizeof(completion) == sizeof(io_uring_cqe));
 static_assert(offsetof(completion, user_data) == offsetof(io_uring_cqe, user_data));
@@ -35,9 +55,7 @@ namespace {
 constexpr unsigned max_sq_entries = 32768;
 constexpr unsigned max_cq_entries = 2 * max_sq_entries;
 
-// A single read or write moves at most this much (the kernel's MAX_RW_COUNT); longer spans
-// are clamped, which gives the short transfer read(2) and write(2) would give.
-constexpr std::size_t max_rw_count = 0x7ffff000;
+using detail::max_rw_count;
 
 unsigned kernel_opcode(opcode op) noexcept
 {
@@ -66,6 +84,8 @@ unsigned kernel_opcode(opcode op) noexcept
     return IORING_OP_LAST;
 }
 
+static_assert(static_cast<unsigned>(opcode::send) < 32, "ring::supported_mask_ has 32 bits");
+
 constexpr opcode all_opcodes[] = {
     opcode::nop,         opcode::read,          opcode::write,      opcode::readv,
     opcode::writev,      opcode::fsync,         opcode::fallocate,  opcode::poll_add,
@@ -79,9 +99,8 @@ static_assert(static_cast<unsigned>(sqe_flags::link) == IOSQE_IO_LINK);
 static_assert(static_cast<unsigned>(sqe_flags::hard_link) == IOSQE_IO_HARDLINK);
 static_assert(static_cast<unsigned>(sqe_flags::async) == IOSQE_ASYNC);
 
-// Returned by every add_* that queued its op. A copy of a constant: building an empty
-// std::error_code calls std::system_category(), an out-of-line call per op.
-const std::error_code no_error{};
+// Every add_* that queued its op returns a copy of this.
+using detail::no_error;
 
 constexpr std::uint8_t kernel_sqe_flags(sqe_flags f) noexcept
 {
@@ -291,6 +310,8 @@ ring::ring(unsigned entries, const ring_options& options)
     cq_khead_ = state_->uring.cq.khead;
     cq_ktail_ = state_->uring.cq.ktail;
     cq_mask_ = state_->uring.cq.ring_mask;
+    sqes_ = reinterpret_cast<detail::sqe*>(state_->uring.sq.sqes); // 64-byte SQEs: no SQE128
+    sq_mask_ = state_->uring.sq.ring_mask;
 
     state_->enter_fd = static_cast<unsigned>(state_->uring.ring_fd);
     if (io_uring_register_ring_fd(&state_->uring) == 1) {
@@ -307,8 +328,10 @@ ring::ring(unsigned entries, const ring_options& options)
                                 "Linux 5.6 or newer: upgrade the kernel");
     }
     for (opcode op : all_opcodes)
-        if (io_uring_opcode_supported(probe, static_cast<int>(kernel_opcode(op))))
+        if (io_uring_opcode_supported(probe, static_cast<int>(kernel_opcode(op)))) {
             state_->supported.set(static_cast<std::size_t>(op));
+            supported_mask_ |= std::uint32_t{1} << static_cast<unsigned>(op);
+        }
     io_uring_free_probe(probe);
 }
 
@@ -359,7 +382,16 @@ void finish(io_uring_sqe* sqe, std::uint64_t user_data, sqe_flags flags) noexcep
 
 } // namespace
 
-// Inlined into every add_*: it is the whole per-op cost of the core besides the SQE itself.
+// Why claim_inline_ refused: the opcode, or else a full SQ or the CQ cap.
+std::error_code ring::claim_failure_(opcode op) noexcept
+{
+    if (!supports(op))
+        return make_error_code(errc::unsupported_operation);
+    ++stats_.sq_full;
+    return make_error_code(errc::no_space);
+}
+
+// Inlined into every out-of-line add_*.
 [[gnu::always_inline]] inline errc ring::claim_(opcode op, io_uring_sqe*& out) noexcept
 {
     if (!state_->supported.test(static_cast<std::size_t>(op)))
@@ -375,34 +407,6 @@ void finish(io_uring_sqe* sqe, std::uint64_t user_data, sqe_flags flags) noexcep
     }
     ++outstanding_;
     return errc{};
-}
-
-std::error_code ring::add_nop(std::uint64_t user_data, sqe_flags flags)
-{
-    COIL_CLAIM_SQE(opcode::nop);
-    io_uring_prep_nop(sqe);
-    finish(sqe, user_data, flags);
-    return no_error;
-}
-
-std::error_code ring::add_read(int fd, std::span<std::byte> buffer, std::uint64_t offset,
-                               std::uint64_t user_data, sqe_flags flags)
-{
-    COIL_CLAIM_SQE(opcode::read);
-    io_uring_prep_read(sqe, fd, buffer.data(),
-                       static_cast<unsigned>(std::min(buffer.size(), max_rw_count)), offset);
-    finish(sqe, user_data, flags);
-    return no_error;
-}
-
-std::error_code ring::add_write(int fd, std::span<const std::byte> buffer, std::uint64_t offset,
-                                std::uint64_t user_data, sqe_flags flags)
-{
-    COIL_CLAIM_SQE(opcode::write);
-    io_uring_prep_write(sqe, fd, buffer.data(),
-                        static_cast<unsigned>(std::min(buffer.size(), max_rw_count)), offset);
-    finish(sqe, user_data, flags);
-    return no_error;
 }
 
 std::error_code ring::add_readv(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,

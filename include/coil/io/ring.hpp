@@ -26,6 +26,7 @@
 
 #include <coil/io/completion.hpp>
 #include <coil/io/result.hpp>
+#include <coil/io/sqe.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -163,6 +164,14 @@ struct ring_stats {
 
 class ring;
 
+namespace detail {
+/// An empty error code, copied rather than built: building one calls std::system_category().
+extern const std::error_code no_error;
+/// The kernel's limit for one read or write (MAX_RW_COUNT); longer spans are clamped, which
+/// gives the short transfer read(2) and write(2) would give.
+inline constexpr std::size_t max_rw_count = 0x7ffff000;
+} // namespace detail
+
 /// The completions reaped by `ring::wait()` or `ring::reap()`, as an input range.
 ///
 /// Iterating consumes: each completion is removed from the ring when the iterator moves past
@@ -233,15 +242,41 @@ public:
     // kernel until `submit()` or `wait()`. Arguments passed by pointer or span are borrowed
     // until the op's final completion is reaped.
 
+    // nop, read and write are inline: they are the ops whose per-op cost benchmarks see.
+
     /// Queues a no-op; it completes with 0.
-    std::error_code add_nop(std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    std::error_code add_nop(std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
+    {
+        detail::sqe* s = claim_inline_(opcode::nop);
+        if (s == nullptr)
+            return claim_failure_(opcode::nop);
+        s->prepare_rw(detail::kernel_op::nop, -1, nullptr, 0, 0, static_cast<std::uint8_t>(flags),
+                      user_data);
+        return detail::no_error;
+    }
     /// Reads up to `buffer.size()` bytes from `fd` at `offset` (-1: the file position).
     /// Completes with the byte count (0 at end of file).
     std::error_code add_read(int fd, std::span<std::byte> buffer, std::uint64_t offset,
-                             std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+                             std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
+    {
+        detail::sqe* s = claim_inline_(opcode::read);
+        if (s == nullptr)
+            return claim_failure_(opcode::read);
+        s->prepare_rw(detail::kernel_op::read, fd, buffer.data(), clamp_length(buffer.size()),
+                      offset, static_cast<std::uint8_t>(flags), user_data);
+        return detail::no_error;
+    }
     /// Writes `buffer` to `fd` at `offset` (-1: the file position). Completes with the count.
     std::error_code add_write(int fd, std::span<const std::byte> buffer, std::uint64_t offset,
-                              std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+                              std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
+    {
+        detail::sqe* s = claim_inline_(opcode::write);
+        if (s == nullptr)
+            return claim_failure_(opcode::write);
+        s->prepare_rw(detail::kernel_op::write, fd, buffer.data(), clamp_length(buffer.size()),
+                      offset, static_cast<std::uint8_t>(flags), user_data);
+        return detail::no_error;
+    }
     /// Scatter read. The iovec array and every buffer it names are borrowed until completion.
     std::error_code add_readv(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
                               std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
@@ -401,6 +436,28 @@ private:
     struct state;
 
     errc claim_(opcode op, ::io_uring_sqe*& out) noexcept;
+
+    static std::uint32_t clamp_length(std::size_t n) noexcept
+    {
+        return static_cast<std::uint32_t>(n < detail::max_rw_count ? n : detail::max_rw_count);
+    }
+
+    /// The next free SQE for `op`, counted as outstanding; null when `op` is unsupported, the
+    /// SQ is full or the CQ cap is reached (then `claim_failure_` says which).
+    detail::sqe* claim_inline_(opcode op) noexcept
+    {
+        if (!(supported_mask_ & (std::uint32_t{1} << static_cast<unsigned>(op))) ||
+            (cap_outstanding_ && outstanding_ >= cq_entries_))
+            return nullptr;
+        const unsigned tail = *sqe_tail_;
+        // Acquire: the kernel has finished reading the entries it moved its head past.
+        if (tail - __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) >= sq_entries_)
+            return nullptr;
+        *sqe_tail_ = tail + 1;
+        ++outstanding_;
+        return &sqes_[tail & sq_mask_];
+    }
+    std::error_code claim_failure_(opcode op) noexcept;
     int enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                std::size_t arg_size) noexcept;
     unsigned flush_() noexcept;
@@ -415,8 +472,11 @@ private:
     unsigned sq_entries_ = 0;
     unsigned cq_entries_ = 0;
     bool cap_outstanding_ = true;
-    const unsigned* sqe_tail_ = nullptr;
+    unsigned* sqe_tail_ = nullptr;       // liburing's private SQ tail (shared with its get_sqe)
     const unsigned* sq_khead_ = nullptr;
+    detail::sqe* sqes_ = nullptr;
+    unsigned sq_mask_ = 0;
+    std::uint32_t supported_mask_ = 0;   // bit per `opcode` value the kernel supports
     // The CQ as mapped from the kernel (a CQE has the layout of `completion`, checked in
     // io/ring.cpp), for the inline reaping in for_each_completion.
     const completion* cqes_ = nullptr;
