@@ -59,16 +59,8 @@ void spawned_promise_base::on_finished() noexcept
     owner_->untrack(*this);
     if (joiner_)
         owner_->schedule(joiner_);
-    if (detached_ && exception_ && !observed_) {
-        ++owner_->stats_.unhandled_exceptions;
-        try {
-            std::rethrow_exception(exception_);
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "coil: a detached task ended with an exception: %s\n", e.what());
-        } catch (...) {
-            std::fprintf(stderr, "coil: a detached task ended with an unknown exception\n");
-        }
-    }
+    if (detached_ && exception_ && !observed_)
+        owner_->report_unhandled(exception_, "a detached task");
     release();
 }
 
@@ -518,9 +510,28 @@ void executor::process_remote()
         std::lock_guard lock(posted_mutex_);
         posted_running_.swap(posted_);
     }
-    for (auto& fn : posted_running_)
-        fn();
+    // A posted function is fire-and-forget, like a detached task: an exception it throws is
+    // reported and counted, and neither stops the loop nor keeps the others from running.
+    for (auto& fn : posted_running_) {
+        try {
+            fn();
+        } catch (...) {
+            report_unhandled(std::current_exception(), "a posted function");
+        }
+    }
     posted_running_.clear();
+}
+
+void executor::report_unhandled(std::exception_ptr e, const char* what) noexcept
+{
+    ++stats_.unhandled_exceptions;
+    try {
+        std::rethrow_exception(std::move(e));
+    } catch (const std::exception& error) {
+        std::fprintf(stderr, "coil: %s ended with an exception: %s\n", what, error.what());
+    } catch (...) {
+        std::fprintf(stderr, "coil: %s ended with an unknown exception\n", what);
+    }
 }
 
 // --- shutdown -------------------------------------------------------------------------------

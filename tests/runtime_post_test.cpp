@@ -12,6 +12,7 @@
 #include <atomic>
 #include <coroutine>
 #include <thread>
+#include <stdexcept>
 #include <vector>
 
 namespace {
@@ -149,4 +150,33 @@ TEST_CASE("runtime: posted work can spawn tasks that do I/O", "[runtime][post][t
     };
     CHECK(ex.run(body()) == 10);
     poster.join();
+}
+
+TEST_CASE("runtime: a posted function that throws is counted and the others still run once",
+          "[runtime][post]")
+{
+    coil::executor ex;
+    int first = 0;
+    int third = 0;
+    event third_ran;
+    ex.post([&] { ++first; });
+    ex.post([] { throw std::runtime_error("posted failure"); });
+    ex.post([&] {
+        ++third;
+        third_ran.set(ex);
+    });
+    auto wait_for = [](event& e) -> coil::task<int> {
+        co_await e;
+        co_return 1;
+    };
+    CHECK(ex.run(wait_for(third_ran)) == 1);
+    CHECK(first == 1);
+    CHECK(third == 1);
+    CHECK(ex.stats().unhandled_exceptions == 1);
+    // Nothing that ran runs again in a later loop.
+    event again;
+    ex.post([&] { again.set(ex); });
+    CHECK(ex.run(wait_for(again)) == 1);
+    CHECK(first == 1);
+    CHECK(third == 1);
 }

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -45,7 +46,9 @@ struct executor_stats {
     std::uint64_t ops_deferred = 0;      ///< ops that waited for CQ room before starting
     std::uint64_t cancels_submitted = 0; ///< ASYNC_CANCEL requests submitted
     std::uint64_t stale_completions = 0; ///< completions whose user_data named no live op
-    std::uint64_t unhandled_exceptions = 0; ///< exceptions of spawned tasks nobody joined
+    /// Exceptions of spawned tasks nobody joined, and of posted functions (each is also
+    /// reported on stderr).
+    std::uint64_t unhandled_exceptions = 0;
 };
 
 /// A single-threaded executor: owns one `io::ring` and runs coroutines on the thread that
@@ -82,7 +85,9 @@ public:
     join_handle<T> spawn(task<T> t);
 
     /// Hands `fn` to the executor from any thread; it runs on the executor's thread during a
-    /// later loop turn, waking the executor if it is blocked in the kernel.
+    /// later loop turn, waking the executor if it is blocked in the kernel. Each posted
+    /// function runs exactly once; one that throws is reported on stderr and counted in
+    /// `executor_stats::unhandled_exceptions`, and the loop goes on.
     void post(std::function<void()> fn);
 
     /// Ends the loop from any thread: `run()` cancels and drains every operation in flight,
@@ -145,6 +150,7 @@ private:
     void wake() noexcept;
     void process_remote();
     void cancel_stopped_ops() noexcept;
+    void report_unhandled(std::exception_ptr e, const char* what) noexcept;
     void shutdown() noexcept;
     void track(detail::spawned_promise_base& p) noexcept;
     void untrack(detail::spawned_promise_base& p) noexcept;
