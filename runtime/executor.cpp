@@ -253,7 +253,7 @@ void executor::reap_all() noexcept
 
 // --- starting ops ---------------------------------------------------------------------------
 
-bool executor::has_room(unsigned cqes) const noexcept
+[[gnu::always_inline]] inline bool executor::has_room(unsigned cqes) const noexcept
 {
     // Room in the CQ implies a free slot: every op holding a slot is outstanding in the ring,
     // and op_cqe_limit_ == op_capacity_.
