@@ -19,25 +19,9 @@ namespace {
 
 thread_local executor* current_executor = nullptr;
 
-// user_data layout: bits 0-23 the slot index, bits 24-31 what the CQE is for, bits 32-63 the
-// slot's generation when the op was started. A slot's generation changes each time an op
-// leaves it, so a completion (or a cancel) that names an earlier occupant is recognised as
-// stale instead of being delivered to the wrong op.
-enum class cqe_kind : std::uint64_t {
-    op = 0,           // the op's own completion
-    link_timeout = 1, // the deadline linked to the op
-    cancel = 2,       // an ASYNC_CANCEL aimed at the op
-    wake = 3,         // the executor's read of its eventfd
-};
-
-constexpr std::uint64_t slot_bits = 24;
-constexpr std::uint64_t slot_mask = (std::uint64_t{1} << slot_bits) - 1;
-
-constexpr std::uint64_t encode(std::uint32_t slot, std::uint32_t generation, cqe_kind kind)
-{
-    return (std::uint64_t{generation} << 32) | (static_cast<std::uint64_t>(kind) << slot_bits) |
-           slot;
-}
+// user_data (executor.hpp's encode): a slot's generation changes each time an op leaves it,
+// so a completion (or a cancel) that names an earlier occupant is recognised as stale instead
+// of being delivered to the wrong op.
 
 // The executor needs the eventfd read, and room for at least one op and one cancel.
 constexpr unsigned min_cq_entries = 8;
@@ -194,13 +178,17 @@ void executor::flush_and_wait(bool block)
         if (!submitted)
             throw std::system_error(submitted.error(), "coil: submitting to the ring failed");
     }
-    reap_all();
+    reap_all(true);
 }
 
-void executor::reap_all() noexcept
+void executor::reap_all(bool resume_inline) noexcept
 {
+    // A coroutine resumed here may reap again (abandon() drains without resuming): the ring's
+    // for_each_completion allows that, and the inner call leaves resume_inline_ off.
+    resume_inline_ = resume_inline;
     ring_.for_each_completion(
         [this](const io::completion& c) __attribute__((always_inline)) { dispatch(c); });
+    resume_inline_ = false;
     if (!pending_cancels_.empty())
         submit_pending_cancels();
     if (waiting_head_ != nullptr)
@@ -247,8 +235,12 @@ void executor::reap_all() noexcept
     --slots_in_use_;
     free_slots_[op_capacity_ - 1 - slots_in_use_] = op.slot;
     op.state = detail::op_state::done;
-    if (op.waiter && !shutting_down_)
-        ready_.push_back(op.waiter);
+    if (op.waiter && !shutting_down_) {
+        if (resume_inline_)
+            op.waiter.resume();
+        else
+            ready_.push_back(op.waiter);
+    }
 }
 
 // --- starting ops ---------------------------------------------------------------------------

@@ -347,11 +347,11 @@ public:
     /// returns how many. Non-blocking. The bulk counterpart of `reap()`.
     std::size_t reap_into(std::span<completion> out) noexcept;
 
-    /// Calls `fn(const completion&)` for every ready completion and removes it from the ring;
-    /// returns how many. Non-blocking, and like `reap()` it flushes overflowed completions and
-    /// deferred task work. The completion passed to `fn` is only valid during the call. `fn`
-    /// may queue and submit ops, but must not reap or wait. Completions read straight from the
-    /// kernel's ring are not copied: this is the cheapest way to reap.
+    /// Calls `fn(completion)` for every ready completion, removing each from the ring before
+    /// `fn` sees it; returns how many. Non-blocking, and like `reap()` it flushes overflowed
+    /// completions and deferred task work. `fn` may use the ring in any way, even reap or wait
+    /// itself: each completion is consumed before the call and the ring's state is read again
+    /// after it, so nothing is delivered twice or skipped. This is the cheapest way to reap.
     template <class F>
     std::size_t for_each_completion(F&& fn)
     {
@@ -359,19 +359,17 @@ public:
         for (;;) {
             if (backlog_empty_) {
                 // The kernel writes CQEs before it moves the tail (acquire pairs with that),
-                // and reuses an entry only after it sees our head move past it (release).
-                unsigned head = __atomic_load_n(cq_khead_, __ATOMIC_RELAXED);
-                const unsigned tail = __atomic_load_n(cq_ktail_, __ATOMIC_ACQUIRE);
-                if (head != tail) {
-                    const std::size_t start = n;
-                    for (; head != tail; ++head, ++n) {
-                        const completion& c = cqes_[head & cq_mask_];
-                        if (!c.more())
-                            --outstanding_;
-                        fn(c);
-                    }
-                    __atomic_store_n(cq_khead_, tail, __ATOMIC_RELEASE);
-                    stats_.cqes_reaped += n - start;
+                // and reuses an entry only after it sees our head move past it (release, after
+                // we copied the entry out).
+                const unsigned head = __atomic_load_n(cq_khead_, __ATOMIC_RELAXED);
+                if (head != __atomic_load_n(cq_ktail_, __ATOMIC_ACQUIRE)) {
+                    const completion c = cqes_[head & cq_mask_];
+                    __atomic_store_n(cq_khead_, head + 1, __ATOMIC_RELEASE);
+                    ++stats_.cqes_reaped;
+                    if (!c.more())
+                        --outstanding_;
+                    ++n;
+                    fn(c);
                     continue;
                 }
             }
@@ -379,8 +377,8 @@ public:
             if (!peek_(c))
                 return n;
             pop_();
-            fn(c);
             ++n;
+            fn(c);
         }
     }
 

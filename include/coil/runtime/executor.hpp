@@ -6,6 +6,7 @@
 
 #include <coil/io/ring.hpp>
 #include <coil/runtime/join_handle.hpp>
+#include <coil/runtime/op_base.hpp>
 #include <coil/runtime/task.hpp>
 
 #include <atomic>
@@ -21,7 +22,6 @@
 namespace coil {
 
 namespace detail {
-struct op_base;
 class spawned_promise_base;
 } // namespace detail
 
@@ -112,6 +112,29 @@ public:
     /// when `op` completed at once (shutdown, unsupported, cancelled before start) and the
     /// caller must not suspend.
     bool start(detail::op_base& op);
+
+    /// `start` with the common case inline: no deadline, room in the CQ and the SQ, nothing
+    /// waiting ahead. `prepare(ring, user_data, flags)` queues the op's SQE; it is called
+    /// directly, without the op record's type-erased `prepare`.
+    template <class Prepare>
+    bool start(detail::op_base& op, Prepare&& prepare)
+    {
+        if (op.deadline == nullptr && !shutting_down_ && waiting_head_ == nullptr &&
+            ring_.outstanding() < op_cqe_limit_ && ring_.sq_space_left() != 0) {
+            const std::uint32_t index = free_slots_[op_capacity_ - 1 - slots_in_use_];
+            slot& s = slots_[index];
+            if (!prepare(ring_, encode(index, s.generation, cqe_kind::op), io::sqe_flags::none)) {
+                ++slots_in_use_;
+                s.op = &op;
+                op.slot = index;
+                op.pending = 1;
+                op.state = detail::op_state::in_flight;
+                ++stats_.ops_started;
+                return true;
+            }
+        }
+        return start(op); // the general path: waits, deadlines, errors, shutdown
+    }
     /// Requests cancellation of `op` from the executor thread. The op still completes
     /// through its own completion.
     void cancel(detail::op_base& op) noexcept;
@@ -129,6 +152,23 @@ public:
 
 private:
     friend class detail::spawned_promise_base;
+
+    // user_data layout: bits 0-23 the slot index, bits 24-31 what the CQE is for, bits 32-63
+    // the slot's generation when the op was started (docs/architecture.md).
+    enum class cqe_kind : std::uint64_t {
+        op = 0,           // the op's own completion
+        link_timeout = 1, // the deadline linked to the op
+        cancel = 2,       // an ASYNC_CANCEL aimed at the op
+        wake = 3,         // the executor's read of its eventfd
+    };
+    static constexpr std::uint64_t slot_bits = 24;
+    static constexpr std::uint64_t slot_mask = (std::uint64_t{1} << slot_bits) - 1;
+    static constexpr std::uint64_t encode(std::uint32_t slot, std::uint32_t generation,
+                                          cqe_kind kind) noexcept
+    {
+        return (std::uint64_t{generation} << 32) |
+               (static_cast<std::uint64_t>(kind) << slot_bits) | slot;
+    }
 
     struct slot {
         detail::op_base* op = nullptr;
@@ -154,7 +194,7 @@ private:
     void shutdown() noexcept;
     void track(detail::spawned_promise_base& p) noexcept;
     void untrack(detail::spawned_promise_base& p) noexcept;
-    void reap_all() noexcept;
+    void reap_all(bool resume_inline = false) noexcept;
     std::uint32_t unlink_waiting(detail::op_base& op) noexcept;
 
     // --- set once at construction ----------------------------------------------------------
@@ -181,6 +221,10 @@ private:
     std::uint64_t wake_buffer_ = 0;  // the kernel writes the eventfd counter here
     bool wake_armed_ = false;        // a read of wake_fd_ is in flight
     bool shutting_down_ = false;
+    // While reaping in the loop proper, completed ops' coroutines are resumed on the spot
+    // instead of queued: the op's next SQE is prepared while its data is still in cache.
+    // Never while draining for abandon() or shutdown().
+    bool resume_inline_ = false;
     executor_stats stats_;
 
     // --- touched from any thread ---------------------------------------------------------
