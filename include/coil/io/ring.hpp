@@ -394,11 +394,11 @@ public:
     unsigned sq_entries() const noexcept { return sq_entries_; }
     unsigned cq_entries() const noexcept { return cq_entries_; }
 
-    /// Ops that can still be queued before `no_space`: the free SQ entries, bounded by the CQ
-    /// room left when outstanding ops are capped.
     /// Free submission queue entries (regardless of the CQ cap).
     unsigned sq_space_left() const noexcept { return sq_entries_ - unsubmitted(); }
 
+    /// Ops that can still be queued before `no_space`: the free SQ entries, bounded by the CQ
+    /// room left when outstanding ops are capped.
     unsigned space_left() const noexcept
     {
         unsigned sq_free = sq_entries_ - unsubmitted();
@@ -433,7 +433,7 @@ private:
     friend class completion_range::iterator;
     struct state;
 
-    errc claim_(opcode op, ::io_uring_sqe*& out) noexcept;
+    inline errc claim_(opcode op, ::io_uring_sqe*& out) noexcept; // only io/ring.cpp calls it
 
     static std::uint32_t clamp_length(std::size_t n) noexcept
     {

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: MIT
+// The coroutine runtime against a hand-written raw liburing loop doing the same work: NOP round
+// trips from 1 and 128 coroutines, and 4 KiB random reads of a page-cached file from one
+// coroutine per queue slot at depths 1, 32 and 128.
+//
+// Both sides get the same ring setup (256 entries, SINGLE_ISSUER + DEFER_TASKRUN when the
+// kernel has them, the ring fd registered), so the ratio measures what coil's executor, tasks
+// and awaiters cost, not a difference in kernel flags.
+
+#include "bench_data.hpp"
+#include "harness.hpp"
+
+#include <coil/coil.hpp>
+
+#include <fmt/core.h>
+
+// Only for the baseline: coil's side goes through <coil/coil.hpp> alone.
+#include <liburing.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#ifndef COIL_BENCH_DATA_DIR
+#define COIL_BENCH_DATA_DIR "/var/tmp/coil-bench"
+#endif
+
+namespace {
+
+namespace bench = coil::bench;
+using bench::fail;
+
+constexpr unsigned ring_entries = 256;
+constexpr std::size_t read_size = 4096;
+constexpr std::uint64_t read_seed = 0x636f696c'72756e74; // "coilrunt"
+
+std::string errno_text(int error) { return std::generic_category().message(error); }
+
+// --- the baseline's ring ----------------------------------------------------------------------
+
+class raw_ring {
+public:
+    raw_ring()
+    {
+        // The flags coil's executor asks for, dropped in the same order when unknown.
+        const unsigned attempts[] = {
+            IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                IORING_SETUP_TASKRUN_FLAG,
+            IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER,
+            IORING_SETUP_SUBMIT_ALL,
+            0,
+        };
+        int ret = -EINVAL;
+        for (unsigned flags : attempts) {
+            io_uring_params params{};
+            params.flags = flags;
+            ret = io_uring_queue_init_params(ring_entries, &ring_, &params);
+            if (ret != -EINVAL)
+                break;
+        }
+        if (ret < 0)
+            fail("raw liburing: io_uring_queue_init_params: " + errno_text(-ret));
+        io_uring_register_ring_fd(&ring_); // as coil does; a kernel without it just says no
+    }
+    ~raw_ring() { io_uring_queue_exit(&ring_); }
+    raw_ring(const raw_ring&) = delete;
+    raw_ring& operator=(const raw_ring&) = delete;
+
+    io_uring* get() noexcept { return &ring_; }
+
+private:
+    io_uring ring_{};
+};
+
+// --- NOP round trips -------------------------------------------------------------------------
+
+coil::task<void> nop_loop(bench::run_clock& clock, std::uint64_t& ops)
+{
+    while (clock.running()) {
+        coil::result<void> done = co_await coil::nop();
+        if (!done)
+            fail("coil: a NOP failed: " + done.error().message());
+        ++ops;
+    }
+}
+
+coil::task<void> nop_tasks(unsigned tasks, bench::run_clock& clock, std::uint64_t& ops)
+{
+    if (tasks == 1) {
+        co_await nop_loop(clock, ops);
+        co_return;
+    }
+    std::vector<coil::task<void>> loops;
+    for (unsigned i = 0; i < tasks; ++i)
+        loops.push_back(nop_loop(clock, ops));
+    co_await coil::when_all(std::move(loops));
+}
+
+std::uint64_t coil_nops(coil::executor& ex, unsigned tasks, bench::run_clock& clock)
+{
+    std::uint64_t ops = 0;
+    ex.run(nop_tasks(tasks, clock, ops));
+    return ops;
+}
+
+// `batch` NOPs in flight: queue them, one submit-and-wait for all, reap all.
+std::uint64_t raw_nops(raw_ring& raw, unsigned batch, bench::run_clock& clock)
+{
+    io_uring* ring = raw.get();
+    std::uint64_t ops = 0;
+    while (clock.running()) {
+        for (unsigned i = 0; i < batch; ++i) {
+            io_uring_sqe* sqe = io_uring_get_sqe(ring);
+            if (sqe == nullptr)
+                fail("raw liburing: the SQ is full");
+            io_uring_prep_nop(sqe);
+            io_uring_sqe_set_data64(sqe, i);
+        }
+        int ret = io_uring_submit_and_wait(ring, batch);
+        if (ret < 0)
+            fail("raw liburing: io_uring_submit_and_wait: " + errno_text(-ret));
+        unsigned head = 0;
+        unsigned n = 0;
+        io_uring_cqe* cqe = nullptr;
+        io_uring_for_each_cqe(ring, head, cqe)
+        {
+            if (cqe->res != 0)
+                fail(fmt::format("raw liburing: a NOP completed with {}", cqe->res));
+            ++n;
+        }
+        io_uring_cq_advance(ring, n);
+        if (n != batch)
+            fail(fmt::format("raw liburing: waited for {} NOPs but reaped {}", batch, n));
+        ops += n;
+    }
+    return ops;
+}
+
+// --- random reads ------------------------------------------------------------------------------
+
+// One coroutine per queue slot: draw an offset, read 4 KiB there, check the count, repeat.
+// The buffer lives in the coroutine's frame.
+coil::task<void> read_loop(int fd, std::uint64_t file_size, std::uint64_t seed,
+                           bench::run_clock& clock, std::uint64_t& ops)
+{
+    bench::splitmix64 rng(seed);
+    std::array<std::byte, read_size> buffer;
+    while (clock.running()) {
+        const std::uint64_t offset = bench::random_page_offset(rng, file_size);
+        coil::result<std::size_t> n = co_await coil::read(fd, buffer, offset);
+        if (!n || *n != read_size)
+            fail(fmt::format("coil: a {}-byte read at {} gave {}", read_size, offset,
+                             n ? std::to_string(*n) : n.error().message()));
+        ++ops;
+    }
+}
+
+coil::task<void> read_tasks(unsigned depth, const bench::read_file& file, bench::run_clock& clock,
+                            std::uint64_t& ops)
+{
+    std::vector<coil::task<void>> loops;
+    for (unsigned i = 0; i < depth; ++i)
+        loops.push_back(read_loop(file.fd(), file.size(), read_seed + i, clock, ops));
+    co_await coil::when_all(std::move(loops));
+}
+
+std::uint64_t coil_reads(coil::executor& ex, unsigned depth, const bench::read_file& file,
+                         bench::run_clock& clock)
+{
+    std::uint64_t ops = 0;
+    ex.run(read_tasks(depth, file, clock, ops));
+    return ops;
+}
+
+// `depth` reads in flight, each slot refilled with its next read as it completes.
+std::uint64_t raw_reads(raw_ring& raw, unsigned depth, const bench::read_file& file,
+                        bench::run_clock& clock)
+{
+    io_uring* ring = raw.get();
+    std::vector<bench::splitmix64> rngs;
+    for (unsigned i = 0; i < depth; ++i)
+        rngs.emplace_back(read_seed + i);
+    std::vector<std::byte> buffers(depth * read_size);
+    std::vector<std::uint64_t> offsets(depth);
+    auto queue = [&](unsigned slot) {
+        io_uring_sqe* sqe = io_uring_get_sqe(ring);
+        if (sqe == nullptr)
+            fail("raw liburing: the SQ is full");
+        offsets[slot] = bench::random_page_offset(rngs[slot], file.size());
+        io_uring_prep_read(sqe, file.fd(), buffers.data() + slot * read_size, read_size,
+                           offsets[slot]);
+        io_uring_sqe_set_data64(sqe, slot);
+    };
+    for (unsigned slot = 0; slot < depth; ++slot)
+        queue(slot);
+    std::uint64_t ops = 0;
+    unsigned in_flight = depth;
+    bool refill = true;
+    while (in_flight != 0) {
+        refill = refill && clock.running();
+        int ret = io_uring_submit_and_wait(ring, 1);
+        if (ret < 0 && ret != -EINTR)
+            fail("raw liburing: io_uring_submit_and_wait: " + errno_text(-ret));
+        unsigned head = 0;
+        unsigned n = 0;
+        io_uring_cqe* cqe = nullptr;
+        io_uring_for_each_cqe(ring, head, cqe)
+        {
+            const auto slot = static_cast<unsigned>(io_uring_cqe_get_data64(cqe));
+            if (cqe->res != static_cast<int>(read_size))
+                fail(fmt::format("raw liburing: a {}-byte read at {} gave {}", read_size,
+                                 offsets[slot], cqe->res));
+            if (refill)
+                queue(slot);
+            else
+                --in_flight;
+            ++n;
+        }
+        io_uring_cq_advance(ring, n);
+        ops += n;
+    }
+    return ops;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    bench::program prog{
+        "bench_runtime",
+        "coil's executor and coroutines against raw liburing: NOP round trips, 4 KiB random "
+        "reads",
+        "raw liburing with the same ring flags (io_uring_submit_and_wait / "
+        "io_uring_for_each_cqe)",
+        {{"data-dir", "where the read rows keep their data file (default $COIL_BENCH_DIR, else " COIL_BENCH_DATA_DIR ")", ""}},
+    };
+    return bench::run_program(argc, argv, std::move(prog), [](bench::harness& h) {
+        coil::executor ex(coil::executor_options{.entries = ring_entries});
+        raw_ring raw;
+        fmt::print("  rings     coil {} SQ / {} CQ entries ({}), raw liburing {} / {}\n",
+                   ex.ring().sq_entries(), ex.ring().cq_entries(),
+                   ex.ring().single_issuer() ? "SINGLE_ISSUER+DEFER_TASKRUN" : "no DEFER_TASKRUN",
+                   raw.get()->sq.ring_entries, raw.get()->cq.ring_entries);
+
+        const std::array<unsigned, 3> depths = {1, 32, 128};
+        const std::string size_name = h.opts().quick ? "64 MiB" : "1 GiB";
+        bool any_read = false;
+        for (unsigned depth : depths)
+            any_read = any_read || h.selected(fmt::format("read 4k random qd{} ({})", depth, size_name));
+        std::optional<bench::read_file> file;
+        if (any_read)
+            file.emplace(bench::data_directory(h, COIL_BENCH_DATA_DIR), bench::read_file_size(h));
+
+        for (unsigned tasks : {1U, 128U})
+            h.compare(
+                fmt::format("nop round trip, {} task{}", tasks, tasks == 1 ? "" : "s"),
+                [&](bench::run_clock& c) { return coil_nops(ex, tasks, c); },
+                [&](bench::run_clock& c) { return raw_nops(raw, tasks, c); });
+
+        if (file) {
+            double resident = file->rewarm();
+            if (resident >= 0 && resident < 0.99)
+                h.note(fmt::format("warning: only {:.1f}% of {} was in the page cache; the "
+                                   "read numbers include disk I/O",
+                                   resident * 100, file->path()));
+            for (unsigned depth : depths)
+                h.compare(
+                    fmt::format("read 4k random qd{} ({})", depth, size_name),
+                    [&](bench::run_clock& c) { return coil_reads(ex, depth, *file, c); },
+                    [&](bench::run_clock& c) { return raw_reads(raw, depth, *file, c); });
+        }
+
+        for (const bench::comparison& row : h.rows()) {
+            if (!row.ratio)
+                continue;
+            if (row.name == "nop round trip, 128 tasks")
+                h.note(fmt::format("target: nop round trip with 128 tasks >= 0.8: {:.3f} ({})",
+                                   *row.ratio, *row.ratio >= 0.8 ? "met" : "NOT met"));
+            if (row.name.rfind("read 4k random qd32", 0) == 0)
+                h.note(fmt::format("target: reads at qd32 >= 0.9: {:.3f} ({})", *row.ratio,
+                                   *row.ratio >= 0.9 ? "met" : "NOT met"));
+        }
+    });
+}
