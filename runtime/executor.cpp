@@ -212,7 +212,7 @@ void executor::reap_all(bool resume_inline) noexcept
     case cqe_kind::link_timeout:
         break;
     }
-    if (index >= slots_.size() || slots_[index].generation != generation ||
+    if (index >= op_capacity_ || slots_[index].generation != generation ||
         slots_[index].op == nullptr) {
         ++stats_.stale_completions;
         return;
