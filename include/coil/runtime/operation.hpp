@@ -25,9 +25,6 @@
 #include <utility>
 
 namespace coil {
-namespace detail {
-
-} // namespace detail
 
 /// What an op type provides: `prepare` queues its SQE on the ring with the given user_data and
 /// flags; `complete` turns the kernel's result (`-errno` on failure) into a `result<T>`.
