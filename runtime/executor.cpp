@@ -447,16 +447,19 @@ void executor::abandon(detail::op_base& op) noexcept
         return;
     }
     cancel(op);
-    while (op.state != detail::op_state::done) {
-        submit_pending_cancels();
-        auto waited = ring_.wait(1);
-        if (!waited) {
-            std::fprintf(stderr, "coil: waiting for a cancelled op failed: %s\n",
-                         waited.error().message().c_str());
-            std::terminate(); // freeing memory the kernel may still write is worse
-        }
-        reap_all();
+    while (op.state != detail::op_state::done)
+        drain_once("waiting for a cancelled op");
+}
+
+void executor::drain_once(const char* what) noexcept
+{
+    submit_pending_cancels();
+    auto waited = ring_.wait(1);
+    if (!waited) {
+        std::fprintf(stderr, "coil: %s failed: %s\n", what, waited.error().message().c_str());
+        std::terminate(); // freeing memory the kernel may still write is worse
     }
+    reap_all(); // resumes nobody here: completed ops are marked done, their coroutines queued
 }
 
 // --- other threads --------------------------------------------------------------------------
@@ -550,16 +553,8 @@ void executor::shutdown() noexcept
         wake();
 
     // 3. Drain until the kernel holds nothing of ours.
-    while (ring_.outstanding() != 0) {
-        submit_pending_cancels();
-        auto waited = ring_.wait(1);
-        if (!waited) {
-            std::fprintf(stderr, "coil: draining the ring at shutdown failed: %s\n",
-                         waited.error().message().c_str());
-            std::terminate(); // freeing memory the kernel may still write is worse
-        }
-        reap_all();
-    }
+    while (ring_.outstanding() != 0)
+        drain_once("draining the ring at shutdown");
 
     // 4. Only now free: drop the resumptions and the frames of tasks that did not finish.
     ready_.clear();

@@ -195,6 +195,9 @@ private:
     void track(detail::spawned_promise_base& p) noexcept;
     void untrack(detail::spawned_promise_base& p) noexcept;
     void reap_all(bool resume_inline = false) noexcept;
+    // Submits pending cancels, waits for one completion and dispatches what came in, without
+    // resuming anyone. Terminates if the ring itself fails: see docs/lifetimes.md.
+    void drain_once(const char* what) noexcept;
     std::uint32_t unlink_waiting(detail::op_base& op) noexcept;
 
     // --- set once at construction ----------------------------------------------------------
