@@ -5,6 +5,7 @@
 
 #include "bench_data.hpp"
 #include "harness.hpp"
+#include "raw_liburing.hpp"
 
 #include <coil/io/ring.hpp>
 
@@ -46,37 +47,11 @@ std::string errno_text(int error) { return std::generic_category().message(error
 
 // --- the baseline's ring ----------------------------------------------------------------------
 
-// A plain liburing ring set up the way coil's ring sets itself up by default, so that the
-// kernel does the same work for both sides and the ratio measures the user-space code alone:
-// SUBMIT_ALL (it changes nothing for batches that never fail), and the ring fd registered with
-// the ring where the kernel can (Linux 5.18), which spares every io_uring_enter a file lookup;
-// liburing then enters through the registered index by itself.
-class raw_ring {
-public:
-    explicit raw_ring(unsigned entries)
-    {
-        io_uring_params params{};
-        params.flags = IORING_SETUP_SUBMIT_ALL;
-        int ret = io_uring_queue_init_params(entries, &ring_, &params);
-        if (ret == -EINVAL) { // a kernel before 5.18: coil drops the flag too
-            params = {};
-            ret = io_uring_queue_init_params(entries, &ring_, &params);
-        }
-        if (ret < 0)
-            fail("raw liburing: io_uring_queue_init_params: " + errno_text(-ret));
-        registered_fd_ = io_uring_register_ring_fd(&ring_) == 1;
-    }
-    ~raw_ring() { io_uring_queue_exit(&ring_); }
-    raw_ring(const raw_ring&) = delete;
-    raw_ring& operator=(const raw_ring&) = delete;
+using bench::raw_nops;
+using bench::raw_ring;
 
-    io_uring* get() noexcept { return &ring_; }
-    bool registered_fd() const noexcept { return registered_fd_; }
-
-private:
-    io_uring ring_{};
-    bool registered_fd_ = false;
-};
+// coil's ring asks for SUBMIT_ALL by default and drops it on a kernel before 5.18.
+raw_ring make_raw_ring() { return raw_ring(ring_entries, {IORING_SETUP_SUBMIT_ALL, 0U}); }
 
 // --- NOP batches -------------------------------------------------------------------------------
 
@@ -145,38 +120,6 @@ std::uint64_t coil_nops_for_each(coil::io::ring& ring, unsigned batch, bench::ru
         });
         if (n != batch)
             fail(fmt::format("coil: waited for {} NOPs but reaped {}", batch, n));
-        ops += n;
-    }
-    return ops;
-}
-
-std::uint64_t raw_nops(raw_ring& raw, unsigned batch, bench::run_clock& clock)
-{
-    io_uring* ring = raw.get();
-    std::uint64_t ops = 0;
-    while (clock.running()) {
-        for (unsigned i = 0; i < batch; ++i) {
-            io_uring_sqe* sqe = io_uring_get_sqe(ring);
-            if (sqe == nullptr)
-                fail("raw liburing: the SQ is full");
-            io_uring_prep_nop(sqe);
-            io_uring_sqe_set_data64(sqe, i);
-        }
-        int ret = io_uring_submit_and_wait(ring, batch);
-        if (ret < 0)
-            fail("raw liburing: io_uring_submit_and_wait: " + errno_text(-ret));
-        unsigned head = 0;
-        unsigned n = 0;
-        io_uring_cqe* cqe = nullptr;
-        io_uring_for_each_cqe(ring, head, cqe)
-        {
-            if (cqe->res != 0)
-                fail(fmt::format("raw liburing: a NOP completed with {}", cqe->res));
-            ++n;
-        }
-        io_uring_cq_advance(ring, n);
-        if (n != batch)
-            fail(fmt::format("raw liburing: waited for {} NOPs but reaped {}", batch, n));
         ops += n;
     }
     return ops;
@@ -310,7 +253,7 @@ int main(int argc, char** argv)
     };
     return bench::run_program(argc, argv, std::move(prog), [](bench::harness& h) {
         coil::io::ring ring(ring_entries);
-        raw_ring raw(ring_entries);
+        raw_ring raw = make_raw_ring();
         fmt::print("  rings     coil {} SQ / {} CQ entries, raw liburing {} / {} (ring fd {})\n",
                    ring.sq_entries(), ring.cq_entries(), raw.get()->sq.ring_entries,
                    raw.get()->cq.ring_entries,

@@ -9,6 +9,7 @@
 
 #include "bench_data.hpp"
 #include "harness.hpp"
+#include "raw_liburing.hpp"
 
 #include <coil/coil.hpp>
 
@@ -40,41 +41,18 @@ constexpr std::uint64_t read_seed = 0x636f696c'72756e74; // "coilrunt"
 
 std::string errno_text(int error) { return std::generic_category().message(error); }
 
-// --- the baseline's ring ----------------------------------------------------------------------
+using bench::raw_nops;
+using bench::raw_ring;
 
-class raw_ring {
-public:
-    raw_ring()
-    {
-        // The flags coil's executor asks for, dropped in the same order when unknown.
-        const unsigned attempts[] = {
-            IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-                IORING_SETUP_TASKRUN_FLAG,
-            IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER,
-            IORING_SETUP_SUBMIT_ALL,
-            0,
-        };
-        int ret = -EINVAL;
-        for (unsigned flags : attempts) {
-            io_uring_params params{};
-            params.flags = flags;
-            ret = io_uring_queue_init_params(ring_entries, &ring_, &params);
-            if (ret != -EINVAL)
-                break;
-        }
-        if (ret < 0)
-            fail("raw liburing: io_uring_queue_init_params: " + errno_text(-ret));
-        io_uring_register_ring_fd(&ring_); // as coil does; a kernel without it just says no
-    }
-    ~raw_ring() { io_uring_queue_exit(&ring_); }
-    raw_ring(const raw_ring&) = delete;
-    raw_ring& operator=(const raw_ring&) = delete;
-
-    io_uring* get() noexcept { return &ring_; }
-
-private:
-    io_uring ring_{};
-};
+// The flags coil's executor asks for, dropped in the same order when the kernel lacks them.
+raw_ring make_raw_ring()
+{
+    return raw_ring(ring_entries,
+                    {IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+                         IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+                     IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER, IORING_SETUP_SUBMIT_ALL,
+                     0U});
+}
 
 // --- NOP round trips -------------------------------------------------------------------------
 
@@ -120,39 +98,6 @@ std::uint64_t coil_nops(coil::executor& ex, unsigned tasks, bench::run_clock& cl
 {
     std::uint64_t ops = 0;
     ex.run(nop_tasks(tasks, clock, ops));
-    return ops;
-}
-
-// `batch` NOPs in flight: queue them, one submit-and-wait for all, reap all.
-std::uint64_t raw_nops(raw_ring& raw, unsigned batch, bench::run_clock& clock)
-{
-    io_uring* ring = raw.get();
-    std::uint64_t ops = 0;
-    while (clock.running()) {
-        for (unsigned i = 0; i < batch; ++i) {
-            io_uring_sqe* sqe = io_uring_get_sqe(ring);
-            if (sqe == nullptr)
-                fail("raw liburing: the SQ is full");
-            io_uring_prep_nop(sqe);
-            io_uring_sqe_set_data64(sqe, i);
-        }
-        int ret = io_uring_submit_and_wait(ring, batch);
-        if (ret < 0)
-            fail("raw liburing: io_uring_submit_and_wait: " + errno_text(-ret));
-        unsigned head = 0;
-        unsigned n = 0;
-        io_uring_cqe* cqe = nullptr;
-        io_uring_for_each_cqe(ring, head, cqe)
-        {
-            if (cqe->res != 0)
-                fail(fmt::format("raw liburing: a NOP completed with {}", cqe->res));
-            ++n;
-        }
-        io_uring_cq_advance(ring, n);
-        if (n != batch)
-            fail(fmt::format("raw liburing: waited for {} NOPs but reaped {}", batch, n));
-        ops += n;
-    }
     return ops;
 }
 
@@ -257,7 +202,7 @@ int main(int argc, char** argv)
     };
     return bench::run_program(argc, argv, std::move(prog), [](bench::harness& h) {
         coil::executor ex(coil::executor_options{.entries = ring_entries});
-        raw_ring raw;
+        raw_ring raw = make_raw_ring();
         fmt::print("  rings     coil {} SQ / {} CQ entries ({}), raw liburing {} / {}\n",
                    ex.ring().sq_entries(), ex.ring().cq_entries(),
                    ex.ring().single_issuer() ? "SINGLE_ISSUER+DEFER_TASKRUN" : "no DEFER_TASKRUN",
