@@ -234,3 +234,25 @@ TEST_CASE("ring: a read at the file position advances it like read(2)", "[ring][
     CHECK(std::all_of(first.begin(), first.end(), [](std::byte b) { return b == std::byte{1}; }));
     CHECK(std::all_of(second.begin(), second.end(), [](std::byte b) { return b == std::byte{2}; }));
 }
+
+TEST_CASE("ring: a read longer than the kernel's per-op limit is clamped, not rejected",
+          "[ring][read][limits]")
+{
+    // A span longer than MAX_RW_COUNT (and than the SQE's 32-bit length) over a small buffer:
+    // the length is clamped as read(2) clamps it, and the 100-byte file ends the read long
+    // before the buffer does, so nothing beyond the buffer is written.
+    temp_dir dir;
+    unique_fd file = dir.create_file("tiny", filled(100, 0x5a));
+    ring ring(4);
+    std::vector<std::byte> buffer(4096);
+    std::span<std::byte> huge(buffer.data(), std::size_t{5} << 30);
+    REQUIRE_FALSE(ring.add_read(file.get(), huge, 0, 11));
+    auto done = take(ring.wait(1));
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 11);
+    CHECK(done[0].result == 100);
+    CHECK(std::all_of(buffer.begin(), buffer.begin() + 100,
+                      [](std::byte b) { return b == std::byte{0x5a}; }));
+    CHECK(std::all_of(buffer.begin() + 100, buffer.end(),
+                      [](std::byte b) { return b == std::byte{0}; }));
+}
