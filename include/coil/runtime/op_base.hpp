@@ -37,14 +37,16 @@ struct op_base {
 
     prepare_fn prepare;                       // fills the SQE
     std::coroutine_handle<> waiter;           // resumed when the op is done
-    executor* owner = nullptr;                // set when awaited
-    op_base* next = nullptr;                  // link in the executor's waiting FIFO
+    // Written before they are read (docs in the executor), so left uninitialised: an op record
+    // is built for every awaited op.
+    executor* owner;                          // set when awaited
+    op_base* next;                            // link in the executor's waiting FIFO, when queued
     const io::timespec64* deadline = nullptr; // a linked timeout, if any (points into the awaiter)
     io::detail::stored_error setup_error;     // why the op never reached the kernel, if it did not
     std::int32_t result = 0;                  // the op's own CQE result
     std::int32_t timeout_result = 0;          // the linked timeout's CQE result
-    std::uint32_t slot = 0;                   // index in the executor's slot table while in flight
-    std::uint8_t pending = 0;                 // CQEs still to come: 1, or 2 with a deadline
+    std::uint32_t slot;                       // index in the executor's slot table, in flight
+    std::uint8_t pending;                     // CQEs still to come (1, or 2 with a deadline), in flight
     op_state state = op_state::idle;
     bool cancel_requested = false;            // a cancel was asked for (maybe not yet submitted)
     // The awaiting coroutine's stop token (owned by it or an ancestor, which outlive the op),

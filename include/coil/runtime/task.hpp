@@ -6,6 +6,7 @@
 #include <cassert>
 #include <coroutine>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <stop_token>
 #include <type_traits>
@@ -54,23 +55,28 @@ public:
     /// unless the coroutine has a token of its own.
     void inherit_stop_token(const std::stop_token* token) noexcept
     {
-        if (!own_token_.stop_possible())
+        if (!own_)
             token_ = token;
     }
 
     /// Gives the coroutine a token of its own (`with_stop_token`).
     void set_stop_token(std::stop_token token) noexcept
     {
-        own_token_ = std::move(token);
-        token_ = own_token_.stop_possible() ? &own_token_ : nullptr;
+        if (!token.stop_possible()) {
+            own_.reset();
+            token_ = nullptr;
+            return;
+        }
+        own_ = std::make_unique<own_stop>(std::move(token));
+        token_ = &own_->token;
     }
 
     /// Once the coroutine starts on `ex`: a stop request on its own token makes `ex` look
     /// for ops to cancel. (Inherited tokens are watched by whoever owns them.)
     void watch_own_stop_token(executor* ex)
     {
-        if (ex != nullptr && own_token_.stop_possible() && !watch_)
-            watch_.emplace(own_token_, stop_notifier{ex});
+        if (ex != nullptr && own_ && !own_->watch)
+            own_->watch.emplace(own_->token, stop_notifier{ex});
     }
 
     /// Resumes the continuation by symmetric transfer, so long chains of tasks that complete
@@ -90,8 +96,14 @@ private:
     std::coroutine_handle<> continuation_;
     executor* executor_ = nullptr;
     const std::stop_token* token_ = nullptr;
-    std::stop_token own_token_;
-    std::optional<std::stop_callback<stop_notifier>> watch_;
+    // A token of the coroutine's own (with_stop_token) and the callback that watches it. Rare,
+    // so kept out of line: every task frame would otherwise carry about 60 bytes for it.
+    struct own_stop {
+        explicit own_stop(std::stop_token t) noexcept : token(std::move(t)) {}
+        std::stop_token token;
+        std::optional<std::stop_callback<stop_notifier>> watch;
+    };
+    std::unique_ptr<own_stop> own_;
 };
 
 /// Detects a coil promise (one that carries a stop token) at a suspension point.
