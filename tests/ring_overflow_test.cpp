@@ -74,15 +74,7 @@ TEST_CASE("ring: an uncapped ring's reap_into also flushes the overflow list",
     options.cap_outstanding = false;
     ring ring(8, options);
 
-    for (std::uint64_t next = 0; next < nops;) {
-        if (ring.add_nop(next) == errc::no_space) {
-            REQUIRE(ring.submit().ok());
-            if (ring.space_left() == 0)
-                SKIP("this kernel lacks IORING_FEAT_NODROP, so outstanding ops stay capped");
-            continue;
-        }
-        ++next;
-    }
+    queue_nops_without_reaping(ring, nops);
     REQUIRE(ring.submit().ok());
 
     std::vector<completion> out(nops + 10);
@@ -147,15 +139,7 @@ TEST_CASE("ring: waiting for more completions than the CQ holds returns them all
     options.cq_entries = 8;
     options.cap_outstanding = false;
     ring ring(4, options);
-    for (std::uint64_t next = 0; next < nops;) {
-        if (ring.add_nop(next) == errc::no_space) {
-            REQUIRE(ring.submit().ok());
-            if (ring.space_left() == 0)
-                SKIP("this kernel lacks IORING_FEAT_NODROP, so outstanding ops stay capped");
-            continue;
-        }
-        ++next;
-    }
+    queue_nops_without_reaping(ring, nops);
     REQUIRE(ring.outstanding() == nops);
 
     // The kernel can show at most cq_entries() completions at once, so a wait for all 40 must

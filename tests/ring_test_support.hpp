@@ -58,4 +58,36 @@ inline std::vector<coil::io::completion> collect(coil::io::ring& ring, std::size
 /// The offset argument that means "the file position" (required for pipes).
 inline constexpr std::uint64_t current_position = static_cast<std::uint64_t>(-1);
 
+/// The result of the completion tagged `user_data` in `done`; fails the test when it is absent
+/// or there twice.
+inline std::int32_t result_of(const std::vector<coil::io::completion>& done,
+                              std::uint64_t user_data)
+{
+    std::int32_t result = 0;
+    int found = 0;
+    for (const coil::io::completion& c : done)
+        if (c.user_data == user_data) {
+            result = c.result;
+            ++found;
+        }
+    REQUIRE(found == 1);
+    return result;
+}
+
+/// Queues `count` NOPs tagged 0..count-1 on a ring without the outstanding cap, submitting
+/// whenever the SQ fills and never reaping, so that the CQ overflows. SKIPs the test on a
+/// kernel without IORING_FEAT_NODROP, where the cap cannot be lifted.
+inline void queue_nops_without_reaping(coil::io::ring& ring, std::uint64_t count)
+{
+    for (std::uint64_t next = 0; next < count;) {
+        if (ring.add_nop(next) == coil::io::errc::no_space) {
+            REQUIRE(ring.submit().ok());
+            if (ring.space_left() == 0)
+                SKIP("this kernel lacks IORING_FEAT_NODROP, so outstanding ops stay capped");
+            continue;
+        }
+        ++next;
+    }
+}
+
 } // namespace coil_test

@@ -26,18 +26,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::int32_t result_of(const std::vector<completion>& done, std::uint64_t user_data)
-{
-    std::int32_t result = 0;
-    int found = 0;
-    for (const completion& c : done)
-        if (c.user_data == user_data) {
-            result = c.result;
-            ++found;
-        }
-    REQUIRE(found == 1);
-    return result;
-}
 
 } // namespace
 
