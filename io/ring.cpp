@@ -785,19 +785,4 @@ std::size_t ring::reap_into(std::span<completion> out) noexcept
     return n;
 }
 
-completion_range::iterator::iterator(ring* r) : ring_(r) { load(); }
-
-void completion_range::iterator::load()
-{
-    if (ring_ != nullptr && !ring_->peek_(current_))
-        ring_ = nullptr;
-}
-
-completion_range::iterator& completion_range::iterator::operator++()
-{
-    ring_->pop_();
-    load();
-    return *this;
-}
-
 } // namespace coil::io

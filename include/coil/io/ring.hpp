@@ -464,6 +464,35 @@ private:
     bool peek_(completion& out) noexcept;
     void pop_() noexcept;
 
+    // The range iterator's per-completion path, inline: read the CQ in place while the
+    // backlog is empty, else (and for overflow and task work) the out-of-line peek_/pop_.
+    // pop_fast_ removes what peek_fast_ returned: if a submit stashed the CQ into the backlog
+    // in between, that entry is now the backlog's first, which pop_ removes.
+    bool peek_fast_(completion& out) noexcept
+    {
+        if (backlog_empty_) {
+            const unsigned head = __atomic_load_n(cq_khead_, __ATOMIC_RELAXED);
+            if (head != __atomic_load_n(cq_ktail_, __ATOMIC_ACQUIRE)) {
+                out = cqes_[head & cq_mask_];
+                return true;
+            }
+        }
+        return peek_(out);
+    }
+    void pop_fast_() noexcept
+    {
+        if (!backlog_empty_) {
+            pop_();
+            return;
+        }
+        const unsigned head = __atomic_load_n(cq_khead_, __ATOMIC_RELAXED);
+        const bool more = cqes_[head & cq_mask_].more();
+        __atomic_store_n(cq_khead_, head + 1, __ATOMIC_RELEASE);
+        ++stats_.cqes_reaped;
+        if (!more)
+            --outstanding_;
+    }
+
     std::unique_ptr<state> state_;
     // Set once at construction, copied out of the liburing state so that the hot accessors
     // above are inline: the ring sizes, and where our SQ tail and the kernel's SQ head live.
@@ -489,5 +518,20 @@ private:
     unsigned outstanding_ = 0;
     ring_stats stats_;
 };
+
+inline completion_range::iterator::iterator(ring* r) : ring_(r) { load(); }
+
+inline void completion_range::iterator::load()
+{
+    if (ring_ != nullptr && !ring_->peek_fast_(current_))
+        ring_ = nullptr;
+}
+
+inline completion_range::iterator& completion_range::iterator::operator++()
+{
+    ring_->pop_fast_();
+    load();
+    return *this;
+}
 
 } // namespace coil::io
