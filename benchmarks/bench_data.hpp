@@ -11,6 +11,12 @@
 #include <string>
 #include <vector>
 
+// Where the read rows keep their data file by default; meson.build sets it to the build
+// tree's bench-data directory.
+#ifndef COIL_BENCH_DATA_DIR
+#define COIL_BENCH_DATA_DIR "/var/tmp/coil-bench"
+#endif
+
 namespace coil::bench {
 
 /// splitmix64 (Steele, Lea, Flood 2014): a few cycles per number, so drawing offsets does not

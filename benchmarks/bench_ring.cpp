@@ -24,10 +24,6 @@
 #include <utility>
 #include <vector>
 
-#ifndef COIL_BENCH_DATA_DIR
-#define COIL_BENCH_DATA_DIR "/var/tmp/coil-bench"
-#endif
-
 namespace {
 
 namespace bench = coil::bench;

@@ -26,10 +26,6 @@
 #include <system_error>
 #include <vector>
 
-#ifndef COIL_BENCH_DATA_DIR
-#define COIL_BENCH_DATA_DIR "/var/tmp/coil-bench"
-#endif
-
 namespace {
 
 namespace bench = coil::bench;

@@ -18,8 +18,6 @@ public:
                    "would overflow; submit and reap completions, then queue again";
         case errc::unsupported_operation:
             return "the running kernel's io_uring does not support this operation";
-        case errc::shut_down:
-            return "the ring is shutting down and takes no new operations";
         case errc::end_of_file:
             return "end of file reached before all the requested bytes were read";
         }
@@ -33,8 +31,6 @@ public:
             return std::errc::resource_unavailable_try_again;
         case errc::unsupported_operation:
             return std::errc::function_not_supported;
-        case errc::shut_down:
-            return std::errc::operation_canceled;
         case errc::end_of_file:
             return std::errc::io_error;
         }

@@ -19,8 +19,6 @@ enum class errc : int {
     no_space = 1,
     /// The running kernel's io_uring does not implement this opcode (found with the probe).
     unsupported_operation,
-    /// The ring is shutting down and takes no new work.
-    shut_down,
     /// End of file came before the requested number of bytes (`file::read_exact_at`).
     end_of_file,
 };

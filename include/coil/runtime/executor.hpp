@@ -232,7 +232,7 @@ private:
 
     // --- touched from any thread ---------------------------------------------------------
     std::atomic<bool> stop_requested_{false};  // relaxed: polled once per loop turn
-    // remote_work_ is set (release) after posted_ or a remote cancel flag is written, and
+    // remote_work_ is set (release) after posted_ is written or a stop is notified, and
     // exchanged (acquire) by the executor before it reads them.
     std::atomic<bool> remote_work_{false};
     std::mutex posted_mutex_;
