@@ -261,7 +261,7 @@ bool executor::start(detail::op_base& op)
         return false;
     }
     const unsigned cqes = op.deadline != nullptr ? 2 : 1;
-    if (waiting_head_ != nullptr || !has_room(cqes)) {
+    if (waiting_head_ != nullptr || !has_room(cqes) || !submit_op(op)) {
         // Wait in order behind the ops already waiting.
         op.next = nullptr;
         if (waiting_tail_ != nullptr)
@@ -273,22 +273,26 @@ bool executor::start(detail::op_base& op)
         ++stats_.ops_deferred;
         return true;
     }
-    submit_op(op);
     return op.state != detail::op_state::done;
 }
 
-// Inlined into start(): the per-op path.
-[[gnu::always_inline]] inline void executor::submit_op(detail::op_base& op) noexcept
+// Hands `op` to the ring; has_room() said the CQ can take it. Returns false, touching
+// nothing, when the SQ has no room even after a flush (the kernel refused to take more): the
+// op then keeps waiting, so an awaiter never sees no_space, and an op with a deadline is never
+// queued without its linked timeout. Otherwise the op is in flight, or done with a setup error.
+bool executor::submit_op(detail::op_base& op) noexcept
 {
     const unsigned sqes = op.deadline != nullptr ? 2 : 1;
     if (op.deadline != nullptr && !ring_.supports(io::opcode::link_timeout)) {
         op.setup_error = make_error_code(io::errc::unsupported_operation);
         op.state = detail::op_state::done;
-        return;
+        return true;
     }
-    // has_room() said the CQ can take it; if the SQ is full, hand it to the kernel first.
-    if (ring_.sq_space_left() < sqes)
-        (void)ring_.submit();
+    if (ring_.sq_space_left() < sqes) {
+        (void)ring_.submit(); // an error leaves the SQEs queued; the loop submits them again
+        if (ring_.sq_space_left() < sqes)
+            return false;
+    }
 
     assert(slots_in_use_ < op_capacity_);
     const std::uint32_t index = free_slots_[op_capacity_ - 1 - slots_in_use_];
@@ -297,14 +301,18 @@ bool executor::start(detail::op_base& op)
     std::error_code ec =
         op.prepare(op, ring_, user_data,
                    op.deadline != nullptr ? io::sqe_flags::link : io::sqe_flags::none);
-    if (!ec && op.deadline != nullptr)
-        ec = ring_.add_link_timeout(op.deadline, encode(index, s.generation, cqe_kind::link_timeout));
+    if (!ec && op.deadline != nullptr) {
+        [[maybe_unused]] std::error_code timeout_ec = ring_.add_link_timeout(
+            op.deadline, encode(index, s.generation, cqe_kind::link_timeout));
+        assert(!timeout_ec && "room and opcode were checked: the linked timeout must queue");
+    }
     if (ec) {
-        // Unsupported opcode, or the kernel refused to take even a flush: the op ends here,
-        // never having reached the kernel.
+        // The opcode is unsupported (room was checked above): the op ends here, never having
+        // reached the kernel. A deadline's timeout is queued only after this succeeded, and
+        // cannot fail: its opcode and its SQE were both checked.
         op.setup_error = ec;
         op.state = detail::op_state::done;
-        return;
+        return true;
     }
     ++slots_in_use_;
     s.op = &op;
@@ -312,19 +320,19 @@ bool executor::start(detail::op_base& op)
     op.pending = static_cast<std::uint8_t>(sqes);
     op.state = detail::op_state::in_flight;
     ++stats_.ops_started;
+    return true;
 }
 
 void executor::admit_waiting() noexcept
 {
     while (waiting_head_ != nullptr) {
         detail::op_base& op = *waiting_head_;
-        if (!has_room(op.deadline != nullptr ? 2 : 1))
+        if (!has_room(op.deadline != nullptr ? 2 : 1) || !submit_op(op))
             return;
         waiting_head_ = op.next;
         if (waiting_head_ == nullptr)
             waiting_tail_ = nullptr;
         op.next = nullptr;
-        submit_op(op);
         if (op.state == detail::op_state::done && op.waiter && !shutting_down_)
             ready_.push_back(op.waiter);
     }

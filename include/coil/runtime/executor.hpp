@@ -181,7 +181,7 @@ private:
     void flush_and_wait(bool block);
     void dispatch(const io::completion& c) noexcept;
     void finish_op(detail::op_base& op) noexcept;
-    void submit_op(detail::op_base& op) noexcept;
+    bool submit_op(detail::op_base& op) noexcept;
     bool has_room(unsigned cqes) const noexcept;
     void admit_waiting() noexcept;
     void submit_pending_cancels() noexcept;
