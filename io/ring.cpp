@@ -21,6 +21,7 @@
 namespace coil::io {
 
 const std::error_code detail::no_error{};
+const std::error_category& detail::no_error_category = std::error_code{}.category();
 
 static_assert(sizeof(timespec64) == sizeof(__kernel_timespec));
 static_assert(offsetof(timespec64, tv_nsec) == offsetof(__kernel_timespec, tv_nsec));
@@ -303,6 +304,7 @@ ring::ring(unsigned entries, const ring_options& options)
     sq_entries_ = state_->uring.sq.ring_entries;
     cq_entries_ = state_->uring.cq.ring_entries;
     cap_outstanding_ = state_->cap_outstanding;
+    outstanding_limit_ = cap_outstanding_ ? cq_entries_ : ~0U;
     sqe_tail_ = &state_->uring.sq.sqe_tail;
     sq_khead_ = state_->uring.sq.khead;
     // coil never asks for IORING_SETUP_CQE32, so CQEs are 16 bytes, laid out as `completion`.

@@ -91,9 +91,10 @@ executor::executor(const executor_options& options)
     op_capacity_ = cq - cqe_reserve_;
     slots_.resize(op_capacity_);
     op_cqe_limit_ = cq - cqe_reserve_;
-    free_slots_ = std::make_unique<std::uint32_t[]>(op_capacity_);
-    for (std::size_t i = 0; i < op_capacity_; ++i) // slot 0 on top
-        free_slots_[i] = static_cast<std::uint32_t>(op_capacity_ - 1 - i);
+    for (std::size_t i = 0; i < op_capacity_; ++i) // slot 0 first
+        slots_[i].next_free = static_cast<std::uint32_t>(i + 1);
+    free_head_ = 0;
+    direct_limit_ = op_cqe_limit_;
     pending_cancels_.reserve(op_capacity_);
     ready_.reserve(256);
     running_.reserve(256);
@@ -223,24 +224,25 @@ void executor::reap_all(bool resume_inline) noexcept
     else
         op.timeout_result = c.result;
     if (!c.more() && --op.pending == 0)
-        finish_op(op);
+        finish_op(op, index);
 }
 
-[[gnu::always_inline]] inline void executor::finish_op(detail::op_base& op) noexcept
+[[gnu::always_inline]] inline void executor::finish_op(detail::op_base& op,
+                                                       std::uint32_t index) noexcept
 {
-    slot& s = slots_[op.slot];
+    slot& s = slots_[index];
     s.op = nullptr;
-    s.cancel_pending = false;
     ++s.generation;
+    s.next_free = free_head_;
+    free_head_ = index;
     --slots_in_use_;
-    free_slots_[op_capacity_ - 1 - slots_in_use_] = op.slot;
     op.state = detail::op_state::done;
-    if (op.waiter && !shutting_down_) {
-        if (resume_inline_)
-            op.waiter.resume();
-        else
-            ready_.push_back(op.waiter);
-    }
+    if (!op.waiter)
+        return; // abandoned: its awaiter is being destroyed
+    if (resume_inline_)
+        op.waiter.resume();
+    else if (!shutting_down_)
+        ready_.push_back(op.waiter);
 }
 
 // --- starting ops ---------------------------------------------------------------------------
@@ -262,18 +264,28 @@ bool executor::start(detail::op_base& op)
     }
     const unsigned cqes = op.deadline != nullptr ? 2 : 1;
     if (waiting_head_ != nullptr || !has_room(cqes) || !submit_op(op)) {
-        // Wait in order behind the ops already waiting.
-        op.next = nullptr;
-        if (waiting_tail_ != nullptr)
-            waiting_tail_->next = &op;
-        else
-            waiting_head_ = &op;
-        waiting_tail_ = &op;
-        op.state = detail::op_state::waiting;
-        ++stats_.ops_deferred;
+        enqueue_waiting(op); // in order behind the ops already waiting
         return true;
     }
     return op.state != detail::op_state::done;
+}
+
+void executor::enqueue_waiting(detail::op_base& op) noexcept
+{
+    op.next = nullptr;
+    if (waiting_tail_ != nullptr)
+        waiting_tail_->next = &op;
+    else
+        waiting_head_ = &op;
+    waiting_tail_ = &op;
+    op.state = detail::op_state::waiting;
+    ++stats_.ops_deferred;
+    direct_limit_ = 0; // ops waiting go first
+}
+
+void executor::update_direct_limit() noexcept
+{
+    direct_limit_ = waiting_head_ == nullptr && !shutting_down_ ? op_cqe_limit_ : 0;
 }
 
 // Hands `op` to the ring; has_room() said the CQ can take it. Returns false, touching
@@ -284,8 +296,7 @@ bool executor::submit_op(detail::op_base& op) noexcept
 {
     const unsigned sqes = op.deadline != nullptr ? 2 : 1;
     if (op.deadline != nullptr && !ring_.supports(io::opcode::link_timeout)) {
-        op.setup_error = make_error_code(io::errc::unsupported_operation);
-        op.state = detail::op_state::done;
+        op.fail_setup(make_error_code(io::errc::unsupported_operation));
         return true;
     }
     if (ring_.sq_space_left() < sqes) {
@@ -294,8 +305,8 @@ bool executor::submit_op(detail::op_base& op) noexcept
             return false;
     }
 
-    assert(slots_in_use_ < op_capacity_);
-    const std::uint32_t index = free_slots_[op_capacity_ - 1 - slots_in_use_];
+    assert(slots_in_use_ < op_capacity_ && free_head_ < op_capacity_);
+    const std::uint32_t index = free_head_;
     slot& s = slots_[index];
     const std::uint64_t user_data = encode(index, s.generation, cqe_kind::op);
     std::error_code ec =
@@ -310,10 +321,10 @@ bool executor::submit_op(detail::op_base& op) noexcept
         // The opcode is unsupported (room was checked above): the op ends here, never having
         // reached the kernel. A deadline's timeout is queued only after this succeeded, and
         // cannot fail: its opcode and its SQE were both checked.
-        op.setup_error = ec;
-        op.state = detail::op_state::done;
+        op.fail_setup(ec);
         return true;
     }
+    free_head_ = s.next_free;
     ++slots_in_use_;
     s.op = &op;
     op.slot = index;
@@ -330,8 +341,10 @@ void executor::admit_waiting() noexcept
         if (!has_room(op.deadline != nullptr ? 2 : 1) || !submit_op(op))
             return;
         waiting_head_ = op.next;
-        if (waiting_head_ == nullptr)
+        if (waiting_head_ == nullptr) {
             waiting_tail_ = nullptr;
+            update_direct_limit();
+        }
         op.next = nullptr;
         if (op.state == detail::op_state::done && op.waiter && !shutting_down_)
             ready_.push_back(op.waiter);
@@ -348,6 +361,7 @@ std::uint32_t executor::unlink_waiting(detail::op_base& op) noexcept
         if (waiting_tail_ == &op)
             waiting_tail_ = prev;
         op.next = nullptr;
+        update_direct_limit();
         return 1;
     }
     return 0;
@@ -374,14 +388,13 @@ void executor::submit_pending_cancels() noexcept
 {
     std::size_t kept = 0;
     for (std::size_t i = 0; i < pending_cancels_.size(); ++i) {
-        std::uint32_t index = pending_cancels_[i];
-        slot& s = slots_[index];
-        if (s.op == nullptr || !s.cancel_pending)
+        const std::uint64_t target = pending_cancels_[i];
+        const auto index = static_cast<std::uint32_t>(target & slot_mask);
+        const slot& s = slots_[index];
+        if (s.op == nullptr || s.generation != static_cast<std::uint32_t>(target >> 32))
             continue; // the op finished meanwhile
-        if (submit_cancel(index))
-            s.cancel_pending = false;
-        else
-            pending_cancels_[kept++] = index;
+        if (!submit_cancel(index))
+            pending_cancels_[kept++] = target;
     }
     pending_cancels_.resize(kept);
 }
@@ -405,10 +418,9 @@ void executor::cancel(detail::op_base& op) noexcept
         if (op.cancel_requested)
             return;
         op.cancel_requested = true;
-        if (!submit_cancel(op.slot)) {
-            slots_[op.slot].cancel_pending = true;
-            pending_cancels_.push_back(op.slot);
-        }
+        if (!submit_cancel(op.slot))
+            pending_cancels_.push_back(
+                encode(op.slot, slots_[op.slot].generation, cqe_kind::op));
         return;
     }
 }
@@ -543,6 +555,7 @@ void executor::shutdown() noexcept
 {
     // 1. Take no new work; ops that never reached the kernel end now.
     shutting_down_ = true;
+    direct_limit_ = 0;
     while (waiting_head_ != nullptr) {
         detail::op_base& op = *waiting_head_;
         waiting_head_ = op.next;
@@ -572,6 +585,7 @@ void executor::shutdown() noexcept
         p.release();
     }
     shutting_down_ = false;
+    update_direct_limit();
 }
 
 } // namespace coil

@@ -167,6 +167,10 @@ class ring;
 namespace detail {
 /// An empty error code, copied rather than built: building one calls std::system_category().
 extern const std::error_code no_error;
+/// `std::error_code{}`'s category, as a variable: `success()` builds an empty error_code
+/// without calling `std::system_category()`, and a caller that only tests it reads nothing.
+extern const std::error_category& no_error_category;
+inline std::error_code success() noexcept { return {0, no_error_category}; }
 /// The kernel's limit for one read or write (MAX_RW_COUNT); longer spans are clamped, which
 /// gives the short transfer read(2) and write(2) would give.
 inline constexpr std::size_t max_rw_count = 0x7ffff000;
@@ -247,35 +251,35 @@ public:
     /// Queues a no-op; it completes with 0.
     std::error_code add_nop(std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
-        detail::sqe* s = claim_inline_(opcode::nop);
-        if (s == nullptr)
+        detail::sqe* s;
+        if (!claim_inline_<opcode::nop>(s))
             return claim_failure_(opcode::nop);
         s->prepare_rw(detail::kernel_op::nop, -1, nullptr, 0, 0, static_cast<std::uint8_t>(flags),
                       user_data);
-        return detail::no_error;
+        return detail::success();
     }
     /// Reads up to `buffer.size()` bytes from `fd` at `offset` (-1: the file position).
     /// Completes with the byte count (0 at end of file).
     std::error_code add_read(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                              std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
-        detail::sqe* s = claim_inline_(opcode::read);
-        if (s == nullptr)
+        detail::sqe* s;
+        if (!claim_inline_<opcode::read>(s))
             return claim_failure_(opcode::read);
         s->prepare_rw(detail::kernel_op::read, fd, buffer.data(), clamp_length(buffer.size()),
                       offset, static_cast<std::uint8_t>(flags), user_data);
-        return detail::no_error;
+        return detail::success();
     }
     /// Writes `buffer` to `fd` at `offset` (-1: the file position). Completes with the count.
     std::error_code add_write(int fd, std::span<const std::byte> buffer, std::uint64_t offset,
                               std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
-        detail::sqe* s = claim_inline_(opcode::write);
-        if (s == nullptr)
+        detail::sqe* s;
+        if (!claim_inline_<opcode::write>(s))
             return claim_failure_(opcode::write);
         s->prepare_rw(detail::kernel_op::write, fd, buffer.data(), clamp_length(buffer.size()),
                       offset, static_cast<std::uint8_t>(flags), user_data);
-        return detail::no_error;
+        return detail::success();
     }
     /// Scatter read. The iovec array and every buffer it names are borrowed until completion.
     std::error_code add_readv(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
@@ -356,15 +360,21 @@ public:
     std::size_t for_each_completion(F&& fn)
     {
         std::size_t n = 0;
+        // Where the CQ lives never changes after construction: read it once, not after every
+        // call of fn (which the compiler must assume may write anything).
+        unsigned* const khead = cq_khead_;
+        const unsigned* const ktail = cq_ktail_;
+        const completion* const cqes = cqes_;
+        const unsigned mask = cq_mask_;
         for (;;) {
             if (backlog_empty_) {
                 // The kernel writes CQEs before it moves the tail (acquire pairs with that),
                 // and reuses an entry only after it sees our head move past it (release, after
                 // we copied the entry out).
-                const unsigned head = __atomic_load_n(cq_khead_, __ATOMIC_RELAXED);
-                if (head != __atomic_load_n(cq_ktail_, __ATOMIC_ACQUIRE)) {
-                    const completion c = cqes_[head & cq_mask_];
-                    __atomic_store_n(cq_khead_, head + 1, __ATOMIC_RELEASE);
+                const unsigned head = __atomic_load_n(khead, __ATOMIC_RELAXED);
+                if (head != __atomic_load_n(ktail, __ATOMIC_ACQUIRE)) {
+                    const completion c = cqes[head & mask];
+                    __atomic_store_n(khead, head + 1, __ATOMIC_RELEASE);
                     ++stats_.cqes_reaped;
                     if (!c.more())
                         --outstanding_;
@@ -440,20 +450,24 @@ private:
         return static_cast<std::uint32_t>(n < detail::max_rw_count ? n : detail::max_rw_count);
     }
 
-    /// The next free SQE for `op`, counted as outstanding; null when `op` is unsupported, the
-    /// SQ is full or the CQ cap is reached (then `claim_failure_` says which).
-    detail::sqe* claim_inline_(opcode op) noexcept
+    /// Sets `out` to the next free SQE for `Op`, counted as outstanding; false when `Op` is
+    /// unsupported, the SQ is full or the CQ cap is reached (then `claim_failure_` says which).
+    template <opcode Op>
+    bool claim_inline_(detail::sqe*& out) noexcept
     {
-        if (!(supported_mask_ & (std::uint32_t{1} << static_cast<unsigned>(op))) ||
-            (cap_outstanding_ && outstanding_ >= cq_entries_))
-            return nullptr;
+        if constexpr (Op != opcode::nop) // every io_uring kernel has NOP
+            if (!(supported_mask_ & (std::uint32_t{1} << static_cast<unsigned>(Op))))
+                return false;
+        if (outstanding_ >= outstanding_limit_)
+            return false;
         const unsigned tail = *sqe_tail_;
         // Acquire: the kernel has finished reading the entries it moved its head past.
         if (tail - __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) >= sq_entries_)
-            return nullptr;
+            return false;
         *sqe_tail_ = tail + 1;
         ++outstanding_;
-        return &sqes_[tail & sq_mask_];
+        out = &sqes_[tail & sq_mask_];
+        return true;
     }
     std::error_code claim_failure_(opcode op) noexcept;
     int enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
@@ -499,6 +513,7 @@ private:
     unsigned sq_entries_ = 0;
     unsigned cq_entries_ = 0;
     bool cap_outstanding_ = true;
+    unsigned outstanding_limit_ = 0;     // cq_entries_ with cap_outstanding, else no limit
     unsigned* sqe_tail_ = nullptr;       // liburing's private SQ tail (shared with its get_sqe)
     const unsigned* sq_khead_ = nullptr;
     detail::sqe* sqes_ = nullptr;

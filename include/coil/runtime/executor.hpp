@@ -113,19 +113,21 @@ public:
     /// caller must not suspend.
     bool start(detail::op_base& op);
 
-    /// `start` with the common case inline: no deadline, room in the CQ and the SQ, nothing
-    /// waiting ahead. `prepare(ring, user_data, flags)` queues the op's SQE; it is called
-    /// directly, without the op record's type-erased `prepare`.
+    /// `start` with the common case inline: no deadline, room in the CQ, nothing waiting
+    /// ahead, not shutting down. `prepare(ring, user_data, flags)` queues the op's SQE; it is
+    /// called directly, without the op record's type-erased `prepare`. When it fails (a full
+    /// SQ, an unsupported opcode) nothing was queued and the general path takes over.
     template <class Prepare>
     bool start(detail::op_base& op, Prepare&& prepare)
     {
-        if (op.deadline == nullptr && !shutting_down_ && waiting_head_ == nullptr &&
-            ring_.outstanding() < op_cqe_limit_ && ring_.sq_space_left() != 0) {
-            const std::uint32_t index = free_slots_[op_capacity_ - 1 - slots_in_use_];
+        if (op.deadline == nullptr && ring_.outstanding() < direct_limit_) {
+            // Room in the CQ implies a free slot (see has_room()).
+            const std::uint32_t index = free_head_;
             slot& s = slots_[index];
             if (!prepare(ring_, encode(index, s.generation, cqe_kind::op), io::sqe_flags::none)) {
-                ++slots_in_use_;
+                free_head_ = s.next_free;
                 s.op = &op;
+                ++slots_in_use_;
                 op.slot = index;
                 op.pending = 1;
                 op.state = detail::op_state::in_flight;
@@ -171,16 +173,16 @@ private:
     }
 
     struct slot {
-        detail::op_base* op = nullptr;
-        std::uint32_t generation = 0;
-        bool cancel_pending = false; // a cancel must be submitted when there is CQ room
+        detail::op_base* op = nullptr; // the op in flight here, or null when free
+        std::uint32_t generation = 0;  // changes each time an op leaves the slot
+        std::uint32_t next_free = 0;   // the free list's next slot, while free
     };
 
     void run_loop();
     void run_ready();
     void flush_and_wait(bool block);
     void dispatch(const io::completion& c) noexcept;
-    void finish_op(detail::op_base& op) noexcept;
+    void finish_op(detail::op_base& op, std::uint32_t index) noexcept;
     bool submit_op(detail::op_base& op) noexcept;
     bool has_room(unsigned cqes) const noexcept;
     void admit_waiting() noexcept;
@@ -199,6 +201,8 @@ private:
     // resuming anyone. Terminates if the ring itself fails: see docs/lifetimes.md.
     void drain_once(const char* what) noexcept;
     std::uint32_t unlink_waiting(detail::op_base& op) noexcept;
+    void enqueue_waiting(detail::op_base& op) noexcept;
+    void update_direct_limit() noexcept;
 
     // --- set once at construction ----------------------------------------------------------
     std::thread::id thread_;
@@ -210,11 +214,16 @@ private:
 
     // --- touched only on the executor thread ---------------------------------------------
     std::vector<slot> slots_;
-    // Unused slot indices, as a stack of op_capacity_ entries whose top is at
-    // op_capacity_ - 1 - slots_in_use_ (no separate size to keep in step).
-    std::unique_ptr<std::uint32_t[]> free_slots_;
+    // The free slots, linked through slot::next_free (most recently freed first, so a new op
+    // reuses a slot that is still in cache); op_capacity_ when none is free.
+    std::uint32_t free_head_ = 0;
     std::size_t slots_in_use_ = 0;              // ops holding a slot; never above op_capacity_
-    std::vector<std::uint32_t> pending_cancels_; // slots whose cancel awaits CQ room
+    // The inline start() admits an op while ring_.outstanding() is below this: op_cqe_limit_,
+    // or 0 while ops wait in the FIFO (they go first) or the executor is shutting down.
+    unsigned direct_limit_ = 0;
+    // Cancels that await CQ room, by the user_data of the op they target: stale (skipped)
+    // once the op has left its slot.
+    std::vector<std::uint64_t> pending_cancels_;
     detail::op_base* waiting_head_ = nullptr;   // FIFO of ops waiting for CQ room
     detail::op_base* waiting_tail_ = nullptr;
     std::vector<std::coroutine_handle<>> ready_;   // resumed at the next run_ready()

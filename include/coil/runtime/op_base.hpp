@@ -4,7 +4,6 @@
 /// flight. It lives inside an `operation<Op>` awaiter, in the awaiting coroutine's frame.
 #pragma once
 
-#include <coil/io/result.hpp>
 #include <coil/io/ring.hpp>
 
 #include <coroutine>
@@ -27,6 +26,13 @@ enum class op_state : std::uint8_t {
 };
 
 /// The op record the executor works with. Lives inside an `operation<Op>`.
+///
+/// An op record is built for every awaited op, so the constructor writes only what is read
+/// before the op is awaited (its state and flags). The rest is written before it is read:
+/// `waiter`, `owner`, `stop_token` and `deadline` when the op is awaited; `slot` and `pending`
+/// when it goes in flight; `next` when it queues; `result` before the op is done (except when
+/// it failed to set up, which `setup_failed` says); `timeout_result` by the deadline's own
+/// completion, the only reader being an op with a deadline.
 struct op_base {
     using prepare_fn = std::error_code (*)(op_base&, io::ring&, std::uint64_t user_data,
                                            io::sqe_flags flags) noexcept;
@@ -35,24 +41,34 @@ struct op_base {
     op_base(const op_base&) = delete;
     op_base& operator=(const op_base&) = delete;
 
-    prepare_fn prepare;                       // fills the SQE
-    std::coroutine_handle<> waiter;           // resumed when the op is done
-    // Written before they are read (docs in the executor), so left uninitialised: an op record
-    // is built for every awaited op.
-    executor* owner;                          // set when awaited
-    op_base* next;                            // link in the executor's waiting FIFO, when queued
-    const io::timespec64* deadline = nullptr; // a linked timeout, if any (points into the awaiter)
-    io::detail::stored_error setup_error;     // why the op never reached the kernel, if it did not
-    std::int32_t result = 0;                  // the op's own CQE result
-    std::int32_t timeout_result = 0;          // the linked timeout's CQE result
-    std::uint32_t slot;                       // index in the executor's slot table, in flight
-    std::uint8_t pending;                     // CQEs still to come (1, or 2 with a deadline), in flight
-    op_state state = op_state::idle;
-    bool cancel_requested = false;            // a cancel was asked for (maybe not yet submitted)
+    /// Records why the op never reached the kernel; it is then done.
+    void fail_setup(std::error_code e) noexcept
+    {
+        setup_value = e.value();
+        setup_category = &e.category();
+        setup_failed = true;
+        state = op_state::done;
+    }
+    std::error_code setup_error() const noexcept { return {setup_value, *setup_category}; }
+
+    prepare_fn prepare;             // fills the SQE (the executor's general path)
+    std::coroutine_handle<> waiter; // resumed when the op is done; null once abandoned
+    executor* owner;
     // The awaiting coroutine's stop token (owned by it or an ancestor, which outlive the op),
-    // or null. When a stop source is triggered the executor cancels every op whose token
-    // reports stop_requested(): no callback is registered per op.
-    const std::stop_token* stop_token = nullptr;
+    // or null. When a stop source is triggered the executor cancels every pending op whose
+    // token reports stop_requested(): no callback is registered per op.
+    const std::stop_token* stop_token;
+    const io::timespec64* deadline; // a linked timeout (in the awaiter), or null
+    op_base* next;                  // link in the executor's waiting FIFO, when queued
+    std::int32_t result;            // the op's own CQE result
+    std::int32_t timeout_result;    // the linked timeout's CQE result
+    std::uint32_t slot;             // index in the executor's slot table, in flight
+    std::uint8_t pending;           // CQEs still to come (1, or 2 with a deadline), in flight
+    op_state state = op_state::idle;
+    bool cancel_requested = false;  // a cancel was asked for (maybe not yet submitted)
+    bool setup_failed = false;      // the op never reached the kernel: see setup_error()
+    int setup_value;
+    const std::error_category* setup_category;
 };
 
 } // namespace detail

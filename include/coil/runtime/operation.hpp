@@ -20,6 +20,7 @@
 #include <concepts>
 #include <coroutine>
 #include <cstdint>
+#include <memory>
 #include <stop_token>
 #include <system_error>
 #include <utility>
@@ -55,10 +56,11 @@ public:
 
     /// Moving is allowed only before the operation is awaited.
     operation(operation&& other) noexcept
-        : op_base(&prepare_thunk), op_(std::move(other.op_)), timeout_(other.timeout_),
-          has_timeout_(other.has_timeout_)
+        : op_base(&prepare_thunk), op_(std::move(other.op_)), has_timeout_(other.has_timeout_)
     {
         assert(other.state == detail::op_state::idle && "an awaited operation cannot move");
+        if (has_timeout_)
+            std::construct_at(&timeout_.when, other.timeout_.when);
     }
     operation& operator=(operation&&) = delete;
 
@@ -71,7 +73,7 @@ public:
     /// Gives the op a deadline (an `IORING_OP_LINK_TIMEOUT` linked to it).
     operation with_timeout(std::chrono::nanoseconds d) && noexcept
     {
-        timeout_ = io::timespec64::from(d);
+        std::construct_at(&timeout_.when, io::timespec64::from(d));
         has_timeout_ = true;
         return std::move(*this);
     }
@@ -85,8 +87,7 @@ public:
         assert(ex != nullptr && "co_await of a coil operation outside an executor");
         owner = ex;
         waiter = h;
-        if (has_timeout_)
-            deadline = &timeout_;
+        deadline = has_timeout_ ? &timeout_.when : nullptr;
         stop_token = detail::stop_token_of(h);
         if (stop_token != nullptr && stop_token->stop_requested()) {
             result = -ECANCELED; // cancelled before it was submitted
@@ -101,8 +102,8 @@ public:
 
     result_type await_resume()
     {
-        if (setup_error.failed())
-            return result_type(setup_error.get());
+        if (setup_failed)
+            return result_type(setup_error());
         if (deadline != nullptr && timeout_result == -ETIME &&
             (result == -ECANCELED || result == -EINTR))
             return result_type(std::make_error_code(std::errc::timed_out));
@@ -119,9 +120,16 @@ private:
         return static_cast<operation&>(base).op_.prepare(r, user_data, flags);
     }
 
+    // Storage for a deadline, left unwritten unless with_timeout() gives one: most ops have
+    // none, and an op record is built for every awaited op.
+    union deadline_storage {
+        deadline_storage() noexcept {}
+        io::timespec64 when;
+    };
+
     Op op_;
-    io::timespec64 timeout_{};
     bool has_timeout_ = false;
+    deadline_storage timeout_;
 };
 
 /// Gives `op` a deadline: `co_await coil::with_timeout(coil::read(fd, buf), 100ms)` ends with
