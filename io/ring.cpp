@@ -407,6 +407,8 @@ std::error_code ring::claim_failure_(opcode op) noexcept
         ++stats_.sq_full;
         return errc::no_space;
     }
+    if (sq_free_ != 0)
+        --sq_free_; // keeps the inline claim's count at most the true one
     ++outstanding_;
     return errc{};
 }

@@ -89,6 +89,8 @@ executor::executor(const executor_options& options)
     // One CQ entry for the wake-up read, the rest of the reserve for cancels.
     cqe_reserve_ = 1 + std::max(1U, cq / 16);
     op_capacity_ = cq - cqe_reserve_;
+    // Slot indices take 24 bits of user_data; the kernel caps a CQ at 64 Ki entries.
+    assert(op_capacity_ <= slot_mask);
     slots_.resize(op_capacity_);
     op_cqe_limit_ = cq - cqe_reserve_;
     for (std::size_t i = 0; i < op_capacity_; ++i) // slot 0 first
@@ -179,29 +181,53 @@ void executor::flush_and_wait(bool block)
         if (!submitted)
             throw std::system_error(submitted.error(), "coil: submitting to the ring failed");
     }
-    reap_all(true);
+    reap_all<true>();
 }
 
-void executor::reap_all(bool resume_inline) noexcept
+// ResumeInline: the loop proper resumes each completed op's coroutine on the spot, so that
+// its next SQE is prepared while its data is still in cache. Everywhere else (draining for
+// abandon() or shutdown) the coroutines are queued, or dropped at shutdown. A coroutine
+// resumed inline may reap again through abandon(): the ring's for_each_completion allows that.
+template <bool ResumeInline>
+void executor::reap_all() noexcept
 {
-    // A coroutine resumed here may reap again (abandon() drains without resuming): the ring's
-    // for_each_completion allows that, and the inner call leaves resume_inline_ off.
-    resume_inline_ = resume_inline;
-    ring_.for_each_completion(
-        [this](const io::completion& c) __attribute__((always_inline)) { dispatch(c); });
-    resume_inline_ = false;
+    ring_.for_each_completion([this](const io::completion& c) __attribute__((always_inline)) {
+        dispatch<ResumeInline>(c);
+    });
     if (!pending_cancels_.empty())
         submit_pending_cancels();
     if (waiting_head_ != nullptr)
         admit_waiting();
 }
 
-// Inlined into reap_all(): the per-completion path.
+// Inlined into reap_all(): the per-completion path. The low word of user_data is
+// kind << 24 | slot, so it is below op_capacity_ exactly for an op's own completion.
+template <bool ResumeInline>
 [[gnu::always_inline]] inline void executor::dispatch(const io::completion& c) noexcept
+{
+    const auto low = static_cast<std::uint32_t>(c.user_data);
+    if (low < op_capacity_) [[likely]] {
+        slot& s = slots_[low];
+        if (s.generation == static_cast<std::uint32_t>(c.user_data >> 32) && s.op != nullptr)
+            [[likely]] {
+            detail::op_base& op = *s.op;
+            op.result = c.result;
+            if (!c.more() && --op.pending == 0)
+                finish_op<ResumeInline>(op, low);
+            return;
+        }
+        ++stats_.stale_completions;
+        return;
+    }
+    dispatch_other<ResumeInline>(c);
+}
+
+// Completions other than an op's own: its linked timeout, cancels, the wake-up read.
+template <bool ResumeInline>
+void executor::dispatch_other(const io::completion& c) noexcept
 {
     const auto index = static_cast<std::uint32_t>(c.user_data & slot_mask);
     const auto kind = static_cast<cqe_kind>((c.user_data >> slot_bits) & 0xff);
-    const auto generation = static_cast<std::uint32_t>(c.user_data >> 32);
     switch (kind) {
     case cqe_kind::wake:
         wake_armed_ = false;
@@ -209,24 +235,24 @@ void executor::reap_all(bool resume_inline) noexcept
         return;
     case cqe_kind::cancel:
         return; // says only whether the cancel found its op; the op's own CQE follows
-    case cqe_kind::op:
     case cqe_kind::link_timeout:
+        if (index < op_capacity_ &&
+            slots_[index].generation == static_cast<std::uint32_t>(c.user_data >> 32) &&
+            slots_[index].op != nullptr) {
+            detail::op_base& op = *slots_[index].op;
+            op.timeout_result = c.result;
+            if (--op.pending == 0)
+                finish_op<ResumeInline>(op, index);
+            return;
+        }
+        break;
+    case cqe_kind::op: // an op kind with an index beyond the table
         break;
     }
-    if (index >= op_capacity_ || slots_[index].generation != generation ||
-        slots_[index].op == nullptr) {
-        ++stats_.stale_completions;
-        return;
-    }
-    detail::op_base& op = *slots_[index].op;
-    if (kind == cqe_kind::op)
-        op.result = c.result;
-    else
-        op.timeout_result = c.result;
-    if (!c.more() && --op.pending == 0)
-        finish_op(op, index);
+    ++stats_.stale_completions;
 }
 
+template <bool ResumeInline>
 [[gnu::always_inline]] inline void executor::finish_op(detail::op_base& op,
                                                        std::uint32_t index) noexcept
 {
@@ -237,12 +263,14 @@ void executor::reap_all(bool resume_inline) noexcept
     free_head_ = index;
     --slots_in_use_;
     op.state = detail::op_state::done;
-    if (!op.waiter)
-        return; // abandoned: its awaiter is being destroyed
-    if (resume_inline_)
+    if constexpr (ResumeInline) {
+        // An abandoned op (null waiter) is only ever drained by abandon() itself, which
+        // reaps without resuming.
+        assert(op.waiter);
         op.waiter.resume();
-    else if (!shutting_down_)
+    } else if (op.waiter && !shutting_down_) {
         ready_.push_back(op.waiter);
+    }
 }
 
 // --- starting ops ---------------------------------------------------------------------------
@@ -479,7 +507,7 @@ void executor::drain_once(const char* what) noexcept
         std::fprintf(stderr, "coil: %s failed: %s\n", what, waited.error().message().c_str());
         std::terminate(); // freeing memory the kernel may still write is worse
     }
-    reap_all(); // resumes nobody here: completed ops are marked done, their coroutines queued
+    reap_all<false>(); // resumes nobody: completed ops are marked done, their coroutines queued
 }
 
 // --- other threads --------------------------------------------------------------------------

@@ -460,16 +460,21 @@ private:
                 return false;
         if (outstanding_ >= outstanding_limit_)
             return false;
-        const unsigned tail = *sqe_tail_;
-        // Acquire: the kernel has finished reading the entries it moved its head past.
-        if (tail - __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) >= sq_entries_)
+        if (sq_free_ == 0 && !refresh_sq_free_())
             return false;
+        --sq_free_;
+        const unsigned tail = *sqe_tail_;
         *sqe_tail_ = tail + 1;
         ++outstanding_;
         out = &sqes_[tail & sq_mask_];
         return true;
     }
     std::error_code claim_failure_(opcode op) noexcept;
+    bool refresh_sq_free_() noexcept
+    {
+        sq_free_ = sq_entries_ - unsubmitted();
+        return sq_free_ != 0;
+    }
     int enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                std::size_t arg_size) noexcept;
     unsigned flush_() noexcept;
@@ -514,6 +519,9 @@ private:
     unsigned cq_entries_ = 0;
     bool cap_outstanding_ = true;
     unsigned outstanding_limit_ = 0;     // cq_entries_ with cap_outstanding, else no limit
+    // SQ entries known to be free: never more than are (every claim takes one off; the kernel
+    // only frees more), so the inline claim reads the kernel's SQ head only when it runs out.
+    unsigned sq_free_ = 0;
     unsigned* sqe_tail_ = nullptr;       // liburing's private SQ tail (shared with its get_sqe)
     const unsigned* sq_khead_ = nullptr;
     detail::sqe* sqes_ = nullptr;

@@ -110,7 +110,7 @@ public:
 
     /// Starts `op`: hands it to the ring, or queues it until there is room. Returns false
     /// when `op` completed at once (shutdown, unsupported, cancelled before start) and the
-    /// caller must not suspend.
+    /// caller must not suspend. `op.prepare` must be set.
     bool start(detail::op_base& op);
 
     /// `start` with the common case inline: no deadline, room in the CQ, nothing waiting
@@ -118,9 +118,9 @@ public:
     /// called directly, without the op record's type-erased `prepare`. When it fails (a full
     /// SQ, an unsupported opcode) nothing was queued and the general path takes over.
     template <class Prepare>
-    bool start(detail::op_base& op, Prepare&& prepare)
+    bool start(detail::op_base& op, detail::op_base::prepare_fn general, Prepare&& prepare)
     {
-        if (op.deadline == nullptr && ring_.outstanding() < direct_limit_) {
+        if (op.flags == 0 && ring_.outstanding() < direct_limit_) {
             // Room in the CQ implies a free slot (see has_room()).
             const std::uint32_t index = free_head_;
             slot& s = slots_[index];
@@ -135,6 +135,7 @@ public:
                 return true;
             }
         }
+        op.prepare = general;
         return start(op); // the general path: waits, deadlines, errors, shutdown
     }
     /// Requests cancellation of `op` from the executor thread. The op still completes
@@ -181,7 +182,11 @@ private:
     void run_loop();
     void run_ready();
     void flush_and_wait(bool block);
+    template <bool ResumeInline>
     void dispatch(const io::completion& c) noexcept;
+    template <bool ResumeInline>
+    void dispatch_other(const io::completion& c) noexcept;
+    template <bool ResumeInline>
     void finish_op(detail::op_base& op, std::uint32_t index) noexcept;
     bool submit_op(detail::op_base& op) noexcept;
     bool has_room(unsigned cqes) const noexcept;
@@ -196,7 +201,8 @@ private:
     void shutdown() noexcept;
     void track(detail::spawned_promise_base& p) noexcept;
     void untrack(detail::spawned_promise_base& p) noexcept;
-    void reap_all(bool resume_inline = false) noexcept;
+    template <bool ResumeInline>
+    void reap_all() noexcept;
     // Submits pending cancels, waits for one completion and dispatches what came in, without
     // resuming anyone. Terminates if the ring itself fails: see docs/lifetimes.md.
     void drain_once(const char* what) noexcept;
@@ -233,10 +239,6 @@ private:
     std::uint64_t wake_buffer_ = 0;  // the kernel writes the eventfd counter here
     bool wake_armed_ = false;        // a read of wake_fd_ is in flight
     bool shutting_down_ = false;
-    // While reaping in the loop proper, completed ops' coroutines are resumed on the spot
-    // instead of queued: the op's next SQE is prepared while its data is still in cache.
-    // Never while draining for abandon() or shutdown().
-    bool resume_inline_ = false;
     executor_stats stats_;
 
     // --- touched from any thread ---------------------------------------------------------

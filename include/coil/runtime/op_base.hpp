@@ -17,56 +17,63 @@ class executor;
 
 namespace detail {
 
-/// Where an op record is in its life.
+/// Where an op record is in its life. The two states whose op the executor still holds
+/// compare greater than `done`.
 enum class op_state : std::uint8_t {
     idle,      ///< not yet awaited
+    done,      ///< every completion reaped (or it never needed the kernel)
     waiting,   ///< awaited, queued in the executor until the CQ has room
     in_flight, ///< handed to the ring; `pending` completions still to come
-    done,      ///< every completion reaped (or it never needed the kernel)
 };
 
 /// The op record the executor works with. Lives inside an `operation<Op>`.
 ///
-/// An op record is built for every awaited op, so the constructor writes only what is read
-/// before the op is awaited (its state and flags). The rest is written before it is read:
-/// `waiter`, `owner`, `stop_token` and `deadline` when the op is awaited; `slot` and `pending`
-/// when it goes in flight; `next` when it queues; `result` before the op is done (except when
-/// it failed to set up, which `setup_failed` says); `timeout_result` by the deadline's own
-/// completion, the only reader being an op with a deadline.
+/// An op record is built for every awaited op, so the constructor writes only its state
+/// and flags (one word). Every other field is written before it is read: `waiter`, `owner`,
+/// `stop_token` and `deadline` when the op is awaited; `prepare` when it takes the executor's
+/// general path; `slot` and `pending` when it goes in flight; `next` when it queues; `result`
+/// before the op is done, unless it failed to set up (`setup_failed`); `timeout_result` by
+/// the deadline's own completion, whose only reader is an op with a deadline.
 struct op_base {
     using prepare_fn = std::error_code (*)(op_base&, io::ring&, std::uint64_t user_data,
                                            io::sqe_flags flags) noexcept;
 
-    explicit op_base(prepare_fn p) noexcept : prepare(p) {}
+    op_base() noexcept {}
     op_base(const op_base&) = delete;
     op_base& operator=(const op_base&) = delete;
+
+    /// Flag bits: what makes an op leave the common path.
+    static constexpr std::uint8_t has_deadline = 1; ///< `deadline` is set (with_timeout)
+    static constexpr std::uint8_t setup_failed = 2; ///< never reached the kernel: setup_error()
 
     /// Records why the op never reached the kernel; it is then done.
     void fail_setup(std::error_code e) noexcept
     {
         setup_value = e.value();
         setup_category = &e.category();
-        setup_failed = true;
+        flags |= setup_failed;
         state = op_state::done;
     }
     std::error_code setup_error() const noexcept { return {setup_value, *setup_category}; }
 
-    prepare_fn prepare;             // fills the SQE (the executor's general path)
-    std::coroutine_handle<> waiter; // resumed when the op is done; null once abandoned
+    union {
+        std::coroutine_handle<> waiter; // resumed when the op is done; null once abandoned
+    };
     executor* owner;
     // The awaiting coroutine's stop token (owned by it or an ancestor, which outlive the op),
     // or null. When a stop source is triggered the executor cancels every pending op whose
     // token reports stop_requested(): no callback is registered per op.
     const std::stop_token* stop_token;
-    const io::timespec64* deadline; // a linked timeout (in the awaiter), or null
+    const io::timespec64* deadline; // the linked timeout (in the awaiter), with has_deadline
+    prepare_fn prepare;             // fills the SQE, for the executor's general path
     op_base* next;                  // link in the executor's waiting FIFO, when queued
     std::int32_t result;            // the op's own CQE result
     std::int32_t timeout_result;    // the linked timeout's CQE result
     std::uint32_t slot;             // index in the executor's slot table, in flight
-    std::uint8_t pending;           // CQEs still to come (1, or 2 with a deadline), in flight
     op_state state = op_state::idle;
+    std::uint8_t flags = 0;
     bool cancel_requested = false;  // a cancel was asked for (maybe not yet submitted)
-    bool setup_failed = false;      // the op never reached the kernel: see setup_error()
+    std::uint8_t pending;           // CQEs still to come (1, or 2 with a deadline), in flight
     int setup_value;
     const std::error_category* setup_category;
 };

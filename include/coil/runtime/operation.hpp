@@ -52,21 +52,22 @@ class [[nodiscard]] operation : private detail::op_base {
 public:
     using result_type = decltype(std::declval<Op&>().complete(std::int32_t{}));
 
-    explicit operation(Op op) noexcept : op_base(&prepare_thunk), op_(std::move(op)) {}
+    explicit operation(Op op) noexcept : op_(std::move(op)) {}
 
     /// Moving is allowed only before the operation is awaited.
-    operation(operation&& other) noexcept
-        : op_base(&prepare_thunk), op_(std::move(other.op_)), has_timeout_(other.has_timeout_)
+    operation(operation&& other) noexcept : op_(std::move(other.op_))
     {
         assert(other.state == detail::op_state::idle && "an awaited operation cannot move");
-        if (has_timeout_)
+        if (other.flags & has_deadline) {
             std::construct_at(&timeout_.when, other.timeout_.when);
+            flags |= has_deadline;
+        }
     }
     operation& operator=(operation&&) = delete;
 
     ~operation()
     {
-        if (state == detail::op_state::waiting || state == detail::op_state::in_flight)
+        if (state > detail::op_state::done) // waiting or in flight
             owner->abandon(*this);
     }
 
@@ -74,7 +75,7 @@ public:
     operation with_timeout(std::chrono::nanoseconds d) && noexcept
     {
         std::construct_at(&timeout_.when, io::timespec64::from(d));
-        has_timeout_ = true;
+        flags |= has_deadline;
         return std::move(*this);
     }
 
@@ -87,26 +88,32 @@ public:
         assert(ex != nullptr && "co_await of a coil operation outside an executor");
         owner = ex;
         waiter = h;
-        deadline = has_timeout_ ? &timeout_.when : nullptr;
+        deadline = nullptr;
+        if (flags & has_deadline) {
+            deadline = &timeout_.when;
+            timeout_result = 0; // read by await_resume even if the timeout never runs
+        }
         stop_token = detail::stop_token_of(h);
         if (stop_token != nullptr && stop_token->stop_requested()) {
             result = -ECANCELED; // cancelled before it was submitted
             state = detail::op_state::done;
             return false;
         }
-        return ex->start(*this, [this](io::ring& r, std::uint64_t user_data,
-                                       io::sqe_flags flags) noexcept {
-            return op_.prepare(r, user_data, flags);
-        });
+        return ex->start(*this, &prepare_thunk,
+                         [this](io::ring& r, std::uint64_t user_data,
+                                io::sqe_flags sqe_flags) noexcept {
+                             return op_.prepare(r, user_data, sqe_flags);
+                         });
     }
 
     result_type await_resume()
     {
-        if (setup_failed)
-            return result_type(setup_error());
-        if (deadline != nullptr && timeout_result == -ETIME &&
-            (result == -ECANCELED || result == -EINTR))
-            return result_type(std::make_error_code(std::errc::timed_out));
+        if (flags != 0) [[unlikely]] {
+            if (flags & setup_failed)
+                return result_type(setup_error());
+            if (timeout_result == -ETIME && (result == -ECANCELED || result == -EINTR))
+                return result_type(std::make_error_code(std::errc::timed_out));
+        }
         return op_.complete(result);
     }
 
@@ -128,7 +135,6 @@ private:
     };
 
     Op op_;
-    bool has_timeout_ = false;
     deadline_storage timeout_;
 };
 
