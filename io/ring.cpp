@@ -305,7 +305,7 @@ ring::ring(unsigned entries, const ring_options& options)
     cq_entries_ = state_->uring.cq.ring_entries;
     cap_outstanding_ = state_->cap_outstanding;
     outstanding_limit_ = cap_outstanding_ ? cq_entries_ : ~0U;
-    sqe_tail_ = &state_->uring.sq.sqe_tail;
+    sq_tail_ = state_->uring.sq.sqe_tail;
     sq_khead_ = state_->uring.sq.khead;
     // coil never asks for IORING_SETUP_CQE32, so CQEs are 16 bytes, laid out as `completion`.
     cqes_ = reinterpret_cast<const completion*>(state_->uring.cq.cqes);
@@ -402,11 +402,14 @@ std::error_code ring::claim_failure_(opcode op) noexcept
         ++stats_.sq_full;
         return errc::no_space;
     }
-    out = io_uring_get_sqe(&state_->uring);
-    if (out == nullptr) {
+    // Acquire: the kernel has finished reading the entries it moved its head past.
+    io_uring_sq& sq = state_->uring.sq;
+    if (sq_tail_ - load_acquire(sq.khead) >= sq_entries_) {
         ++stats_.sq_full;
         return errc::no_space;
     }
+    out = &sq.sqes[sq_tail_ & sq.ring_mask];
+    ++sq_tail_;
     if (sq_free_ != 0)
         --sq_free_; // keeps the inline claim's count at most the true one
     ++outstanding_;
@@ -547,12 +550,13 @@ int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void
 
 unsigned ring::flush_() noexcept
 {
+    // liburing's sqe_head serves as the tail the kernel has been shown.
     io_uring_sq& sq = state_->uring.sq;
-    if (sq.sqe_head != sq.sqe_tail) {
-        sq.sqe_head = sq.sqe_tail;
-        store_release(sq.ktail, sq.sqe_tail);
+    if (sq.sqe_head != sq_tail_) {
+        sq.sqe_head = sq_tail_;
+        store_release(sq.ktail, sq_tail_);
     }
-    return sq.sqe_tail - load_acquire(sq.khead);
+    return sq_tail_ - load_acquire(sq.khead);
 }
 
 void ring::stash_ready_() noexcept
@@ -595,7 +599,7 @@ bool ring::make_room_(unsigned attempt) noexcept
 
 result<unsigned> ring::submit()
 {
-    const unsigned handed_over = state_->uring.sq.sqe_tail - state_->uring.sq.sqe_head;
+    const unsigned handed_over = sq_tail_ - state_->uring.sq.sqe_head;
     unsigned pending = flush_();
     unsigned consumed = 0;
     if (sqpoll()) {
@@ -641,7 +645,7 @@ result<completion_range> ring::wait(unsigned min_complete,
 
     using clock = std::chrono::steady_clock;
     const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
-    unsigned handed_over = state_->uring.sq.sqe_tail - state_->uring.sq.sqe_head; // for SQPOLL
+    unsigned handed_over = sq_tail_ - state_->uring.sq.sqe_head; // for SQPOLL
     unsigned pending = flush_();
     for (unsigned attempt = 0;;) {
         unsigned backlog = static_cast<unsigned>(state_->backlog_size());

@@ -58,6 +58,14 @@ void spawned_promise_base::detach() noexcept
 
 executor* executor::current() noexcept { return current_executor; }
 
+std::size_t executor::in_flight() const noexcept
+{
+    std::size_t n = 0;
+    for (const slot& s : slots_)
+        n += s.op != nullptr;
+    return n;
+}
+
 namespace detail {
 
 void notify_stop_requested(executor* ex) noexcept
@@ -261,7 +269,6 @@ template <bool ResumeInline>
     ++s.generation;
     s.next_free = free_head_;
     free_head_ = index;
-    --slots_in_use_;
     op.state = detail::op_state::done;
     if constexpr (ResumeInline) {
         // An abandoned op (null waiter) is only ever drained by abandon() itself, which
@@ -290,7 +297,7 @@ bool executor::start(detail::op_base& op)
         op.state = detail::op_state::done;
         return false;
     }
-    const unsigned cqes = op.deadline != nullptr ? 2 : 1;
+    const unsigned cqes = op.timed() ? 2 : 1;
     if (waiting_head_ != nullptr || !has_room(cqes) || !submit_op(op)) {
         enqueue_waiting(op); // in order behind the ops already waiting
         return true;
@@ -322,8 +329,8 @@ void executor::update_direct_limit() noexcept
 // queued without its linked timeout. Otherwise the op is in flight, or done with a setup error.
 bool executor::submit_op(detail::op_base& op) noexcept
 {
-    const unsigned sqes = op.deadline != nullptr ? 2 : 1;
-    if (op.deadline != nullptr && !ring_.supports(io::opcode::link_timeout)) {
+    const unsigned sqes = op.timed() ? 2 : 1;
+    if (op.timed() && !ring_.supports(io::opcode::link_timeout)) {
         op.fail_setup(make_error_code(io::errc::unsupported_operation));
         return true;
     }
@@ -333,14 +340,14 @@ bool executor::submit_op(detail::op_base& op) noexcept
             return false;
     }
 
-    assert(slots_in_use_ < op_capacity_ && free_head_ < op_capacity_);
+    assert(free_head_ < op_capacity_);
     const std::uint32_t index = free_head_;
     slot& s = slots_[index];
     const std::uint64_t user_data = encode(index, s.generation, cqe_kind::op);
     std::error_code ec =
         op.prepare(op, ring_, user_data,
-                   op.deadline != nullptr ? io::sqe_flags::link : io::sqe_flags::none);
-    if (!ec && op.deadline != nullptr) {
+                   op.timed() ? io::sqe_flags::link : io::sqe_flags::none);
+    if (!ec && op.timed()) {
         [[maybe_unused]] std::error_code timeout_ec = ring_.add_link_timeout(
             op.deadline, encode(index, s.generation, cqe_kind::link_timeout));
         assert(!timeout_ec && "room and opcode were checked: the linked timeout must queue");
@@ -353,7 +360,6 @@ bool executor::submit_op(detail::op_base& op) noexcept
         return true;
     }
     free_head_ = s.next_free;
-    ++slots_in_use_;
     s.op = &op;
     op.slot = index;
     op.pending = static_cast<std::uint8_t>(sqes);
@@ -366,7 +372,7 @@ void executor::admit_waiting() noexcept
 {
     while (waiting_head_ != nullptr) {
         detail::op_base& op = *waiting_head_;
-        if (!has_room(op.deadline != nullptr ? 2 : 1) || !submit_op(op))
+        if (!has_room(op.timed() ? 2 : 1) || !submit_op(op))
             return;
         waiting_head_ = op.next;
         if (waiting_head_ == nullptr) {
@@ -469,10 +475,9 @@ void executor::cancel_stopped_ops() noexcept
     auto stopped = [](const detail::op_base& op) {
         return op.stop_token != nullptr && !op.cancel_requested && op.stop_token->stop_requested();
     };
-    if (slots_in_use_ != 0)
-        for (slot& s : slots_)
-            if (s.op != nullptr && stopped(*s.op))
-                cancel(*s.op);
+    for (slot& s : slots_)
+        if (s.op != nullptr && stopped(*s.op))
+            cancel(*s.op);
     for (detail::op_base* p = waiting_head_; p != nullptr;) {
         detail::op_base* next = p->next;
         if (stopped(*p))

@@ -426,7 +426,7 @@ public:
     unsigned unsubmitted() const noexcept
     {
         // The kernel advances the SQ head as it consumes entries (acquire: it has read them).
-        return *sqe_tail_ - __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE);
+        return sq_tail_ - __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE);
     }
 
     /// Completions ready to reap now (including the internal backlog).
@@ -463,8 +463,7 @@ private:
         if (sq_free_ == 0 && !refresh_sq_free_())
             return false;
         --sq_free_;
-        const unsigned tail = *sqe_tail_;
-        *sqe_tail_ = tail + 1;
+        const unsigned tail = sq_tail_++;
         ++outstanding_;
         out = &sqes_[tail & sq_mask_];
         return true;
@@ -522,7 +521,7 @@ private:
     // SQ entries known to be free: never more than are (every claim takes one off; the kernel
     // only frees more), so the inline claim reads the kernel's SQ head only when it runs out.
     unsigned sq_free_ = 0;
-    unsigned* sqe_tail_ = nullptr;       // liburing's private SQ tail (shared with its get_sqe)
+    unsigned sq_tail_ = 0;               // the SQ tail as filled; flush_ shows it to the kernel
     const unsigned* sq_khead_ = nullptr;
     detail::sqe* sqes_ = nullptr;
     unsigned sq_mask_ = 0;

@@ -100,8 +100,9 @@ public:
     io::ring& ring() noexcept { return ring_; }
     const executor_stats& stats() const noexcept { return stats_; }
 
-    /// Ops handed to the ring whose final completion has not arrived.
-    std::size_t in_flight() const noexcept { return slots_in_use_; }
+    /// Ops handed to the ring whose final completion has not arrived. Counted by a walk over
+    /// the slot table: meant for tests and diagnostics, not for a hot loop.
+    std::size_t in_flight() const noexcept;
 
     /// The most operations that may be in flight at once (the rest wait their turn).
     std::size_t max_in_flight() const noexcept { return op_capacity_; }
@@ -113,21 +114,21 @@ public:
     /// caller must not suspend. `op.prepare` must be set.
     bool start(detail::op_base& op);
 
-    /// `start` with the common case inline: no deadline, room in the CQ, nothing waiting
-    /// ahead, not shutting down. `prepare(ring, user_data, flags)` queues the op's SQE; it is
+    /// `start` with the common case inline: no deadline (`timed` is `op.timed()`), room in
+    /// the CQ, nothing waiting ahead, not shutting down. `prepare(ring, user_data, flags)` queues the op's SQE; it is
     /// called directly, without the op record's type-erased `prepare`. When it fails (a full
     /// SQ, an unsupported opcode) nothing was queued and the general path takes over.
     template <class Prepare>
-    bool start(detail::op_base& op, detail::op_base::prepare_fn general, Prepare&& prepare)
+    bool start(detail::op_base& op, bool timed, detail::op_base::prepare_fn general,
+               Prepare&& prepare)
     {
-        if (op.flags == 0 && ring_.outstanding() < direct_limit_) {
+        if (!timed && ring_.outstanding() < direct_limit_) {
             // Room in the CQ implies a free slot (see has_room()).
             const std::uint32_t index = free_head_;
             slot& s = slots_[index];
             if (!prepare(ring_, encode(index, s.generation, cqe_kind::op), io::sqe_flags::none)) {
                 free_head_ = s.next_free;
                 s.op = &op;
-                ++slots_in_use_;
                 op.slot = index;
                 op.pending = 1;
                 op.state = detail::op_state::in_flight;
@@ -223,7 +224,6 @@ private:
     // The free slots, linked through slot::next_free (most recently freed first, so a new op
     // reuses a slot that is still in cache); op_capacity_ when none is free.
     std::uint32_t free_head_ = 0;
-    std::size_t slots_in_use_ = 0;              // ops holding a slot; never above op_capacity_
     // The inline start() admits an op while ring_.outstanding() is below this: op_cqe_limit_,
     // or 0 while ops wait in the FIFO (they go first) or the executor is shutting down.
     unsigned direct_limit_ = 0;

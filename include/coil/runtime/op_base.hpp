@@ -29,8 +29,9 @@ enum class op_state : std::uint8_t {
 /// The op record the executor works with. Lives inside an `operation<Op>`.
 ///
 /// An op record is built for every awaited op, so the constructor writes only its state
-/// and flags (one word). Every other field is written before it is read: `waiter`, `owner`,
-/// `stop_token` and `deadline` when the op is awaited; `prepare` when it takes the executor's
+/// and flags (one word). Every other field is written before it is read: `waiter`, `owner`
+/// and `stop_token` when the op is awaited, and `deadline` if it has one; `prepare` when it
+/// takes the executor's
 /// general path; `slot` and `pending` when it goes in flight; `next` when it queues; `result`
 /// before the op is done, unless it failed to set up (`setup_failed`); `timeout_result` by
 /// the deadline's own completion, whose only reader is an op with a deadline.
@@ -55,6 +56,8 @@ struct op_base {
         state = op_state::done;
     }
     std::error_code setup_error() const noexcept { return {setup_value, *setup_category}; }
+    /// Whether the op has a deadline (then `deadline` is set).
+    bool timed() const noexcept { return (flags & has_deadline) != 0; }
 
     union {
         std::coroutine_handle<> waiter; // resumed when the op is done; null once abandoned
@@ -64,16 +67,16 @@ struct op_base {
     // or null. When a stop source is triggered the executor cancels every pending op whose
     // token reports stop_requested(): no callback is registered per op.
     const std::stop_token* stop_token;
-    const io::timespec64* deadline; // the linked timeout (in the awaiter), with has_deadline
+    const io::timespec64* deadline; // the linked timeout (in the awaiter), only if timed()
     prepare_fn prepare;             // fills the SQE, for the executor's general path
     op_base* next;                  // link in the executor's waiting FIFO, when queued
     std::int32_t result;            // the op's own CQE result
     std::int32_t timeout_result;    // the linked timeout's CQE result
     std::uint32_t slot;             // index in the executor's slot table, in flight
     op_state state = op_state::idle;
+    std::uint8_t pending;           // CQEs still to come (1, or 2 with a deadline), in flight
     std::uint8_t flags = 0;
     bool cancel_requested = false;  // a cancel was asked for (maybe not yet submitted)
-    std::uint8_t pending;           // CQEs still to come (1, or 2 with a deadline), in flight
     int setup_value;
     const std::error_category* setup_category;
 };

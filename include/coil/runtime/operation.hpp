@@ -84,12 +84,14 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
+        // Read before the stop token's atomic load, which the compiler may not look past:
+        // for an op built in this coroutine it then knows the flags are clear.
+        const bool is_timed = timed();
         executor* ex = detail::executor_of(h);
         assert(ex != nullptr && "co_await of a coil operation outside an executor");
         owner = ex;
         waiter = h;
-        deadline = nullptr;
-        if (flags & has_deadline) {
+        if (is_timed) {
             deadline = &timeout_.when;
             timeout_result = 0; // read by await_resume even if the timeout never runs
         }
@@ -99,7 +101,7 @@ public:
             state = detail::op_state::done;
             return false;
         }
-        return ex->start(*this, &prepare_thunk,
+        return ex->start(*this, is_timed, &prepare_thunk,
                          [this](io::ring& r, std::uint64_t user_data,
                                 io::sqe_flags sqe_flags) noexcept {
                              return op_.prepare(r, user_data, sqe_flags);
@@ -108,6 +110,9 @@ public:
 
     result_type await_resume()
     {
+        // Done: the executor holds nothing of it. Saying so here lets the compiler drop the
+        // destructor's check, which follows at once.
+        state = detail::op_state::idle;
         if (flags != 0) [[unlikely]] {
             if (flags & setup_failed)
                 return result_type(setup_error());
