@@ -350,11 +350,11 @@ void harness::print_header()
     if (header_printed_)
         return;
     header_printed_ = true;
-    fmt::print("\n{:<28} | {:>16} | {:>16} | {:>8} | {:>15} | {:>15}\n", "benchmark",
-               "coil ops/s (med)", "base ops/s (med)", "ratio", "coil min..max",
+    fmt::print("\n{:<28} | {:>16} | {:>16} | {:>6} | {:>10} | {:>15} | {:>15}\n", "benchmark",
+               "coil ops/s (med)", "base ops/s (med)", "ratio", "run ratios", "coil min..max",
                "base min..max");
-    fmt::print("{:-<28}-+-{:->16}-+-{:->16}-+-{:->8}-+-{:->15}-+-{:->15}\n", "", "", "", "", "",
-               "");
+    fmt::print("{:-<28}-+-{:->16}-+-{:->16}-+-{:->6}-+-{:->10}-+-{:->15}-+-{:->15}\n", "", "", "",
+               "", "", "", "");
 }
 
 double harness::measure_once(const measurement& m, std::chrono::nanoseconds duration) const
@@ -399,16 +399,26 @@ bool harness::compare(const std::string& name, const measurement& coil,
 
     comparison row;
     row.name = name;
+    for (std::size_t i = 0; i < coil_samples.size() && i < baseline_samples.size(); ++i)
+        if (baseline_samples[i] > 0)
+            row.run_ratios.push_back(coil_samples[i] / baseline_samples[i]);
     row.coil = summarise(std::move(coil_samples));
     row.baseline = summarise(std::move(baseline_samples));
+    if (!row.run_ratios.empty())
+        row.ratio = median_of(row.run_ratios);
     if (!row.coil.empty() && !row.baseline.empty() && row.baseline.median > 0)
-        row.ratio = row.coil.median / row.baseline.median;
+        row.ratio_of_medians = row.coil.median / row.baseline.median;
 
-    fmt::print("{:<28} | {:>16} | {:>16} | {:>8} | {:>15} | {:>15}\n", row.name,
+    std::string ratio_spread = "-";
+    if (!row.run_ratios.empty()) {
+        auto [lo, hi] = std::minmax_element(row.run_ratios.begin(), row.run_ratios.end());
+        ratio_spread = fmt::format("{:.2f}..{:.2f}", *lo, *hi);
+    }
+    fmt::print("{:<28} | {:>16} | {:>16} | {:>6} | {:>10} | {:>15} | {:>15}\n", row.name,
                row.coil.empty() ? "-" : grouped(row.coil.median),
                row.baseline.empty() ? "-" : grouped(row.baseline.median),
-               row.ratio ? fmt::format("{:.3f}", *row.ratio) : "-", spread(row.coil),
-               spread(row.baseline));
+               row.ratio ? fmt::format("{:.3f}", *row.ratio) : "-", ratio_spread,
+               spread(row.coil), spread(row.baseline));
     std::fflush(stdout);
     rows_.push_back(std::move(row));
     return true;
@@ -417,8 +427,9 @@ bool harness::compare(const std::string& name, const measurement& coil,
 int harness::finish()
 {
     std::string load_at_end = load_average();
-    fmt::print("\nbaseline: {}. ratio = coil median / baseline median (higher is better for "
-               "coil).\n",
+    fmt::print("\nbaseline: {}. Run i of each side runs back to back with run i of the other; "
+               "ratio = the median over runs of coil / baseline (higher is better for coil), "
+               "run ratios = their range.\n",
                program_.baseline_name);
     fmt::print("load average at start {}, at end {}: a load above zero means another process "
                "shared the CPUs and the numbers are noisier.\n",
@@ -465,7 +476,13 @@ int harness::finish()
         json << "    {\"name\": " << json_string(r.name) << ",\n";
         json << "     \"coil\": " << json_summary(r.coil) << ",\n";
         json << "     \"baseline\": " << json_summary(r.baseline) << ",\n";
-        json << "     \"ratio\": " << (r.ratio ? json_number(*r.ratio) : "null") << "}";
+        json << "     \"ratio\": " << (r.ratio ? json_number(*r.ratio) : "null") << ",\n";
+        std::string ratios;
+        for (double x : r.run_ratios)
+            ratios += (ratios.empty() ? "" : ", ") + json_number(x);
+        json << "     \"run_ratios\": [" << ratios << "],\n";
+        json << "     \"ratio_of_medians\": "
+             << (r.ratio_of_medians ? json_number(*r.ratio_of_medians) : "null") << "}";
     }
     json << "\n  ],\n";
     json << "  \"notes\": [";

@@ -118,8 +118,14 @@ struct comparison {
     std::string name;
     sample_summary coil;
     sample_summary baseline;
-    /// coil median / baseline median; absent when a side did not run.
+    /// The median of the per-run ratios coil / baseline, where run i of each side ran back
+    /// to back: a slow spell of the machine then slows both halves of a pair instead of
+    /// skewing one side's median. Absent when a side did not run.
     std::optional<double> ratio;
+    /// The per-run ratios, in run order.
+    std::vector<double> run_ratios;
+    /// coil median / baseline median, for comparison with `ratio`.
+    std::optional<double> ratio_of_medians;
 };
 
 /// Runs the rows of one program and records their results. Single-threaded.

@@ -402,16 +402,13 @@ std::error_code ring::claim_failure_(opcode op) noexcept
         ++stats_.sq_full;
         return errc::no_space;
     }
-    // Acquire: the kernel has finished reading the entries it moved its head past.
-    io_uring_sq& sq = state_->uring.sq;
-    if (sq_tail_ - load_acquire(sq.khead) >= sq_entries_) {
+    if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_()) {
         ++stats_.sq_full;
         return errc::no_space;
     }
+    io_uring_sq& sq = state_->uring.sq;
     out = &sq.sqes[sq_tail_ & sq.ring_mask];
     ++sq_tail_;
-    if (sq_free_ != 0)
-        --sq_free_; // keeps the inline claim's count at most the true one
     ++outstanding_;
     return errc{};
 }

@@ -460,19 +460,19 @@ private:
                 return false;
         if (outstanding_ >= outstanding_limit_)
             return false;
-        if (sq_free_ == 0 && !refresh_sq_free_())
+        if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())
             return false;
-        --sq_free_;
         const unsigned tail = sq_tail_++;
         ++outstanding_;
         out = &sqes_[tail & sq_mask_];
         return true;
     }
     std::error_code claim_failure_(opcode op) noexcept;
-    bool refresh_sq_free_() noexcept
+    bool refresh_sq_limit_() noexcept
     {
-        sq_free_ = sq_entries_ - unsubmitted();
-        return sq_free_ != 0;
+        // Acquire: the kernel has finished reading the entries it moved its head past.
+        sq_tail_limit_ = __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) + sq_entries_;
+        return sq_tail_ != sq_tail_limit_;
     }
     int enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                std::size_t arg_size) noexcept;
@@ -518,9 +518,10 @@ private:
     unsigned cq_entries_ = 0;
     bool cap_outstanding_ = true;
     unsigned outstanding_limit_ = 0;     // cq_entries_ with cap_outstanding, else no limit
-    // SQ entries known to be free: never more than are (every claim takes one off; the kernel
-    // only frees more), so the inline claim reads the kernel's SQ head only when it runs out.
-    unsigned sq_free_ = 0;
+    // How far the SQ tail may go: the kernel's SQ head plus the SQ size, as last read. The
+    // head only moves forward, so this is never past the true limit, and a claim reads the
+    // kernel's head only when the tail reaches it.
+    unsigned sq_tail_limit_ = 0;
     unsigned sq_tail_ = 0;               // the SQ tail as filled; flush_ shows it to the kernel
     const unsigned* sq_khead_ = nullptr;
     detail::sqe* sqes_ = nullptr;

@@ -59,22 +59,25 @@ struct op_base {
     /// Whether the op has a deadline (then `deadline` is set).
     bool timed() const noexcept { return (flags & has_deadline) != 0; }
 
+    // The three fields written when the op is awaited are kept apart: stored side by side,
+    // GCC merges them into vector stores that cost more instructions than they save.
     union {
         std::coroutine_handle<> waiter; // resumed when the op is done; null once abandoned
     };
+    const io::timespec64* deadline; // the linked timeout (in the awaiter), only if timed()
     executor* owner;
+    prepare_fn prepare;             // fills the SQE, for the executor's general path
     // The awaiting coroutine's stop token (owned by it or an ancestor, which outlive the op),
     // or null. When a stop source is triggered the executor cancels every pending op whose
     // token reports stop_requested(): no callback is registered per op.
     const std::stop_token* stop_token;
-    const io::timespec64* deadline; // the linked timeout (in the awaiter), only if timed()
-    prepare_fn prepare;             // fills the SQE, for the executor's general path
     op_base* next;                  // link in the executor's waiting FIFO, when queued
     std::int32_t result;            // the op's own CQE result
     std::int32_t timeout_result;    // the linked timeout's CQE result
     std::uint32_t slot;             // index in the executor's slot table, in flight
+    // One word, written whole by the constructor.
     op_state state = op_state::idle;
-    std::uint8_t pending;           // CQEs still to come (1, or 2 with a deadline), in flight
+    std::uint8_t pending = 0;       // CQEs still to come (1, or 2 with a deadline), in flight
     std::uint8_t flags = 0;
     bool cancel_requested = false;  // a cancel was asked for (maybe not yet submitted)
     int setup_value;
