@@ -398,7 +398,7 @@ std::error_code ring::claim_failure_(opcode op) noexcept
 {
     if (!state_->supported.test(static_cast<std::size_t>(op)))
         return errc::unsupported_operation;
-    if (cap_outstanding_ && outstanding_ >= cq_entries_) {
+    if (outstanding_ >= outstanding_limit_) {
         ++stats_.sq_full;
         return errc::no_space;
     }

@@ -98,13 +98,13 @@ executor::executor(const executor_options& options)
     cqe_reserve_ = 1 + std::max(1U, cq / 16);
     op_capacity_ = cq - cqe_reserve_;
     // Slot indices take 24 bits of user_data; the kernel caps a CQ at 64 Ki entries.
-    assert(op_capacity_ <= slot_mask);
-    slots_.resize(op_capacity_);
+    assert(op_capacity_ < slot_mask);
+    slots_.resize(op_capacity_ + 1);
     op_cqe_limit_ = cq - cqe_reserve_;
     for (std::size_t i = 0; i < op_capacity_; ++i) // slot 0 first
         slots_[i].next_free = static_cast<std::uint32_t>(i + 1);
     free_head_ = 0;
-    direct_limit_ = op_cqe_limit_;
+    update_gate();
     pending_cancels_.reserve(op_capacity_);
     ready_.reserve(256);
     running_.reserve(256);
@@ -315,13 +315,33 @@ void executor::enqueue_waiting(detail::op_base& op) noexcept
     waiting_tail_ = &op;
     op.state = detail::op_state::waiting;
     ++stats_.ops_deferred;
-    direct_limit_ = 0; // ops waiting go first
+    update_gate(); // closed: ops waiting go first
 }
 
-void executor::update_direct_limit() noexcept
+// The ring's outstanding limit is the gate of the inline start(): op_cqe_limit_ (the CQ less
+// the reserve), or 0 while ops wait in the FIFO or the executor shuts down, so that the ring
+// itself refuses an op that must take the general path. admit_waiting() opens it for the ops
+// it admits; cancels and the wake-up read lift it to use the reserve (add_in_reserve).
+void executor::update_gate() noexcept
 {
-    direct_limit_ = waiting_head_ == nullptr && !shutting_down_ ? op_cqe_limit_ : 0;
+    ring_.set_outstanding_limit(waiting_head_ == nullptr && !shutting_down_ ? op_cqe_limit_ : 0);
 }
+
+namespace {
+
+// Queues one SQE with the ring's outstanding limit lifted to the whole CQ, for the ops that
+// may use the entries the executor keeps in reserve; the gate is restored after.
+template <class Add>
+std::error_code add_in_reserve(io::ring& ring, Add&& add) noexcept
+{
+    const unsigned gate = ring.outstanding_limit();
+    ring.set_outstanding_limit(ring.cq_entries());
+    std::error_code ec = add();
+    ring.set_outstanding_limit(gate);
+    return ec;
+}
+
+} // namespace
 
 // Hands `op` to the ring; has_room() said the CQ can take it. Returns false, touching
 // nothing, when the SQ has no room even after a flush (the kernel refused to take more): the
@@ -370,19 +390,21 @@ bool executor::submit_op(detail::op_base& op) noexcept
 
 void executor::admit_waiting() noexcept
 {
+    // The gate is closed while ops wait; open it for the ones admitted here.
+    if (!shutting_down_)
+        ring_.set_outstanding_limit(op_cqe_limit_);
     while (waiting_head_ != nullptr) {
         detail::op_base& op = *waiting_head_;
         if (!has_room(op.timed() ? 2 : 1) || !submit_op(op))
-            return;
+            break;
         waiting_head_ = op.next;
-        if (waiting_head_ == nullptr) {
+        if (waiting_head_ == nullptr)
             waiting_tail_ = nullptr;
-            update_direct_limit();
-        }
         op.next = nullptr;
         if (op.state == detail::op_state::done && op.waiter && !shutting_down_)
             ready_.push_back(op.waiter);
     }
+    update_gate();
 }
 
 std::uint32_t executor::unlink_waiting(detail::op_base& op) noexcept
@@ -395,7 +417,7 @@ std::uint32_t executor::unlink_waiting(detail::op_base& op) noexcept
         if (waiting_tail_ == &op)
             waiting_tail_ = prev;
         op.next = nullptr;
-        update_direct_limit();
+        update_gate();
         return 1;
     }
     return 0;
@@ -408,11 +430,13 @@ bool executor::submit_cancel(std::uint32_t index) noexcept
     // Cancels may use the reserve, but never more than the CQ holds.
     if (ring_.outstanding() + 1 > ring_.cq_entries())
         return false;
-    if (ring_.space_left() < 1)
+    if (ring_.sq_space_left() < 1)
         (void)ring_.submit();
     const slot& s = slots_[index];
-    if (ring_.add_cancel(encode(index, s.generation, cqe_kind::op),
-                         encode(index, s.generation, cqe_kind::cancel)))
+    if (add_in_reserve(ring_, [&] {
+            return ring_.add_cancel(encode(index, s.generation, cqe_kind::op),
+                                    encode(index, s.generation, cqe_kind::cancel));
+        }))
         return false;
     ++stats_.cancels_submitted;
     return true;
@@ -543,10 +567,13 @@ void executor::stop() noexcept
 void executor::arm_wakeup() noexcept
 {
     // The reserve keeps a CQ entry for this read, so it only fails if the SQ is full.
-    if (ring_.space_left() < 1)
+    if (ring_.sq_space_left() < 1)
         (void)ring_.submit();
     auto buffer = std::as_writable_bytes(std::span(&wake_buffer_, 1));
-    if (!ring_.add_read(wake_fd_, buffer, current_position_, encode(0, 0, cqe_kind::wake)))
+    if (!add_in_reserve(ring_, [&] {
+            return ring_.add_read(wake_fd_, buffer, current_position_,
+                                  encode(0, 0, cqe_kind::wake));
+        }))
         wake_armed_ = true;
 }
 
@@ -588,7 +615,7 @@ void executor::shutdown() noexcept
 {
     // 1. Take no new work; ops that never reached the kernel end now.
     shutting_down_ = true;
-    direct_limit_ = 0;
+    update_gate();
     while (waiting_head_ != nullptr) {
         detail::op_base& op = *waiting_head_;
         waiting_head_ = op.next;
@@ -618,7 +645,7 @@ void executor::shutdown() noexcept
         p.release();
     }
     shutting_down_ = false;
-    update_direct_limit();
+    update_gate();
 }
 
 } // namespace coil

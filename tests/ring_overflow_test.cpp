@@ -131,6 +131,45 @@ TEST_CASE("ring: a capped ring refuses an op once outstanding() reaches cq_entri
     CHECK(ring.stats().cq_overflows == 0);
 }
 
+TEST_CASE("ring: set_outstanding_limit holds ops back below the CQ cap, for inline and "
+          "out-of-line adds alike",
+          "[ring][overflow][no_space]")
+{
+    ring ring(8); // 8 SQ entries, 16 CQ entries, capped
+    REQUIRE(ring.cq_entries() == 16);
+    CHECK(ring.outstanding_limit() == 16);
+
+    ring.set_outstanding_limit(3);
+    CHECK(ring.outstanding_limit() == 3);
+    CHECK(ring.space_left() == 3);
+    CHECK_FALSE(ring.add_nop(1));
+    CHECK_FALSE(ring.add_nop(2));
+    CHECK_FALSE(ring.add_cancel(77, 3)); // an out-of-line add counts the same
+    CHECK(ring.space_left() == 0);
+    CHECK(ring.add_nop(4) == errc::no_space);
+    CHECK(ring.add_cancel(77, 5) == errc::no_space);
+    CHECK(ring.outstanding() == 3);
+
+    // 0 holds every op back, whatever is outstanding.
+    ring.set_outstanding_limit(0);
+    CHECK(ring.add_nop(6) == errc::no_space);
+    // A limit above the CQ is clamped to it while outstanding ops are capped.
+    ring.set_outstanding_limit(1000);
+    CHECK(ring.outstanding_limit() == 16);
+    CHECK_FALSE(ring.add_nop(7));
+
+    // Nothing refused was queued: exactly the four accepted ops complete (the cancel finds no
+    // op with user_data 77).
+    auto done = collect(ring, 4);
+    std::vector<std::uint64_t> seen;
+    for (const completion& c : done)
+        seen.push_back(c.user_data);
+    std::sort(seen.begin(), seen.end());
+    CHECK(seen == std::vector<std::uint64_t>{1, 2, 3, 7});
+    CHECK(ring.outstanding() == 0);
+    CHECK(ring.ready() == 0);
+}
+
 TEST_CASE("ring: waiting for more completions than the CQ holds returns them all",
           "[ring][overflow][wait]")
 {

@@ -407,16 +407,28 @@ public:
     /// Free submission queue entries (regardless of the CQ cap).
     unsigned sq_space_left() const noexcept { return sq_entries_ - unsubmitted(); }
 
-    /// Ops that can still be queued before `no_space`: the free SQ entries, bounded by the CQ
-    /// room left when outstanding ops are capped.
+    /// Ops that can still be queued before `no_space`: the free SQ entries, bounded by the
+    /// room left under the outstanding limit.
     unsigned space_left() const noexcept
     {
-        unsigned sq_free = sq_entries_ - unsubmitted();
-        if (!cap_outstanding_)
-            return sq_free;
-        unsigned cq_free = outstanding_ >= cq_entries_ ? 0 : cq_entries_ - outstanding_;
+        const unsigned sq_free = sq_entries_ - unsubmitted();
+        const unsigned cq_free =
+            outstanding_ >= outstanding_limit_ ? 0 : outstanding_limit_ - outstanding_;
         return sq_free < cq_free ? sq_free : cq_free;
     }
+
+    /// Makes every add_* refuse with `no_space` while `limit` or more ops are outstanding. A
+    /// layer that admits ops itself uses it: coil's executor keeps CQ entries in reserve for
+    /// its cancels this way, and sets 0 to hold new ops back. With `cap_outstanding` the limit
+    /// is at most `cq_entries()` (a larger value is clamped); without it, no limit is the
+    /// default. Lowering it below `outstanding()` cancels nothing: it only refuses new ops.
+    void set_outstanding_limit(unsigned limit) noexcept
+    {
+        outstanding_limit_ = cap_outstanding_ && limit > cq_entries_ ? cq_entries_ : limit;
+    }
+    /// The limit `set_outstanding_limit` set (initially `cq_entries()` with `cap_outstanding`,
+    /// else no limit).
+    unsigned outstanding_limit() const noexcept { return outstanding_limit_; }
 
     /// SQEs queued whose final completion has not yet been reaped (queued, submitted or
     /// in flight). Never exceeds `cq_entries()` while `cap_outstanding` holds.
@@ -517,7 +529,7 @@ private:
     unsigned sq_entries_ = 0;
     unsigned cq_entries_ = 0;
     bool cap_outstanding_ = true;
-    unsigned outstanding_limit_ = 0;     // cq_entries_ with cap_outstanding, else no limit
+    unsigned outstanding_limit_ = 0;     // see set_outstanding_limit()
     // How far the SQ tail may go: the kernel's SQ head plus the SQ size, as last read. The
     // head only moves forward, so this is never past the true limit, and a claim reads the
     // kernel's head only when the tail reaches it.

@@ -114,19 +114,23 @@ public:
     /// caller must not suspend. `op.prepare` must be set.
     bool start(detail::op_base& op);
 
-    /// `start` with the common case inline: no deadline (`timed` is `op.timed()`), room in
-    /// the CQ, nothing waiting ahead, not shutting down. `prepare(ring, user_data, flags)` queues the op's SQE; it is
-    /// called directly, without the op record's type-erased `prepare`. When it fails (a full
-    /// SQ, an unsupported opcode) nothing was queued and the general path takes over.
+    /// `start` with the common case inline: no deadline (`timed` is `op.timed()`).
+    /// `prepare(ring, user_data, flags)` queues the op's SQE; it is called directly, without
+    /// the op record's type-erased `prepare`. The ring's outstanding limit is the gate (see
+    /// update_gate()): when it refuses (no CQ room for another op, ops waiting ahead, the
+    /// executor shutting down), or the SQ is full or the opcode unsupported, nothing was
+    /// queued and the general path takes over.
     template <class Prepare>
     bool start(detail::op_base& op, bool timed, detail::op_base::prepare_fn general,
                Prepare&& prepare)
     {
-        if (!timed && ring_.outstanding() < direct_limit_) {
-            // Room in the CQ implies a free slot (see has_room()).
+        if (!timed) [[likely]] {
+            // With no slot free this is the spare entry past the end, and the ring refuses:
+            // every op holding a slot is outstanding, so the gate is reached.
             const std::uint32_t index = free_head_;
             slot& s = slots_[index];
-            if (!prepare(ring_, encode(index, s.generation, cqe_kind::op), io::sqe_flags::none)) {
+            if (!prepare(ring_, encode(index, s.generation, cqe_kind::op), io::sqe_flags::none))
+                [[likely]] {
                 free_head_ = s.next_free;
                 s.op = &op;
                 op.slot = index;
@@ -209,7 +213,7 @@ private:
     void drain_once(const char* what) noexcept;
     std::uint32_t unlink_waiting(detail::op_base& op) noexcept;
     void enqueue_waiting(detail::op_base& op) noexcept;
-    void update_direct_limit() noexcept;
+    void update_gate() noexcept;
 
     // --- set once at construction ----------------------------------------------------------
     std::thread::id thread_;
@@ -220,13 +224,12 @@ private:
     unsigned op_cqe_limit_ = 0;      // ops start only while ring outstanding + their CQEs <= this
 
     // --- touched only on the executor thread ---------------------------------------------
+    // op_capacity_ slots, and one spare past the end that no op ever holds (start() may read
+    // its generation when none is free).
     std::vector<slot> slots_;
     // The free slots, linked through slot::next_free (most recently freed first, so a new op
     // reuses a slot that is still in cache); op_capacity_ when none is free.
     std::uint32_t free_head_ = 0;
-    // The inline start() admits an op while ring_.outstanding() is below this: op_cqe_limit_,
-    // or 0 while ops wait in the FIFO (they go first) or the executor is shutting down.
-    unsigned direct_limit_ = 0;
     // Cancels that await CQ room, by the user_data of the op they target: stale (skipped)
     // once the op has left its slot.
     std::vector<std::uint64_t> pending_cancels_;

@@ -96,7 +96,7 @@ public:
             timeout_result = 0; // read by await_resume even if the timeout never runs
         }
         stop_token = detail::stop_token_of(h);
-        if (stop_token != nullptr && stop_token->stop_requested()) {
+        if (stop_token != nullptr && stop_token->stop_requested()) [[unlikely]] {
             result = -ECANCELED; // cancelled before it was submitted
             state = detail::op_state::done;
             return false;
