@@ -269,14 +269,16 @@ template <bool ResumeInline>
     ++s.generation;
     s.next_free = free_head_;
     free_head_ = index;
-    op.state = detail::op_state::done;
     if constexpr (ResumeInline) {
         // An abandoned op (null waiter) is only ever drained by abandon() itself, which
-        // reaps without resuming.
+        // reaps without resuming. The coroutine's first act is await_resume(), which marks
+        // the op idle: no need to mark it done first.
         assert(op.waiter);
         op.waiter.resume();
-    } else if (op.waiter && !shutting_down_) {
-        ready_.push_back(op.waiter);
+    } else {
+        op.state = detail::op_state::done;
+        if (op.waiter && !shutting_down_)
+            ready_.push_back(op.waiter);
     }
 }
 
@@ -292,6 +294,9 @@ template <bool ResumeInline>
 bool executor::start(detail::op_base& op)
 {
     assert(on_executor_thread());
+    // An awaiter may be awaited again once done: forget its earlier run.
+    op.flags &= detail::op_base::has_deadline;
+    op.cancel_requested = false;
     if (shutting_down_) {
         op.result = -ECANCELED;
         op.state = detail::op_state::done;

@@ -18,6 +18,7 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -400,6 +401,28 @@ TEST_CASE("runtime: a nop completes successfully through the ring", "[runtime][n
     };
     CHECK(ex.run(body()) == 100);
     CHECK(ex.stats().ops_started - started_before == 100);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: an operation awaited again once done runs again", "[runtime][read]")
+{
+    auto p = coil_test::make_pipe();
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::string> {
+        std::array<std::byte, 8> buffer{};
+        auto read_one = coil::read(p.read_end.get(), std::span(buffer).first(1));
+        std::string seen;
+        for (const char* text : {"a", "b", "c"}) {
+            coil::result<std::size_t> w = co_await coil::write(p.write_end.get(), bytes_of(text));
+            REQUIRE(w.ok());
+            coil::result<std::size_t> n = co_await read_one; // the same awaiter, each time
+            REQUIRE(n.ok());
+            REQUIRE(*n == 1);
+            seen += static_cast<char>(buffer[0]);
+        }
+        co_return seen;
+    };
+    CHECK(ex.run(body()) == "abc");
     CHECK(ex.in_flight() == 0);
 }
 

@@ -134,8 +134,12 @@ public:
                 free_head_ = s.next_free;
                 s.op = &op;
                 op.slot = index;
-                op.pending = 1;
+                // The whole state word (one store): no deadline, and nothing left over from
+                // an earlier run of the same awaiter.
                 op.state = detail::op_state::in_flight;
+                op.pending = 1;
+                op.flags = 0;
+                op.cancel_requested = false;
                 ++stats_.ops_started;
                 return true;
             }

@@ -97,6 +97,8 @@ public:
         }
         stop_token = detail::stop_token_of(h);
         if (stop_token != nullptr && stop_token->stop_requested()) [[unlikely]] {
+            flags &= has_deadline; // nothing left over from an earlier run
+            cancel_requested = false;
             result = -ECANCELED; // cancelled before it was submitted
             state = detail::op_state::done;
             return false;
@@ -114,8 +116,10 @@ public:
         // destructor's check, which follows at once.
         state = detail::op_state::idle;
         if (flags != 0) [[unlikely]] {
-            if (flags & setup_failed)
+            if (flags & setup_failed) {
+                flags &= ~setup_failed;
                 return result_type(setup_error());
+            }
             if (timeout_result == -ETIME && (result == -ECANCELED || result == -EINTR))
                 return result_type(std::make_error_code(std::errc::timed_out));
         }
