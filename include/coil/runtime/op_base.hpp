@@ -30,11 +30,10 @@ enum class op_state : std::uint8_t {
 ///
 /// An op record is built for every awaited op, so the constructor writes only its state
 /// and flags (one word). Every other field is written before it is read: `waiter`, `owner`
-/// and `stop_token` when the op is awaited, and `deadline` if it has one; `prepare` when it
-/// takes the executor's
-/// general path; `slot` and `pending` when it goes in flight; `next` when it queues; `result`
-/// before the op is done, unless it failed to set up (`setup_failed`); `timeout_result` by
-/// the deadline's own completion, whose only reader is an op with a deadline.
+/// and `stop_token` when the op is awaited, and `deadline` and `timeout_result` if it has a
+/// deadline; `prepare` when it takes the executor's general path; `slot` and `pending` when
+/// it goes in flight; `next` when it queues; `result` before the op is done, unless it failed
+/// to set up (`setup_failed`, then `setup_value` and `setup_category`).
 struct op_base {
     using prepare_fn = std::error_code (*)(op_base&, io::ring&, std::uint64_t user_data,
                                            io::sqe_flags flags) noexcept;
