@@ -491,8 +491,16 @@ void executor::cancel(detail::op_base& op) noexcept
 void executor::notify_stop() noexcept
 {
     stops_pending_.store(true, std::memory_order_release);
-    if (!on_executor_thread() && !remote_work_.exchange(true, std::memory_order_release))
+    if (on_executor_thread())
+        bump_stop_epoch(); // ops started from now on read their tokens again
+    else if (!remote_work_.exchange(true, std::memory_order_release))
         wake(); // it may be blocked in the kernel
+}
+
+void executor::bump_stop_epoch() noexcept
+{
+    if (++stop_epoch_ == 0) // 0 is what a promise that never looked holds
+        stop_epoch_ = 1;
 }
 
 void executor::cancel_stopped_ops() noexcept
@@ -501,6 +509,9 @@ void executor::cancel_stopped_ops() noexcept
     // than registering a stop callback (several atomic read-modify-writes) for every op.
     if (!stops_pending_.exchange(false, std::memory_order_acquire))
         return;
+    // Ops started after this search read their tokens again; the ones started before it, in
+    // the current epoch, without reading them are found below.
+    bump_stop_epoch();
     auto stopped = [](const detail::op_base& op) {
         return op.stop_token != nullptr && !op.cancel_requested && op.stop_token->stop_requested();
     };

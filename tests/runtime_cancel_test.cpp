@@ -13,6 +13,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -74,6 +75,61 @@ TEST_CASE("runtime: an op whose stop was requested before it was awaited never r
     for (const auto& ec : errors)
         CHECK(is_canceled(ec));
     CHECK(ex.stats().ops_started == before.ops_started);
+}
+
+TEST_CASE("runtime: a stop requested by the task itself, after ops that saw its token "
+          "unstopped, keeps the next op from the kernel",
+          "[runtime][cancel]")
+{
+    auto p = coil_test::make_pipe(); // empty and blocking: a submitted read would wait forever
+    std::stop_source source;
+    coil::executor ex;
+    auto body = [&]() -> coil::task<coil::result<std::size_t>> {
+        for (int i = 0; i < 3; ++i) { // the token is read, found unstopped, and remembered
+            coil::result<void> done = co_await coil::nop();
+            REQUIRE(done.ok());
+        }
+        source.request_stop(); // on the executor's thread, from inside the task
+        // In this coroutine, not a child task: a child reads the token at its first op anyway.
+        std::array<std::byte, 16> buffer{};
+        co_return co_await coil::read(p.read_end.get(), buffer, coil::current_position);
+    };
+    const coil::executor_stats before = ex.stats();
+    coil::result<std::size_t> r = ex.run(coil::with_stop_token(source.get_token(), body()));
+    REQUIRE_FALSE(r.ok());
+    CHECK(is_canceled(r.error()));
+    CHECK(ex.stats().ops_started - before.ops_started == 3); // the read never started
+    CHECK(ex.stats().cancels_submitted == before.cancels_submitted);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: a stop from another thread ends a loop of nops, which the kernel finishes "
+          "before any cancel could reach them",
+          "[runtime][cancel][threads]")
+{
+    std::stop_source source;
+    coil::executor ex;
+    std::atomic<std::uint64_t> completed{0};
+    std::thread canceller([&] {
+        while (completed.load(std::memory_order_relaxed) < 1000)
+            std::this_thread::yield();
+        source.request_stop();
+    });
+    auto body = [&]() -> coil::task<std::error_code> {
+        for (;;) {
+            coil::result<void> done = co_await coil::nop();
+            if (!done)
+                co_return done.error();
+            completed.fetch_add(1, std::memory_order_relaxed);
+        }
+    };
+    // A nop completes as it is submitted, so only an op started after the stop, which reads
+    // the token again, can end the loop.
+    std::error_code ended = ex.run(coil::with_stop_token(source.get_token(), body()));
+    canceller.join();
+    CHECK(is_canceled(ended));
+    CHECK(completed.load() >= 1000);
+    CHECK(ex.in_flight() == 0);
 }
 
 TEST_CASE("runtime: a stop requested by another task cancels a pipe read in flight",

@@ -152,6 +152,10 @@ public:
     /// Says that a stop source was triggered: at its next loop turn the executor cancels every
     /// pending op whose stop token reports `stop_requested()`. Safe from any thread.
     void notify_stop() noexcept;
+    /// Changes whenever the executor learns of a stop request: at once for one made on its own
+    /// thread, else when it searches for stopped ops. A coroutine that found its token
+    /// unstopped during the current epoch need not read it again before its next op.
+    std::uint32_t stop_epoch() const noexcept { return stop_epoch_; }
     /// Called when an awaiter is destroyed while its op is queued or in flight: cancels it
     /// and blocks (processing other completions) until the kernel is done with it.
     void abandon(detail::op_base& op) noexcept;
@@ -205,6 +209,7 @@ private:
     void wake() noexcept;
     void process_remote();
     void cancel_stopped_ops() noexcept;
+    void bump_stop_epoch() noexcept;
     void report_unhandled(std::exception_ptr e, const char* what) noexcept;
     void shutdown() noexcept;
     void track(detail::spawned_promise_base& p) noexcept;
@@ -245,6 +250,7 @@ private:
     std::uint64_t wake_buffer_ = 0;  // the kernel writes the eventfd counter here
     bool wake_armed_ = false;        // a read of wake_fd_ is in flight
     bool shutting_down_ = false;
+    std::uint32_t stop_epoch_ = 1;   // see stop_epoch(); promises start at 0
     executor_stats stats_;
 
     // --- touched from any thread ---------------------------------------------------------

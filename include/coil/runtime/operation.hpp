@@ -96,7 +96,8 @@ public:
             timeout_result = 0; // read by await_resume even if the timeout never runs
         }
         stop_token = detail::stop_token_of(h);
-        if (stop_token != nullptr && stop_token->stop_requested()) [[unlikely]] {
+        if (stop_token != nullptr &&
+            detail::stop_requested_now(h, *stop_token, ex->stop_epoch())) [[unlikely]] {
             flags &= has_deadline; // nothing left over from an earlier run
             cancel_requested = false;
             result = -ECANCELED; // cancelled before it was submitted

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cassert>
+#include <concepts>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -55,8 +57,10 @@ public:
     /// unless the coroutine has a token of its own.
     void inherit_stop_token(const std::stop_token* token) noexcept
     {
-        if (!own_)
+        if (!own_) {
             token_ = token;
+            stop_epoch_seen_ = 0;
+        }
     }
 
     /// Gives the coroutine a token of its own (`with_stop_token`).
@@ -69,7 +73,16 @@ public:
         }
         own_ = std::make_unique<own_stop>(std::move(token));
         token_ = &own_->token;
+        stop_epoch_seen_ = 0;
     }
+
+    /// Whether the token must be read before an op starts: false when this coroutine found it
+    /// unstopped during the executor's current stop epoch (`executor::stop_epoch()`), which
+    /// changes whenever the executor learns of a stop request. Reading the token is three
+    /// dependent loads; this is one compare.
+    bool stop_check_due(std::uint32_t epoch) const noexcept { return stop_epoch_seen_ != epoch; }
+    /// Records that the token was found unstopped during `epoch`.
+    void stop_checked(std::uint32_t epoch) noexcept { stop_epoch_seen_ = epoch; }
 
     /// Once the coroutine starts on `ex`: a stop request on its own token makes `ex` look
     /// for ops to cancel. (Inherited tokens are watched by whoever owns them.)
@@ -96,6 +109,7 @@ private:
     std::coroutine_handle<> continuation_;
     executor* executor_ = nullptr;
     const std::stop_token* token_ = nullptr;
+    std::uint32_t stop_epoch_seen_ = 0; // executor epochs start at 1: the first op reads token_
     // A token of the coroutine's own (with_stop_token) and the callback that watches it. Rare,
     // so kept out of line: every task frame would otherwise carry about 60 bytes for it.
     struct own_stop {
@@ -127,6 +141,35 @@ executor* executor_of(std::coroutine_handle<Promise> h) noexcept
             return ex;
     }
     return running_executor();
+}
+
+/// Detects a promise that remembers when it last found its stop token unstopped.
+template <class Promise>
+concept has_stop_epoch = requires(Promise& p, std::uint32_t e) {
+    { p.stop_check_due(e) } -> std::same_as<bool>;
+    p.stop_checked(e);
+};
+
+/// Whether `token` (the stop token of the coroutine behind `h`) has been stopped, for an op
+/// about to start on an executor whose stop epoch is `epoch`. A coroutine that already found
+/// it unstopped during this epoch skips reading it: a stop requested since then either moved
+/// the epoch (a stop on the executor's thread) or is still pending in the executor, whose
+/// search for stopped ops at its next loop turn cancels this op too.
+template <class Promise>
+bool stop_requested_now(std::coroutine_handle<Promise> h, const std::stop_token& token,
+                        std::uint32_t epoch) noexcept
+{
+    if constexpr (has_stop_epoch<Promise>) {
+        Promise& p = h.promise();
+        if (!p.stop_check_due(epoch))
+            return false;
+        if (token.stop_requested())
+            return true;
+        p.stop_checked(epoch);
+        return false;
+    } else {
+        return token.stop_requested();
+    }
 }
 
 /// The stop token of the coroutine behind `h`, or null when it has none.
