@@ -20,7 +20,6 @@
 
 namespace coil::io {
 
-const std::error_code detail::no_error{};
 const std::error_category& detail::no_error_category = std::error_code{}.category();
 
 static_assert(sizeof(timespec64) == sizeof(__kernel_timespec));
@@ -101,7 +100,7 @@ static_assert(static_cast<unsigned>(sqe_flags::hard_link) == IOSQE_IO_HARDLINK);
 static_assert(static_cast<unsigned>(sqe_flags::async) == IOSQE_ASYNC);
 
 // Every add_* that queued its op returns a copy of this.
-using detail::no_error;
+using detail::success;
 
 constexpr std::uint8_t kernel_sqe_flags(sqe_flags f) noexcept
 {
@@ -419,7 +418,7 @@ std::error_code ring::add_readv(int fd, std::span<const ::iovec> buffers, std::u
     COIL_CLAIM_SQE(opcode::readv);
     io_uring_prep_readv(sqe, fd, buffers.data(), static_cast<unsigned>(buffers.size()), offset);
     finish(sqe, user_data, flags);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_writev(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
@@ -428,7 +427,7 @@ std::error_code ring::add_writev(int fd, std::span<const ::iovec> buffers, std::
     COIL_CLAIM_SQE(opcode::writev);
     io_uring_prep_writev(sqe, fd, buffers.data(), static_cast<unsigned>(buffers.size()), offset);
     finish(sqe, user_data, flags);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_fsync(int fd, fsync_mode mode, std::uint64_t user_data,
@@ -437,7 +436,7 @@ std::error_code ring::add_fsync(int fd, fsync_mode mode, std::uint64_t user_data
     COIL_CLAIM_SQE(opcode::fsync);
     io_uring_prep_fsync(sqe, fd, mode == fsync_mode::data ? IORING_FSYNC_DATASYNC : 0U);
     finish(sqe, user_data, flags);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t length,
@@ -447,7 +446,7 @@ std::error_code ring::add_fallocate(int fd, int mode, std::uint64_t offset, std:
     io_uring_prep_fallocate(sqe, fd, mode, static_cast<off_t>(offset),
                             static_cast<off_t>(length));
     finish(sqe, user_data, flags);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_poll(int fd, std::uint32_t events, std::uint64_t user_data,
@@ -459,7 +458,7 @@ std::error_code ring::add_poll(int fd, std::uint32_t events, std::uint64_t user_
     else
         io_uring_prep_poll_add(sqe, fd, events);
     finish(sqe, user_data, flags);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_poll_remove(std::uint64_t target, std::uint64_t user_data)
@@ -467,7 +466,7 @@ std::error_code ring::add_poll_remove(std::uint64_t target, std::uint64_t user_d
     COIL_CLAIM_SQE(opcode::poll_remove);
     io_uring_prep_poll_remove(sqe, target);
     finish(sqe, user_data, sqe_flags::none);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_cancel(std::uint64_t target, std::uint64_t user_data)
@@ -475,7 +474,7 @@ std::error_code ring::add_cancel(std::uint64_t target, std::uint64_t user_data)
     COIL_CLAIM_SQE(opcode::async_cancel);
     io_uring_prep_cancel64(sqe, target, 0);
     finish(sqe, user_data, sqe_flags::none);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_openat(int dirfd, const char* path, int open_flags, unsigned mode,
@@ -484,7 +483,7 @@ std::error_code ring::add_openat(int dirfd, const char* path, int open_flags, un
     COIL_CLAIM_SQE(opcode::openat);
     io_uring_prep_openat(sqe, dirfd, path, open_flags, mode);
     finish(sqe, user_data, flags);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_close(int fd, std::uint64_t user_data, sqe_flags flags)
@@ -492,7 +491,7 @@ std::error_code ring::add_close(int fd, std::uint64_t user_data, sqe_flags flags
     COIL_CLAIM_SQE(opcode::close);
     io_uring_prep_close(sqe, fd);
     finish(sqe, user_data, flags);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_statx(int dirfd, const char* path, int statx_flags, unsigned mask,
@@ -501,7 +500,7 @@ std::error_code ring::add_statx(int dirfd, const char* path, int statx_flags, un
     COIL_CLAIM_SQE(opcode::statx);
     io_uring_prep_statx(sqe, dirfd, path, statx_flags, mask, out);
     finish(sqe, user_data, flags);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_timeout(const timespec64* when, unsigned count, timeout_clock clock,
@@ -513,7 +512,7 @@ std::error_code ring::add_timeout(const timespec64* when, unsigned count, timeou
                           reinterpret_cast<__kernel_timespec*>(const_cast<timespec64*>(when)),
                           count, clock == timeout_clock::absolute ? IORING_TIMEOUT_ABS : 0U);
     finish(sqe, user_data, flags);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_link_timeout(const timespec64* when, std::uint64_t user_data)
@@ -522,7 +521,7 @@ std::error_code ring::add_link_timeout(const timespec64* when, std::uint64_t use
     io_uring_prep_link_timeout(
         sqe, reinterpret_cast<__kernel_timespec*>(const_cast<timespec64*>(when)), 0);
     finish(sqe, user_data, sqe_flags::none);
-    return no_error;
+    return success();
 }
 
 std::error_code ring::add_timeout_remove(std::uint64_t target, std::uint64_t user_data)
@@ -530,7 +529,7 @@ std::error_code ring::add_timeout_remove(std::uint64_t target, std::uint64_t use
     COIL_CLAIM_SQE(opcode::timeout_remove);
     io_uring_prep_timeout_remove(sqe, target, 0);
     finish(sqe, user_data, sqe_flags::none);
-    return no_error;
+    return success();
 }
 
 #undef COIL_CLAIM_SQE

@@ -165,8 +165,6 @@ struct ring_stats {
 class ring;
 
 namespace detail {
-/// An empty error code, copied rather than built: building one calls std::system_category().
-extern const std::error_code no_error;
 /// `std::error_code{}`'s category, as a variable: `success()` builds an empty error_code
 /// without calling `std::system_category()`, and a caller that only tests it reads nothing.
 extern const std::error_category& no_error_category;
