@@ -10,6 +10,7 @@
 #include <coil/runtime/task.hpp>
 
 #include <atomic>
+#include <cassert>
 #include <coroutine>
 #include <cstdint>
 #include <exception>
@@ -130,6 +131,7 @@ public:
             slot& s = slots_[index];
             if (!prepare(ring_, encode(index, s.generation, cqe_kind::op), io::sqe_flags::none))
                 [[likely]] {
+                assert(index < op_capacity_ && "the ring took an op while no slot was free");
                 free_head_ = s.next_free;
                 s.op = &op;
                 op.slot = index;
