@@ -97,7 +97,7 @@ coil::task<std::string> first_of()
     auto winner = co_await coil::when_any(wait_for_data(fds[0]), timer(5ms));
     ::close(fds[0]);
     ::close(fds[1]);
-    co_return winner.index() == 1 ? std::get<1>(winner) : std::get<0>(winner);
+    co_return winner.index() == 1 ? std::get<1>(winner.winner) : std::get<0>(winner.winner);
 }
 
 // --- 5. A nursery of workers ----------------------------------------------------------------

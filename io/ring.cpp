@@ -357,6 +357,7 @@ bool ring::coop_taskrun() const noexcept
 {
     return (state_->uring.flags & IORING_SETUP_COOP_TASKRUN) != 0;
 }
+bool ring::has_ext_arg() const noexcept { return state_->ext_arg; }
 bool ring::sqpoll() const noexcept { return (state_->uring.flags & IORING_SETUP_SQPOLL) != 0; }
 
 

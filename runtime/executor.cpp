@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// The executor's loop: admission of ops under the CQ cap, the slot table that keys
-// user_data, completion dispatch, cancellation, cross-thread wake-ups and shutdown.
-// docs/lifetimes.md states the rules enforced here.
+// The executor's loop: the slot table that keys user_data, starting ops, completion dispatch,
+// timers, abandoning and shutdown. Cross-thread work is in remote.cpp, stop scopes in
+// cancellation.cpp. docs/lifetimes.md states the rules enforced here.
 
 #include <coil/runtime/executor.hpp>
 #include <coil/runtime/operation.hpp>
@@ -9,40 +9,68 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <cassert>
 #include <cerrno>
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
+#include <string>
 
 namespace coil {
 namespace {
 
 thread_local executor* current_executor = nullptr;
 
-// user_data (executor.hpp's encode): a slot's generation changes each time an op leaves it,
-// so a completion (or a cancel) that names an earlier occupant is recognised as stale instead
-// of being delivered to the wrong op.
-
-// The executor needs the eventfd read, and room for at least one op and one cancel.
-constexpr unsigned min_cq_entries = 8;
+// The slot table starts with room for this many ops and doubles when full.
+constexpr std::size_t initial_slots = 256;
 
 } // namespace
 
 namespace detail {
 
-current_executor_scope::current_executor_scope(executor* ex) noexcept
-    : previous_(std::exchange(current_executor, ex))
+executor* running_executor() noexcept { return current_executor; }
+
+void throw_no_executor()
 {
+    throw std::logic_error("coil: co_await of a coil operation in a coroutine that no executor "
+                           "runs: start it with coil::run(), executor::run() or "
+                           "executor::spawn()");
 }
 
-current_executor_scope::~current_executor_scope() { current_executor = previous_; }
+run_scope::run_scope(executor& ex) : executor_(ex), previous_(current_executor)
+{
+    if (!ex.on_executor_thread())
+        throw std::logic_error("coil: executor::run() called on a thread other than the one "
+                               "that created the executor; an executor runs on its own thread");
+    if (ex.running_loop_)
+        throw std::logic_error("coil: executor::run() called from inside a task of the same "
+                               "executor (a nested run); co_await the task instead");
+    ex.running_loop_ = true;
+    current_executor = &ex;
+    {
+        std::lock_guard lock(ex.remote_mutex_);
+        ex.accepting_remote_stop_ = true;
+        ex.remote_stop_ = false; // a stop() made while no run() was active has no effect
+    }
+    ex.stop_now_ = false;
+}
+
+run_scope::~run_scope()
+{
+    {
+        std::lock_guard lock(executor_.remote_mutex_);
+        executor_.accepting_remote_stop_ = false;
+        executor_.remote_stop_ = false;
+    }
+    executor_.running_loop_ = false;
+    current_executor = previous_;
+}
 
 void spawned_promise_base::on_finished() noexcept
 {
     finished_ = true;
     owner_->untrack(*this);
-    if (joiner_)
-        owner_->schedule(joiner_);
+    if (joiner_ != nullptr)
+        owner_->schedule(*std::exchange(joiner_, nullptr));
     if (detached_ && exception_ && !observed_)
         owner_->report_unhandled(exception_, "a detached task");
     release();
@@ -51,77 +79,85 @@ void spawned_promise_base::on_finished() noexcept
 void spawned_promise_base::detach() noexcept
 {
     detached_ = true;
+    // Dropped after the task finished with an exception nobody took: report it now.
+    if (finished_ && exception_ && !observed_) {
+        observed_ = true;
+        owner_->report_unhandled(exception_, "a detached task");
+    }
     release();
+}
+
+void spawned_promise_base::set_joiner(resumption& r)
+{
+    check_not_joined();
+    if (joiner_ != nullptr)
+        throw std::logic_error("coil: a join_handle is awaited by two coroutines at once");
+    joiner_ = &r;
+}
+
+void spawned_promise_base::check_not_joined() const
+{
+    if (observed_)
+        throw std::logic_error("coil: a join_handle was awaited (or get() called) twice; its "
+                               "result can be taken once");
 }
 
 } // namespace detail
 
 executor* executor::current() noexcept { return current_executor; }
 
-std::size_t executor::in_flight() const noexcept
-{
-    std::size_t n = 0;
-    for (const slot& s : slots_)
-        n += s.op != nullptr;
-    return n;
-}
-
-namespace detail {
-
-void notify_stop_requested(executor* ex) noexcept
-{
-    if (ex != nullptr)
-        ex->notify_stop();
-}
-
-executor* running_executor() noexcept { return current_executor; }
-
-} // namespace detail
-
 executor::executor(const executor_options& options)
-    : thread_(std::this_thread::get_id()), ring_(options.entries, options.ring)
+    : thread_(std::this_thread::get_id()), pid_(::getpid()), ring_(options.entries, options.ring)
 {
-    const unsigned cq = ring_.cq_entries();
-    if (cq < min_cq_entries)
+    if (options.ring.cap_outstanding)
         throw std::system_error(EINVAL, std::generic_category(),
-                                "coil: an executor's ring needs at least 8 completion queue "
-                                "entries (4 submission entries); got " +
-                                    std::to_string(cq));
+                                "coil: executor_options::ring.cap_outstanding must be false: the "
+                                "executor keeps any number of ops pending (the kernel holds "
+                                "completions that find the CQ full) and a cap would make ops "
+                                "that wait on each other deadlock");
+    if (!ring_.has_ext_arg())
+        throw std::system_error(ENOSYS, std::generic_category(),
+                                "coil: the executor needs IORING_FEAT_EXT_ARG (Linux 5.11) for "
+                                "its timers: upgrade the kernel, or use coil::io::ring directly");
     // A blocking eventfd: io_uring then waits for it to become readable (an O_NONBLOCK one
     // would make the read fail with EAGAIN at once).
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0)
         throw std::system_error(errno, std::generic_category(),
                                 "coil: the executor could not create its wake-up eventfd");
-
-    // One CQ entry for the wake-up read, the rest of the reserve for cancels.
-    cqe_reserve_ = 1 + std::max(1U, cq / 16);
-    op_capacity_ = cq - cqe_reserve_;
-    // Slot indices take 24 bits of user_data; the kernel caps a CQ at 64 Ki entries.
-    assert(op_capacity_ < slot_mask);
-    slots_.resize(op_capacity_ + 1);
-    op_cqe_limit_ = cq - cqe_reserve_;
-    for (std::size_t i = 0; i < op_capacity_; ++i) // slot 0 first
+    slots_.resize(initial_slots);
+    for (std::size_t i = 0; i < slots_.size(); ++i) // slot 0 first
         slots_[i].next_free = static_cast<std::uint32_t>(i + 1);
     free_head_ = 0;
-    update_gate();
-    pending_cancels_.reserve(op_capacity_);
-    ready_.reserve(256);
-    running_.reserve(256);
+    pending_cancels_.reserve(64);
 }
 
 executor::~executor()
 {
-    detail::current_executor_scope scope(this);
+    executor* previous = std::exchange(current_executor, this);
     shutdown();
-    // Nothing is in flight now: the wake-up read was cancelled and reaped.
+    // Functions posted after the last run() ended are destroyed unrun.
+    std::vector<std::function<void()>> dropped;
+    {
+        std::lock_guard lock(remote_mutex_);
+        dropped.swap(posted_);
+    }
+    if (!dropped.empty()) {
+        stats_.posted_dropped += dropped.size();
+        std::fprintf(stderr, "coil: %zu posted function(s) dropped unrun: the executor was "
+                             "destroyed before a run() took them\n",
+                     dropped.size());
+    }
+    dropped.clear();
+    current_executor = previous;
+    // Nothing is in flight now: the wake-up read completed and was reaped.
     ::close(wake_fd_);
 }
 
-void executor::schedule(std::coroutine_handle<> h)
+void executor::schedule(detail::resumption& r) noexcept
 {
-    assert(on_executor_thread());
-    ready_.push_back(h);
+    if (!r.linked())
+        ready_.push_back(r);
 }
 
 void executor::track(detail::spawned_promise_base& p) noexcept
@@ -145,45 +181,77 @@ void executor::untrack(detail::spawned_promise_base& p) noexcept
     p.prev_ = p.next_ = nullptr;
 }
 
+void executor::close_orphan(int fd) noexcept
+{
+    ::close(fd);
+    ++stats_.orphans_closed;
+}
+
 // --- the loop -------------------------------------------------------------------------------
 
 void executor::run_loop()
 {
-    assert(on_executor_thread());
-    while (spawned_ != nullptr && !stop_requested_.load(std::memory_order_relaxed)) {
-        run_ready();
-        if (remote_work_.load(std::memory_order_relaxed))
-            process_remote();
-        if (spawned_ == nullptr)
+    for (;;) {
+        if (stop_now_)
             break;
-        // A stop requested during this turn must reach the kernel before we block on it.
-        if (stops_pending_.load(std::memory_order_relaxed))
-            cancel_stopped_ops();
+        run_ready();
+        if (remote_signalled_)
+            run_remote_work();
+        if (!timers_.empty())
+            fire_due_timers();
+        if (!waiting_.empty())
+            admit_waiting();
+        if (stop_now_)
+            break;
+        if (spawned_ == nullptr && ready_.empty()) {
+            // Every task ended. Posted functions still queued keep the loop alive.
+            if (!take_remote_work())
+                break;
+            continue;
+        }
         flush_and_wait(ready_.empty());
     }
-    if (stop_requested_.exchange(false, std::memory_order_relaxed))
+    if (stop_now_) {
+        stop_now_ = false;
         shutdown();
+    }
 }
 
 void executor::run_ready()
 {
     // Resume the batch that is ready now; what they make ready runs in the next batch, after
-    // the ring has been given their SQEs.
-    running_.swap(ready_);
-    for (std::coroutine_handle<> h : running_)
-        h.resume();
-    running_.clear();
+    // the ring has been given their SQEs. One at a time from the list: a coroutine resumed
+    // here may destroy a frame whose resumption is still queued, which unlinks it.
+    running_.splice_back(ready_);
+    while (detail::resumption* r = running_.pop_front())
+        r->handle.resume();
+}
+
+void executor::fire_due_timers()
+{
+    stats_.timers_fired += timers_.fire_due(detail::timer_heap::clock::now());
 }
 
 void executor::flush_and_wait(bool block)
 {
+    if (!wake_armed_)
+        arm_wakeup();
     if (block) {
-        if (!wake_armed_)
-            arm_wakeup();
-        // One io_uring_enter: submit everything queued and wait for a completion.
-        auto waited = ring_.wait(1);
-        if (!waited)
-            throw std::system_error(waited.error(), "coil: waiting on the ring failed");
+        // One io_uring_enter: submit everything queued and wait for a completion, at most
+        // until the earliest timer is due.
+        std::optional<std::chrono::nanoseconds> timeout;
+        if (!timers_.empty())
+            timeout = std::max(timers_.earliest() - detail::timer_heap::clock::now(),
+                               detail::timer_heap::clock::duration::zero());
+        if (timeout && timeout->count() == 0) {
+            auto submitted = ring_.submit();
+            if (!submitted)
+                throw std::system_error(submitted.error(), "coil: submitting to the ring failed");
+        } else {
+            auto waited = ring_.wait(1, timeout);
+            if (!waited)
+                throw std::system_error(waited.error(), "coil: waiting on the ring failed");
+        }
     } else if (ring_.unsubmitted() != 0) {
         auto submitted = ring_.submit();
         if (!submitted)
@@ -194,8 +262,8 @@ void executor::flush_and_wait(bool block)
 
 // ResumeInline: the loop proper resumes each completed op's coroutine on the spot, so that
 // its next SQE is prepared while its data is still in cache. Everywhere else (draining for
-// abandon() or shutdown) the coroutines are queued, or dropped at shutdown. A coroutine
-// resumed inline may reap again through abandon(): the ring's for_each_completion allows that.
+// abandon() or shutdown) the coroutines are queued (and dropped at shutdown). A coroutine
+// resumed inline may reap again through abandon(): the ring's for_each_completion allows it.
 template <bool ResumeInline>
 void executor::reap_all() noexcept
 {
@@ -204,244 +272,185 @@ void executor::reap_all() noexcept
     });
     if (!pending_cancels_.empty())
         submit_pending_cancels();
-    if (waiting_head_ != nullptr)
-        admit_waiting();
 }
 
-// Inlined into reap_all(): the per-completion path. The low word of user_data is
-// kind << 24 | slot, so it is below op_capacity_ exactly for an op's own completion.
+// The per-completion path. The low word of user_data is kind << 24 | slot, so it is below the
+// table size exactly for an op's own completion.
 template <bool ResumeInline>
 [[gnu::always_inline]] inline void executor::dispatch(const io::completion& c) noexcept
 {
     const auto low = static_cast<std::uint32_t>(c.user_data);
-    if (low < op_capacity_) [[likely]] {
+    if (low < slots_.size()) [[likely]] {
         slot& s = slots_[low];
         if (s.generation == static_cast<std::uint32_t>(c.user_data >> 32) && s.op != nullptr)
             [[likely]] {
-            detail::op_base& op = *s.op;
-            op.result = c.result;
-            if (!c.more() && --op.pending == 0)
-                finish_op<ResumeInline>(op, low);
+            finish<ResumeInline>(*s.op, low, c);
             return;
         }
         ++stats_.stale_completions;
         return;
     }
-    dispatch_other<ResumeInline>(c);
+    dispatch_other(c);
 }
 
-// Completions other than an op's own: its linked timeout, cancels, the wake-up read.
 template <bool ResumeInline>
+[[gnu::always_inline]] inline void executor::finish(detail::op_base& op, std::uint32_t index,
+                                                    const io::completion& c) noexcept
+{
+    const bool final = !c.more();
+    if (final) {
+        slot& s = slots_[index];
+        s.op = nullptr;
+        ++s.generation;
+        s.next_free = free_head_;
+        free_head_ = index;
+        --in_flight_;
+        op.state = detail::op_state::done;
+        op.detail::cancellable::unlink(); // leaves its stop scope
+        if (op.armed())
+            timers_.disarm(op);
+    }
+    bool wake;
+    if (op.on_completion == nullptr) [[likely]] {
+        // Single-shot: the result is the completion that is not a zero-copy notification.
+        if (!(c.flags & detail::op_base::notif_flag))
+            op.last = c;
+        wake = final;
+    } else {
+        wake = op.on_completion(op, c);
+    }
+    if (!wake)
+        return;
+    if constexpr (ResumeInline) {
+        // The coroutine's first act is await_resume(), which takes the result.
+        op.wake.handle.resume();
+    } else {
+        schedule(op.wake);
+    }
+}
+
+// Completions other than an op's own: cancels, the wake-up read.
 void executor::dispatch_other(const io::completion& c) noexcept
 {
-    const auto index = static_cast<std::uint32_t>(c.user_data & slot_mask);
     const auto kind = static_cast<cqe_kind>((c.user_data >> slot_bits) & 0xff);
     switch (kind) {
     case cqe_kind::wake:
         wake_armed_ = false;
-        remote_work_.store(true, std::memory_order_relaxed); // look at posted work next turn
+        remote_signalled_ = true; // look at the remote queue at the next loop turn
         return;
     case cqe_kind::cancel:
         return; // says only whether the cancel found its op; the op's own CQE follows
-    case cqe_kind::link_timeout:
-        if (index < op_capacity_ &&
-            slots_[index].generation == static_cast<std::uint32_t>(c.user_data >> 32) &&
-            slots_[index].op != nullptr) {
-            detail::op_base& op = *slots_[index].op;
-            op.timeout_result = c.result;
-            if (--op.pending == 0)
-                finish_op<ResumeInline>(op, index);
-            return;
-        }
-        break;
     case cqe_kind::op: // an op kind with an index beyond the table
         break;
     }
     ++stats_.stale_completions;
 }
 
-template <bool ResumeInline>
-[[gnu::always_inline]] inline void executor::finish_op(detail::op_base& op,
-                                                       std::uint32_t index) noexcept
-{
-    slot& s = slots_[index];
-    s.op = nullptr;
-    ++s.generation;
-    s.next_free = free_head_;
-    free_head_ = index;
-    if constexpr (ResumeInline) {
-        // An abandoned op (null waiter) is only ever drained by abandon() itself, which
-        // reaps without resuming. The coroutine's first act is await_resume(), which marks
-        // the op idle: no need to mark it done first.
-        assert(op.waiter);
-        op.waiter.resume();
-    } else {
-        op.state = detail::op_state::done;
-        if (op.waiter && !shutting_down_)
-            ready_.push_back(op.waiter);
-    }
-}
-
 // --- starting ops ---------------------------------------------------------------------------
 
-[[gnu::always_inline]] inline bool executor::has_room(unsigned cqes) const noexcept
+bool executor::grow_slots() noexcept
 {
-    // Room in the CQ implies a free slot: every op holding a slot is outstanding in the ring,
-    // and op_cqe_limit_ == op_capacity_.
-    return ring_.outstanding() + cqes <= op_cqe_limit_;
+    const std::size_t old_size = slots_.size();
+    const std::size_t new_size = std::min<std::size_t>(old_size * 2, slot_mask + 1);
+    if (new_size == old_size)
+        return false; // 16 Mi ops in flight: the user_data layout holds no more
+    try {
+        slots_.resize(new_size);
+    } catch (const std::bad_alloc&) {
+        return false;
+    }
+    for (std::size_t i = old_size; i < new_size; ++i)
+        slots_[i].next_free = static_cast<std::uint32_t>(i + 1);
+    // The free list was empty (free_head_ == old_size): it is now the new slots in order.
+    free_head_ = static_cast<std::uint32_t>(old_size);
+    return true;
 }
 
 bool executor::start(detail::op_base& op)
 {
-    assert(on_executor_thread());
-    // An awaiter may be awaited again once done: forget its earlier run.
-    op.flags &= detail::op_base::has_deadline;
     op.cancel_requested = false;
-    if (shutting_down_) {
-        op.result = -ECANCELED;
+    op.setup_error = {};
+    if (shutting_down_ || (op.scope != nullptr && op.scope->stop_requested())) {
+        op.last = io::completion{0, -ECANCELED, 0};
         op.state = detail::op_state::done;
         return false;
     }
-    const unsigned cqes = op.timed() ? 2 : 1;
-    if (waiting_head_ != nullptr || !has_room(cqes) || !submit_op(op)) {
-        enqueue_waiting(op); // in order behind the ops already waiting
+    if (!waiting_.empty() || !try_submit(op)) {
+        // The SQ is full and the kernel took nothing: wait, in order, for room.
+        waiting_.push_back(op);
+        op.state = detail::op_state::waiting;
+        ++stats_.ops_deferred;
+    }
+    if (op.state == detail::op_state::done)
+        return false; // a setup error
+    if (op.scope != nullptr)
+        op.scope->add(op);
+    return true;
+}
+
+// Queues `op`'s SQE. Returns false, touching nothing, when the SQ has no room even after a
+// flush; otherwise the op is in flight, or done with a setup error (unsupported opcode, no
+// slot left).
+bool executor::try_submit(detail::op_base& op) noexcept
+{
+    if (free_head_ == slots_.size() && !grow_slots()) {
+        op.setup_error = std::make_error_code(std::errc::not_enough_memory);
+        op.state = detail::op_state::done;
         return true;
     }
-    return op.state != detail::op_state::done;
-}
-
-void executor::enqueue_waiting(detail::op_base& op) noexcept
-{
-    op.next = nullptr;
-    if (waiting_tail_ != nullptr)
-        waiting_tail_->next = &op;
-    else
-        waiting_head_ = &op;
-    waiting_tail_ = &op;
-    op.state = detail::op_state::waiting;
-    ++stats_.ops_deferred;
-    update_gate(); // closed: ops waiting go first
-}
-
-// The ring's outstanding limit is the gate of the inline start(): op_cqe_limit_ (the CQ less
-// the reserve), or 0 while ops wait in the FIFO or the executor shuts down, so that the ring
-// itself refuses an op that must take the general path. admit_waiting() opens it for the ops
-// it admits; cancels and the wake-up read lift it to use the reserve (add_in_reserve).
-void executor::update_gate() noexcept
-{
-    ring_.set_outstanding_limit(waiting_head_ == nullptr && !shutting_down_ ? op_cqe_limit_ : 0);
-}
-
-namespace {
-
-// Queues one SQE with the ring's outstanding limit lifted to the whole CQ, for the ops that
-// may use the entries the executor keeps in reserve; the gate is restored after.
-template <class Add>
-std::error_code add_in_reserve(io::ring& ring, Add&& add) noexcept
-{
-    const unsigned gate = ring.outstanding_limit();
-    ring.set_outstanding_limit(ring.cq_entries());
-    std::error_code ec = add();
-    ring.set_outstanding_limit(gate);
-    return ec;
-}
-
-} // namespace
-
-// Hands `op` to the ring; has_room() said the CQ can take it. Returns false, touching
-// nothing, when the SQ has no room even after a flush (the kernel refused to take more): the
-// op then keeps waiting, so an awaiter never sees no_space, and an op with a deadline is never
-// queued without its linked timeout. Otherwise the op is in flight, or done with a setup error.
-bool executor::submit_op(detail::op_base& op) noexcept
-{
-    const unsigned sqes = op.timed() ? 2 : 1;
-    if (op.timed() && !ring_.supports(io::opcode::link_timeout)) {
-        op.fail_setup(make_error_code(io::errc::unsupported_operation));
-        return true;
-    }
-    if (ring_.sq_space_left() < sqes) {
-        (void)ring_.submit(); // an error leaves the SQEs queued; the loop submits them again
-        if (ring_.sq_space_left() < sqes)
-            return false;
-    }
-
-    assert(free_head_ < op_capacity_);
     const std::uint32_t index = free_head_;
     slot& s = slots_[index];
     const std::uint64_t user_data = encode(index, s.generation, cqe_kind::op);
-    std::error_code ec =
-        op.prepare(op, ring_, user_data,
-                   op.timed() ? io::sqe_flags::link : io::sqe_flags::none);
-    if (!ec && op.timed()) {
-        [[maybe_unused]] std::error_code timeout_ec = ring_.add_link_timeout(
-            op.deadline, encode(index, s.generation, cqe_kind::link_timeout));
-        assert(!timeout_ec && "room and opcode were checked: the linked timeout must queue");
+    std::error_code ec = op.prepare(op, ring_, user_data);
+    if (ec == io::errc::no_space) {
+        (void)ring_.submit(); // an error leaves the SQEs queued; the loop submits them again
+        ec = op.prepare(op, ring_, user_data);
+        if (ec == io::errc::no_space)
+            return false;
     }
     if (ec) {
-        // The opcode is unsupported (room was checked above): the op ends here, never having
-        // reached the kernel. A deadline's timeout is queued only after this succeeded, and
-        // cannot fail: its opcode and its SQE were both checked.
-        op.fail_setup(ec);
+        op.setup_error = ec;
+        op.state = detail::op_state::done;
         return true;
     }
     free_head_ = s.next_free;
     s.op = &op;
     op.slot = index;
-    op.pending = static_cast<std::uint8_t>(sqes);
     op.state = detail::op_state::in_flight;
+    ++in_flight_;
     ++stats_.ops_started;
     return true;
 }
 
 void executor::admit_waiting() noexcept
 {
-    // The gate is closed while ops wait; open it for the ones admitted here.
-    if (!shutting_down_)
-        ring_.set_outstanding_limit(op_cqe_limit_);
-    while (waiting_head_ != nullptr) {
-        detail::op_base& op = *waiting_head_;
-        if (!has_room(op.timed() ? 2 : 1) || !submit_op(op))
-            break;
-        waiting_head_ = op.next;
-        if (waiting_head_ == nullptr)
-            waiting_tail_ = nullptr;
-        op.next = nullptr;
-        if (op.state == detail::op_state::done && op.waiter && !shutting_down_)
-            ready_.push_back(op.waiter);
+    while (!waiting_.empty()) {
+        detail::op_base& op = waiting_.front();
+        if (!try_submit(op))
+            return;
+        op.detail::link<detail::waiting_tag>::unlink();
+        if (op.state == detail::op_state::done) { // a setup error
+            op.detail::cancellable::unlink();
+            if (op.armed())
+                timers_.disarm(op);
+            schedule(op.wake);
+        }
     }
-    update_gate();
-}
-
-std::uint32_t executor::unlink_waiting(detail::op_base& op) noexcept
-{
-    detail::op_base* prev = nullptr;
-    for (detail::op_base* p = waiting_head_; p != nullptr; prev = p, p = p->next) {
-        if (p != &op)
-            continue;
-        (prev != nullptr ? prev->next : waiting_head_) = op.next;
-        if (waiting_tail_ == &op)
-            waiting_tail_ = prev;
-        op.next = nullptr;
-        update_gate();
-        return 1;
-    }
-    return 0;
 }
 
 // --- cancellation ---------------------------------------------------------------------------
 
-bool executor::submit_cancel(std::uint32_t index) noexcept
+bool executor::submit_cancel(std::uint64_t target) noexcept
 {
-    // Cancels may use the reserve, but never more than the CQ holds.
-    if (ring_.outstanding() + 1 > ring_.cq_entries())
-        return false;
-    if (ring_.sq_space_left() < 1)
+    const std::uint64_t user_data =
+        (target & ~(std::uint64_t{0xff} << slot_bits)) |
+        (static_cast<std::uint64_t>(cqe_kind::cancel) << slot_bits);
+    std::error_code ec = ring_.add_cancel(target, user_data);
+    if (ec == io::errc::no_space) {
         (void)ring_.submit();
-    const slot& s = slots_[index];
-    if (add_in_reserve(ring_, [&] {
-            return ring_.add_cancel(encode(index, s.generation, cqe_kind::op),
-                                    encode(index, s.generation, cqe_kind::cancel));
-        }))
+        ec = ring_.add_cancel(target, user_data);
+    }
+    if (ec)
         return false;
     ++stats_.cancels_submitted;
     return true;
@@ -456,7 +465,7 @@ void executor::submit_pending_cancels() noexcept
         const slot& s = slots_[index];
         if (s.op == nullptr || s.generation != static_cast<std::uint32_t>(target >> 32))
             continue; // the op finished meanwhile
-        if (!submit_cancel(index))
+        if (!submit_cancel(target))
             pending_cancels_[kept++] = target;
     }
     pending_cancels_.resize(kept);
@@ -464,84 +473,52 @@ void executor::submit_pending_cancels() noexcept
 
 void executor::cancel(detail::op_base& op) noexcept
 {
-    assert(on_executor_thread());
     switch (op.state) {
     case detail::op_state::idle:
     case detail::op_state::done:
         return;
     case detail::op_state::waiting:
         // Never reached the kernel: it ends now.
-        unlink_waiting(op);
-        op.result = -ECANCELED;
+        op.detail::link<detail::waiting_tag>::unlink();
+        op.detail::cancellable::unlink();
+        if (op.armed())
+            timers_.disarm(op);
+        op.last = io::completion{0, -ECANCELED, 0};
         op.state = detail::op_state::done;
-        if (op.waiter && !shutting_down_)
-            ready_.push_back(op.waiter);
+        if (op.on_completion == nullptr || op.on_completion(op, op.last))
+            schedule(op.wake);
         return;
-    case detail::op_state::in_flight:
+    case detail::op_state::in_flight: {
         if (op.cancel_requested)
             return;
         op.cancel_requested = true;
-        if (!submit_cancel(op.slot))
-            pending_cancels_.push_back(
-                encode(op.slot, slots_[op.slot].generation, cqe_kind::op));
+        const std::uint64_t target = encode(op.slot, slots_[op.slot].generation, cqe_kind::op);
+        if (!submit_cancel(target))
+            pending_cancels_.push_back(target);
         return;
     }
-}
-
-void executor::notify_stop() noexcept
-{
-    stops_pending_.store(true, std::memory_order_release);
-    if (on_executor_thread())
-        bump_stop_epoch(); // ops started from now on read their tokens again
-    else if (!remote_work_.exchange(true, std::memory_order_release))
-        wake(); // it may be blocked in the kernel
-}
-
-void executor::bump_stop_epoch() noexcept
-{
-    if (++stop_epoch_ == 0) // 0 is what a promise that never looked holds
-        stop_epoch_ = 1;
-}
-
-void executor::cancel_stopped_ops() noexcept
-{
-    // One pass over the slot table and the waiting FIFO per batch of stop requests: cheaper
-    // than registering a stop callback (several atomic read-modify-writes) for every op.
-    if (!stops_pending_.exchange(false, std::memory_order_acquire))
-        return;
-    // Ops started after this search read their tokens again; the ones started before it, in
-    // the current epoch, without reading them are found below.
-    bump_stop_epoch();
-    auto stopped = [](const detail::op_base& op) {
-        return op.stop_token != nullptr && !op.cancel_requested && op.stop_token->stop_requested();
-    };
-    for (slot& s : slots_)
-        if (s.op != nullptr && stopped(*s.op))
-            cancel(*s.op);
-    for (detail::op_base* p = waiting_head_; p != nullptr;) {
-        detail::op_base* next = p->next;
-        if (stopped(*p))
-            cancel(*p);
-        p = next;
     }
 }
 
 void executor::abandon(detail::op_base& op) noexcept
 {
-    // The awaiter is being destroyed with its op still queued or in flight (its coroutine
+    // The awaiter is being destroyed with its op still waiting or in flight (its coroutine
     // frame is going away). Its memory must outlive the kernel's use of it: cancel, then
-    // process completions until this op's last one has been reaped. Other ops' completions
-    // are dispatched as usual; this op's coroutine is never resumed.
-    assert(on_executor_thread());
-    op.waiter = nullptr;
+    // process completions until this op's final one has been reaped. Other ops' completions
+    // are dispatched as usual (their coroutines queued); this op's coroutine is never resumed.
+    op.wake.unlink();
     if (op.state == detail::op_state::waiting) {
-        unlink_waiting(op);
-        op.state = detail::op_state::done;
+        op.detail::link<detail::waiting_tag>::unlink();
+        op.detail::cancellable::unlink();
+        if (op.armed())
+            timers_.disarm(op);
+        op.state = detail::op_state::idle; // never reached the kernel: no result to discard
         return;
     }
     cancel(op);
     while (op.state != detail::op_state::done)
         drain_once("waiting for a cancelled op");
+    op.wake.unlink();
 }
 
 void executor::drain_once(const char* what) noexcept
@@ -553,64 +530,6 @@ void executor::drain_once(const char* what) noexcept
         std::terminate(); // freeing memory the kernel may still write is worse
     }
     reap_all<false>(); // resumes nobody: completed ops are marked done, their coroutines queued
-}
-
-// --- other threads --------------------------------------------------------------------------
-
-void executor::wake() noexcept
-{
-    const std::uint64_t one = 1;
-    // Can only fail if the counter would overflow, which needs 2^64 - 1 unread wake-ups.
-    [[maybe_unused]] auto written = ::write(wake_fd_, &one, sizeof(one));
-}
-
-void executor::post(std::function<void()> fn)
-{
-    {
-        std::lock_guard lock(posted_mutex_);
-        posted_.push_back(std::move(fn));
-    }
-    if (!remote_work_.exchange(true, std::memory_order_release))
-        wake();
-}
-
-void executor::stop() noexcept
-{
-    stop_requested_.store(true, std::memory_order_relaxed);
-    wake();
-}
-
-void executor::arm_wakeup() noexcept
-{
-    // The reserve keeps a CQ entry for this read, so it only fails if the SQ is full.
-    if (ring_.sq_space_left() < 1)
-        (void)ring_.submit();
-    auto buffer = std::as_writable_bytes(std::span(&wake_buffer_, 1));
-    if (!add_in_reserve(ring_, [&] {
-            return ring_.add_read(wake_fd_, buffer, current_position_,
-                                  encode(0, 0, cqe_kind::wake));
-        }))
-        wake_armed_ = true;
-}
-
-void executor::process_remote()
-{
-    if (!remote_work_.exchange(false, std::memory_order_acquire))
-        return;
-    {
-        std::lock_guard lock(posted_mutex_);
-        posted_running_.swap(posted_);
-    }
-    // A posted function is fire-and-forget, like a detached task: an exception it throws is
-    // reported and counted, and neither stops the loop nor keeps the others from running.
-    for (auto& fn : posted_running_) {
-        try {
-            fn();
-        } catch (...) {
-            report_unhandled(std::current_exception(), "a posted function");
-        }
-    }
-    posted_running_.clear();
 }
 
 void executor::report_unhandled(std::exception_ptr e, const char* what) noexcept
@@ -631,37 +550,40 @@ void executor::shutdown() noexcept
 {
     // 1. Take no new work; ops that never reached the kernel end now.
     shutting_down_ = true;
-    update_gate();
-    while (waiting_head_ != nullptr) {
-        detail::op_base& op = *waiting_head_;
-        waiting_head_ = op.next;
-        op.next = nullptr;
-        op.result = -ECANCELED;
-        op.state = detail::op_state::done;
+    while (detail::op_base* op = waiting_.pop_front()) {
+        op->detail::cancellable::unlink();
+        op->last = io::completion{0, -ECANCELED, 0};
+        op->state = detail::op_state::done;
     }
-    waiting_tail_ = nullptr;
 
-    // 2. Cancel everything in flight. The wake-up read is completed by waking it, which
-    //    needs no SQE and no CQ room.
-    for (slot& s : slots_)
-        if (s.op != nullptr)
-            cancel(*s.op);
-    if (wake_armed_)
-        wake();
+    // A forked child shares the parent's ring: it must neither cancel the parent's ops nor
+    // wait for them. Its copies of the frames are its own to free.
+    if (::getpid() == pid_) {
+        // 2. Cancel everything in flight. The wake-up read is completed by waking it, which
+        //    needs no SQE.
+        for (slot& s : slots_)
+            if (s.op != nullptr)
+                cancel(*s.op);
+        if (wake_armed_)
+            wake();
 
-    // 3. Drain until the kernel holds nothing of ours.
-    while (ring_.outstanding() != 0)
-        drain_once("draining the ring at shutdown");
+        // 3. Drain until the kernel holds nothing of ours.
+        while (ring_.outstanding() != 0)
+            drain_once("draining the ring at shutdown");
+        wake_armed_ = false;
+    }
 
     // 4. Only now free: drop the resumptions and the frames of tasks that did not finish.
+    //    Destroying a frame destroys its awaiters, which give up their timers and links.
     ready_.clear();
+    running_.clear();
     while (spawned_ != nullptr) {
         detail::spawned_promise_base& p = *spawned_;
         untrack(p);
         p.release();
     }
+    remote_signalled_ = false;
     shutting_down_ = false;
-    update_gate();
 }
 
 } // namespace coil

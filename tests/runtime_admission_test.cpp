@@ -1,113 +1,176 @@
 // SPDX-License-Identifier: MIT
-// Admission under the CQ cap: more ops than max_in_flight() are awaited at once; the surplus waits
-// its turn in order, and every op still completes with its own result.
+// No admission deadlock: how many ops may be pending is bounded by memory, not by the SQ or the
+// CQ. Idle reads by the thousand on a small ring, ops that wait on each other, completions that
+// overflow the CQ, and option checks.
 
 #include "runtime_test_support.hpp"
 
 #include <coil/coil.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 
-#include <algorithm>
-#include <array>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 using namespace std::chrono_literals;
 using coil_test::bytes_of;
 
-TEST_CASE("runtime: 200 concurrent nops on an 8-entry ring all complete, some after waiting",
-          "[runtime][admission]")
+namespace {
+
+coil::executor_options small_ring(unsigned entries, unsigned cq_entries)
 {
-    coil::executor ex(coil::executor_options{.entries = 8});
-    const std::size_t capacity = ex.max_in_flight();
-    REQUIRE(capacity < 200);
-    std::size_t most_in_flight = 0;
-    auto one = [&]() -> coil::task<bool> {
-        coil::result<void> r = co_await coil::nop();
-        most_in_flight = std::max(most_in_flight, ex.in_flight());
-        co_return r.ok();
-    };
-    auto body = [&]() -> coil::task<std::vector<bool>> {
-        std::vector<coil::task<bool>> tasks;
-        for (int i = 0; i < 200; ++i)
-            tasks.push_back(one());
-        co_return co_await coil::when_all(std::move(tasks));
-    };
-    std::vector<bool> ok = ex.run(body());
-    REQUIRE(ok.size() == 200);
-    CHECK(std::all_of(ok.begin(), ok.end(), [](bool b) { return b; }));
-    CHECK(ex.stats().ops_deferred > 0);
-    CHECK(ex.stats().ops_started == 200);
-    CHECK(most_in_flight <= capacity);
-    CHECK(ex.in_flight() == 0);
-    CHECK(ex.ring().stats().cq_overflows == 0);
+    coil::executor_options options;
+    options.entries = entries;
+    options.ring.cq_entries = cq_entries;
+    return options;
 }
 
-TEST_CASE("runtime: 200 concurrent pipe reads on an 8-entry ring each get their own pipe's bytes",
+coil::task<std::uint64_t> read_counter(int fd)
+{
+    std::uint64_t value = 0;
+    auto n = co_await coil::read(fd, std::as_writable_bytes(std::span(&value, 1)));
+    co_return n ? value : 0;
+}
+
+} // namespace
+
+TEST_CASE("runtime: 10,000 idle reads on a 64-entry ring leave another task free to work, then "
+          "all complete through a CQ overflow",
           "[runtime][admission]")
 {
-    constexpr std::size_t count = 200;
-    REQUIRE(coil_test::ensure_fd_limit(2 * count + 256));
+    constexpr std::size_t idle = 10'000;
+    REQUIRE(coil_test::ensure_fd_limit(idle + 256));
+    std::vector<coil_test::unique_fd> counters;
+    counters.reserve(idle);
+    for (std::size_t i = 0; i < idle; ++i) {
+        int fd = ::eventfd(0, EFD_CLOEXEC);
+        REQUIRE(fd >= 0);
+        counters.emplace_back(fd);
+    }
+    auto busy = coil_test::make_pipe();
+    // With DEFER_TASKRUN the kernel may post completions only as the CQ drains; without it
+    // they are posted as the writes happen, and most must overflow.
+    const bool deferred = GENERATE(true, false);
+    CAPTURE(deferred);
+    coil::executor_options options = small_ring(64, 128);
+    options.ring.single_issuer = deferred;
+    coil::executor ex(options);
+
+    auto body = [&]() -> coil::task<std::uint64_t> {
+        std::vector<coil::join_handle<std::uint64_t>> readers;
+        readers.reserve(idle);
+        for (std::size_t i = 0; i < idle; ++i)
+            readers.push_back(ex.spawn(read_counter(counters[i].get())));
+        co_await coil::yield();
+        co_await coil::yield();
+        REQUIRE(ex.in_flight() >= idle); // every idle read reached the kernel
+        // Meanwhile, another task makes progress: 200 pipe round trips.
+        std::array<std::byte, 8> buffer{};
+        for (int i = 0; i < 200; ++i) {
+            auto w = co_await coil::write(busy.write_end.get(), bytes_of("ping"));
+            REQUIRE(w.ok());
+            auto r = co_await coil::read(busy.read_end.get(), buffer);
+            REQUIRE(r.ok());
+            REQUIRE(*r == 4);
+        }
+        // Now wake every idle read at once: 10,000 completions into a 128-entry CQ.
+        for (std::size_t i = 0; i < idle; ++i) {
+            const std::uint64_t value = i + 1;
+            REQUIRE(::write(counters[i].get(), &value, sizeof(value)) == sizeof(value));
+        }
+        std::uint64_t sum = 0;
+        for (std::size_t i = 0; i < idle; ++i) {
+            const std::uint64_t v = co_await readers[i];
+            REQUIRE(v == i + 1); // each read got its own counter's value
+            sum += v;
+        }
+        co_return sum;
+    };
+    CHECK(ex.run(body()) == idle * (idle + 1) / 2);
+    CHECK(ex.in_flight() == 0);
+    if (!ex.ring().single_issuer())
+        CHECK(ex.ring().stats().cq_overflows > 0); // the kernel kept what the CQ could not hold
+}
+
+TEST_CASE("runtime: 5,000 ops that wait on each other in a chain all complete on a small ring",
+          "[runtime][admission]")
+{
+    // Task i reads pipe i, then writes pipe i + 1: every read is pending before the first
+    // write. A cap on pending ops below 5,000 would deadlock here.
+    constexpr std::size_t links = 5'000;
+    REQUIRE(coil_test::ensure_fd_limit(2 * links + 256));
     std::vector<coil_test::pipe_fds> pipes;
-    for (std::size_t i = 0; i < count; ++i)
+    pipes.reserve(links + 1);
+    for (std::size_t i = 0; i <= links; ++i)
         pipes.push_back(coil_test::make_pipe());
-    coil::executor ex(coil::executor_options{.entries = 8});
-    const std::size_t capacity = ex.max_in_flight();
+    coil::executor ex(small_ring(8, 16));
 
-    auto reader = [](int fd) -> coil::task<std::string> {
-        std::array<char, 32> buffer{};
-        coil::result<std::size_t> n =
-            co_await coil::read(fd, std::as_writable_bytes(std::span(buffer)), coil::current_position);
-        if (!n)
-            throw std::system_error(n.error());
-        co_return std::string(buffer.data(), *n);
+    auto relay = [&](std::size_t i) -> coil::task<bool> {
+        std::array<std::byte, 1> b{};
+        auto r = co_await coil::read(pipes[i].read_end.get(), b);
+        if (!r || *r != 1)
+            co_return false;
+        auto w = co_await coil::write(pipes[i + 1].write_end.get(), b);
+        co_return w.ok() && *w == 1;
     };
-    auto body = [&]() -> coil::task<std::vector<std::string>> {
-        std::vector<coil::join_handle<std::string>> handles;
-        for (std::size_t i = 0; i < count; ++i)
-            handles.push_back(ex.spawn(reader(pipes[i].read_end.get())));
-        co_await coil::yield(); // every reader has started: `capacity` in the kernel, the rest queued
-        REQUIRE(ex.in_flight() == capacity);
-        // A write from an awaited op would queue behind the blocked reads, so write directly.
-        for (std::size_t i = 0; i < count; ++i)
-            coil_test::write_fully(pipes[i].write_end.get(), bytes_of("pipe-" + std::to_string(i)));
-        std::vector<std::string> out;
-        for (auto& h : handles)
-            out.push_back(co_await h);
-        co_return out;
+    auto body = [&]() -> coil::task<std::size_t> {
+        std::vector<coil::join_handle<bool>> relays;
+        for (std::size_t i = 0; i < links; ++i)
+            relays.push_back(ex.spawn(relay(i)));
+        co_await coil::yield();
+        co_await coil::yield();
+        REQUIRE(ex.in_flight() >= links);
+        auto kick = co_await coil::write(pipes[0].write_end.get(), bytes_of("x"));
+        REQUIRE(kick.ok());
+        std::array<std::byte, 1> last{};
+        auto end = co_await coil::read(pipes[links].read_end.get(), last);
+        REQUIRE(end.ok());
+        std::size_t good = 0;
+        for (auto& r : relays)
+            good += (co_await r) ? 1 : 0;
+        co_return good;
     };
-    std::vector<std::string> got = ex.run(body());
-    REQUIRE(got.size() == count);
-    for (std::size_t i = 0; i < count; ++i)
-        CHECK(got[i] == "pipe-" + std::to_string(i));
-    CHECK(ex.stats().ops_deferred >= count - capacity);
+    CHECK(ex.run(body()) == links);
     CHECK(ex.in_flight() == 0);
 }
 
-TEST_CASE("runtime: ops with deadlines (two completions each) are admitted under the cap",
+TEST_CASE("runtime: a 1-entry submission queue runs ops with deadlines and sleeps",
           "[runtime][admission][timeout]")
 {
-    coil_test::temp_dir dir;
-    auto fd = dir.create_file("data", coil_test::pattern(100 * 64));
-    coil::executor ex(coil::executor_options{.entries = 8});
-    auto reader = [&](std::size_t i) -> coil::task<bool> {
-        std::array<std::byte, 64> buffer{};
-        coil::result<std::size_t> n =
-            co_await coil::with_timeout(coil::read(fd.get(), buffer, i * 64), 1h);
-        co_return n.ok() && *n == 64 &&
-            std::equal(buffer.begin(), buffer.end(), coil_test::pattern(64, i * 64).begin());
+    coil::executor ex(small_ring(1, 0));
+    auto p = coil_test::make_pipe();
+    auto body = [&]() -> coil::task<int> {
+        int ok = 0;
+        std::array<std::byte, 4> b{};
+        for (int i = 0; i < 20; ++i) {
+            auto r = co_await coil::read(p.read_end.get(), b).with_timeout(1ms);
+            if (!r && r.error() == std::errc::timed_out)
+                ++ok;
+            auto n = co_await coil::nop();
+            ok += n.ok() ? 1 : 0;
+        }
+        (void)co_await coil::sleep_for(1ms);
+        co_return ok;
     };
-    auto body = [&]() -> coil::task<std::vector<bool>> {
-        std::vector<coil::task<bool>> tasks;
-        for (std::size_t i = 0; i < 100; ++i)
-            tasks.push_back(reader(i));
-        co_return co_await coil::when_all(std::move(tasks));
-    };
-    std::vector<bool> ok = ex.run(body());
-    CHECK(std::count(ok.begin(), ok.end(), true) == 100);
-    CHECK(ex.stats().ops_deferred > 0);
+    CHECK(ex.run(body()) == 40);
     CHECK(ex.in_flight() == 0);
-    CHECK(ex.ring().stats().cq_overflows == 0);
+}
+
+TEST_CASE("runtime: an executor refuses a ring that caps pending ops, naming the reason",
+          "[runtime][admission][setup]")
+{
+    coil::executor_options options;
+    options.ring.cap_outstanding = true;
+    try {
+        coil::executor ex(options);
+        FAIL("the executor accepted cap_outstanding");
+    } catch (const std::system_error& e) {
+        CHECK(std::string(e.what()).find("cap_outstanding") != std::string::npos);
+    }
 }

@@ -67,8 +67,6 @@ TEST_CASE("runtime: 10,000 concurrent tasks each read and verify their own slice
         };
         CHECK(ex.run(body()) == task_count);
     }
-    // Far more ops than the ring has room for were alive at once.
-    CHECK(ex.stats().ops_deferred > 0);
     CHECK(ex.stats().ops_started == task_count);
     CHECK(ex.in_flight() == 0);
 }

@@ -20,19 +20,19 @@ namespace {
 /// A one-shot event on the executor's thread: a task awaits it, a posted function sets it.
 struct event {
     bool is_set = false;
-    std::coroutine_handle<> waiter;
+    coil::detail::resumption waiter;
 
     void set(coil::executor& ex)
     {
         is_set = true;
-        if (waiter)
-            ex.schedule(std::exchange(waiter, nullptr));
+        if (waiter.handle)
+            ex.schedule(waiter);
     }
 
     struct awaiter {
         event& e;
         bool await_ready() const noexcept { return e.is_set; }
-        void await_suspend(std::coroutine_handle<> h) noexcept { e.waiter = h; }
+        void await_suspend(std::coroutine_handle<> h) noexcept { e.waiter.handle = h; }
         void await_resume() const noexcept {}
     };
     awaiter operator co_await() noexcept { return {*this}; }

@@ -58,8 +58,9 @@ TEST_CASE("runtime: when_any with a nop winner cancels a blocked pipe read befor
     std::optional<std::error_code> loser_ended;
     coil::executor ex;
     auto body = [&]() -> coil::task<void> {
-        std::variant<int, int> winner =
+        auto outcome =
             co_await coil::when_any(blocked_read(p.read_end.get(), loser_ended), nop_then(7));
+        const std::variant<int, int>& winner = outcome.winner;
         // when_any has returned: the loser's read must already have ended.
         REQUIRE(loser_ended.has_value());
         CHECK(is_canceled(*loser_ended));
@@ -108,7 +109,7 @@ TEST_CASE("runtime: when_any yields the read that gets data, with its bytes", "[
         auto result = co_await coil::when_any(blocked_read(quiet.read_end.get(), quiet_ended),
                                               reader(busy.read_end.get()));
         co_await w;
-        co_return result;
+        co_return result.winner;
     };
     auto result = coil::run(body());
     REQUIRE(result.index() == 1);

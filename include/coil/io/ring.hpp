@@ -444,6 +444,9 @@ public:
 
     const ring_stats& stats() const noexcept { return stats_; }
 
+    /// Whether the kernel takes a timeout with a wait (`IORING_FEAT_EXT_ARG`, Linux 5.11).
+    bool has_ext_arg() const noexcept;
+
     /// Which setup flags took effect.
     bool single_issuer() const noexcept;
     bool coop_taskrun() const noexcept;

@@ -67,7 +67,11 @@ inline child_coroutine child_promise::get_return_object() noexcept
 ///   an op cancels and drains it as its awaiter is destroyed (docs/lifetimes.md).
 class child_group {
 public:
-    child_group() : executor_(running_executor()), token_(stop_.get_token()) {}
+    child_group() : executor_(running_executor())
+    {
+        if (executor_ != nullptr)
+            scope_.emplace(*executor_, stop_.get_token());
+    }
     child_group(const child_group&) = delete;
     child_group& operator=(const child_group&) = delete;
 
@@ -87,15 +91,12 @@ public:
             parent_link_.emplace(parent, forward_stop{this});
     }
 
-    /// Triggers the children's token and has the executor cancel their pending ops.
-    /// Safe from any thread.
-    void request_stop() noexcept
-    {
-        if (stop_.request_stop())
-            notify_stop_requested(executor_);
-    }
+    /// Triggers the children's token: the executor cancels their pending ops (the ops of this
+    /// group's scope, and through their own links those of nested groups). Safe from any
+    /// thread.
+    void request_stop() noexcept { stop_.request_stop(); }
     bool stop_requested() const noexcept { return stop_.stop_requested(); }
-    std::stop_token stop_token() const noexcept { return token_; }
+    std::stop_token stop_token() const noexcept { return stop_.get_token(); }
 
     /// Children started and not yet finished.
     std::size_t active() const noexcept { return active_; }
@@ -114,8 +115,7 @@ public:
     {
         child_promise& p = child.handle.promise();
         p.group_ = this;
-        p.inherit_stop_token(&token_);
-        p.set_owning_executor(executor_);
+        p.enter_scope(executor_, scope_ ? &*scope_ : nullptr);
         p.next_ = head_;
         if (head_ != nullptr)
             head_->prev_ = &p;
@@ -164,7 +164,8 @@ private:
 
     executor* executor_;             // the executor the children run on
     std::stop_source stop_;
-    std::stop_token token_;          // stop_'s token, which every child points at
+    std::optional<stop_scope> scope_; // stop_'s scope, which every child's ops join
+    // Destroyed first (declared last of the three): no parent stop reaches a dying scope.
     std::optional<std::stop_callback<forward_stop>> parent_link_;
     child_promise* head_ = nullptr;
     std::size_t active_ = 0;

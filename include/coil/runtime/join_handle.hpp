@@ -3,11 +3,14 @@
 /// `join_handle<T>`: the result of a task started with `executor::spawn`.
 #pragma once
 
+#include <coil/runtime/detail/resumption.hpp>
+
 #include <cassert>
 #include <coroutine>
 #include <cstdint>
 #include <exception>
 #include <optional>
+#include <stdexcept>
 #include <stop_token>
 #include <utility>
 
@@ -16,6 +19,8 @@ namespace coil {
 class executor;
 
 namespace detail {
+
+class stop_scope;
 
 /// The promise of the coroutine that drives a spawned task. Its frame is shared by the
 /// executor (until the task finishes) and the join handle (until it is dropped): two
@@ -38,8 +43,8 @@ public:
     /// The executor that owns the task.
     executor* owning_executor() const noexcept { return owner_; }
 
-    /// Spawned tasks start with no stop token of their own.
-    const std::stop_token* stop_token_ptr() const noexcept { return nullptr; }
+    /// Spawned tasks start with no stop scope: only shutdown cancels their ops.
+    stop_scope* scope() const noexcept { return nullptr; }
 
     bool finished() const noexcept { return finished_; }
     bool failed() const noexcept { return exception_ != nullptr; }
@@ -55,13 +60,28 @@ public:
     /// Called by the join handle when it is dropped.
     void detach() noexcept; // defined in runtime/executor.cpp
 
-    void set_joiner(std::coroutine_handle<> h) noexcept { joiner_ = h; }
+    /// Makes `r` the coroutine to resume when the task finishes. Throws `std::logic_error` if
+    /// the task was already joined or is being awaited (a join handle is awaited once).
+    void set_joiner(resumption& r); // defined in runtime/executor.cpp
+    /// Forgets `r` if it is the joiner (its awaiter is being destroyed).
+    void drop_joiner(resumption& r) noexcept
+    {
+        if (joiner_ == &r)
+            joiner_ = nullptr;
+    }
+    /// Throws `std::logic_error` if the result was already taken.
+    void check_not_joined() const; // defined in runtime/executor.cpp
 
 protected:
-    void set_self(std::coroutine_handle<> h) noexcept { self_ = h; }
+    void set_self(std::coroutine_handle<> h) noexcept
+    {
+        self_ = h;
+        start_.handle = h;
+    }
     void set_exception(std::exception_ptr e) noexcept { exception_ = std::move(e); }
     void rethrow_if_failed()
     {
+        check_not_joined();
         observed_ = true;
         if (exception_)
             std::rethrow_exception(exception_);
@@ -75,7 +95,8 @@ private:
     spawned_promise_base* prev_ = nullptr; // the executor's list of live spawned tasks
     spawned_promise_base* next_ = nullptr;
     std::coroutine_handle<> self_;
-    std::coroutine_handle<> joiner_;
+    resumption start_;             // the executor's first resumption of the task
+    resumption* joiner_ = nullptr; // in the awaiter of whoever joins; it clears this if destroyed
     std::exception_ptr exception_; // what the task threw, if it did
     int refs_ = 2;                 // the executor's and the join handle's
     bool finished_ = false;
@@ -162,7 +183,8 @@ public:
     /// The value of a finished task, or rethrows its exception. Precondition: `done()`.
     T get()
     {
-        assert(done());
+        if (!done())
+            throw std::logic_error("coil: join_handle::get() before the task finished");
         return promise_->take();
     }
 
@@ -172,20 +194,35 @@ public:
     class awaiter {
     public:
         explicit awaiter(promise* p) noexcept : promise_(p) {}
-        bool await_ready() const noexcept { return promise_->finished(); }
-        void await_suspend(std::coroutine_handle<> h) noexcept { promise_->set_joiner(h); }
+        awaiter(const awaiter&) = delete;
+        awaiter& operator=(const awaiter&) = delete;
+        ~awaiter()
+        {
+            if (promise_ != nullptr)
+                promise_->drop_joiner(wake_);
+        }
+        bool await_ready() const
+        {
+            if (promise_ == nullptr)
+                throw std::logic_error("coil: co_await of an empty join_handle");
+            return promise_->finished();
+        }
+        void await_suspend(std::coroutine_handle<> h)
+        {
+            wake_.handle = h;
+            promise_->set_joiner(wake_);
+        }
         T await_resume() { return promise_->take(); }
 
     private:
         promise* promise_;
+        detail::resumption wake_;
     };
 
-    /// Waits for the task to finish; yields its value or rethrows its exception.
-    awaiter operator co_await() const noexcept
-    {
-        assert(promise_ && "awaiting an empty join_handle");
-        return awaiter(promise_);
-    }
+    /// Waits for the task to finish; yields its value or rethrows its exception. A handle is
+    /// joined once: awaiting it again (or while another coroutine awaits it) throws
+    /// `std::logic_error`, and so does awaiting an empty handle.
+    awaiter operator co_await() const noexcept { return awaiter(promise_); }
 
 private:
     void reset() noexcept

@@ -1,81 +1,107 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// `operation<Op>`: the one awaiting mechanism that makes every ring op `co_await`-able.
+/// `operation<Op>`: the one awaiting mechanism that makes every single-shot ring op
+/// `co_await`-able.
 ///
-/// An op is a small value type with two duties: prepare its SQE and turn the kernel's result
-/// into a `result<T>`. `operation<Op>` wraps it with the state the executor needs (the op
-/// record) and lives in the awaiting coroutine's frame, so awaiting an op allocates nothing.
-/// Once awaited it does not move: its address is what the executor's slot table points at.
+/// An op is a small value type with two duties: prepare its SQE and turn its completion into
+/// a `result<T>`. `operation<Op>` wraps it with the state the executor needs (the op record)
+/// and lives in the awaiting coroutine's frame, so awaiting an op allocates nothing. Once
+/// awaited it does not move: its address is what the executor's slot table points at.
+///
+/// To queue an SQE coil has not wrapped, write such an op type yourself: its `prepare` calls
+/// `ring.add_sqe(...)` (or any `add_*`), and `operation<your_op>` makes it awaitable, with
+/// cancellation, deadlines and shutdown handled like coil's own ops (docs/runtime.md).
 #pragma once
 
+#include <coil/io/completion.hpp>
 #include <coil/io/result.hpp>
 #include <coil/io/ring.hpp>
+#include <coil/runtime/detail/op_base.hpp>
 #include <coil/runtime/executor.hpp>
-#include <coil/runtime/op_base.hpp>
 #include <coil/runtime/task.hpp>
 
-#include <cassert>
 #include <cerrno>
 #include <chrono>
 #include <concepts>
 #include <coroutine>
 #include <cstdint>
-#include <memory>
-#include <stop_token>
+#include <stdexcept>
 #include <system_error>
 #include <utility>
 
 namespace coil {
 
-/// What an op type provides: `prepare` queues its SQE on the ring with the given user_data and
-/// flags; `complete` turns the kernel's result (`-errno` on failure) into a `result<T>`.
+/// What an op type provides: `prepare` queues its SQE on the ring with the given user_data
+/// and returns an empty error code (or `no_space` / `unsupported_operation` from the ring);
+/// `complete` turns its completion (result and flags) into a `result<T>`.
+///
+/// An op whose result is a new descriptor (openat, accept, socket) sets
+/// `static constexpr bool yields_descriptor = true`: if it completes after its awaiter was
+/// destroyed or the executor shut down, the runtime closes the descriptor.
 template <class Op>
-concept ring_op = requires(Op& op, io::ring& r, std::uint64_t ud, io::sqe_flags f,
-                           std::int32_t res) {
-    { op.prepare(r, ud, f) } noexcept -> std::same_as<std::error_code>;
-    op.complete(res);
+concept ring_op = requires(Op& op, io::ring& r, std::uint64_t ud, const io::completion& c) {
+    { op.prepare(r, ud) } noexcept -> std::same_as<std::error_code>;
+    op.complete(c);
 };
+
+namespace detail {
+template <class Op>
+constexpr bool yields_descriptor() noexcept
+{
+    if constexpr (requires { Op::yields_descriptor; })
+        return Op::yields_descriptor;
+    else
+        return false;
+}
+
+/// The error for a co_await of a coil op in a coroutine no executor runs.
+[[noreturn]] void throw_no_executor(); // runtime/executor.cpp
+} // namespace detail
 
 /// An awaitable ring operation. `co_await` it to run the op; it yields `result<T>`.
 ///
 /// - Lifetime: everything the op borrows (buffers, iovecs, paths) must stay valid until the
 ///   `co_await` completes. The kernel is never left holding memory of a destroyed awaiter:
 ///   destroying one whose op is still in flight cancels the op and waits for its completion.
-/// - Cancellation: a stop request on the awaiting task's stop token makes the executor submit
-///   `ASYNC_CANCEL` (at its next loop turn, whatever thread requested the stop); the coroutine
-///   resumes only after the op's own completion arrives, with
+/// - Cancellation: a stop request on the awaiting task's stop token cancels the op
+///   (`ASYNC_CANCEL`); the coroutine resumes only after the op's own completion arrives, with
 ///   `std::errc::operation_canceled` or, if the op won the race, its real result.
-/// - `with_timeout(d)` adds a linked timeout: if the op is still running after `d`, it ends
-///   with `std::errc::timed_out`.
+/// - `with_timeout(d)` gives the op a deadline `d` from the `co_await`: if it has not
+///   completed by then (whether still waiting to reach the kernel or in flight) it is
+///   cancelled and ends with `std::errc::timed_out`, unless it completed first.
+/// - Awaiting outside an executor throws `std::logic_error` (a misuse, not an I/O error).
 template <ring_op Op>
 class [[nodiscard]] operation : private detail::op_base {
 public:
-    using result_type = decltype(std::declval<Op&>().complete(std::int32_t{}));
+    using result_type = decltype(std::declval<Op&>().complete(std::declval<const io::completion&>()));
 
     explicit operation(Op op) noexcept : op_(std::move(op)) {}
 
-    /// Moving is allowed only before the operation is awaited.
-    operation(operation&& other) noexcept : op_(std::move(other.op_))
+    /// Moving is allowed only before the operation is awaited (throws `std::logic_error`
+    /// otherwise: the executor points at it).
+    operation(operation&& other) : op_(std::move(other.op_)), timeout_(other.timeout_)
     {
-        assert(other.state == detail::op_state::idle && "an awaited operation cannot move");
-        if (other.flags & has_deadline) {
-            std::construct_at(&timeout_.when, other.timeout_.when);
-            flags |= has_deadline;
-        }
+        if (other.state != detail::op_state::idle)
+            throw std::logic_error("coil: an operation cannot be moved once awaited");
     }
     operation& operator=(operation&&) = delete;
 
     ~operation()
     {
-        if (state > detail::op_state::done) // waiting or in flight
+        if (state == detail::op_state::waiting || state == detail::op_state::in_flight)
             owner->abandon(*this);
+        // Completed, but its coroutine never took the result (it was abandoned, or the
+        // executor shut down): a descriptor it produced belongs to nobody.
+        if constexpr (detail::yields_descriptor<Op>()) {
+            if (state == detail::op_state::done && !setup_error && last.result >= 0)
+                owner->close_orphan(last.result);
+        }
     }
 
-    /// Gives the op a deadline (an `IORING_OP_LINK_TIMEOUT` linked to it).
-    operation with_timeout(std::chrono::nanoseconds d) && noexcept
+    /// Gives the op a deadline `d` after its `co_await` starts.
+    operation with_timeout(std::chrono::nanoseconds d) &&
     {
-        std::construct_at(&timeout_.when, io::timespec64::from(d));
-        flags |= has_deadline;
+        timeout_ = d < std::chrono::nanoseconds::zero() ? std::chrono::nanoseconds::zero() : d;
         return std::move(*this);
     }
 
@@ -84,74 +110,70 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
-        // Read before the stop token's atomic load, which the compiler may not look past:
-        // for an op built in this coroutine it then knows the flags are clear.
-        const bool is_timed = timed();
         executor* ex = detail::executor_of(h);
-        assert(ex != nullptr && "co_await of a coil operation outside an executor");
+        if (ex == nullptr) [[unlikely]]
+            detail::throw_no_executor();
         owner = ex;
-        waiter = h;
-        if (is_timed) {
-            deadline = &timeout_.when;
-            timeout_result = 0; // read by await_resume even if the timeout never runs
-        }
-        stop_token = detail::stop_token_of(h);
-        if (stop_token != nullptr &&
-            detail::stop_requested_now(h, *stop_token, ex->stop_epoch())) [[unlikely]] {
-            flags &= has_deadline; // nothing left over from an earlier run
-            cancel_requested = false;
-            result = -ECANCELED; // cancelled before it was submitted
-            state = detail::op_state::done;
+        scope = detail::scope_of(h);
+        wake.handle = h;
+        prepare = &prepare_thunk;
+        cancel = &cancel_thunk;
+        cancel_requested = false;
+        timed_out = false;
+        setup_error = {};
+        if (timeout_ != no_timeout) [[unlikely]] {
+            ex->arm_timer(*this, detail::timer_heap::clock::now() + timeout_, &deadline_thunk);
+            if (ex->start(*this))
+                return true;
+            ex->disarm_timer(*this);
             return false;
         }
-        return ex->start(*this, is_timed, &prepare_thunk,
-                         [this](io::ring& r, std::uint64_t user_data,
-                                io::sqe_flags sqe_flags) noexcept {
-                             return op_.prepare(r, user_data, sqe_flags);
-                         });
+        return ex->start(*this, [this](io::ring& r, std::uint64_t user_data) noexcept {
+            return op_.prepare(r, user_data);
+        });
     }
 
     result_type await_resume()
     {
-        // Done: the executor holds nothing of it. Saying so here lets the compiler drop the
-        // destructor's check, which follows at once.
-        state = detail::op_state::idle;
-        if (flags != 0) [[unlikely]] {
-            if (flags & setup_failed) {
-                flags &= ~setup_failed;
-                return result_type(setup_error());
-            }
-            if (timeout_result == -ETIME && (result == -ECANCELED || result == -EINTR))
-                return result_type(std::make_error_code(std::errc::timed_out));
-        }
-        return op_.complete(result);
+        state = detail::op_state::idle; // the result is taken: the executor holds nothing of it
+        if (setup_error) [[unlikely]]
+            return result_type(setup_error);
+        if (timed_out && last.result == -ECANCELED) [[unlikely]]
+            return result_type(std::make_error_code(std::errc::timed_out));
+        return op_.complete(last);
     }
 
     /// The wrapped op value.
     const Op& op() const noexcept { return op_; }
 
 private:
-    static std::error_code prepare_thunk(op_base& base, io::ring& r, std::uint64_t user_data,
-                                         io::sqe_flags flags) noexcept
+    static constexpr std::chrono::nanoseconds no_timeout{-1};
+
+    static std::error_code prepare_thunk(op_base& base, io::ring& r,
+                                         std::uint64_t user_data) noexcept
     {
-        return static_cast<operation&>(base).op_.prepare(r, user_data, flags);
+        return static_cast<operation&>(base).op_.prepare(r, user_data);
+    }
+    static void cancel_thunk(detail::cancellable& c) noexcept
+    {
+        auto& op = static_cast<op_base&>(c);
+        op.owner->cancel(op);
+    }
+    static void deadline_thunk(detail::timer_entry& t) noexcept
+    {
+        auto& op = static_cast<op_base&>(t);
+        op.timed_out = true;
+        op.owner->cancel(op);
     }
 
-    // Storage for a deadline, left unwritten unless with_timeout() gives one: most ops have
-    // none, and an op record is built for every awaited op.
-    union deadline_storage {
-        deadline_storage() noexcept {}
-        io::timespec64 when;
-    };
-
     Op op_;
-    deadline_storage timeout_;
+    std::chrono::nanoseconds timeout_ = no_timeout;
 };
 
 /// Gives `op` a deadline: `co_await coil::with_timeout(coil::read(fd, buf), 100ms)` ends with
 /// `std::errc::timed_out` if the read has not completed after 100 ms.
 template <ring_op Op>
-operation<Op> with_timeout(operation<Op>&& op, std::chrono::nanoseconds d) noexcept
+operation<Op> with_timeout(operation<Op>&& op, std::chrono::nanoseconds d)
 {
     return std::move(op).with_timeout(d);
 }

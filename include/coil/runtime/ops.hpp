@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /// @file
 /// The awaitable file and descriptor operations: read, write, readv, writev, fsync, fdatasync,
-/// fallocate, poll, nop, openat, close, statx, and the timers behind sleep_for / sleep_until.
+/// fallocate, poll, nop, openat, close, statx; sleep_for / sleep_until (the executor's timer
+/// heap) and yield.
 ///
 /// Each function returns an `operation<...>` to `co_await`; it yields a `result<T>` holding the
 /// value or a `std::error_code` (`std::generic_category()` errno values). No I/O error throws.
@@ -50,65 +51,65 @@ inline result<void> void_result(std::int32_t res) noexcept
 }
 
 struct nop {
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_nop(ud, f);
+        return r.add_nop(ud);
     }
-    result<void> complete(std::int32_t res) const noexcept { return void_result(res); }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
 struct read {
     int fd;
     std::span<std::byte> buffer;
     std::uint64_t offset;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_read(fd, buffer, offset, ud, f);
+        return r.add_read(fd, buffer, offset, ud);
     }
-    result<std::size_t> complete(std::int32_t res) const noexcept { return size_result(res); }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
 };
 
 struct write {
     int fd;
     std::span<const std::byte> buffer;
     std::uint64_t offset;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_write(fd, buffer, offset, ud, f);
+        return r.add_write(fd, buffer, offset, ud);
     }
-    result<std::size_t> complete(std::int32_t res) const noexcept { return size_result(res); }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
 };
 
 struct readv {
     int fd;
     std::span<const ::iovec> buffers;
     std::uint64_t offset;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_readv(fd, buffers, offset, ud, f);
+        return r.add_readv(fd, buffers, offset, ud);
     }
-    result<std::size_t> complete(std::int32_t res) const noexcept { return size_result(res); }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
 };
 
 struct writev {
     int fd;
     std::span<const ::iovec> buffers;
     std::uint64_t offset;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_writev(fd, buffers, offset, ud, f);
+        return r.add_writev(fd, buffers, offset, ud);
     }
-    result<std::size_t> complete(std::int32_t res) const noexcept { return size_result(res); }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
 };
 
 struct fsync {
     int fd;
     io::fsync_mode mode;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_fsync(fd, mode, ud, f);
+        return r.add_fsync(fd, mode, ud);
     }
-    result<void> complete(std::int32_t res) const noexcept { return void_result(res); }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
 struct fallocate {
@@ -116,52 +117,53 @@ struct fallocate {
     int mode;
     std::uint64_t offset;
     std::uint64_t length;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_fallocate(fd, mode, offset, length, ud, f);
+        return r.add_fallocate(fd, mode, offset, length, ud);
     }
-    result<void> complete(std::int32_t res) const noexcept { return void_result(res); }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
 struct poll {
     int fd;
     std::uint32_t events;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_poll(fd, events, ud, io::poll_mode::oneshot, f);
+        return r.add_poll(fd, events, ud, io::poll_mode::oneshot);
     }
-    result<std::uint32_t> complete(std::int32_t res) const noexcept
+    result<std::uint32_t> complete(const io::completion& c) const noexcept
     {
-        if (res < 0)
-            return io::error_from_result(res);
-        return static_cast<std::uint32_t>(res);
+        if (c.result < 0)
+            return io::error_from_result(c.result);
+        return static_cast<std::uint32_t>(c.result);
     }
 };
 
 struct openat {
+    static constexpr bool yields_descriptor = true;
     int dirfd;
     const char* path;
     int flags;
     unsigned mode;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_openat(dirfd, path, flags, mode, ud, f);
+        return r.add_openat(dirfd, path, flags, mode, ud);
     }
-    result<int> complete(std::int32_t res) const noexcept
+    result<int> complete(const io::completion& c) const noexcept
     {
-        if (res < 0)
-            return io::error_from_result(res);
-        return res;
+        if (c.result < 0)
+            return io::error_from_result(c.result);
+        return c.result;
     }
 };
 
 struct close {
     int fd;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_close(fd, ud, f);
+        return r.add_close(fd, ud);
     }
-    result<void> complete(std::int32_t res) const noexcept { return void_result(res); }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
 struct statx {
@@ -170,25 +172,11 @@ struct statx {
     int flags;
     unsigned mask;
     struct ::statx* out;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_statx(dirfd, path, flags, mask, out, ud, f);
+        return r.add_statx(dirfd, path, flags, mask, out, ud);
     }
-    result<void> complete(std::int32_t res) const noexcept { return void_result(res); }
-};
-
-/// A timer. It lives in the awaiter, so the timespec the kernel reads stays put.
-struct timer {
-    io::timespec64 when;
-    io::timeout_clock clock;
-    std::error_code prepare(io::ring& r, std::uint64_t ud, io::sqe_flags f) noexcept
-    {
-        return r.add_timeout(&when, 0, clock, ud, f);
-    }
-    result<void> complete(std::int32_t res) const noexcept
-    {
-        return res == -ETIME ? result<void>() : void_result(res); // -ETIME: the timer fired
-    }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
 } // namespace ops
@@ -267,29 +255,99 @@ inline operation<ops::statx> statx(int dirfd, const char* path, int flags, unsig
     return operation<ops::statx>({dirfd, path, flags, mask, out});
 }
 
-/// Suspends the task for `d` (an `IORING_OP_TIMEOUT`). Yields success when the time has
-/// passed, `operation_canceled` when cancelled first.
-inline operation<ops::timer> sleep_for(std::chrono::nanoseconds d) noexcept
+/// The awaiter of `sleep_for` / `sleep_until`: a timer in the executor's timer heap (no SQE,
+/// no system call). Yields success when the time has come, `operation_canceled` when a stop
+/// request came first. Destroying it disarms the timer.
+class [[nodiscard]] sleep_awaiter : private detail::cancellable, private detail::timer_entry {
+public:
+    using clock = std::chrono::steady_clock;
+    explicit sleep_awaiter(clock::time_point when) noexcept : when_(when) {}
+    sleep_awaiter(sleep_awaiter&& other) noexcept : when_(other.when_) {}
+
+    bool await_ready() const noexcept { return false; }
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> h)
+    {
+        executor* ex = detail::executor_of(h);
+        if (ex == nullptr) [[unlikely]]
+            detail::throw_no_executor();
+        executor_ = ex;
+        cancelled_ = false;
+        detail::stop_scope* scope = detail::scope_of(h);
+        if (scope != nullptr && scope->stop_requested()) {
+            cancelled_ = true;
+            return false;
+        }
+        wake_.handle = h;
+        cancel = &cancel_thunk;
+        if (scope != nullptr)
+            scope->add(*this);
+        ex->arm_timer(*this, when_, &fire_thunk);
+        return true;
+    }
+
+    result<void> await_resume() noexcept
+    {
+        if (cancelled_)
+            return std::make_error_code(std::errc::operation_canceled);
+        return {};
+    }
+
+private:
+    static void fire_thunk(detail::timer_entry& t) noexcept
+    {
+        auto& self = static_cast<sleep_awaiter&>(t);
+        self.detail::cancellable::unlink();
+        self.executor_->schedule(self.wake_);
+    }
+    static void cancel_thunk(detail::cancellable& c) noexcept
+    {
+        auto& self = static_cast<sleep_awaiter&>(c);
+        self.executor_->disarm_timer(self);
+        self.cancelled_ = true;
+        self.executor_->schedule(self.wake_);
+    }
+
+    clock::time_point when_;
+    executor* executor_ = nullptr;
+    detail::resumption wake_;
+    bool cancelled_ = false;
+};
+
+/// Suspends the task for `d`. Yields success when the time has passed, `operation_canceled`
+/// when cancelled first.
+inline sleep_awaiter sleep_for(std::chrono::nanoseconds d) noexcept
 {
-    return operation<ops::timer>({io::timespec64::from(d), io::timeout_clock::relative});
+    return sleep_awaiter(std::chrono::steady_clock::now() +
+                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
 }
 
 /// Suspends the task until `t` on the steady (CLOCK_MONOTONIC) clock.
-inline operation<ops::timer> sleep_until(std::chrono::steady_clock::time_point t) noexcept
+inline sleep_awaiter sleep_until(std::chrono::steady_clock::time_point t) noexcept
 {
-    return operation<ops::timer>(
-        {io::timespec64::from(t.time_since_epoch()), io::timeout_clock::absolute});
+    return sleep_awaiter(t);
 }
 
 /// Lets every other ready task run before this one continues. Does not enter the kernel.
-struct yield_awaiter {
+class [[nodiscard]] yield_awaiter {
+public:
+    yield_awaiter() noexcept = default;
+    yield_awaiter(yield_awaiter&&) noexcept {}
     bool await_ready() const noexcept { return false; }
     template <class Promise>
-    void await_suspend(std::coroutine_handle<Promise> h) const
+    void await_suspend(std::coroutine_handle<Promise> h)
     {
-        detail::executor_of(h)->schedule(h);
+        executor* ex = detail::executor_of(h);
+        if (ex == nullptr) [[unlikely]]
+            detail::throw_no_executor();
+        wake_.handle = h;
+        ex->schedule(wake_);
     }
     void await_resume() const noexcept {}
+
+private:
+    detail::resumption wake_;
 };
 inline yield_awaiter yield() noexcept { return {}; }
 

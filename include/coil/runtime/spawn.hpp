@@ -22,15 +22,17 @@ spawned_coroutine<T> drive(task<T> t)
         co_return co_await std::move(t);
 }
 
-/// Makes the executor current on this thread for a scope, restoring the previous one after.
-class current_executor_scope {
+/// Marks a `run()` active on `ex` for a scope: makes `ex` current on this thread and refuses a
+/// nested run or one from a foreign thread (`std::logic_error`). Defined in executor.cpp.
+class run_scope {
 public:
-    explicit current_executor_scope(executor* ex) noexcept;
-    ~current_executor_scope();
-    current_executor_scope(const current_executor_scope&) = delete;
-    current_executor_scope& operator=(const current_executor_scope&) = delete;
+    explicit run_scope(executor& ex);
+    ~run_scope();
+    run_scope(const run_scope&) = delete;
+    run_scope& operator=(const run_scope&) = delete;
 
 private:
+    executor& executor_;
     executor* previous_;
 };
 
@@ -42,14 +44,14 @@ join_handle<T> executor::spawn(task<T> t)
     auto coroutine = detail::drive(std::move(t));
     auto& promise = coroutine.handle.promise();
     track(promise);
-    schedule(coroutine.handle);
+    schedule(promise.start_);
     return join_handle<T>(&promise);
 }
 
 template <class T>
 T executor::run(task<T> t)
 {
-    detail::current_executor_scope scope(this);
+    detail::run_scope scope(*this);
     join_handle<T> root = spawn(std::move(t));
     run_loop();
     if (!root.done())

@@ -3,6 +3,8 @@
 /// `task<T>`: coil's lazy, move-only coroutine type.
 #pragma once
 
+#include <coil/runtime/detail/stop_scope.hpp>
+
 #include <cassert>
 #include <concepts>
 #include <coroutine>
@@ -23,24 +25,15 @@ class executor;
 
 namespace detail {
 
-/// Tells `ex` that some stop source was triggered, so that it looks for ops to cancel. Safe
-/// from any thread. Defined in runtime/executor.cpp.
-void notify_stop_requested(executor* ex) noexcept;
 /// The executor running on this thread, or null. Defined in runtime/executor.cpp.
 executor* running_executor() noexcept;
 
-/// A stop callback that wakes the executor's search for cancelled ops.
-struct stop_notifier {
-    executor* ex;
-    void operator()() const noexcept { notify_stop_requested(ex); }
-};
-
-/// What every coil coroutine promise carries: who to resume when it ends, and the stop token
-/// that the operations it awaits observe.
+/// What every coil coroutine promise carries: who to resume when it ends, the executor it
+/// runs on, and the stop scope that the operations it awaits join.
 ///
-/// The token is held by pointer: a task points at the token of whoever awaits it (which
-/// outlives it), or at its own when given one with `with_stop_token`. Passing a token down a
-/// chain of awaits thus costs no atomic reference counting, and an op reads it with one load.
+/// The scope is held by pointer: a task uses the scope of whoever awaits it (which outlives
+/// it), or its own when given a token with `with_stop_token`. Passing a scope down a chain of
+/// awaits thus costs nothing, and an op reads one pointer to find it.
 class promise_base {
 public:
     std::coroutine_handle<> continuation() const noexcept { return continuation_; }
@@ -50,46 +43,25 @@ public:
     executor* owning_executor() const noexcept { return executor_; }
     void set_owning_executor(executor* ex) noexcept { executor_ = ex; }
 
-    /// The token this coroutine's ops observe, or null when nothing can stop them.
-    const std::stop_token* stop_token_ptr() const noexcept { return token_; }
+    /// The scope this coroutine's ops join, or null when nothing can stop them.
+    stop_scope* scope() const noexcept { return scope_; }
 
-    /// Uses `token` (owned by an ancestor or a child group, which outlive this coroutine)
-    /// unless the coroutine has a token of its own.
-    void inherit_stop_token(const std::stop_token* token) noexcept
+    /// Starts the coroutine under `parent` (its awaiter's scope, which outlives it) on `ex`,
+    /// unless it has a token of its own: then its own scope, made now on `ex`.
+    void enter_scope(executor* ex, stop_scope* parent)
     {
+        executor_ = ex;
         if (!own_) {
-            token_ = token;
-            stop_epoch_seen_ = 0;
+            scope_ = parent;
+        } else if (ex != nullptr && !own_->scope) {
+            scope_ = &own_->scope.emplace(*ex, own_->token);
         }
     }
 
-    /// Gives the coroutine a token of its own (`with_stop_token`).
-    void set_stop_token(std::stop_token token) noexcept
+    /// Gives the coroutine a token of its own (`with_stop_token`). Before it starts only.
+    void set_stop_token(std::stop_token token)
     {
-        if (!token.stop_possible()) {
-            own_.reset();
-            token_ = nullptr;
-            return;
-        }
         own_ = std::make_unique<own_stop>(std::move(token));
-        token_ = &own_->token;
-        stop_epoch_seen_ = 0;
-    }
-
-    /// Whether the token must be read before an op starts: false when this coroutine found it
-    /// unstopped during the executor's current stop epoch (`executor::stop_epoch()`), which
-    /// changes whenever the executor learns of a stop request. Reading the token is three
-    /// dependent loads; this is one compare.
-    bool stop_check_due(std::uint32_t epoch) const noexcept { return stop_epoch_seen_ != epoch; }
-    /// Records that the token was found unstopped during `epoch`.
-    void stop_checked(std::uint32_t epoch) noexcept { stop_epoch_seen_ = epoch; }
-
-    /// Once the coroutine starts on `ex`: a stop request on its own token makes `ex` look
-    /// for ops to cancel. (Inherited tokens are watched by whoever owns them.)
-    void watch_own_stop_token(executor* ex)
-    {
-        if (ex != nullptr && own_ && !own_->watch)
-            own_->watch.emplace(own_->token, stop_notifier{ex});
     }
 
     /// Resumes the continuation by symmetric transfer, so long chains of tasks that complete
@@ -108,22 +80,21 @@ public:
 private:
     std::coroutine_handle<> continuation_;
     executor* executor_ = nullptr;
-    const std::stop_token* token_ = nullptr;
-    std::uint32_t stop_epoch_seen_ = 0; // executor epochs start at 1: the first op reads token_
-    // A token of the coroutine's own (with_stop_token) and the callback that watches it. Rare,
-    // so kept out of line: every task frame would otherwise carry about 60 bytes for it.
+    stop_scope* scope_ = nullptr;
+    // A token of the coroutine's own (with_stop_token) and, once started, its scope. Rare, so
+    // kept out of line.
     struct own_stop {
         explicit own_stop(std::stop_token t) noexcept : token(std::move(t)) {}
         std::stop_token token;
-        std::optional<std::stop_callback<stop_notifier>> watch;
+        std::optional<stop_scope> scope;
     };
     std::unique_ptr<own_stop> own_;
 };
 
-/// Detects a coil promise (one that carries a stop token) at a suspension point.
+/// Detects a coil promise (one that carries a stop scope) at a suspension point.
 template <class Promise>
-concept has_stop_token = requires(const Promise& p) {
-    { p.stop_token_ptr() } -> std::convertible_to<const std::stop_token*>;
+concept has_stop_scope = requires(const Promise& p) {
+    { p.scope() } -> std::convertible_to<stop_scope*>;
 };
 
 /// Detects a promise that knows its executor.
@@ -143,41 +114,12 @@ executor* executor_of(std::coroutine_handle<Promise> h) noexcept
     return running_executor();
 }
 
-/// Detects a promise that remembers when it last found its stop token unstopped.
+/// The stop scope of the coroutine behind `h`, or null when it has none.
 template <class Promise>
-concept has_stop_epoch = requires(Promise& p, std::uint32_t e) {
-    { p.stop_check_due(e) } -> std::same_as<bool>;
-    p.stop_checked(e);
-};
-
-/// Whether `token` (the stop token of the coroutine behind `h`) has been stopped, for an op
-/// about to start on an executor whose stop epoch is `epoch`. A coroutine that already found
-/// it unstopped during this epoch skips reading it: a stop requested since then either moved
-/// the epoch (a stop on the executor's thread) or is still pending in the executor, whose
-/// search for stopped ops at its next loop turn cancels this op too.
-template <class Promise>
-bool stop_requested_now(std::coroutine_handle<Promise> h, const std::stop_token& token,
-                        std::uint32_t epoch) noexcept
+stop_scope* scope_of(std::coroutine_handle<Promise> h) noexcept
 {
-    if constexpr (has_stop_epoch<Promise>) {
-        Promise& p = h.promise();
-        if (!p.stop_check_due(epoch))
-            return false;
-        if (token.stop_requested())
-            return true;
-        p.stop_checked(epoch);
-        return false;
-    } else {
-        return token.stop_requested();
-    }
-}
-
-/// The stop token of the coroutine behind `h`, or null when it has none.
-template <class Promise>
-const std::stop_token* stop_token_of(std::coroutine_handle<Promise> h) noexcept
-{
-    if constexpr (has_stop_token<Promise>)
-        return h.promise().stop_token_ptr();
+    if constexpr (has_stop_scope<Promise>)
+        return h.promise().scope();
     else
         return nullptr;
 }
@@ -281,11 +223,7 @@ public:
             auto& child = handle_.promise();
             child.set_continuation(parent);
             // A token set explicitly on the child (with_stop_token) wins over the parent's.
-            if constexpr (detail::has_stop_token<Promise>)
-                child.inherit_stop_token(parent.promise().stop_token_ptr());
-            executor* ex = detail::executor_of(parent);
-            child.set_owning_executor(ex);
-            child.watch_own_stop_token(ex);
+            child.enter_scope(detail::executor_of(parent), detail::scope_of(parent));
             return handle_;
         }
 
@@ -350,8 +288,8 @@ struct get_stop_token_t {
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h) noexcept
     {
-        if (const std::stop_token* token = detail::stop_token_of(h))
-            token_ = *token;
+        if (const detail::stop_scope* scope = detail::scope_of(h))
+            token_ = scope->token();
         return false;
     }
     std::stop_token await_resume() noexcept { return std::move(token_); }

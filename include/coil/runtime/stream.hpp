@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// `stream<Op>`: a multishot op (one SQE, many completions) as a stream a coroutine reads with
+/// `co_await s.next()`.
+///
+/// @code
+/// coil::stream ready = coil::poll_multishot(fd, POLLIN);
+/// while (auto event = co_await ready.next()) {   // std::optional<result<std::uint32_t>>
+///     if (!*event) break;                          // an error ends the stream
+///     drain(fd);
+/// }
+/// @endcode
+///
+/// - The op starts at the first `next()` and keeps its slot in the executor until its final
+///   completion (the one without `IORING_CQE_F_MORE`).
+/// - Completions that arrive while nobody awaits are buffered in the stream, in order. The
+///   buffer has a bound (`stream_options::bound`, 64 by default): when it is reached the
+///   stream pauses the op (ASYNC_CANCEL) and re-arms it once the consumer has emptied the
+///   buffer. Completions that arrive between the pause and the final completion are still
+///   kept, so nothing the kernel posted is lost or reordered; what happens meanwhile at the
+///   source (a readiness, a tick) is observed again after the re-arm.
+/// - A final completion with a value (the kernel ended the multishot, e.g. after a CQ overflow)
+///   is delivered and the op is re-armed at the next `next()` if the op allows it
+///   (`rearm_after`); a final error is delivered once, after which `next()` yields `nullopt`.
+/// - A stop request on the awaiting task's token (or `stop()`) cancels the op; the stream ends
+///   with `operation_canceled` after its final completion has been reaped.
+/// - Destroying the stream with its op in flight cancels it and waits for the final
+///   completion, like any awaiter. One coroutine at a time may await `next()`.
+#pragma once
+
+#include <coil/io/completion.hpp>
+#include <coil/io/result.hpp>
+#include <coil/io/ring.hpp>
+#include <coil/runtime/detail/op_base.hpp>
+#include <coil/runtime/executor.hpp>
+#include <coil/runtime/operation.hpp>
+
+#include <cerrno>
+#include <concepts>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace coil {
+
+/// What a multishot op type provides: `prepare` (as for `ring_op`), `complete` turning each
+/// completion into a `result<T>`, and `rearm_after(final)`, which says whether a final
+/// completion carrying a value (not an error) should be followed by a re-arm.
+template <class Op>
+concept multishot_op = ring_op<Op> && requires(Op& op, const io::completion& c) {
+    { op.rearm_after(c) } -> std::same_as<bool>;
+};
+
+/// Stream settings.
+struct stream_options {
+    /// Completions buffered before the stream pauses its op. At least 1.
+    std::size_t bound = 64;
+};
+
+template <multishot_op Op>
+class [[nodiscard]] stream : private detail::op_base {
+public:
+    using result_type = decltype(std::declval<Op&>().complete(std::declval<const io::completion&>()));
+
+    explicit stream(Op op, stream_options options = {})
+        : op_(std::move(op)), bound_(options.bound == 0 ? 1 : options.bound)
+    {
+        buffer_.reserve(bound_ + 4);
+        on_completion = &on_completion_thunk;
+        prepare = &prepare_thunk;
+        cancel = &cancel_thunk;
+    }
+    stream(stream&& other)
+        : op_(std::move(other.op_)), bound_(other.bound_)
+    {
+        if (other.state != detail::op_state::idle || other.started_)
+            throw std::logic_error("coil: a stream cannot be moved once started");
+        buffer_.reserve(bound_ + 4);
+        on_completion = &on_completion_thunk;
+        prepare = &prepare_thunk;
+        cancel = &cancel_thunk;
+    }
+    stream& operator=(stream&&) = delete;
+
+    ~stream()
+    {
+        if (state == detail::op_state::waiting || state == detail::op_state::in_flight)
+            owner->abandon(*this);
+    }
+
+    class next_awaiter {
+    public:
+        explicit next_awaiter(stream& s) noexcept : stream_(s) {}
+        bool await_ready() const noexcept { return stream_.has_next(); }
+        template <class Promise>
+        bool await_suspend(std::coroutine_handle<Promise> h)
+        {
+            return stream_.suspend(h, detail::executor_of(h), detail::scope_of(h));
+        }
+        std::optional<result_type> await_resume() { return stream_.take(); }
+
+    private:
+        stream& stream_;
+    };
+
+    /// Waits for the next completion: yields its result, or `nullopt` once the stream ended.
+    next_awaiter next() noexcept { return next_awaiter(*this); }
+
+    /// Ends the stream: its op is cancelled, and `next()` yields `operation_canceled` (after
+    /// any completions already buffered) once its final completion is reaped.
+    void stop() noexcept
+    {
+        stopping_ = true;
+        if (state == detail::op_state::in_flight || state == detail::op_state::waiting)
+            owner->cancel(*this);
+        else if (!ended_)
+            end_with(std::make_error_code(std::errc::operation_canceled));
+    }
+
+    /// Whether every completion was taken and no more will come.
+    bool ended() const noexcept { return ended_ && head_ == buffer_.size(); }
+    /// Completions buffered now.
+    std::size_t buffered() const noexcept { return buffer_.size() - head_; }
+    /// Times the op was paused because the buffer reached its bound.
+    std::size_t pauses() const noexcept { return pauses_; }
+    /// Times the op was started (1 + re-arms).
+    std::size_t arms() const noexcept { return arms_; }
+    /// The wrapped op value.
+    const Op& op() const noexcept { return op_; }
+
+private:
+    bool has_next() const noexcept { return head_ != buffer_.size() || ended_; }
+
+    bool suspend(std::coroutine_handle<> h, executor* ex, detail::stop_scope* scope)
+    {
+        if (ex == nullptr) [[unlikely]]
+            detail::throw_no_executor();
+        if (waiting_consumer_)
+            throw std::logic_error("coil: two coroutines await the same stream");
+        wake.handle = h;
+        if (state == detail::op_state::in_flight || state == detail::op_state::waiting) {
+            waiting_consumer_ = true;
+            return true;
+        }
+        // Not armed: first next(), or after a pause or an end the op allows a re-arm after.
+        owner = ex;
+        this->scope = scope;
+        cancel_requested = false;
+        setup_error = {};
+        started_ = true;
+        ++arms_;
+        if (stopping_ || (scope != nullptr && scope->stop_requested())) {
+            end_with(std::make_error_code(std::errc::operation_canceled));
+            return false;
+        }
+        if (!ex->start(*this)) {
+            // It ended at once: shut down, unsupported, or cancelled before it started.
+            end_with(setup_error ? setup_error
+                                 : std::make_error_code(std::errc::operation_canceled));
+            return false;
+        }
+        waiting_consumer_ = true;
+        return true;
+    }
+
+    std::optional<result_type> take()
+    {
+        waiting_consumer_ = false;
+        // Empty here only once the stream ended: the consumer is resumed when a completion is
+        // buffered or the stream ends, never for a pause.
+        if (head_ == buffer_.size())
+            return std::nullopt;
+        const io::completion c = buffer_[head_++];
+        if (head_ == buffer_.size()) {
+            buffer_.clear();
+            head_ = 0;
+        }
+        if (c.user_data == end_marker)
+            return result_type(end_error_);
+        return op_.complete(c);
+    }
+
+    // Ends the stream with `error`, delivered after what is buffered.
+    void end_with(std::error_code error) noexcept
+    {
+        ended_ = true;
+        end_error_ = error;
+        buffer_.push_back(io::completion{end_marker, 0, 0});
+    }
+
+    static bool on_completion_thunk(op_base& base, const io::completion& c) noexcept
+    {
+        return static_cast<stream&>(base).on_completion_(c);
+    }
+    bool on_completion_(const io::completion& c) noexcept
+    {
+        if (c.more()) {
+            buffer_.push_back(c);
+            if (buffered() >= bound_ && !cancel_requested) {
+                paused_ = true;
+                ++pauses_;
+                owner->cancel(*this);
+            }
+            return wake_consumer();
+        }
+        // The final completion: the op has left the executor.
+        if (c.result == -ECANCELED && paused_ && !stopping_) {
+            paused_ = false;
+            // Normally re-armed by the next next() once the buffer is empty; if the consumer
+            // already emptied it and waits, re-arm now.
+            if (waiting_consumer_ && buffered() == 0)
+                return rearm();
+            return false;
+        }
+        paused_ = false;
+        if (c.result < 0) {
+            ended_ = true;
+            buffer_.push_back(c);
+        } else if (stopping_) {
+            buffer_.push_back(c); // its value, then the end
+            end_with(std::make_error_code(std::errc::operation_canceled));
+        } else {
+            buffer_.push_back(c);
+            if (!op_.rearm_after(c))
+                ended_ = true;
+        }
+        return wake_consumer();
+    }
+
+    // Whether the consumer must be resumed: once per suspension.
+    bool wake_consumer() noexcept { return std::exchange(waiting_consumer_, false); }
+
+    // Starts the op again for a waiting consumer, from the completion handler.
+    bool rearm() noexcept
+    {
+        ++arms_;
+        cancel_requested = false;
+        if (owner->start(*this))
+            return false; // in flight again; the consumer keeps waiting
+        end_with(setup_error ? setup_error : std::make_error_code(std::errc::operation_canceled));
+        return wake_consumer();
+    }
+
+    static std::error_code prepare_thunk(op_base& base, io::ring& r,
+                                         std::uint64_t user_data) noexcept
+    {
+        return static_cast<stream&>(base).op_.prepare(r, user_data);
+    }
+    static void cancel_thunk(detail::cancellable& c) noexcept
+    {
+        auto& self = static_cast<stream&>(static_cast<op_base&>(c));
+        self.stopping_ = true;
+        self.owner->cancel(self);
+    }
+
+    // Marks the buffered entry that stands for end_error_ (no kernel completion has this
+    // user_data: the executor's are slot-encoded).
+    static constexpr std::uint64_t end_marker = ~std::uint64_t{0};
+
+    Op op_;
+    std::size_t bound_;
+    std::error_code end_error_;
+    std::vector<io::completion> buffer_; // completions not yet taken, from head_ on
+    std::size_t head_ = 0;
+    std::size_t pauses_ = 0;
+    std::size_t arms_ = 0;
+    bool started_ = false;
+    bool paused_ = false;           // cancelled because the buffer reached its bound
+    bool stopping_ = false;         // stop() or a stop request: end, do not re-arm
+    bool ended_ = false;            // no completion will be added
+    bool waiting_consumer_ = false; // a coroutine awaits next()
+};
+
+namespace ops {
+
+/// Multishot poll: a completion (the revents) every time `fd` becomes ready for `events`.
+struct poll_multishot {
+    int fd;
+    std::uint32_t events;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_poll(fd, events, ud, io::poll_mode::multishot);
+    }
+    result<std::uint32_t> complete(const io::completion& c) const noexcept
+    {
+        if (c.result < 0)
+            return io::error_from_result(c.result);
+        return static_cast<std::uint32_t>(c.result);
+    }
+    /// The kernel ends a multishot poll with a value only when it must (a CQ overflow): arm
+    /// it again.
+    bool rearm_after(const io::completion&) const noexcept { return true; }
+};
+
+} // namespace ops
+
+/// A stream of readiness events on `fd` (`IORING_OP_POLL_ADD` with `IORING_POLL_ADD_MULTI`).
+inline stream<ops::poll_multishot> poll_multishot(int fd, std::uint32_t events,
+                                                  stream_options options = {})
+{
+    return stream<ops::poll_multishot>({fd, events}, options);
+}
+
+} // namespace coil
