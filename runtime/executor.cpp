@@ -570,8 +570,20 @@ void executor::shutdown() noexcept
         // 3. Drain until the kernel holds nothing of ours.
         while (ring_.outstanding() != 0)
             drain_once("draining the ring at shutdown");
-        wake_armed_ = false;
+    } else {
+        // The ops in flight are the parent's: forget this copy of them, so that destroying
+        // their awaiters below neither cancels nor waits (nor closes a "result" that is not).
+        for (slot& s : slots_) {
+            if (s.op != nullptr) {
+                s.op->detail::cancellable::unlink();
+                s.op->state = detail::op_state::idle;
+                s.op = nullptr;
+            }
+        }
+        in_flight_ = 0;
+        pending_cancels_.clear();
     }
+    wake_armed_ = false;
 
     // 4. Only now free: drop the resumptions and the frames of tasks that did not finish.
     //    Destroying a frame destroys its awaiters, which give up their timers and links.

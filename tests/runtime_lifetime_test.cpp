@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: MIT
+// Regression tests for lifetime defects: a frame destroyed while its resumption is queued, a
+// joiner destroyed before the task it joins ends, descriptors that arrive for nobody, a detached
+// task's exception, and a forked child that inherits a running executor.
+
+#include "runtime_test_support.hpp"
+
+#include <coil/coil.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using coil_test::bytes_of;
+using coil_test::frame_census;
+using coil_test::frame_guard;
+
+namespace {
+
+std::size_t open_fd_count()
+{
+    std::size_t n = 0;
+    DIR* dir = ::opendir("/proc/self/fd");
+    REQUIRE(dir != nullptr);
+    while (const dirent* e = ::readdir(dir))
+        n += e->d_name[0] != '.';
+    ::closedir(dir);
+    return n;
+}
+
+coil::task<void> blocked_read(frame_guard guard, int fd, bool& resumed)
+{
+    std::array<std::byte, 64> buffer{};
+    auto r = co_await coil::read(fd, buffer);
+    (void)r;
+    resumed = true;
+    (void)guard;
+}
+
+coil::task<void> one_nop(frame_guard guard, bool& resumed)
+{
+    auto r = co_await coil::nop();
+    (void)r;
+    resumed = true;
+    (void)guard;
+}
+
+} // namespace
+
+TEST_CASE("runtime: a frame destroyed while its resumption is queued is never resumed",
+          "[runtime][lifetime]")
+{
+    // C reads an empty pipe; B awaits a nop. C's read reaches the kernel; destroying C drains
+    // the ring (abandon), during which B's nop completes and B is queued to resume. Then B is
+    // destroyed too. The next loop turn must not resume B's freed frame.
+    auto p = coil_test::make_pipe();
+    frame_census frames(2);
+    bool c_resumed = false;
+    bool b_resumed = false;
+    coil::executor ex;
+    auto root = [&]() -> coil::task<int> {
+        coil::task<void> c = blocked_read(frame_guard(frames, 0), p.read_end.get(), c_resumed);
+        c.handle().resume(); // C's read is queued
+        co_await coil::yield(); // ... and submitted: in flight
+        REQUIRE(ex.in_flight() == 1);
+        coil::task<void> b = one_nop(frame_guard(frames, 1), b_resumed);
+        b.handle().resume(); // B's nop is queued, not yet submitted
+        c = coil::task<void>(); // abandon: cancel C's read and drain; B's nop completes meanwhile
+        REQUIRE(frames.destroyed == 1);
+        REQUIRE_FALSE(b.done());
+        b = coil::task<void>(); // B's resumption is queued: destroying B must revoke it
+        REQUIRE(frames.destroyed == 2);
+        auto n = co_await coil::nop();
+        REQUIRE(n.ok());
+        co_return 1;
+    };
+    CHECK(ex.run(root()) == 1);
+    CHECK_FALSE(c_resumed);
+    CHECK_FALSE(b_resumed);
+    CHECK(frames.each_destroyed_once());
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: a coroutine awaiting a join_handle that is destroyed is not resumed when "
+          "the task ends",
+          "[runtime][lifetime]")
+{
+    frame_census frames(1);
+    bool joiner_resumed = false;
+    coil::executor ex;
+    auto worker = []() -> coil::task<int> {
+        for (int i = 0; i < 5; ++i)
+            co_await coil::yield();
+        co_return 7;
+    };
+    auto joiner = [](frame_guard guard, coil::join_handle<int>& h, bool& resumed) -> coil::task<void> {
+        int v = co_await h;
+        (void)v;
+        resumed = true;
+        (void)guard;
+    };
+    auto root = [&]() -> coil::task<int> {
+        coil::join_handle<int> h = ex.spawn(worker());
+        {
+            coil::task<void> j = joiner(frame_guard(frames, 0), h, joiner_resumed);
+            j.handle().resume(); // suspends in co_await h
+        } // destroyed while it awaits the handle
+        REQUIRE(frames.destroyed == 1);
+        for (int i = 0; i < 10; ++i) // the worker ends meanwhile
+            co_await coil::yield();
+        REQUIRE(h.done());
+        co_return h.get();
+    };
+    CHECK(ex.run(root()) == 7);
+    CHECK_FALSE(joiner_resumed);
+}
+
+TEST_CASE("runtime: 500 opens whose tasks are destroyed leak no descriptor", "[runtime][lifetime]")
+{
+    coil_test::temp_dir dir;
+    (void)dir.create_file("data", bytes_of("data"));
+    const std::string path = dir.file("data");
+    const std::size_t before = open_fd_count();
+    std::uint64_t closed = 0;
+    {
+    coil::executor ex;
+    auto opener = [](std::string path) -> coil::task<void> {
+        auto f = co_await coil::file::open(path);
+        (void)f;
+    };
+    auto root = [&]() -> coil::task<void> {
+        for (int round = 0; round < 5; ++round) {
+            std::vector<coil::task<void>> tasks;
+            for (int i = 0; i < 100; ++i) {
+                tasks.push_back(opener(path));
+                tasks.back().handle().resume(); // its openat is queued
+            }
+            if (round % 2 == 1)
+                co_await coil::yield(); // and submitted, on odd rounds
+            tasks.clear(); // each destroyed while its openat is queued or in flight
+        }
+        co_return;
+    };
+    ex.run(root());
+    closed = ex.stats().orphans_closed;
+    }
+    CHECK(open_fd_count() == before);
+    CHECK(closed > 0); // some opens completed for nobody, and were closed
+}
+
+TEST_CASE("runtime: opens in flight at shutdown leak no descriptor", "[runtime][lifetime][shutdown]")
+{
+    coil_test::temp_dir dir;
+    (void)dir.create_file("data", bytes_of("data"));
+    const std::string path = dir.file("data");
+    const std::size_t before = open_fd_count();
+    {
+        coil::executor ex;
+        auto opener = [](std::string path) -> coil::task<void> {
+            auto f = co_await coil::file::open(path);
+            (void)f;
+            co_await coil::sleep_for(std::chrono::hours(1)); // never ends on its own
+        };
+        auto root = [&]() -> coil::task<void> {
+            for (int i = 0; i < 300; ++i)
+                ex.spawn(opener(path)).detach();
+            co_await coil::yield();
+            ex.stop();
+            co_await coil::yield();
+        };
+        CHECK_THROWS_AS(ex.run(root()), std::system_error);
+    }
+    CHECK(open_fd_count() == before);
+}
+
+TEST_CASE("runtime: a detached task's exception is reported when its handle is dropped after it "
+          "finished",
+          "[runtime][lifetime][exceptions]")
+{
+    coil::executor ex;
+    auto thrower = []() -> coil::task<void> {
+        co_await coil::yield();
+        throw std::runtime_error("lost?");
+    };
+    auto root = [&]() -> coil::task<void> {
+        auto h = ex.spawn(thrower());
+        for (int i = 0; i < 5; ++i)
+            co_await coil::yield();
+        REQUIRE(h.done());
+        REQUIRE(ex.stats().unhandled_exceptions == 0); // someone may still join it
+        h.detach();                                    // nobody will
+    };
+    ex.run(root());
+    CHECK(ex.stats().unhandled_exceptions == 1);
+}
+
+TEST_CASE("runtime: a forked child that stops its inherited executor leaves the parent's reads "
+          "alone",
+          "[runtime][lifetime][fork]")
+{
+    auto p = coil_test::make_pipe();
+    const bool sqpoll = GENERATE(false, true);
+    CAPTURE(sqpoll);
+    coil::executor_options options;
+    options.ring.sqpoll = sqpoll;
+    std::unique_ptr<coil::executor> exp;
+    try {
+        exp = std::make_unique<coil::executor>(options);
+    } catch (const std::system_error& e) {
+        SKIP("cannot create the ring: " << e.what());
+    }
+    coil::executor& ex = *exp;
+    if (sqpoll && !ex.ring().sqpoll())
+        SKIP("SQPOLL did not take effect");
+    auto reader = [&]() -> coil::task<std::string> {
+        std::array<char, 16> buffer{};
+        auto n = co_await coil::read(p.read_end.get(), std::as_writable_bytes(std::span(buffer)));
+        if (!n)
+            co_return "error: " + n.error().message();
+        co_return std::string(buffer.data(), *n);
+    };
+    auto root = [&]() -> coil::task<std::string> {
+        auto h = ex.spawn(reader());
+        co_await coil::yield();
+        co_await coil::yield();
+        REQUIRE(ex.in_flight() == 1);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            // The child stops its copy of the executor: run() shuts down (without touching the
+            // shared ring) and throws; the child then exits at once.
+            ex.stop();
+            co_await coil::yield();
+            ::_exit(3); // not reached
+        }
+        int status = 0;
+        REQUIRE(::waitpid(child, &status, 0) == child);
+        REQUIRE(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+        coil_test::write_fully(p.write_end.get(), bytes_of("parent"));
+        co_return co_await h;
+    };
+    std::string got;
+    try {
+        got = ex.run(root());
+    } catch (const std::system_error&) {
+        // In the forked child: run() ended by stop(). Destroying the executor must not touch
+        // the parent's ring either.
+        exp.reset();
+        ::_exit(0);
+    }
+    CHECK(got == "parent");
+}
