@@ -25,6 +25,7 @@
 #pragma once
 
 #include <coil/io/completion.hpp>
+#include <coil/io/opcode.hpp>
 #include <coil/io/result.hpp>
 #include <coil/io/sqe.hpp>
 
@@ -36,39 +37,14 @@
 #include <optional>
 #include <span>
 #include <system_error>
+#include <type_traits>
+#include <utility>
 
 struct iovec;
 struct statx;
 struct io_uring_sqe;
 
 namespace coil::io {
-
-/// The operations the ring core can queue. `ring::supports()` tells which the running kernel has.
-enum class opcode : std::uint8_t {
-    nop,
-    read,
-    write,
-    readv,
-    writev,
-    fsync,
-    fallocate,
-    poll_add,
-    poll_remove,
-    async_cancel,
-    openat,
-    close,
-    statx,
-    timeout,
-    link_timeout,
-    timeout_remove,
-    accept,
-    connect,
-    recv,
-    send,
-};
-
-/// Human-readable name of an opcode ("read", "poll_add", ...).
-const char* to_string(opcode op) noexcept;
 
 /// Per-SQE flags. Combine with `|`. The values are the kernel's `IOSQE_*` bits (checked in
 /// io/ring.cpp), so they go into the SQE as they are.
@@ -249,11 +225,11 @@ public:
     /// Queues a no-op; it completes with 0.
     std::error_code add_nop(std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
-        detail::sqe* s;
+        sqe* s;
         if (!claim_inline_<opcode::nop>(s))
             return claim_failure_(opcode::nop);
-        s->prepare_rw(detail::kernel_op::nop, -1, nullptr, 0, 0, static_cast<std::uint8_t>(flags),
-                      user_data);
+        detail::prepare_rw(*s, kernel_opcode(opcode::nop), -1, nullptr, 0, 0,
+                           static_cast<std::uint8_t>(flags), user_data);
         return detail::success();
     }
     /// Reads up to `buffer.size()` bytes from `fd` at `offset` (-1: the file position).
@@ -261,22 +237,24 @@ public:
     std::error_code add_read(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                              std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
-        detail::sqe* s;
+        sqe* s;
         if (!claim_inline_<opcode::read>(s))
             return claim_failure_(opcode::read);
-        s->prepare_rw(detail::kernel_op::read, fd, buffer.data(), clamp_length(buffer.size()),
-                      offset, static_cast<std::uint8_t>(flags), user_data);
+        detail::prepare_rw(*s, kernel_opcode(opcode::read), fd, buffer.data(),
+                           clamp_length(buffer.size()), offset, static_cast<std::uint8_t>(flags),
+                           user_data);
         return detail::success();
     }
     /// Writes `buffer` to `fd` at `offset` (-1: the file position). Completes with the count.
     std::error_code add_write(int fd, std::span<const std::byte> buffer, std::uint64_t offset,
                               std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
-        detail::sqe* s;
+        sqe* s;
         if (!claim_inline_<opcode::write>(s))
             return claim_failure_(opcode::write);
-        s->prepare_rw(detail::kernel_op::write, fd, buffer.data(), clamp_length(buffer.size()),
-                      offset, static_cast<std::uint8_t>(flags), user_data);
+        detail::prepare_rw(*s, kernel_opcode(opcode::write), fd, buffer.data(),
+                           clamp_length(buffer.size()), offset, static_cast<std::uint8_t>(flags),
+                           user_data);
         return detail::success();
     }
     /// Scatter read. The iovec array and every buffer it names are borrowed until completion.
@@ -323,6 +301,60 @@ public:
     std::error_code add_link_timeout(const timespec64* when, std::uint64_t user_data);
     /// Removes the timer queued with `target`; it completes with `-ECANCELED`.
     std::error_code add_timeout_remove(std::uint64_t target, std::uint64_t user_data);
+
+    /// Queues an SQE for an operation coil has no `add_*` call for: any `IORING_OP_*` the
+    /// running kernel supports. The ring takes a free entry, zeroes all of it, calls
+    /// `fill(sqe&)` to set the opcode's fields (`fd`, `addr`, `len`, `off`, `op_flags`,
+    /// `splice_fd_in`, ...; see io_uring_enter(2) for what each opcode reads), and then sets
+    /// `opcode`, `user_data` and `flags` itself, overwriting whatever `fill` put there.
+    ///
+    /// Returns an empty error code when queued; `errc::unsupported_operation` when the probe
+    /// says the kernel lacks `kernel_opcode`; `errc::no_space` when the SQ is full (or the CQ
+    /// cap is reached). `fill` is called only when the op is queued, must not call the ring,
+    /// and may throw (then nothing is queued). Whatever the SQE points at is borrowed until
+    /// the op's final completion is reaped, as for every op. The completion is counted in
+    /// `outstanding()` like any other: an opcode that posts several completions must set
+    /// `IORING_CQE_F_MORE` on all but the last (multishot ops do), and SQE flags that
+    /// suppress completions (`IOSQE_CQE_SKIP_SUCCESS`) are not available here.
+    ///
+    /// @code
+    /// // Move up to 4096 bytes from one pipe to another inside the kernel (splice(2)).
+    /// auto ec = ring.add_sqe(IORING_OP_SPLICE, 7, [&](coil::io::sqe& s) {
+    ///     s.splice_fd_in = from_pipe;
+    ///     s.splice_off_in = static_cast<std::uint64_t>(-1); // no offset: a pipe
+    ///     s.fd = to_pipe;
+    ///     s.off = static_cast<std::uint64_t>(-1);
+    ///     s.len = 4096;
+    /// });
+    /// @endcode
+    template <class Fill>
+    std::error_code add_sqe(std::uint8_t kernel_opcode, std::uint64_t user_data, Fill&& fill,
+                            sqe_flags flags = sqe_flags::none)
+    {
+        static_assert(std::is_invocable_v<Fill&, sqe&>, "fill must be callable as fill(sqe&)");
+        sqe* s = nullptr;
+        if (std::error_code ec = claim_raw_(kernel_opcode, s)) {
+            return ec;
+        }
+        // Until fill returns the entry is ours alone (the kernel sees it only once the tail
+        // is published by a submit), so a throwing fill can give it back.
+        struct unclaim_on_throw {
+            ring* owner;
+            bool armed = true;
+            ~unclaim_on_throw()
+            {
+                if (armed) {
+                    owner->unclaim_last_();
+                }
+            }
+        } guard{this};
+        fill(*s);
+        guard.armed = false;
+        s->opcode = kernel_opcode;
+        s->flags = static_cast<std::uint8_t>(flags);
+        s->user_data = user_data;
+        return {};
+    }
 
     // --- submission and completion -------------------------------------------------------
 
@@ -393,7 +425,14 @@ public:
     // --- introspection --------------------------------------------------------------------
 
     /// Whether the running kernel implements `op` (from the probe taken at construction).
-    bool supports(opcode op) const noexcept;
+    bool supports(opcode op) const noexcept { return supports_kernel_opcode(kernel_opcode(op)); }
+
+    /// Whether the running kernel implements the raw `IORING_OP_*` number `kernel_opcode`
+    /// (from the same probe), for SQEs queued with `add_sqe()`.
+    bool supports_kernel_opcode(std::uint8_t kernel_opcode) const noexcept
+    {
+        return ((supported_[kernel_opcode >> 6] >> (kernel_opcode & 63U)) & 1U) != 0;
+    }
 
     /// The ring's file descriptor. It polls readable when completions are ready, so an outer
     /// epoll loop can wait on it.
@@ -463,11 +502,13 @@ private:
     /// Sets `out` to the next free SQE for `Op`, counted as outstanding; false when `Op` is
     /// unsupported, the SQ is full or the CQ cap is reached (then `claim_failure_` says which).
     template <opcode Op>
-    bool claim_inline_(detail::sqe*& out) noexcept
+    bool claim_inline_(sqe*& out) noexcept
     {
-        if constexpr (Op != opcode::nop) // every io_uring kernel has NOP
-            if (!(supported_mask_ & (std::uint32_t{1} << static_cast<unsigned>(Op))))
+        if constexpr (Op != opcode::nop) { // every io_uring kernel has NOP
+            if (!supports_kernel_opcode(kernel_opcode(Op))) {
                 return false;
+            }
+        }
         if (outstanding_ >= outstanding_limit_)
             return false;
         if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())
@@ -478,6 +519,14 @@ private:
         return true;
     }
     std::error_code claim_failure_(opcode op) noexcept;
+    /// Claims a zeroed SQE for `add_sqe`, or says why not.
+    std::error_code claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept;
+    /// Gives back the SQE claimed last (not yet visible to the kernel).
+    void unclaim_last_() noexcept
+    {
+        --sq_tail_;
+        --outstanding_;
+    }
     bool refresh_sq_limit_() noexcept
     {
         // Acquire: the kernel has finished reading the entries it moved its head past.
@@ -534,9 +583,11 @@ private:
     unsigned sq_tail_limit_ = 0;
     unsigned sq_tail_ = 0;               // the SQ tail as filled; flush_ shows it to the kernel
     const unsigned* sq_khead_ = nullptr;
-    detail::sqe* sqes_ = nullptr;
+    sqe* sqes_ = nullptr;
     unsigned sq_mask_ = 0;
-    std::uint32_t supported_mask_ = 0;   // bit per `opcode` value the kernel supports
+    // Bit k of word k / 64 is set when the kernel supports kernel opcode k (from the probe);
+    // 256 bits cover every value an SQE's 8-bit opcode can take.
+    std::uint64_t supported_[4] = {};
     // The CQ as mapped from the kernel (a CQE has the layout of `completion`, checked in
     // io/ring.cpp), for the inline reaping in for_each_completion.
     const completion* cqes_ = nullptr;
