@@ -19,8 +19,6 @@
 
 namespace coil::io {
 
-const std::error_category& detail::no_error_category = std::error_code{}.category();
-
 static_assert(sizeof(timespec64) == sizeof(__kernel_timespec));
 static_assert(offsetof(timespec64, tv_nsec) == offsetof(__kernel_timespec, tv_nsec));
 static_assert(completion::more_flag == IORING_CQE_F_MORE);
@@ -181,7 +179,6 @@ void store_release(unsigned* p, unsigned v) noexcept { __atomic_store_n(p, v, __
 
 struct ring::state {
     io_uring uring{};
-    bool cap_outstanding = true; // refuse ops beyond the CQ capacity
     bool ext_arg = false;        // IORING_FEAT_EXT_ARG: timed waits need no timeout SQE
     // The ring fd registered with the ring itself (Linux 5.18): io_uring_enter then skips the
     // file-table lookup. `enter_fd` is what io_uring_enter takes, `enter_flags` what it adds.
@@ -259,12 +256,10 @@ ring::ring(unsigned entries, const ring_options& options)
     }
 
     state_->ext_arg = (params.features & IORING_FEAT_EXT_ARG) != 0;
-    state_->cap_outstanding = options.cap_outstanding || !(params.features & IORING_FEAT_NODROP);
     state_->backlog.reserve(state_->uring.cq.ring_entries);
     sq_entries_ = state_->uring.sq.ring_entries;
     cq_entries_ = state_->uring.cq.ring_entries;
-    cap_outstanding_ = state_->cap_outstanding;
-    outstanding_limit_ = cap_outstanding_ ? cq_entries_ : ~0U;
+    cap_outstanding_ = options.cap_outstanding;
     sq_tail_ = state_->uring.sq.sqe_tail;
     sq_khead_ = state_->uring.sq.khead;
     // coil never asks for IORING_SETUP_CQE32, so CQEs are 16 bytes, laid out as `completion`.
@@ -352,7 +347,8 @@ std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
 {
     if (!supports_kernel_opcode(kernel_opcode))
         return make_error_code(errc::unsupported_operation);
-    if (outstanding_ >= outstanding_limit_ || (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())) {
+    if ((cap_outstanding_ && outstanding_ >= cq_entries_) ||
+        (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())) {
         ++stats_.sq_full;
         return make_error_code(errc::no_space);
     }
@@ -368,7 +364,7 @@ std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
 {
     if (!supports(op))
         return errc::unsupported_operation;
-    if (outstanding_ >= outstanding_limit_) {
+    if (cap_outstanding_ && outstanding_ >= cq_entries_) {
         ++stats_.sq_full;
         return errc::no_space;
     }

@@ -120,10 +120,11 @@ struct ring_options {
     /// Fail with `EINVAL` when a requested flag is unsupported, instead of dropping it.
     bool strict = false;
     /// Refuse to queue (with `errc::no_space`) an op that would make more ops outstanding than
-    /// the completion queue has entries, so the CQ can never overflow through single-shot ops.
-    /// Turning it off leaves overflow to the kernel (`IORING_FEAT_NODROP`), which coil then
-    /// detects and flushes; without NODROP in the kernel the cap is always on.
-    bool cap_outstanding = true;
+    /// the completion queue has entries, so single-shot ops can never overflow the CQ. Off by
+    /// default: coil requires `IORING_FEAT_NODROP`, so the kernel keeps completions that do not
+    /// fit in the CQ and the ring flushes them while reaping; ops in flight are then bounded by
+    /// memory, not by the CQ size.
+    bool cap_outstanding = false;
 };
 
 /// Counters kept by a ring. All are totals since the ring was created.
@@ -141,10 +142,8 @@ struct ring_stats {
 class ring;
 
 namespace detail {
-/// `std::error_code{}`'s category, as a variable: `success()` builds an empty error_code
-/// without calling `std::system_category()`, and a caller that only tests it reads nothing.
-extern const std::error_category& no_error_category;
-inline std::error_code success() noexcept { return {0, no_error_category}; }
+/// The empty error code every `add_*` that queued its op returns.
+inline std::error_code success() noexcept { return {}; }
 /// The kernel's limit for one read or write (MAX_RW_COUNT); longer spans are clamped, which
 /// gives the short transfer read(2) and write(2) would give.
 inline constexpr std::size_t max_rw_count = 0x7ffff000;
@@ -444,31 +443,20 @@ public:
     /// Free submission queue entries (regardless of the CQ cap).
     unsigned sq_space_left() const noexcept { return sq_entries_ - unsubmitted(); }
 
-    /// Ops that can still be queued before `no_space`: the free SQ entries, bounded by the
-    /// room left under the outstanding limit.
+    /// Ops that can still be queued before `no_space`: the free SQ entries, bounded with
+    /// `ring_options::cap_outstanding` by the CQ entries not yet promised to an op.
     unsigned space_left() const noexcept
     {
         const unsigned sq_free = sq_entries_ - unsubmitted();
-        const unsigned cq_free =
-            outstanding_ >= outstanding_limit_ ? 0 : outstanding_limit_ - outstanding_;
+        if (!cap_outstanding_) {
+            return sq_free;
+        }
+        const unsigned cq_free = outstanding_ >= cq_entries_ ? 0 : cq_entries_ - outstanding_;
         return sq_free < cq_free ? sq_free : cq_free;
     }
 
-    /// Makes every add_* refuse with `no_space` while `limit` or more ops are outstanding. A
-    /// layer that admits ops itself uses it: coil's executor keeps CQ entries in reserve for
-    /// its cancels this way, and sets 0 to hold new ops back. With `cap_outstanding` the limit
-    /// is at most `cq_entries()` (a larger value is clamped); without it, no limit is the
-    /// default. Lowering it below `outstanding()` cancels nothing: it only refuses new ops.
-    void set_outstanding_limit(unsigned limit) noexcept
-    {
-        outstanding_limit_ = cap_outstanding_ && limit > cq_entries_ ? cq_entries_ : limit;
-    }
-    /// The limit `set_outstanding_limit` set (initially `cq_entries()` with `cap_outstanding`,
-    /// else no limit).
-    unsigned outstanding_limit() const noexcept { return outstanding_limit_; }
-
     /// SQEs queued whose final completion has not yet been reaped (queued, submitted or
-    /// in flight). Never exceeds `cq_entries()` while `cap_outstanding` holds.
+    /// in flight). Never exceeds `cq_entries()` with `ring_options::cap_outstanding`.
     unsigned outstanding() const noexcept { return outstanding_; }
 
     /// SQEs queued but not yet consumed by the kernel.
@@ -509,8 +497,9 @@ private:
                 return false;
             }
         }
-        if (outstanding_ >= outstanding_limit_)
+        if (cap_outstanding_ && outstanding_ >= cq_entries_) {
             return false;
+        }
         if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())
             return false;
         const unsigned tail = sq_tail_++;
@@ -575,8 +564,7 @@ private:
     // above are inline: the ring sizes, and where our SQ tail and the kernel's SQ head live.
     unsigned sq_entries_ = 0;
     unsigned cq_entries_ = 0;
-    bool cap_outstanding_ = true;
-    unsigned outstanding_limit_ = 0;     // see set_outstanding_limit()
+    bool cap_outstanding_ = false;       // ring_options::cap_outstanding
     // How far the SQ tail may go: the kernel's SQ head plus the SQ size, as last read. The
     // head only moves forward, so this is never past the true limit, and a claim reads the
     // kernel's head only when the tail reaches it.
