@@ -6,14 +6,18 @@
 
 #include <liburing.h>
 
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <exception>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -80,6 +84,16 @@ constexpr unsigned max_sq_entries = 32768;
 constexpr unsigned max_cq_entries = 2 * max_sq_entries;
 
 using detail::max_rw_count;
+
+// Flags newer than some liburing headers: the kernel's values, checked where the header has them.
+constexpr unsigned async_cancel_any = 1U << 2; // IORING_ASYNC_CANCEL_ANY, Linux 5.19
+#ifdef IORING_ASYNC_CANCEL_ANY
+static_assert(async_cancel_any == IORING_ASYNC_CANCEL_ANY);
+#endif
+constexpr unsigned timeout_multishot = 1U << 6; // IORING_TIMEOUT_MULTISHOT, Linux 6.4
+#ifdef IORING_TIMEOUT_MULTISHOT
+static_assert(timeout_multishot == IORING_TIMEOUT_MULTISHOT);
+#endif
 
 static_assert(static_cast<unsigned>(sqe_flags::drain) == IOSQE_IO_DRAIN);
 static_assert(static_cast<unsigned>(sqe_flags::link) == IOSQE_IO_LINK);
@@ -180,16 +194,30 @@ void store_release(unsigned* p, unsigned v) noexcept { __atomic_store_n(p, v, __
 struct ring::state {
     io_uring uring{};
     bool ext_arg = false;        // IORING_FEAT_EXT_ARG: timed waits need no timeout SQE
+    // The process that created the ring. After a fork the child shares the ring's mappings
+    // with the parent (an SQE the child wrote would be the parent's), so a ring object in a
+    // child only unmaps and closes (see ~ring).
+    pid_t owner_pid = 0;
     // The ring fd registered with the ring itself (Linux 5.18): io_uring_enter then skips the
-    // file-table lookup. `enter_fd` is what io_uring_enter takes, `enter_flags` what it adds.
-    unsigned enter_fd = 0;
-    unsigned enter_flags = 0;
+    // file-table lookup. The registration lives in the registering thread's io_uring context,
+    // so only that thread may use it (see enter_); every other thread enters with the fd.
+    bool registered = false;
+    unsigned registered_index = 0;
+    std::thread::id registered_thread;
 
-    // Completions moved out of the CQ before the caller asked for them, when the kernel
-    // answered a submit with EBUSY or EAGAIN. Delivered before the CQ. Reserved to the CQ size
-    // at construction, so filling it does not allocate in the common case.
+    // Completions moved out of the CQ before the caller asked for them: when the kernel
+    // answered a submit with EBUSY or EAGAIN, and whenever completions are routed (below).
+    // Delivered before the CQ. Reserved to the CQ size at construction, so filling it does not
+    // allocate in the common case.
     std::vector<completion> backlog;
     std::size_t backlog_head = 0;
+
+    // Ops the ring queued for itself (cancel_all), tagged internal_user_data, whose completion
+    // has not been reaped. While any is pending every CQE goes through the backlog, where
+    // those completions are swallowed.
+    unsigned internal_pending = 0;
+    // IORING_ASYNC_CANCEL_ANY answered -EINVAL (before Linux 5.19): cancel_all cannot help.
+    bool cancel_any_unsupported = false;
 
     unsigned sq_flags() const noexcept { return load_relaxed(uring.sq.kflags); }
     unsigned cq_in_ring() const noexcept
@@ -197,7 +225,69 @@ struct ring::state {
         return load_acquire(uring.cq.ktail) - load_relaxed(uring.cq.khead);
     }
     std::size_t backlog_size() const noexcept { return backlog.size() - backlog_head; }
+    // Whether every CQE must pass through the backlog before it is delivered.
+    bool routed() const noexcept { return internal_pending != 0; }
 };
+
+namespace {
+
+// Unmaps a ring and closes its fd without any io_uring system call: what io_uring_queue_exit
+// does, less the unregistering of the ring fd, which only the registering thread of the
+// creating process may do (~ring does it first when it can).
+void unmap_and_close(io_uring& u) noexcept
+{
+    ::munmap(u.sq.sqes, sizeof(io_uring_sqe) * u.sq.ring_entries);
+    ::munmap(u.sq.ring_ptr, u.sq.ring_sz);
+    if (u.cq.ring_ptr != nullptr && u.cq.ring_ptr != u.sq.ring_ptr)
+        ::munmap(u.cq.ring_ptr, u.cq.ring_sz);
+    ::close(u.ring_fd);
+}
+
+// The error for a ring whose io_uring_register failed with `error` while taking the probe.
+std::system_error probe_error(int error)
+{
+    std::string what = "coil: io_uring_register(IORING_REGISTER_PROBE) failed: ";
+    switch (error) {
+    case EINVAL:
+        what += "this kernel cannot report which io_uring operations it supports "
+                "(IORING_REGISTER_PROBE needs Linux 5.6); coil needs Linux 5.6 or newer: "
+                "upgrade the kernel";
+        break;
+    case EPERM:
+    case EACCES:
+    case ENOSYS:
+        what += "io_uring_register is blocked (seccomp or an LSM): allow the io_uring_* "
+                "system calls (io_uring_setup, io_uring_enter and io_uring_register) in the "
+                "seccomp profile or security policy this process runs under";
+        break;
+    default:
+        what += "unexpected error";
+        break;
+    }
+    return std::system_error(error, std::generic_category(), what);
+}
+
+// The error for a ring whose first io_uring_enter failed with `error`.
+std::system_error enter_error(int error)
+{
+    std::string what = "coil: io_uring_enter failed on a new ring: ";
+    switch (error) {
+    case EPERM:
+    case EACCES:
+    case ENOSYS:
+        what += "io_uring_enter is blocked (seccomp or an LSM) although io_uring_setup is "
+                "allowed: allow the io_uring_* system calls (io_uring_setup, io_uring_enter "
+                "and io_uring_register) in the seccomp profile or security policy this "
+                "process runs under";
+        break;
+    default:
+        what += "unexpected error";
+        break;
+    }
+    return std::system_error(error, std::generic_category(), what);
+}
+
+} // namespace
 
 ring::ring(unsigned entries, const ring_options& options)
 {
@@ -255,49 +345,93 @@ ring::ring(unsigned entries, const ring_options& options)
         throw setup_error(-ret, entries, options.cq_entries, wanted);
     }
 
+    io_uring& u = state_->uring;
+    if (!(params.features & IORING_FEAT_NODROP)) {
+        unmap_and_close(u);
+        throw std::system_error(
+            ENOTSUP, std::generic_category(),
+            "coil: this kernel's io_uring lacks IORING_FEAT_NODROP (Linux 5.5): it would drop "
+            "completions that do not fit in the completion queue, and coil relies on the kernel "
+            "keeping them. Upgrade to Linux 5.6 or newer");
+    }
     state_->ext_arg = (params.features & IORING_FEAT_EXT_ARG) != 0;
-    state_->backlog.reserve(state_->uring.cq.ring_entries);
-    sq_entries_ = state_->uring.sq.ring_entries;
-    cq_entries_ = state_->uring.cq.ring_entries;
-    cap_outstanding_ = options.cap_outstanding;
-    sq_tail_ = state_->uring.sq.sqe_tail;
-    sq_khead_ = state_->uring.sq.khead;
-    // coil never asks for IORING_SETUP_CQE32, so CQEs are 16 bytes, laid out as `completion`.
-    cqes_ = reinterpret_cast<const completion*>(state_->uring.cq.cqes);
-    cq_khead_ = state_->uring.cq.khead;
-    cq_ktail_ = state_->uring.cq.ktail;
-    cq_mask_ = state_->uring.cq.ring_mask;
-    sqes_ = reinterpret_cast<sqe*>(state_->uring.sq.sqes); // 64-byte SQEs: no SQE128
-    sq_mask_ = state_->uring.sq.ring_mask;
+    state_->owner_pid = ::getpid();
 
-    state_->enter_fd = static_cast<unsigned>(state_->uring.ring_fd);
-    if (io_uring_register_ring_fd(&state_->uring) == 1) {
-        state_->enter_fd = static_cast<unsigned>(state_->uring.enter_ring_fd);
-        state_->enter_flags = IORING_ENTER_REGISTERED_RING;
+    // One cheap enter, so that a policy that allows io_uring_setup but blocks io_uring_enter
+    // is reported here, naming the cause, rather than as a failed submit later.
+    if (int ret = io_uring_enter(static_cast<unsigned>(u.ring_fd), 0, 0, 0, nullptr); ret < 0) {
+        unmap_and_close(u);
+        throw enter_error(-ret);
     }
 
-    io_uring_probe* probe = io_uring_get_probe_ring(&state_->uring);
-    if (probe == nullptr) {
-        io_uring_queue_exit(&state_->uring);
-        throw std::system_error(ENOSYS, std::generic_category(),
-                                "coil: this kernel cannot report which io_uring operations it "
-                                "supports (IORING_REGISTER_PROBE needs Linux 5.6); coil needs "
-                                "Linux 5.6 or newer: upgrade the kernel");
-    }
-    for (unsigned op = 0; op <= probe->last_op && op < 256; ++op) {
-        if (io_uring_opcode_supported(probe, static_cast<int>(op))) {
-            supported_[op >> 6] |= std::uint64_t{1} << (op & 63U);
+    // The probe, registered by hand so that its errno tells a kernel too old for it from a
+    // policy that blocks io_uring_register.
+    {
+        constexpr unsigned probe_ops = 256;
+        std::vector<std::byte> storage(sizeof(io_uring_probe) +
+                                       probe_ops * sizeof(io_uring_probe_op));
+        auto* probe = reinterpret_cast<io_uring_probe*>(storage.data());
+        if (int ret = io_uring_register_probe(&u, probe, probe_ops); ret < 0) {
+            unmap_and_close(u);
+            throw probe_error(-ret);
+        }
+        for (unsigned op = 0; op <= probe->last_op && op < probe_ops; ++op) {
+            if (io_uring_opcode_supported(probe, static_cast<int>(op))) {
+                supported_[op >> 6] |= std::uint64_t{1} << (op & 63U);
+            }
         }
     }
-    io_uring_free_probe(probe);
+
+    // An optimisation only (Linux 5.18): a kernel or a policy that refuses it costs nothing.
+    if (io_uring_register_ring_fd(&u) == 1) {
+        state_->registered = true;
+        state_->registered_index = static_cast<unsigned>(u.enter_ring_fd);
+        state_->registered_thread = std::this_thread::get_id();
+    }
+
+    state_->backlog.reserve(u.cq.ring_entries);
+    sq_entries_ = u.sq.ring_entries;
+    cq_entries_ = u.cq.ring_entries;
+    cap_outstanding_ = options.cap_outstanding;
+    sq_tail_ = u.sq.sqe_tail;
+    sq_khead_ = u.sq.khead;
+    // coil never asks for IORING_SETUP_CQE32, so CQEs are 16 bytes, laid out as `completion`.
+    cqes_ = reinterpret_cast<const completion*>(u.cq.cqes);
+    cq_khead_ = u.cq.khead;
+    cq_ktail_ = u.cq.ktail;
+    cq_mask_ = u.cq.ring_mask;
+    sqes_ = reinterpret_cast<sqe*>(u.sq.sqes); // 64-byte SQEs: no SQE128
+    sq_mask_ = u.sq.ring_mask;
 }
 
 ring::~ring()
 {
-    // The owner (a user of the core, or the executor) must have drained every op whose memory
-    // it cares about; closing the ring makes the kernel cancel and reap whatever is left.
-    io_uring_queue_exit(&state_->uring);
+    state& s = *state_;
+    if (::getpid() == s.owner_pid) {
+        // The kernel may still write into the buffers of ops in flight, and closing the ring
+        // does not wait for it (the kernel's teardown runs asynchronously). So take them back
+        // and reap them all before returning (docs/lifetimes.md).
+        if (outstanding_ != 0) {
+            cancel_all();
+            try {
+                drain();
+            } catch (const std::system_error&) {
+                // Waiting on our own ring failed, which no valid ring does. Returning now
+                // could let the kernel write into memory the caller frees next: stop here.
+                std::terminate();
+            }
+        }
+        if (s.registered && std::this_thread::get_id() == s.registered_thread)
+            io_uring_unregister_ring_fd(&s.uring);
+        // On another thread the registration stays in the registering thread's io_uring
+        // context, holding the ring's file (not its ops: none is left) until that thread exits.
+    }
+    // A child after fork: the mappings are shared with the parent, whose ring this is. Touch
+    // nothing in them; unmapping and closing affects this process alone.
+    unmap_and_close(s.uring);
 }
+
+bool ring::has_ext_arg() const noexcept { return state_->ext_arg; }
 
 int ring::fd() const noexcept { return state_->uring.ring_fd; }
 bool ring::single_issuer() const noexcept
@@ -507,8 +641,15 @@ int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void
                  std::size_t arg_size) noexcept
 {
     ++stats_.enter_calls;
-    return io_uring_enter2(state_->enter_fd, to_submit, min_complete, flags | state_->enter_flags,
-                           static_cast<sigset_t*>(arg), arg_size);
+    const state& s = *state_;
+    // The registered index means this ring only in the registering thread's io_uring context;
+    // any other thread (a ring handed over between threads) must name the ring by its fd.
+    if (s.registered && std::this_thread::get_id() == s.registered_thread)
+        return io_uring_enter2(s.registered_index, to_submit, min_complete,
+                               flags | IORING_ENTER_REGISTERED_RING,
+                               static_cast<sigset_t*>(arg), arg_size);
+    return io_uring_enter2(static_cast<unsigned>(s.uring.ring_fd), to_submit, min_complete,
+                           flags, static_cast<sigset_t*>(arg), arg_size);
 }
 
 unsigned ring::flush_() noexcept
@@ -522,17 +663,31 @@ unsigned ring::flush_() noexcept
     return sq_tail_ - load_acquire(sq.khead);
 }
 
+void ring::refresh_direct_() noexcept
+{
+    direct_cq_ = state_->backlog_size() == 0 && !state_->routed();
+}
+
 void ring::stash_ready_() noexcept
 {
-    io_uring& u = state_->uring;
+    state& s = *state_;
+    io_uring& u = s.uring;
     unsigned head = load_relaxed(u.cq.khead);
     unsigned tail = load_acquire(u.cq.ktail);
     for (; head != tail; ++head) {
         const io_uring_cqe& cqe = u.cq.cqes[head & u.cq.ring_mask];
-        state_->backlog.push_back({cqe.user_data, cqe.res, cqe.flags});
-        backlog_empty_ = false;
+        if (cqe.user_data == internal_user_data && s.internal_pending != 0) {
+            // The completion of cancel_all's cancel: never delivered.
+            if (cqe.res == -EINVAL)
+                s.cancel_any_unsupported = true;
+            --s.internal_pending;
+            --outstanding_;
+            continue;
+        }
+        s.backlog.push_back({cqe.user_data, cqe.res, cqe.flags});
     }
     store_release(u.cq.khead, tail);
+    refresh_direct_();
 }
 
 bool ring::make_room_(unsigned attempt) noexcept
@@ -604,21 +759,26 @@ result<completion_range> ring::wait(unsigned min_complete,
     // Never wait for more completions than can still arrive, nor for more than the CQ can hold
     // at once (possible without cap_outstanding): the kernel clamps its wait to the CQ size, so
     // asking for more would spin here forever. The range still delivers the overflowed rest.
-    min_complete = std::min({min_complete, outstanding_, cq_entries()});
+    min_complete = std::min(min_complete, cq_entries());
 
     using clock = std::chrono::steady_clock;
     const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
     unsigned handed_over = sq_tail_ - state_->uring.sq.sqe_head; // for SQPOLL
     unsigned pending = flush_();
     for (unsigned attempt = 0;;) {
+        if (state_->routed())
+            stash_ready_(); // count only what will be delivered
+        // Never wait for more completions than can still arrive (ops the ring swallows, or the
+        // caller reaped meanwhile, are no longer outstanding).
+        const unsigned wanted = std::min(min_complete, outstanding_);
         unsigned backlog = static_cast<unsigned>(state_->backlog_size());
         unsigned in_ring = state_->cq_in_ring();
-        bool enough = backlog + in_ring >= min_complete;
+        bool enough = backlog + in_ring >= wanted;
         if (enough && pending == 0)
             return completion_range(this);
 
         unsigned flags = IORING_ENTER_GETEVENTS;
-        unsigned kernel_min = enough ? 0 : min_complete - backlog;
+        unsigned kernel_min = enough ? 0 : wanted - backlog;
         if (sqpoll()) {
             if (pending != 0 && (state_->sq_flags() & IORING_SQ_NEED_WAKEUP))
                 flags |= IORING_ENTER_SQ_WAKEUP;
@@ -652,7 +812,8 @@ result<completion_range> ring::wait(unsigned min_complete,
                 return completion_range(this); // the kernel took nothing: leave it queued
             if (pending != 0)
                 continue; // a partial submission: hand over the rest
-            if (ready() >= min_complete || (timeout && clock::now() >= deadline))
+            if (ready() >= std::min(min_complete, outstanding_) ||
+                (timeout && clock::now() >= deadline))
                 return completion_range(this);
             continue; // woken before enough completions arrived (task work): wait again
         }
@@ -672,24 +833,65 @@ result<completion_range> ring::wait(unsigned min_complete,
 
 completion_range ring::reap() noexcept { return completion_range(this); }
 
+// --- shutdown -------------------------------------------------------------------------------
+
+void ring::cancel_all()
+{
+    state& s = *state_;
+    if (s.cancel_any_unsupported || outstanding_ == s.internal_pending)
+        return;
+    // One SQE whatever the CQ cap: cancelling is what frees the CQ. If the SQ is full, hand
+    // it over first; if it stays full, drain() will have to do.
+    if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_()) {
+        static_cast<void>(submit());
+        if (!refresh_sq_limit_())
+            return;
+    }
+    io_uring_sqe* sqe = &s.uring.sq.sqes[sq_tail_ & sq_mask_];
+    io_uring_prep_cancel64(sqe, 0, static_cast<int>(async_cancel_any));
+    sqe->user_data = internal_user_data;
+    ++sq_tail_;
+    ++outstanding_;
+    ++s.internal_pending;
+    direct_cq_ = false; // route every CQE through the backlog until the cancel's is swallowed
+    static_cast<void>(submit());
+}
+
+std::size_t ring::drain()
+{
+    std::size_t discarded = 0;
+    while (outstanding_ != 0) {
+        auto done = wait(1);
+        if (!done)
+            throw std::system_error(done.error(), "coil: ring::drain: waiting failed");
+        for (const completion& c : *done) {
+            static_cast<void>(c);
+            ++discarded;
+        }
+    }
+    return discarded;
+}
+
 // --- reaping --------------------------------------------------------------------------------
 
 bool ring::peek_(completion& out) noexcept
 {
     state& s = *state_;
-    if (s.backlog_head < s.backlog.size()) {
-        out = s.backlog[s.backlog_head];
-        return true;
-    }
     io_uring& u = s.uring;
     for (int round = 0; round < 2; ++round) {
+        if (s.routed())
+            stash_ready_(); // every CQE passes through the backlog
+        if (s.backlog_head < s.backlog.size()) {
+            out = s.backlog[s.backlog_head];
+            return true;
+        }
         unsigned head = load_relaxed(u.cq.khead);
-        if (head != load_acquire(u.cq.ktail)) {
+        if (!s.routed() && head != load_acquire(u.cq.ktail)) {
             const io_uring_cqe& cqe = u.cq.cqes[head & u.cq.ring_mask];
             out = {cqe.user_data, cqe.res, cqe.flags};
             return true;
         }
-        // The CQ is empty. Completions may still be waiting: in the kernel's overflow list
+        // Nothing to deliver. Completions may still be waiting: in the kernel's overflow list
         // (the CQ filled up), or as deferred task work (DEFER_TASKRUN / COOP_TASKRUN with
         // TASKRUN_FLAG). One enter with GETEVENTS brings both in.
         unsigned flags = s.sq_flags();
@@ -711,7 +913,7 @@ void ring::pop_() noexcept
         if (++s.backlog_head == s.backlog.size()) {
             s.backlog.clear();
             s.backlog_head = 0;
-            backlog_empty_ = true;
+            refresh_direct_();
         }
     } else {
         io_uring& u = s.uring;
@@ -731,6 +933,14 @@ std::size_t ring::reap_into(std::span<completion> out) noexcept
     while (n < out.size() && s.backlog_head < s.backlog.size()) {
         out[n++] = s.backlog[s.backlog_head];
         pop_();
+    }
+    if (s.routed()) {
+        completion c;
+        while (n < out.size() && peek_(c)) {
+            out[n++] = c;
+            pop_();
+        }
+        return n;
     }
     io_uring& u = s.uring;
     while (n < out.size()) {

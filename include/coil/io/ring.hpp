@@ -20,8 +20,16 @@
 /// arrays, paths, `statx` outputs, timespecs) is borrowed by the kernel until that op's final
 /// completion has been reaped. The ring copies nothing.
 ///
-/// Threading: a ring is not thread-safe. All calls must come from one thread at a time (and
-/// from the same thread when `ring_options::single_issuer` is set).
+/// Threading: a ring is not thread-safe. Without `ring_options::single_issuer` any one thread at
+/// a time may use it: a ring may be created on one thread and handed over to another (with the
+/// usual happens-before of the hand-over, e.g. a mutex or a thread start/join). With
+/// `single_issuer` only the thread that created the ring may submit or wait: the kernel
+/// enforces it, and any other thread's submit or wait fails with `EEXIST`.
+///
+/// Destruction: `~ring` cancels every op still outstanding and reaps their completions before
+/// it returns (see `cancel_all()` and `drain()`), so the kernel no longer touches their memory
+/// once the ring is gone. In a child process after `fork()` it touches nothing (the mappings are
+/// the parent's ring): it only unmaps and closes.
 #pragma once
 
 #include <coil/io/completion.hpp>
@@ -206,7 +214,19 @@ public:
     /// profile (EPERM), the locked-memory limit (ENOMEM), a kernel without io_uring or too old
     /// for coil (ENOSYS), or sizes out of range (EINVAL: entries must be 1..32768, cq_entries
     /// at least entries and at most 65536).
+    /// Also throws, naming the cause, when the kernel lacks `IORING_FEAT_NODROP` (coil relies
+    /// on the kernel keeping completions that overflow the CQ), or when a seccomp profile or an
+    /// LSM blocks `io_uring_enter` or `io_uring_register` while allowing `io_uring_setup`.
     explicit ring(unsigned entries, const ring_options& options = {});
+
+    /// Cancels and drains the ops still outstanding (`cancel_all()`, then `drain()`), then
+    /// closes the ring: when it returns, the kernel no longer reads or writes any memory an op
+    /// was queued with. With ops that cannot be cancelled (see `cancel_all()`) it waits for
+    /// them to finish. Terminates the program if waiting on the ring fails, which no valid
+    /// ring does. In a child process after `fork()` it neither cancels nor waits: it unmaps the
+    /// ring and closes the child's descriptor, leaving the parent's ops alone. From a thread
+    /// other than the creating one, the creating thread's registration of the ring fd stays
+    /// (the kernel keeps it per thread) and holds the ring's file open until that thread exits.
     ~ring();
 
     ring(const ring&) = delete;
@@ -355,6 +375,12 @@ public:
         return {};
     }
 
+    /// The user_data the ring reserves for ops it queues itself (`cancel_all()`). Their
+    /// completions are swallowed: no reap, wait or loop ever delivers one. Do not queue ops
+    /// with this user_data: while a `cancel_all()` is pending their completions would be
+    /// swallowed too.
+    static constexpr std::uint64_t internal_user_data = ~std::uint64_t{0};
+
     // --- submission and completion -------------------------------------------------------
 
     /// Hands every queued SQE to the kernel and returns how many it consumed. Partial
@@ -396,7 +422,7 @@ public:
         const completion* const cqes = cqes_;
         const unsigned mask = cq_mask_;
         for (;;) {
-            if (backlog_empty_) {
+            if (direct_cq_) {
                 // The kernel writes CQEs before it moves the tail (acquire pairs with that),
                 // and reuses an entry only after it sees our head move past it (release, after
                 // we copied the entry out).
@@ -420,6 +446,27 @@ public:
             fn(c);
         }
     }
+
+    // --- shutdown -------------------------------------------------------------------------
+
+    /// Asks the kernel to cancel every op in flight: one `IORING_OP_ASYNC_CANCEL` with
+    /// `IORING_ASYNC_CANCEL_ANY` (Linux 5.19), tagged `internal_user_data`, queued behind
+    /// whatever is already queued and submitted at once. Each cancelled op completes with
+    /// `-ECANCELED` (or its own result if it won the race); ops the kernel cannot interrupt
+    /// (a running regular-file read, say) complete on their own. The cancel's own completion
+    /// counts in `outstanding()` until it is reaped, and is swallowed by the ring. On a kernel
+    /// without `IORING_ASYNC_CANCEL_ANY` the cancel fails with `-EINVAL`; the ring remembers
+    /// it, and from then on `cancel_all()` does nothing: only `drain()` remains, which then
+    /// waits for every op to finish by itself (forever, for a poll that never fires).
+    /// Does nothing when no op is outstanding. Errors of the submit are not reported: the
+    /// cancel then stays queued for the next submit or wait.
+    void cancel_all();
+
+    /// Waits for and discards completions until `outstanding()` is 0, and returns how many
+    /// completions it discarded (those of multishot ops each count; the ring's own are not
+    /// counted). Call it after `cancel_all()` to take back every op. Blocks for as long as an
+    /// op takes to complete. Throws `std::system_error` if waiting fails.
+    std::size_t drain();
 
     // --- introspection --------------------------------------------------------------------
 
@@ -470,6 +517,9 @@ public:
     unsigned ready() const noexcept;
 
     const ring_stats& stats() const noexcept { return stats_; }
+
+    /// Whether the kernel has `IORING_FEAT_EXT_ARG` (Linux 5.11), which timed waits need.
+    bool has_ext_arg() const noexcept;
 
     /// Which setup flags took effect.
     bool single_issuer() const noexcept;
@@ -522,6 +572,7 @@ private:
         sq_tail_limit_ = __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) + sq_entries_;
         return sq_tail_ != sq_tail_limit_;
     }
+    void refresh_direct_() noexcept;
     int enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                std::size_t arg_size) noexcept;
     unsigned flush_() noexcept;
@@ -536,7 +587,7 @@ private:
     // in between, that entry is now the backlog's first, which pop_ removes.
     bool peek_fast_(completion& out) noexcept
     {
-        if (backlog_empty_) {
+        if (direct_cq_) {
             const unsigned head = __atomic_load_n(cq_khead_, __ATOMIC_RELAXED);
             if (head != __atomic_load_n(cq_ktail_, __ATOMIC_ACQUIRE)) {
                 out = cqes_[head & cq_mask_];
@@ -547,7 +598,7 @@ private:
     }
     void pop_fast_() noexcept
     {
-        if (!backlog_empty_) {
+        if (!direct_cq_) {
             pop_();
             return;
         }
@@ -582,9 +633,11 @@ private:
     unsigned* cq_khead_ = nullptr;
     const unsigned* cq_ktail_ = nullptr;
     unsigned cq_mask_ = 0;
-    // No completion waits in the internal backlog (see submit()); only then can
-    // for_each_completion read the CQ directly.
-    bool backlog_empty_ = true;
+    // Whether the inline reaping paths may read the CQ directly: no completion waits in the
+    // internal backlog (see submit()) and none has to be routed through it (the ring's own
+    // cancel_all completions, which are swallowed there; a fault plan in test builds). io/ring.cpp
+    // keeps it up to date; the inline paths fall back to peek_ / pop_ when it is false.
+    bool direct_cq_ = true;
     // outstanding_: SQEs queued whose final CQE (one without IORING_CQE_F_MORE) has not been
     // handed to the caller; with cap_outstanding it never exceeds cq_entries.
     unsigned outstanding_ = 0;
