@@ -616,6 +616,19 @@ std::error_code ring::add_timeout(const timespec64* when, unsigned count, timeou
     return success();
 }
 
+std::error_code ring::add_multishot_timeout(const timespec64* interval, unsigned count,
+                                            std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::timeout);
+    // For a multishot timeout the kernel reads `off` as the number of firings, not as a
+    // completion count.
+    io_uring_prep_timeout(sqe,
+                          reinterpret_cast<__kernel_timespec*>(const_cast<timespec64*>(interval)),
+                          count, timeout_multishot);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
 std::error_code ring::add_link_timeout(const timespec64* when, std::uint64_t user_data)
 {
     COIL_CLAIM_SQE(opcode::link_timeout);

@@ -312,6 +312,15 @@ public:
     /// completions have been posted first (`count` 0: only the timer). `when` is borrowed.
     std::error_code add_timeout(const timespec64* when, unsigned count, timeout_clock clock,
                                 std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// A repeating timer (`IORING_TIMEOUT_MULTISHOT`, Linux 6.4): fires every `interval`,
+    /// `count` times (0: until removed with `add_timeout_remove`). Each firing completes with
+    /// `-ETIME`, all but the last with `more()` set; a removed timer ends with a completion
+    /// `-ECANCELED` without `more()`. The op stays outstanding until that final completion.
+    /// A kernel without multishot timeouts completes it at once with `-EINVAL`.
+    /// `interval` is borrowed until the final completion.
+    std::error_code add_multishot_timeout(const timespec64* interval, unsigned count,
+                                          std::uint64_t user_data,
+                                          sqe_flags flags = sqe_flags::none);
     /// A deadline for the op queued just before, which must carry `sqe_flags::link`. If it
     /// fires the op is cancelled; this completes with `-ETIME` (fired), `-ECANCELED` (the op
     /// finished first) or `-EALREADY`. `when` is borrowed until this op completes.
