@@ -6,6 +6,10 @@
 
 #include <liburing.h>
 
+#if COIL_FAULT_INJECTION
+#include "fault_injection.hpp"
+#endif
+
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -219,6 +223,13 @@ struct ring::state {
     // IORING_ASYNC_CANCEL_ANY answered -EINVAL (before Linux 5.19): cancel_all cannot help.
     bool cancel_any_unsupported = false;
 
+#if COIL_FAULT_INJECTION
+    // The plan this ring obeys (the thread's scoped_faults at construction), or null. With a
+    // plan every CQE is routed through the backlog, where stalls and reordering happen.
+    std::shared_ptr<testing::detail::fault_state> faults;
+    unsigned stall_left = 0; // reaping passes that still see an empty CQ
+#endif
+
     unsigned sq_flags() const noexcept { return load_relaxed(uring.sq.kflags); }
     unsigned cq_in_ring() const noexcept
     {
@@ -226,7 +237,14 @@ struct ring::state {
     }
     std::size_t backlog_size() const noexcept { return backlog.size() - backlog_head; }
     // Whether every CQE must pass through the backlog before it is delivered.
-    bool routed() const noexcept { return internal_pending != 0; }
+    bool routed() const noexcept
+    {
+#if COIL_FAULT_INJECTION
+        if (faults)
+            return true;
+#endif
+        return internal_pending != 0;
+    }
 };
 
 namespace {
@@ -346,6 +364,11 @@ ring::ring(unsigned entries, const ring_options& options)
     }
 
     io_uring& u = state_->uring;
+#if COIL_FAULT_INJECTION
+    state_->faults = testing::detail::current_faults();
+    if (state_->faults)
+        params.features &= ~state_->faults->plan.hide_features;
+#endif
     if (!(params.features & IORING_FEAT_NODROP)) {
         unmap_and_close(u);
         throw std::system_error(
@@ -391,6 +414,7 @@ ring::ring(unsigned entries, const ring_options& options)
 
     state_->backlog.reserve(u.cq.ring_entries);
     sq_entries_ = u.sq.ring_entries;
+    sq_room_ = sq_entries_;
     cq_entries_ = u.cq.ring_entries;
     cap_outstanding_ = options.cap_outstanding;
     sq_tail_ = u.sq.sqe_tail;
@@ -402,6 +426,14 @@ ring::ring(unsigned entries, const ring_options& options)
     cq_mask_ = u.cq.ring_mask;
     sqes_ = reinterpret_cast<sqe*>(u.sq.sqes); // 64-byte SQEs: no SQE128
     sq_mask_ = u.sq.ring_mask;
+#if COIL_FAULT_INJECTION
+    if (state_->faults) {
+        const unsigned shrunk = state_->faults->plan.sq_entries;
+        if (shrunk != 0 && shrunk < sq_entries_)
+            sq_room_ = shrunk;
+        direct_cq_ = false; // the inline paths take peek_ / pop_, where the faults are
+    }
+#endif
 }
 
 ring::~ring()
@@ -468,12 +500,22 @@ void finish(io_uring_sqe* sqe, std::uint64_t user_data, sqe_flags flags) noexcep
 
 } // namespace
 
+// Counts an op refused for want of room.
+void ring::note_no_space_() noexcept
+{
+    ++stats_.sq_full;
+#if COIL_FAULT_INJECTION
+    if (state_->faults && sq_room_ < sq_entries_ && unsubmitted() >= sq_room_)
+        ++state_->faults->counts.sq_fills;
+#endif
+}
+
 // Why claim_inline_ refused: the opcode, or else a full SQ or the CQ cap.
 std::error_code ring::claim_failure_(opcode op) noexcept
 {
     if (!supports(op))
         return make_error_code(errc::unsupported_operation);
-    ++stats_.sq_full;
+    note_no_space_();
     return make_error_code(errc::no_space);
 }
 
@@ -483,7 +525,7 @@ std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
         return make_error_code(errc::unsupported_operation);
     if ((cap_outstanding_ && outstanding_ >= cq_entries_) ||
         (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())) {
-        ++stats_.sq_full;
+        note_no_space_();
         return make_error_code(errc::no_space);
     }
     out = &sqes_[sq_tail_ & sq_mask_];
@@ -498,12 +540,9 @@ std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
 {
     if (!supports(op))
         return errc::unsupported_operation;
-    if (cap_outstanding_ && outstanding_ >= cq_entries_) {
-        ++stats_.sq_full;
-        return errc::no_space;
-    }
-    if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_()) {
-        ++stats_.sq_full;
+    if ((cap_outstanding_ && outstanding_ >= cq_entries_) ||
+        (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())) {
+        note_no_space_();
         return errc::no_space;
     }
     io_uring_sq& sq = state_->uring.sq;
@@ -653,8 +692,33 @@ std::error_code ring::add_timeout_remove(std::uint64_t target, std::uint64_t use
 int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                  std::size_t arg_size) noexcept
 {
-    ++stats_.enter_calls;
     const state& s = *state_;
+#if COIL_FAULT_INJECTION
+    if (s.faults) {
+        // Only answers a real io_uring_enter may give: EBUSY and EAGAIN refuse a submission
+        // before anything is consumed, EINTR interrupts a wait, and a partial submission
+        // consumes a prefix of the SQ.
+        testing::detail::fault_state& f = *s.faults;
+        if (to_submit != 0 && f.roll(f.plan.enter_ebusy)) {
+            ++f.counts.ebusy;
+            return -EBUSY;
+        }
+        if (to_submit != 0 && f.roll(f.plan.enter_eagain)) {
+            ++f.counts.eagain;
+            return -EAGAIN;
+        }
+        if (to_submit == 0 && min_complete != 0 && (flags & IORING_ENTER_GETEVENTS) &&
+            f.roll(f.plan.enter_eintr)) {
+            ++f.counts.eintr;
+            return -EINTR;
+        }
+        if (to_submit > 1 && f.roll(f.plan.partial_submit)) {
+            to_submit = 1 + f.below(to_submit - 1);
+            ++f.counts.partial_submits;
+        }
+    }
+#endif
+    ++stats_.enter_calls;
     // The registered index means this ring only in the registering thread's io_uring context;
     // any other thread (a ring handed over between threads) must name the ring by its fd.
     if (s.registered && std::this_thread::get_id() == s.registered_thread)
@@ -670,6 +734,21 @@ unsigned ring::flush_() noexcept
     // liburing's sqe_head serves as the tail the kernel has been shown.
     io_uring_sq& sq = state_->uring.sq;
     if (sq.sqe_head != sq_tail_) {
+#if COIL_FAULT_INJECTION
+        if (state_->faults) {
+            // Cut reads and writes the kernel has not seen yet: a genuinely short transfer.
+            testing::detail::fault_state& f = *state_->faults;
+            for (unsigned i = sq.sqe_head; i != sq_tail_; ++i) {
+                io_uring_sqe& e = sq.sqes[i & sq.ring_mask];
+                const bool rw = e.opcode == IORING_OP_READ || e.opcode == IORING_OP_WRITE ||
+                                e.opcode == IORING_OP_READV || e.opcode == IORING_OP_WRITEV;
+                if (rw && e.len > 1 && f.roll(f.plan.short_rw)) {
+                    e.len = 1 + f.below(e.len - 1);
+                    ++f.counts.shortened;
+                }
+            }
+        }
+#endif
         sq.sqe_head = sq_tail_;
         store_release(sq.ktail, sq_tail_);
     }
@@ -698,6 +777,18 @@ void ring::stash_ready_() noexcept
             continue;
         }
         s.backlog.push_back({cqe.user_data, cqe.res, cqe.flags});
+#if COIL_FAULT_INJECTION
+        // Hold the previous completion back behind this one. Never the backlog's first (a
+        // range may be standing on it), and never behind a completion of the same op (a
+        // multishot op's final completion must stay its last).
+        const std::size_t last = s.backlog.size() - 1;
+        if (s.faults && last > s.backlog_head + 1 &&
+            s.backlog[last - 1].user_data != s.backlog[last].user_data &&
+            s.faults->roll(s.faults->plan.reorder)) {
+            std::swap(s.backlog[last - 1], s.backlog[last]);
+            ++s.faults->counts.reordered;
+        }
+#endif
     }
     store_release(u.cq.khead, tail);
     refresh_direct_();
@@ -707,8 +798,13 @@ bool ring::make_room_(unsigned attempt) noexcept
 {
     // The kernel asked us to reap before it takes more SQEs (EBUSY: its overflow list is not
     // empty; EAGAIN: it is short of resources until something completes). Move what is ready
-    // aside, pull the overflowed completions in, and if nothing at all was ready wait for one.
+    // aside, pull the overflowed completions in, and if nothing at all was ready give the
+    // kernel a moment. Never block for a completion here: the ops in flight may be waiting for
+    // the very SQEs this submit is trying to hand over (a poll and its remove), so an unbounded
+    // wait could never return.
     ++stats_.submit_retries;
+    if (attempt > 64)
+        return false; // the kernel keeps refusing: report it, leaving the SQEs queued
     unsigned before = static_cast<unsigned>(state_->backlog_size());
     stash_ready_();
     if (state_->sq_flags() & IORING_SQ_CQ_OVERFLOW) {
@@ -718,14 +814,18 @@ bool ring::make_room_(unsigned attempt) noexcept
     }
     if (state_->backlog_size() > before)
         return true;
-    // A multishot op counts once in outstanding_ but may have several completions in the
-    // backlog, so the difference must not wrap around: then nothing is known to be in flight.
-    const unsigned accounted = unsubmitted() + static_cast<unsigned>(ready());
-    if (outstanding_ <= accounted || attempt > 64)
-        return false;
-    int ret = enter_(0, 1, IORING_ENTER_GETEVENTS, nullptr, 0);
-    stash_ready_();
-    return ret >= 0 || ret == -EINTR;
+    if (state_->ext_arg) {
+        // Up to a millisecond for one completion to arrive, then retry regardless.
+        __kernel_timespec ts{0, 1'000'000};
+        io_uring_getevents_arg arg{};
+        arg.sigmask_sz = _NSIG / 8;
+        arg.ts = reinterpret_cast<std::uint64_t>(&ts);
+        enter_(0, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+        stash_ready_();
+    } else {
+        std::this_thread::yield();
+    }
+    return true;
 }
 
 result<unsigned> ring::submit()
@@ -779,8 +879,8 @@ result<completion_range> ring::wait(unsigned min_complete,
     unsigned handed_over = sq_tail_ - state_->uring.sq.sqe_head; // for SQPOLL
     unsigned pending = flush_();
     for (unsigned attempt = 0;;) {
-        if (state_->routed())
-            stash_ready_(); // count only what will be delivered
+        if (state_->internal_pending != 0)
+            stash_ready_(); // swallow the ring's own completions: count only what is delivered
         // Never wait for more completions than can still arrive (ops the ring swallows, or the
         // caller reaped meanwhile, are no longer outstanding).
         const unsigned wanted = std::min(min_complete, outstanding_);
@@ -892,6 +992,20 @@ bool ring::peek_(completion& out) noexcept
     state& s = *state_;
     io_uring& u = s.uring;
     for (int round = 0; round < 2; ++round) {
+#if COIL_FAULT_INJECTION
+        if (s.faults && s.backlog_size() == 0) {
+            // A stall: this reaping pass sees an empty CQ, and so do up to 7 more, while the
+            // kernel goes on posting (and overflowing, once the CQ is full).
+            if (s.stall_left == 0 && s.cq_in_ring() != 0 && s.faults->roll(s.faults->plan.stall_reap)) {
+                s.stall_left = 1 + s.faults->below(8);
+                ++s.faults->counts.stalls;
+            }
+            if (s.stall_left != 0) {
+                --s.stall_left;
+                return false;
+            }
+        }
+#endif
         if (s.routed())
             stash_ready_(); // every CQE passes through the backlog
         if (s.backlog_head < s.backlog.size()) {

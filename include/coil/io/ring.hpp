@@ -497,13 +497,13 @@ public:
     unsigned cq_entries() const noexcept { return cq_entries_; }
 
     /// Free submission queue entries (regardless of the CQ cap).
-    unsigned sq_space_left() const noexcept { return sq_entries_ - unsubmitted(); }
+    unsigned sq_space_left() const noexcept { return sq_room_ - unsubmitted(); }
 
     /// Ops that can still be queued before `no_space`: the free SQ entries, bounded with
     /// `ring_options::cap_outstanding` by the CQ entries not yet promised to an op.
     unsigned space_left() const noexcept
     {
-        const unsigned sq_free = sq_entries_ - unsubmitted();
+        const unsigned sq_free = sq_room_ - unsubmitted();
         if (!cap_outstanding_) {
             return sq_free;
         }
@@ -567,6 +567,7 @@ private:
         return true;
     }
     std::error_code claim_failure_(opcode op) noexcept;
+    void note_no_space_() noexcept;
     /// Claims a zeroed SQE for `add_sqe`, or says why not.
     std::error_code claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept;
     /// Gives back the SQE claimed last (not yet visible to the kernel).
@@ -578,7 +579,7 @@ private:
     bool refresh_sq_limit_() noexcept
     {
         // Acquire: the kernel has finished reading the entries it moved its head past.
-        sq_tail_limit_ = __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) + sq_entries_;
+        sq_tail_limit_ = __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) + sq_room_;
         return sq_tail_ != sq_tail_limit_;
     }
     void refresh_direct_() noexcept;
@@ -625,6 +626,9 @@ private:
     unsigned sq_entries_ = 0;
     unsigned cq_entries_ = 0;
     bool cap_outstanding_ = false;       // ring_options::cap_outstanding
+    // How many SQ entries the claims may fill: sq_entries_, or fewer when a fault plan of the
+    // test build (io/fault_injection.hpp) shrinks the SQ.
+    unsigned sq_room_ = 0;
     // How far the SQ tail may go: the kernel's SQ head plus the SQ size, as last read. The
     // head only moves forward, so this is never past the true limit, and a claim reads the
     // kernel's head only when the tail reaches it.
