@@ -6,43 +6,75 @@
 
 #include <liburing.h>
 
+#if COIL_FAULT_INJECTION
+#include "fault_injection.hpp"
+#endif
+
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <bitset>
 #include <cerrno>
 #include <csignal>
+#include <exception>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 namespace coil::io {
 
-const std::error_category& detail::no_error_category = std::error_code{}.category();
-
 static_assert(sizeof(timespec64) == sizeof(__kernel_timespec));
 static_assert(offsetof(timespec64, tv_nsec) == offsetof(__kernel_timespec, tv_nsec));
 static_assert(completion::more_flag == IORING_CQE_F_MORE);
-// The inline ops in ring.hpp write SQEs through coil's own statement of the layout.
-static_assert(sizeof(detail::sqe) == sizeof(io_uring_sqe));
-static_assert(offsetof(detail::sqe, opcode) == offsetof(io_uring_sqe, opcode));
-static_assert(offsetof(detail::sqe, flags) == offsetof(io_uring_sqe, flags));
-static_assert(offsetof(detail::sqe, ioprio) == offsetof(io_uring_sqe, ioprio));
-static_assert(offsetof(detail::sqe, fd) == offsetof(io_uring_sqe, fd));
-static_assert(offsetof(detail::sqe, off) == offsetof(io_uring_sqe, off));
-static_assert(offsetof(detail::sqe, addr) == offsetof(io_uring_sqe, addr));
-static_assert(offsetof(detail::sqe, len) == offsetof(io_uring_sqe, len));
-static_assert(offsetof(detail::sqe, op_flags) == offsetof(io_uring_sqe, rw_flags));
-static_assert(offsetof(detail::sqe, user_data) == offsetof(io_uring_sqe, user_data));
-static_assert(offsetof(detail::sqe, buf_index) == offsetof(io_uring_sqe, buf_index));
-static_assert(offsetof(detail::sqe, personality) == offsetof(io_uring_sqe, personality));
-static_assert(offsetof(detail::sqe, file_index) == offsetof(io_uring_sqe, file_index));
-static_assert(offsetof(detail::sqe, addr3) == offsetof(io_uring_sqe, addr3));
-static_assert(static_cast<unsigned>(detail::kernel_op::nop) == IORING_OP_NOP);
-static_assert(static_cast<unsigned>(detail::kernel_op::read) == IORING_OP_READ);
-static_assert(static_cast<unsigned>(detail::kernel_op::write) == IORING_OP_WRITE);
+// add_sqe and the inline ops in ring.hpp write SQEs through coil's own statement of the layout.
+static_assert(sizeof(sqe) == sizeof(io_uring_sqe));
+static_assert(offsetof(sqe, opcode) == offsetof(io_uring_sqe, opcode));
+static_assert(offsetof(sqe, flags) == offsetof(io_uring_sqe, flags));
+static_assert(offsetof(sqe, ioprio) == offsetof(io_uring_sqe, ioprio));
+static_assert(offsetof(sqe, fd) == offsetof(io_uring_sqe, fd));
+static_assert(offsetof(sqe, off) == offsetof(io_uring_sqe, off));
+static_assert(offsetof(sqe, addr2) == offsetof(io_uring_sqe, addr2));
+static_assert(offsetof(sqe, addr) == offsetof(io_uring_sqe, addr));
+static_assert(offsetof(sqe, splice_off_in) == offsetof(io_uring_sqe, splice_off_in));
+static_assert(offsetof(sqe, len) == offsetof(io_uring_sqe, len));
+static_assert(offsetof(sqe, op_flags) == offsetof(io_uring_sqe, rw_flags));
+static_assert(offsetof(sqe, poll32_events) == offsetof(io_uring_sqe, poll32_events));
+static_assert(offsetof(sqe, timeout_flags) == offsetof(io_uring_sqe, timeout_flags));
+static_assert(offsetof(sqe, splice_flags) == offsetof(io_uring_sqe, splice_flags));
+static_assert(offsetof(sqe, user_data) == offsetof(io_uring_sqe, user_data));
+static_assert(offsetof(sqe, buf_index) == offsetof(io_uring_sqe, buf_index));
+static_assert(offsetof(sqe, buf_group) == offsetof(io_uring_sqe, buf_group));
+static_assert(offsetof(sqe, personality) == offsetof(io_uring_sqe, personality));
+static_assert(offsetof(sqe, file_index) == offsetof(io_uring_sqe, file_index));
+static_assert(offsetof(sqe, splice_fd_in) == offsetof(io_uring_sqe, splice_fd_in));
+static_assert(offsetof(sqe, addr3) == offsetof(io_uring_sqe, addr3));
+// The kernel numbers in coil's opcode table (include/coil/io/opcode.hpp), checked against the
+// kernel's own: a wrong number in the table fails here, so the table stays the one list.
+static_assert(kernel_opcode(opcode::nop) == IORING_OP_NOP);
+static_assert(kernel_opcode(opcode::read) == IORING_OP_READ);
+static_assert(kernel_opcode(opcode::write) == IORING_OP_WRITE);
+static_assert(kernel_opcode(opcode::readv) == IORING_OP_READV);
+static_assert(kernel_opcode(opcode::writev) == IORING_OP_WRITEV);
+static_assert(kernel_opcode(opcode::fsync) == IORING_OP_FSYNC);
+static_assert(kernel_opcode(opcode::fallocate) == IORING_OP_FALLOCATE);
+static_assert(kernel_opcode(opcode::poll_add) == IORING_OP_POLL_ADD);
+static_assert(kernel_opcode(opcode::poll_remove) == IORING_OP_POLL_REMOVE);
+static_assert(kernel_opcode(opcode::async_cancel) == IORING_OP_ASYNC_CANCEL);
+static_assert(kernel_opcode(opcode::openat) == IORING_OP_OPENAT);
+static_assert(kernel_opcode(opcode::close) == IORING_OP_CLOSE);
+static_assert(kernel_opcode(opcode::statx) == IORING_OP_STATX);
+static_assert(kernel_opcode(opcode::timeout) == IORING_OP_TIMEOUT);
+static_assert(kernel_opcode(opcode::link_timeout) == IORING_OP_LINK_TIMEOUT);
+static_assert(kernel_opcode(opcode::timeout_remove) == IORING_OP_TIMEOUT_REMOVE);
+static_assert(kernel_opcode(opcode::accept) == IORING_OP_ACCEPT);
+static_assert(kernel_opcode(opcode::connect) == IORING_OP_CONNECT);
+static_assert(kernel_opcode(opcode::recv) == IORING_OP_RECV);
+static_assert(kernel_opcode(opcode::send) == IORING_OP_SEND);
+static_assert(opcode_count == 20, "a new opcode needs its kernel number checked above");
 // ring::for_each_completion reads CQEs in place as coil::io::completion.
 static_assert(sizeof(completion) == sizeof(io_uring_cqe));
 static_assert(offsetof(completion, user_data) == offsetof(io_uring_cqe, user_data));
@@ -57,42 +89,15 @@ constexpr unsigned max_cq_entries = 2 * max_sq_entries;
 
 using detail::max_rw_count;
 
-unsigned kernel_opcode(opcode op) noexcept
-{
-    switch (op) {
-    case opcode::nop: return IORING_OP_NOP;
-    case opcode::read: return IORING_OP_READ;
-    case opcode::write: return IORING_OP_WRITE;
-    case opcode::readv: return IORING_OP_READV;
-    case opcode::writev: return IORING_OP_WRITEV;
-    case opcode::fsync: return IORING_OP_FSYNC;
-    case opcode::fallocate: return IORING_OP_FALLOCATE;
-    case opcode::poll_add: return IORING_OP_POLL_ADD;
-    case opcode::poll_remove: return IORING_OP_POLL_REMOVE;
-    case opcode::async_cancel: return IORING_OP_ASYNC_CANCEL;
-    case opcode::openat: return IORING_OP_OPENAT;
-    case opcode::close: return IORING_OP_CLOSE;
-    case opcode::statx: return IORING_OP_STATX;
-    case opcode::timeout: return IORING_OP_TIMEOUT;
-    case opcode::link_timeout: return IORING_OP_LINK_TIMEOUT;
-    case opcode::timeout_remove: return IORING_OP_TIMEOUT_REMOVE;
-    case opcode::accept: return IORING_OP_ACCEPT;
-    case opcode::connect: return IORING_OP_CONNECT;
-    case opcode::recv: return IORING_OP_RECV;
-    case opcode::send: return IORING_OP_SEND;
-    }
-    return IORING_OP_LAST;
-}
-
-static_assert(static_cast<unsigned>(opcode::send) < 32, "ring::supported_mask_ has 32 bits");
-
-constexpr opcode all_opcodes[] = {
-    opcode::nop,         opcode::read,          opcode::write,      opcode::readv,
-    opcode::writev,      opcode::fsync,         opcode::fallocate,  opcode::poll_add,
-    opcode::poll_remove, opcode::async_cancel,  opcode::openat,     opcode::close,
-    opcode::statx,       opcode::timeout,       opcode::link_timeout, opcode::timeout_remove,
-    opcode::accept,      opcode::connect,       opcode::recv,       opcode::send,
-};
+// Flags newer than some liburing headers: the kernel's values, checked where the header has them.
+constexpr unsigned async_cancel_any = 1U << 2; // IORING_ASYNC_CANCEL_ANY, Linux 5.19
+#ifdef IORING_ASYNC_CANCEL_ANY
+static_assert(async_cancel_any == IORING_ASYNC_CANCEL_ANY);
+#endif
+constexpr unsigned timeout_multishot = 1U << 6; // IORING_TIMEOUT_MULTISHOT, Linux 6.4
+#ifdef IORING_TIMEOUT_MULTISHOT
+static_assert(timeout_multishot == IORING_TIMEOUT_MULTISHOT);
+#endif
 
 static_assert(static_cast<unsigned>(sqe_flags::drain) == IOSQE_IO_DRAIN);
 static_assert(static_cast<unsigned>(sqe_flags::link) == IOSQE_IO_LINK);
@@ -190,48 +195,40 @@ void store_release(unsigned* p, unsigned v) noexcept { __atomic_store_n(p, v, __
 
 } // namespace
 
-const char* to_string(opcode op) noexcept
-{
-    switch (op) {
-    case opcode::nop: return "nop";
-    case opcode::read: return "read";
-    case opcode::write: return "write";
-    case opcode::readv: return "readv";
-    case opcode::writev: return "writev";
-    case opcode::fsync: return "fsync";
-    case opcode::fallocate: return "fallocate";
-    case opcode::poll_add: return "poll_add";
-    case opcode::poll_remove: return "poll_remove";
-    case opcode::async_cancel: return "async_cancel";
-    case opcode::openat: return "openat";
-    case opcode::close: return "close";
-    case opcode::statx: return "statx";
-    case opcode::timeout: return "timeout";
-    case opcode::link_timeout: return "link_timeout";
-    case opcode::timeout_remove: return "timeout_remove";
-    case opcode::accept: return "accept";
-    case opcode::connect: return "connect";
-    case opcode::recv: return "recv";
-    case opcode::send: return "send";
-    }
-    return "unknown";
-}
-
 struct ring::state {
     io_uring uring{};
-    std::bitset<256> supported;  // by our opcode enum value; set once at construction
-    bool cap_outstanding = true; // refuse ops beyond the CQ capacity
     bool ext_arg = false;        // IORING_FEAT_EXT_ARG: timed waits need no timeout SQE
+    // The process that created the ring. After a fork the child shares the ring's mappings
+    // with the parent (an SQE the child wrote would be the parent's), so a ring object in a
+    // child only unmaps and closes (see ~ring).
+    pid_t owner_pid = 0;
     // The ring fd registered with the ring itself (Linux 5.18): io_uring_enter then skips the
-    // file-table lookup. `enter_fd` is what io_uring_enter takes, `enter_flags` what it adds.
-    unsigned enter_fd = 0;
-    unsigned enter_flags = 0;
+    // file-table lookup. The registration lives in the registering thread's io_uring context,
+    // so only that thread may use it (see enter_); every other thread enters with the fd.
+    bool registered = false;
+    unsigned registered_index = 0;
+    std::thread::id registered_thread;
 
-    // Completions moved out of the CQ before the caller asked for them, when the kernel
-    // answered a submit with EBUSY or EAGAIN. Delivered before the CQ. Reserved to the CQ size
-    // at construction, so filling it does not allocate in the common case.
+    // Completions moved out of the CQ before the caller asked for them: when the kernel
+    // answered a submit with EBUSY or EAGAIN, and whenever completions are routed (below).
+    // Delivered before the CQ. Reserved to the CQ size at construction, so filling it does not
+    // allocate in the common case.
     std::vector<completion> backlog;
     std::size_t backlog_head = 0;
+
+    // Ops the ring queued for itself (cancel_all), tagged internal_user_data, whose completion
+    // has not been reaped. While any is pending every CQE goes through the backlog, where
+    // those completions are swallowed.
+    unsigned internal_pending = 0;
+    // IORING_ASYNC_CANCEL_ANY answered -EINVAL (before Linux 5.19): cancel_all cannot help.
+    bool cancel_any_unsupported = false;
+
+#if COIL_FAULT_INJECTION
+    // The plan this ring obeys (the thread's scoped_faults at construction), or null. With a
+    // plan every CQE is routed through the backlog, where stalls and reordering happen.
+    std::shared_ptr<testing::detail::fault_state> faults;
+    unsigned stall_left = 0; // reaping passes that still see an empty CQ
+#endif
 
     unsigned sq_flags() const noexcept { return load_relaxed(uring.sq.kflags); }
     unsigned cq_in_ring() const noexcept
@@ -239,7 +236,76 @@ struct ring::state {
         return load_acquire(uring.cq.ktail) - load_relaxed(uring.cq.khead);
     }
     std::size_t backlog_size() const noexcept { return backlog.size() - backlog_head; }
+    // Whether every CQE must pass through the backlog before it is delivered.
+    bool routed() const noexcept
+    {
+#if COIL_FAULT_INJECTION
+        if (faults)
+            return true;
+#endif
+        return internal_pending != 0;
+    }
 };
+
+namespace {
+
+// Unmaps a ring and closes its fd without any io_uring system call: what io_uring_queue_exit
+// does, less the unregistering of the ring fd, which only the registering thread of the
+// creating process may do (~ring does it first when it can).
+void unmap_and_close(io_uring& u) noexcept
+{
+    ::munmap(u.sq.sqes, sizeof(io_uring_sqe) * u.sq.ring_entries);
+    ::munmap(u.sq.ring_ptr, u.sq.ring_sz);
+    if (u.cq.ring_ptr != nullptr && u.cq.ring_ptr != u.sq.ring_ptr)
+        ::munmap(u.cq.ring_ptr, u.cq.ring_sz);
+    ::close(u.ring_fd);
+}
+
+// The error for a ring whose io_uring_register failed with `error` while taking the probe.
+std::system_error probe_error(int error)
+{
+    std::string what = "coil: io_uring_register(IORING_REGISTER_PROBE) failed: ";
+    switch (error) {
+    case EINVAL:
+        what += "this kernel cannot report which io_uring operations it supports "
+                "(IORING_REGISTER_PROBE needs Linux 5.6); coil needs Linux 5.6 or newer: "
+                "upgrade the kernel";
+        break;
+    case EPERM:
+    case EACCES:
+    case ENOSYS:
+        what += "io_uring_register is blocked (seccomp or an LSM): allow the io_uring_* "
+                "system calls (io_uring_setup, io_uring_enter and io_uring_register) in the "
+                "seccomp profile or security policy this process runs under";
+        break;
+    default:
+        what += "unexpected error";
+        break;
+    }
+    return std::system_error(error, std::generic_category(), what);
+}
+
+// The error for a ring whose first io_uring_enter failed with `error`.
+std::system_error enter_error(int error)
+{
+    std::string what = "coil: io_uring_enter failed on a new ring: ";
+    switch (error) {
+    case EPERM:
+    case EACCES:
+    case ENOSYS:
+        what += "io_uring_enter is blocked (seccomp or an LSM) although io_uring_setup is "
+                "allowed: allow the io_uring_* system calls (io_uring_setup, io_uring_enter "
+                "and io_uring_register) in the seccomp profile or security policy this "
+                "process runs under";
+        break;
+    default:
+        what += "unexpected error";
+        break;
+    }
+    return std::system_error(error, std::generic_category(), what);
+}
+
+} // namespace
 
 ring::ring(unsigned entries, const ring_options& options)
 {
@@ -297,56 +363,107 @@ ring::ring(unsigned entries, const ring_options& options)
         throw setup_error(-ret, entries, options.cq_entries, wanted);
     }
 
+    io_uring& u = state_->uring;
+#if COIL_FAULT_INJECTION
+    state_->faults = testing::detail::current_faults();
+    if (state_->faults)
+        params.features &= ~state_->faults->plan.hide_features;
+#endif
+    if (!(params.features & IORING_FEAT_NODROP)) {
+        unmap_and_close(u);
+        throw std::system_error(
+            ENOTSUP, std::generic_category(),
+            "coil: this kernel's io_uring lacks IORING_FEAT_NODROP (Linux 5.5): it would drop "
+            "completions that do not fit in the completion queue, and coil relies on the kernel "
+            "keeping them. Upgrade to Linux 5.6 or newer");
+    }
     state_->ext_arg = (params.features & IORING_FEAT_EXT_ARG) != 0;
-    state_->cap_outstanding = options.cap_outstanding || !(params.features & IORING_FEAT_NODROP);
-    state_->backlog.reserve(state_->uring.cq.ring_entries);
-    sq_entries_ = state_->uring.sq.ring_entries;
-    cq_entries_ = state_->uring.cq.ring_entries;
-    cap_outstanding_ = state_->cap_outstanding;
-    outstanding_limit_ = cap_outstanding_ ? cq_entries_ : ~0U;
-    sq_tail_ = state_->uring.sq.sqe_tail;
-    sq_khead_ = state_->uring.sq.khead;
-    // coil never asks for IORING_SETUP_CQE32, so CQEs are 16 bytes, laid out as `completion`.
-    cqes_ = reinterpret_cast<const completion*>(state_->uring.cq.cqes);
-    cq_khead_ = state_->uring.cq.khead;
-    cq_ktail_ = state_->uring.cq.ktail;
-    cq_mask_ = state_->uring.cq.ring_mask;
-    sqes_ = reinterpret_cast<detail::sqe*>(state_->uring.sq.sqes); // 64-byte SQEs: no SQE128
-    sq_mask_ = state_->uring.sq.ring_mask;
+    state_->owner_pid = ::getpid();
 
-    state_->enter_fd = static_cast<unsigned>(state_->uring.ring_fd);
-    if (io_uring_register_ring_fd(&state_->uring) == 1) {
-        state_->enter_fd = static_cast<unsigned>(state_->uring.enter_ring_fd);
-        state_->enter_flags = IORING_ENTER_REGISTERED_RING;
+    // One cheap enter, so that a policy that allows io_uring_setup but blocks io_uring_enter
+    // is reported here, naming the cause, rather than as a failed submit later.
+    if (int ret = io_uring_enter(static_cast<unsigned>(u.ring_fd), 0, 0, 0, nullptr); ret < 0) {
+        unmap_and_close(u);
+        throw enter_error(-ret);
     }
 
-    io_uring_probe* probe = io_uring_get_probe_ring(&state_->uring);
-    if (probe == nullptr) {
-        io_uring_queue_exit(&state_->uring);
-        throw std::system_error(ENOSYS, std::generic_category(),
-                                "coil: this kernel cannot report which io_uring operations it "
-                                "supports (IORING_REGISTER_PROBE needs Linux 5.6); coil needs "
-                                "Linux 5.6 or newer: upgrade the kernel");
-    }
-    for (opcode op : all_opcodes)
-        if (io_uring_opcode_supported(probe, static_cast<int>(kernel_opcode(op)))) {
-            state_->supported.set(static_cast<std::size_t>(op));
-            supported_mask_ |= std::uint32_t{1} << static_cast<unsigned>(op);
+    // The probe, registered by hand so that its errno tells a kernel too old for it from a
+    // policy that blocks io_uring_register.
+    {
+        constexpr unsigned probe_ops = 256;
+        std::vector<std::byte> storage(sizeof(io_uring_probe) +
+                                       probe_ops * sizeof(io_uring_probe_op));
+        auto* probe = reinterpret_cast<io_uring_probe*>(storage.data());
+        if (int ret = io_uring_register_probe(&u, probe, probe_ops); ret < 0) {
+            unmap_and_close(u);
+            throw probe_error(-ret);
         }
-    io_uring_free_probe(probe);
+        for (unsigned op = 0; op <= probe->last_op && op < probe_ops; ++op) {
+            if (io_uring_opcode_supported(probe, static_cast<int>(op))) {
+                supported_[op >> 6] |= std::uint64_t{1} << (op & 63U);
+            }
+        }
+    }
+
+    // An optimisation only (Linux 5.18): a kernel or a policy that refuses it costs nothing.
+    if (io_uring_register_ring_fd(&u) == 1) {
+        state_->registered = true;
+        state_->registered_index = static_cast<unsigned>(u.enter_ring_fd);
+        state_->registered_thread = std::this_thread::get_id();
+    }
+
+    state_->backlog.reserve(u.cq.ring_entries);
+    sq_entries_ = u.sq.ring_entries;
+    sq_room_ = sq_entries_;
+    cq_entries_ = u.cq.ring_entries;
+    cap_outstanding_ = options.cap_outstanding;
+    sq_tail_ = u.sq.sqe_tail;
+    sq_khead_ = u.sq.khead;
+    // coil never asks for IORING_SETUP_CQE32, so CQEs are 16 bytes, laid out as `completion`.
+    cqes_ = reinterpret_cast<const completion*>(u.cq.cqes);
+    cq_khead_ = u.cq.khead;
+    cq_ktail_ = u.cq.ktail;
+    cq_mask_ = u.cq.ring_mask;
+    sqes_ = reinterpret_cast<sqe*>(u.sq.sqes); // 64-byte SQEs: no SQE128
+    sq_mask_ = u.sq.ring_mask;
+#if COIL_FAULT_INJECTION
+    if (state_->faults) {
+        const unsigned shrunk = state_->faults->plan.sq_entries;
+        if (shrunk != 0 && shrunk < sq_entries_)
+            sq_room_ = shrunk;
+        direct_cq_ = false; // the inline paths take peek_ / pop_, where the faults are
+    }
+#endif
 }
 
 ring::~ring()
 {
-    // The owner (a user of the core, or the executor) must have drained every op whose memory
-    // it cares about; closing the ring makes the kernel cancel and reap whatever is left.
-    io_uring_queue_exit(&state_->uring);
+    state& s = *state_;
+    if (::getpid() == s.owner_pid) {
+        // The kernel may still write into the buffers of ops in flight, and closing the ring
+        // does not wait for it (the kernel's teardown runs asynchronously). So take them back
+        // and reap them all before returning (docs/lifetimes.md).
+        if (outstanding_ != 0) {
+            cancel_all();
+            try {
+                drain();
+            } catch (const std::system_error&) {
+                // Waiting on our own ring failed, which no valid ring does. Returning now
+                // could let the kernel write into memory the caller frees next: stop here.
+                std::terminate();
+            }
+        }
+        if (s.registered && std::this_thread::get_id() == s.registered_thread)
+            io_uring_unregister_ring_fd(&s.uring);
+        // On another thread the registration stays in the registering thread's io_uring
+        // context, holding the ring's file (not its ops: none is left) until that thread exits.
+    }
+    // A child after fork: the mappings are shared with the parent, whose ring this is. Touch
+    // nothing in them; unmapping and closing affects this process alone.
+    unmap_and_close(s.uring);
 }
 
-bool ring::supports(opcode op) const noexcept
-{
-    return state_->supported.test(static_cast<std::size_t>(op));
-}
+bool ring::has_ext_arg() const noexcept { return state_->ext_arg; }
 
 int ring::fd() const noexcept { return state_->uring.ring_fd; }
 bool ring::single_issuer() const noexcept
@@ -357,7 +474,6 @@ bool ring::coop_taskrun() const noexcept
 {
     return (state_->uring.flags & IORING_SETUP_COOP_TASKRUN) != 0;
 }
-bool ring::has_ext_arg() const noexcept { return state_->ext_arg; }
 bool ring::sqpoll() const noexcept { return (state_->uring.flags & IORING_SETUP_SQPOLL) != 0; }
 
 
@@ -384,26 +500,49 @@ void finish(io_uring_sqe* sqe, std::uint64_t user_data, sqe_flags flags) noexcep
 
 } // namespace
 
+// Counts an op refused for want of room.
+void ring::note_no_space_() noexcept
+{
+    ++stats_.sq_full;
+#if COIL_FAULT_INJECTION
+    if (state_->faults && sq_room_ < sq_entries_ && unsubmitted() >= sq_room_)
+        ++state_->faults->counts.sq_fills;
+#endif
+}
+
 // Why claim_inline_ refused: the opcode, or else a full SQ or the CQ cap.
 std::error_code ring::claim_failure_(opcode op) noexcept
 {
     if (!supports(op))
         return make_error_code(errc::unsupported_operation);
-    ++stats_.sq_full;
+    note_no_space_();
     return make_error_code(errc::no_space);
+}
+
+std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
+{
+    if (!supports_kernel_opcode(kernel_opcode))
+        return make_error_code(errc::unsupported_operation);
+    if ((cap_outstanding_ && outstanding_ >= cq_entries_) ||
+        (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())) {
+        note_no_space_();
+        return make_error_code(errc::no_space);
+    }
+    out = &sqes_[sq_tail_ & sq_mask_];
+    *out = sqe{};
+    ++sq_tail_;
+    ++outstanding_;
+    return success();
 }
 
 // Inlined into every out-of-line add_*.
 [[gnu::always_inline]] inline errc ring::claim_(opcode op, io_uring_sqe*& out) noexcept
 {
-    if (!state_->supported.test(static_cast<std::size_t>(op)))
+    if (!supports(op))
         return errc::unsupported_operation;
-    if (outstanding_ >= outstanding_limit_) {
-        ++stats_.sq_full;
-        return errc::no_space;
-    }
-    if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_()) {
-        ++stats_.sq_full;
+    if ((cap_outstanding_ && outstanding_ >= cq_entries_) ||
+        (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())) {
+        note_no_space_();
         return errc::no_space;
     }
     io_uring_sq& sq = state_->uring.sq;
@@ -516,6 +655,19 @@ std::error_code ring::add_timeout(const timespec64* when, unsigned count, timeou
     return success();
 }
 
+std::error_code ring::add_multishot_timeout(const timespec64* interval, unsigned count,
+                                            std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::timeout);
+    // For a multishot timeout the kernel reads `off` as the number of firings, not as a
+    // completion count.
+    io_uring_prep_timeout(sqe,
+                          reinterpret_cast<__kernel_timespec*>(const_cast<timespec64*>(interval)),
+                          count, timeout_multishot);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
 std::error_code ring::add_link_timeout(const timespec64* when, std::uint64_t user_data)
 {
     COIL_CLAIM_SQE(opcode::link_timeout);
@@ -540,9 +692,41 @@ std::error_code ring::add_timeout_remove(std::uint64_t target, std::uint64_t use
 int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                  std::size_t arg_size) noexcept
 {
+    const state& s = *state_;
+#if COIL_FAULT_INJECTION
+    if (s.faults) {
+        // Only answers a real io_uring_enter may give: EBUSY and EAGAIN refuse a submission
+        // before anything is consumed, EINTR interrupts a wait, and a partial submission
+        // consumes a prefix of the SQ.
+        testing::detail::fault_state& f = *s.faults;
+        if (to_submit != 0 && f.roll(f.plan.enter_ebusy)) {
+            ++f.counts.ebusy;
+            return -EBUSY;
+        }
+        if (to_submit != 0 && f.roll(f.plan.enter_eagain)) {
+            ++f.counts.eagain;
+            return -EAGAIN;
+        }
+        if (to_submit == 0 && min_complete != 0 && (flags & IORING_ENTER_GETEVENTS) &&
+            f.roll(f.plan.enter_eintr)) {
+            ++f.counts.eintr;
+            return -EINTR;
+        }
+        if (to_submit > 1 && f.roll(f.plan.partial_submit)) {
+            to_submit = 1 + f.below(to_submit - 1);
+            ++f.counts.partial_submits;
+        }
+    }
+#endif
     ++stats_.enter_calls;
-    return io_uring_enter2(state_->enter_fd, to_submit, min_complete, flags | state_->enter_flags,
-                           static_cast<sigset_t*>(arg), arg_size);
+    // The registered index means this ring only in the registering thread's io_uring context;
+    // any other thread (a ring handed over between threads) must name the ring by its fd.
+    if (s.registered && std::this_thread::get_id() == s.registered_thread)
+        return io_uring_enter2(s.registered_index, to_submit, min_complete,
+                               flags | IORING_ENTER_REGISTERED_RING,
+                               static_cast<sigset_t*>(arg), arg_size);
+    return io_uring_enter2(static_cast<unsigned>(s.uring.ring_fd), to_submit, min_complete,
+                           flags, static_cast<sigset_t*>(arg), arg_size);
 }
 
 unsigned ring::flush_() noexcept
@@ -550,31 +734,77 @@ unsigned ring::flush_() noexcept
     // liburing's sqe_head serves as the tail the kernel has been shown.
     io_uring_sq& sq = state_->uring.sq;
     if (sq.sqe_head != sq_tail_) {
+#if COIL_FAULT_INJECTION
+        if (state_->faults) {
+            // Cut reads and writes the kernel has not seen yet: a genuinely short transfer.
+            testing::detail::fault_state& f = *state_->faults;
+            for (unsigned i = sq.sqe_head; i != sq_tail_; ++i) {
+                io_uring_sqe& e = sq.sqes[i & sq.ring_mask];
+                const bool rw = e.opcode == IORING_OP_READ || e.opcode == IORING_OP_WRITE ||
+                                e.opcode == IORING_OP_READV || e.opcode == IORING_OP_WRITEV;
+                if (rw && e.len > 1 && f.roll(f.plan.short_rw)) {
+                    e.len = 1 + f.below(e.len - 1);
+                    ++f.counts.shortened;
+                }
+            }
+        }
+#endif
         sq.sqe_head = sq_tail_;
         store_release(sq.ktail, sq_tail_);
     }
     return sq_tail_ - load_acquire(sq.khead);
 }
 
+void ring::refresh_direct_() noexcept
+{
+    direct_cq_ = state_->backlog_size() == 0 && !state_->routed();
+}
+
 void ring::stash_ready_() noexcept
 {
-    io_uring& u = state_->uring;
+    state& s = *state_;
+    io_uring& u = s.uring;
     unsigned head = load_relaxed(u.cq.khead);
     unsigned tail = load_acquire(u.cq.ktail);
     for (; head != tail; ++head) {
         const io_uring_cqe& cqe = u.cq.cqes[head & u.cq.ring_mask];
-        state_->backlog.push_back({cqe.user_data, cqe.res, cqe.flags});
-        backlog_empty_ = false;
+        if (cqe.user_data == internal_user_data && s.internal_pending != 0) {
+            // The completion of cancel_all's cancel: never delivered.
+            if (cqe.res == -EINVAL)
+                s.cancel_any_unsupported = true;
+            --s.internal_pending;
+            --outstanding_;
+            continue;
+        }
+        s.backlog.push_back({cqe.user_data, cqe.res, cqe.flags});
+#if COIL_FAULT_INJECTION
+        // Hold the previous completion back behind this one. Never the backlog's first (a
+        // range may be standing on it), and never behind a completion of the same op (a
+        // multishot op's final completion must stay its last).
+        const std::size_t last = s.backlog.size() - 1;
+        if (s.faults && last > s.backlog_head + 1 &&
+            s.backlog[last - 1].user_data != s.backlog[last].user_data &&
+            s.faults->roll(s.faults->plan.reorder)) {
+            std::swap(s.backlog[last - 1], s.backlog[last]);
+            ++s.faults->counts.reordered;
+        }
+#endif
     }
     store_release(u.cq.khead, tail);
+    refresh_direct_();
 }
 
 bool ring::make_room_(unsigned attempt) noexcept
 {
     // The kernel asked us to reap before it takes more SQEs (EBUSY: its overflow list is not
     // empty; EAGAIN: it is short of resources until something completes). Move what is ready
-    // aside, pull the overflowed completions in, and if nothing at all was ready wait for one.
+    // aside, pull the overflowed completions in, and if nothing at all was ready give the
+    // kernel a moment. Never block for a completion here: the ops in flight may be waiting for
+    // the very SQEs this submit is trying to hand over (a poll and its remove), so an unbounded
+    // wait could never return.
     ++stats_.submit_retries;
+    if (attempt > 64)
+        return false; // the kernel keeps refusing: report it, leaving the SQEs queued
     unsigned before = static_cast<unsigned>(state_->backlog_size());
     stash_ready_();
     if (state_->sq_flags() & IORING_SQ_CQ_OVERFLOW) {
@@ -584,14 +814,18 @@ bool ring::make_room_(unsigned attempt) noexcept
     }
     if (state_->backlog_size() > before)
         return true;
-    // A multishot op counts once in outstanding_ but may have several completions in the
-    // backlog, so the difference must not wrap around: then nothing is known to be in flight.
-    const unsigned accounted = unsubmitted() + static_cast<unsigned>(ready());
-    if (outstanding_ <= accounted || attempt > 64)
-        return false;
-    int ret = enter_(0, 1, IORING_ENTER_GETEVENTS, nullptr, 0);
-    stash_ready_();
-    return ret >= 0 || ret == -EINTR;
+    if (state_->ext_arg) {
+        // Up to a millisecond for one completion to arrive, then retry regardless.
+        __kernel_timespec ts{0, 1'000'000};
+        io_uring_getevents_arg arg{};
+        arg.sigmask_sz = _NSIG / 8;
+        arg.ts = reinterpret_cast<std::uint64_t>(&ts);
+        enter_(0, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+        stash_ready_();
+    } else {
+        std::this_thread::yield();
+    }
+    return true;
 }
 
 result<unsigned> ring::submit()
@@ -638,21 +872,26 @@ result<completion_range> ring::wait(unsigned min_complete,
     // Never wait for more completions than can still arrive, nor for more than the CQ can hold
     // at once (possible without cap_outstanding): the kernel clamps its wait to the CQ size, so
     // asking for more would spin here forever. The range still delivers the overflowed rest.
-    min_complete = std::min({min_complete, outstanding_, cq_entries()});
+    min_complete = std::min(min_complete, cq_entries());
 
     using clock = std::chrono::steady_clock;
     const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
     unsigned handed_over = sq_tail_ - state_->uring.sq.sqe_head; // for SQPOLL
     unsigned pending = flush_();
     for (unsigned attempt = 0;;) {
+        if (state_->internal_pending != 0)
+            stash_ready_(); // swallow the ring's own completions: count only what is delivered
+        // Never wait for more completions than can still arrive (ops the ring swallows, or the
+        // caller reaped meanwhile, are no longer outstanding).
+        const unsigned wanted = std::min(min_complete, outstanding_);
         unsigned backlog = static_cast<unsigned>(state_->backlog_size());
         unsigned in_ring = state_->cq_in_ring();
-        bool enough = backlog + in_ring >= min_complete;
+        bool enough = backlog + in_ring >= wanted;
         if (enough && pending == 0)
             return completion_range(this);
 
         unsigned flags = IORING_ENTER_GETEVENTS;
-        unsigned kernel_min = enough ? 0 : min_complete - backlog;
+        unsigned kernel_min = enough ? 0 : wanted - backlog;
         if (sqpoll()) {
             if (pending != 0 && (state_->sq_flags() & IORING_SQ_NEED_WAKEUP))
                 flags |= IORING_ENTER_SQ_WAKEUP;
@@ -686,7 +925,8 @@ result<completion_range> ring::wait(unsigned min_complete,
                 return completion_range(this); // the kernel took nothing: leave it queued
             if (pending != 0)
                 continue; // a partial submission: hand over the rest
-            if (ready() >= min_complete || (timeout && clock::now() >= deadline))
+            if (ready() >= std::min(min_complete, outstanding_) ||
+                (timeout && clock::now() >= deadline))
                 return completion_range(this);
             continue; // woken before enough completions arrived (task work): wait again
         }
@@ -706,24 +946,79 @@ result<completion_range> ring::wait(unsigned min_complete,
 
 completion_range ring::reap() noexcept { return completion_range(this); }
 
+// --- shutdown -------------------------------------------------------------------------------
+
+void ring::cancel_all()
+{
+    state& s = *state_;
+    if (s.cancel_any_unsupported || outstanding_ == s.internal_pending)
+        return;
+    // One SQE whatever the CQ cap: cancelling is what frees the CQ. If the SQ is full, hand
+    // it over first; if it stays full, drain() will have to do.
+    if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_()) {
+        static_cast<void>(submit());
+        if (!refresh_sq_limit_())
+            return;
+    }
+    io_uring_sqe* sqe = &s.uring.sq.sqes[sq_tail_ & sq_mask_];
+    io_uring_prep_cancel64(sqe, 0, static_cast<int>(async_cancel_any));
+    sqe->user_data = internal_user_data;
+    ++sq_tail_;
+    ++outstanding_;
+    ++s.internal_pending;
+    direct_cq_ = false; // route every CQE through the backlog until the cancel's is swallowed
+    static_cast<void>(submit());
+}
+
+std::size_t ring::drain()
+{
+    std::size_t discarded = 0;
+    while (outstanding_ != 0) {
+        auto done = wait(1);
+        if (!done)
+            throw std::system_error(done.error(), "coil: ring::drain: waiting failed");
+        for (const completion& c : *done) {
+            static_cast<void>(c);
+            ++discarded;
+        }
+    }
+    return discarded;
+}
+
 // --- reaping --------------------------------------------------------------------------------
 
 bool ring::peek_(completion& out) noexcept
 {
     state& s = *state_;
-    if (s.backlog_head < s.backlog.size()) {
-        out = s.backlog[s.backlog_head];
-        return true;
-    }
     io_uring& u = s.uring;
     for (int round = 0; round < 2; ++round) {
+#if COIL_FAULT_INJECTION
+        if (s.faults && s.backlog_size() == 0) {
+            // A stall: this reaping pass sees an empty CQ, and so do up to 7 more, while the
+            // kernel goes on posting (and overflowing, once the CQ is full).
+            if (s.stall_left == 0 && s.cq_in_ring() != 0 && s.faults->roll(s.faults->plan.stall_reap)) {
+                s.stall_left = 1 + s.faults->below(8);
+                ++s.faults->counts.stalls;
+            }
+            if (s.stall_left != 0) {
+                --s.stall_left;
+                return false;
+            }
+        }
+#endif
+        if (s.routed())
+            stash_ready_(); // every CQE passes through the backlog
+        if (s.backlog_head < s.backlog.size()) {
+            out = s.backlog[s.backlog_head];
+            return true;
+        }
         unsigned head = load_relaxed(u.cq.khead);
-        if (head != load_acquire(u.cq.ktail)) {
+        if (!s.routed() && head != load_acquire(u.cq.ktail)) {
             const io_uring_cqe& cqe = u.cq.cqes[head & u.cq.ring_mask];
             out = {cqe.user_data, cqe.res, cqe.flags};
             return true;
         }
-        // The CQ is empty. Completions may still be waiting: in the kernel's overflow list
+        // Nothing to deliver. Completions may still be waiting: in the kernel's overflow list
         // (the CQ filled up), or as deferred task work (DEFER_TASKRUN / COOP_TASKRUN with
         // TASKRUN_FLAG). One enter with GETEVENTS brings both in.
         unsigned flags = s.sq_flags();
@@ -745,7 +1040,7 @@ void ring::pop_() noexcept
         if (++s.backlog_head == s.backlog.size()) {
             s.backlog.clear();
             s.backlog_head = 0;
-            backlog_empty_ = true;
+            refresh_direct_();
         }
     } else {
         io_uring& u = s.uring;
@@ -765,6 +1060,14 @@ std::size_t ring::reap_into(std::span<completion> out) noexcept
     while (n < out.size() && s.backlog_head < s.backlog.size()) {
         out[n++] = s.backlog[s.backlog_head];
         pop_();
+    }
+    if (s.routed()) {
+        completion c;
+        while (n < out.size() && peek_(c)) {
+            out[n++] = c;
+            pop_();
+        }
+        return n;
     }
     io_uring& u = s.uring;
     while (n < out.size()) {

@@ -131,3 +131,40 @@ TEST_CASE("ring: a poll for POLLOUT on an empty pipe completes at once", "[ring]
     CHECK(done[0].user_data == 3);
     CHECK((done[0].result & POLLOUT) != 0);
 }
+
+TEST_CASE("ring: a multishot poll on a pipe completes once per write and ends when cancelled",
+          "[ring][poll][multishot][cancel]")
+{
+    pipe_fds pipe = make_pipe();
+    ring ring(4);
+    REQUIRE_FALSE(ring.add_poll(pipe.read_end.get(), POLLIN, 70, poll_mode::multishot));
+    REQUIRE(ring.submit().ok());
+
+    std::size_t shots = 0;
+    for (int round = 0; round < 3; ++round) {
+        REQUIRE(::write(pipe.write_end.get(), "x", 1) == 1);
+        auto done = take(ring.wait(1));
+        REQUIRE(done.size() == 1);
+        if (done[0].result == -EINVAL)
+            SKIP("this kernel has no multishot poll (IORING_POLL_ADD_MULTI, Linux 5.13)");
+        CHECK(done[0].user_data == 70);
+        CHECK((done[0].result & POLLIN) != 0);
+        CHECK(done[0].more());
+        char byte = 0;
+        REQUIRE(::read(pipe.read_end.get(), &byte, 1) == 1); // empty again: the next write is news
+        ++shots;
+    }
+    CHECK(shots == 3);
+    CHECK(ring.outstanding() == 1);
+
+    REQUIRE_FALSE(ring.add_cancel(70, 71));
+    auto done = collect(ring, 2);
+    REQUIRE(done.size() == 2);
+    CHECK(result_of(done, 71) == 0);
+    for (const completion& c : done)
+        if (c.user_data == 70) {
+            CHECK(c.result == -ECANCELED);
+            CHECK_FALSE(c.more());
+        }
+    CHECK(ring.outstanding() == 0);
+}

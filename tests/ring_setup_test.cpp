@@ -244,3 +244,19 @@ TEST_CASE("ring: an SQPOLL ring counts each submitted SQE once", "[ring][setup][
     CHECK(ring.stats().sqes_submitted == 3);
     CHECK(ring.stats().cqes_reaped == 3);
 }
+
+TEST_CASE("ring: has_ext_arg() reports IORING_FEAT_EXT_ARG, and timed waits work with it",
+          "[ring][setup][wait]")
+{
+    ring ring(2);
+    if (!ring.has_ext_arg()) {
+        // Without it a timed wait is refused rather than silently untimed.
+        REQUIRE_FALSE(ring.add_nop(1));
+        CHECK(ring.wait(1, std::chrono::milliseconds(1)).error() == errc::unsupported_operation);
+        SKIP("this kernel has no IORING_FEAT_EXT_ARG (Linux 5.11)");
+    }
+    REQUIRE_FALSE(ring.add_nop(1));
+    auto done = take(ring.wait(1, std::chrono::seconds(5)));
+    REQUIRE(done.size() == 1);
+    CHECK(done[0] == completion{1, 0, 0});
+}

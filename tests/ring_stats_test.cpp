@@ -9,6 +9,7 @@
 #include <catch2/catch_test_macros.hpp>
 
 #include <array>
+#include <system_error>
 #include <vector>
 
 using coil::io::completion;
@@ -16,6 +17,24 @@ using coil::io::errc;
 using coil::io::ring;
 using coil::io::ring_stats;
 using namespace coil_test;
+
+namespace {
+
+// Evaluated during static initialisation, in an order relative to io/ring.cpp's own that the
+// language leaves open: success() must not depend on any other dynamically initialised object.
+const bool success_was_empty_at_static_init = [] {
+    const std::error_code ec = coil::io::detail::success();
+    return !ec && ec == std::error_code{} && &ec.category() == &std::system_category();
+}();
+
+} // namespace
+
+TEST_CASE("ring: detail::success() is an empty error code even during static initialisation",
+          "[ring][error][unit]")
+{
+    CHECK(success_was_empty_at_static_init);
+    CHECK(coil::io::detail::success() == std::error_code{});
+}
 
 TEST_CASE("ring: statistics count exactly the syscalls, SQEs, CQEs and refusals of a sequence",
           "[ring][stats]")

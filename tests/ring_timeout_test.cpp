@@ -127,3 +127,70 @@ TEST_CASE("ring: timespec64 splits a duration and clamps negative ones to zero",
     CHECK(negative.tv_sec == 0);
     CHECK(negative.tv_nsec == 0);
 }
+
+TEST_CASE("ring: a multishot timeout with count 5 fires exactly 5 times, the last without more()",
+          "[ring][timeout][multishot]")
+{
+    ring ring(4);
+    const timespec64 interval = timespec64::from(2ms);
+    REQUIRE_FALSE(ring.add_multishot_timeout(&interval, 5, 50));
+    std::vector<completion> shots;
+    while (ring.outstanding() != 0) {
+        for (const completion& c : take(ring.wait(1))) {
+            if (c.result == -EINVAL)
+                SKIP("this kernel has no multishot timeouts (IORING_TIMEOUT_MULTISHOT, 6.4)");
+            shots.push_back(c);
+        }
+    }
+    REQUIRE(shots.size() == 5);
+    for (std::size_t i = 0; i < shots.size(); ++i) {
+        INFO("firing " << i);
+        CHECK(shots[i].user_data == 50);
+        CHECK(shots[i].result == -ETIME);
+        CHECK(shots[i].more() == (i + 1 < shots.size()));
+    }
+    CHECK(ring.stats().cqes_reaped == 5);
+}
+
+TEST_CASE("ring: an endless multishot timeout ends with a final completion when removed",
+          "[ring][timeout][multishot][cancel]")
+{
+    ring ring(4);
+    const timespec64 interval = timespec64::from(1ms);
+    REQUIRE_FALSE(ring.add_multishot_timeout(&interval, 0, 60));
+    std::size_t firings = 0;
+    while (firings < 3) {
+        for (const completion& c : take(ring.wait(1))) {
+            if (c.result == -EINVAL)
+                SKIP("this kernel has no multishot timeouts (IORING_TIMEOUT_MULTISHOT, 6.4)");
+            REQUIRE(c.user_data == 60);
+            CHECK(c.result == -ETIME);
+            CHECK(c.more());
+            ++firings;
+        }
+    }
+    CHECK(ring.outstanding() == 1);
+
+    REQUIRE_FALSE(ring.add_timeout_remove(60, 61));
+    bool removed = false;
+    bool ended = false;
+    while (ring.outstanding() != 0) {
+        for (const completion& c : take(ring.wait(1))) {
+            if (c.user_data == 61) {
+                CHECK(c.result == 0);
+                removed = true;
+            } else {
+                REQUIRE(c.user_data == 60);
+                REQUIRE_FALSE(ended); // nothing after the final completion
+                if (!c.more()) {
+                    CHECK(c.result == -ECANCELED);
+                    ended = true;
+                } else {
+                    CHECK(c.result == -ETIME); // a firing that raced the remove
+                }
+            }
+        }
+    }
+    CHECK(removed);
+    CHECK(ended);
+}

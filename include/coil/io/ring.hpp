@@ -20,11 +20,20 @@
 /// arrays, paths, `statx` outputs, timespecs) is borrowed by the kernel until that op's final
 /// completion has been reaped. The ring copies nothing.
 ///
-/// Threading: a ring is not thread-safe. All calls must come from one thread at a time (and
-/// from the same thread when `ring_options::single_issuer` is set).
+/// Threading: a ring is not thread-safe. Without `ring_options::single_issuer` any one thread at
+/// a time may use it: a ring may be created on one thread and handed over to another (with the
+/// usual happens-before of the hand-over, e.g. a mutex or a thread start/join). With
+/// `single_issuer` only the thread that created the ring may submit or wait: the kernel
+/// enforces it, and any other thread's submit or wait fails with `EEXIST`.
+///
+/// Destruction: `~ring` cancels every op still outstanding and reaps their completions before
+/// it returns (see `cancel_all()` and `drain()`), so the kernel no longer touches their memory
+/// once the ring is gone. In a child process after `fork()` it touches nothing (the mappings are
+/// the parent's ring): it only unmaps and closes.
 #pragma once
 
 #include <coil/io/completion.hpp>
+#include <coil/io/opcode.hpp>
 #include <coil/io/result.hpp>
 #include <coil/io/sqe.hpp>
 
@@ -36,39 +45,14 @@
 #include <optional>
 #include <span>
 #include <system_error>
+#include <type_traits>
+#include <utility>
 
 struct iovec;
 struct statx;
 struct io_uring_sqe;
 
 namespace coil::io {
-
-/// The operations the ring core can queue. `ring::supports()` tells which the running kernel has.
-enum class opcode : std::uint8_t {
-    nop,
-    read,
-    write,
-    readv,
-    writev,
-    fsync,
-    fallocate,
-    poll_add,
-    poll_remove,
-    async_cancel,
-    openat,
-    close,
-    statx,
-    timeout,
-    link_timeout,
-    timeout_remove,
-    accept,
-    connect,
-    recv,
-    send,
-};
-
-/// Human-readable name of an opcode ("read", "poll_add", ...).
-const char* to_string(opcode op) noexcept;
 
 /// Per-SQE flags. Combine with `|`. The values are the kernel's `IOSQE_*` bits (checked in
 /// io/ring.cpp), so they go into the SQE as they are.
@@ -144,10 +128,11 @@ struct ring_options {
     /// Fail with `EINVAL` when a requested flag is unsupported, instead of dropping it.
     bool strict = false;
     /// Refuse to queue (with `errc::no_space`) an op that would make more ops outstanding than
-    /// the completion queue has entries, so the CQ can never overflow through single-shot ops.
-    /// Turning it off leaves overflow to the kernel (`IORING_FEAT_NODROP`), which coil then
-    /// detects and flushes; without NODROP in the kernel the cap is always on.
-    bool cap_outstanding = true;
+    /// the completion queue has entries, so single-shot ops can never overflow the CQ. Off by
+    /// default: coil requires `IORING_FEAT_NODROP`, so the kernel keeps completions that do not
+    /// fit in the CQ and the ring flushes them while reaping; ops in flight are then bounded by
+    /// memory, not by the CQ size.
+    bool cap_outstanding = false;
 };
 
 /// Counters kept by a ring. All are totals since the ring was created.
@@ -165,10 +150,8 @@ struct ring_stats {
 class ring;
 
 namespace detail {
-/// `std::error_code{}`'s category, as a variable: `success()` builds an empty error_code
-/// without calling `std::system_category()`, and a caller that only tests it reads nothing.
-extern const std::error_category& no_error_category;
-inline std::error_code success() noexcept { return {0, no_error_category}; }
+/// The empty error code every `add_*` that queued its op returns.
+inline std::error_code success() noexcept { return {}; }
 /// The kernel's limit for one read or write (MAX_RW_COUNT); longer spans are clamped, which
 /// gives the short transfer read(2) and write(2) would give.
 inline constexpr std::size_t max_rw_count = 0x7ffff000;
@@ -231,7 +214,19 @@ public:
     /// profile (EPERM), the locked-memory limit (ENOMEM), a kernel without io_uring or too old
     /// for coil (ENOSYS), or sizes out of range (EINVAL: entries must be 1..32768, cq_entries
     /// at least entries and at most 65536).
+    /// Also throws, naming the cause, when the kernel lacks `IORING_FEAT_NODROP` (coil relies
+    /// on the kernel keeping completions that overflow the CQ), or when a seccomp profile or an
+    /// LSM blocks `io_uring_enter` or `io_uring_register` while allowing `io_uring_setup`.
     explicit ring(unsigned entries, const ring_options& options = {});
+
+    /// Cancels and drains the ops still outstanding (`cancel_all()`, then `drain()`), then
+    /// closes the ring: when it returns, the kernel no longer reads or writes any memory an op
+    /// was queued with. With ops that cannot be cancelled (see `cancel_all()`) it waits for
+    /// them to finish. Terminates the program if waiting on the ring fails, which no valid
+    /// ring does. In a child process after `fork()` it neither cancels nor waits: it unmaps the
+    /// ring and closes the child's descriptor, leaving the parent's ops alone. From a thread
+    /// other than the creating one, the creating thread's registration of the ring fd stays
+    /// (the kernel keeps it per thread) and holds the ring's file open until that thread exits.
     ~ring();
 
     ring(const ring&) = delete;
@@ -249,11 +244,11 @@ public:
     /// Queues a no-op; it completes with 0.
     std::error_code add_nop(std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
-        detail::sqe* s;
+        sqe* s;
         if (!claim_inline_<opcode::nop>(s))
             return claim_failure_(opcode::nop);
-        s->prepare_rw(detail::kernel_op::nop, -1, nullptr, 0, 0, static_cast<std::uint8_t>(flags),
-                      user_data);
+        detail::prepare_rw(*s, kernel_opcode(opcode::nop), -1, nullptr, 0, 0,
+                           static_cast<std::uint8_t>(flags), user_data);
         return detail::success();
     }
     /// Reads up to `buffer.size()` bytes from `fd` at `offset` (-1: the file position).
@@ -261,22 +256,24 @@ public:
     std::error_code add_read(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                              std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
-        detail::sqe* s;
+        sqe* s;
         if (!claim_inline_<opcode::read>(s))
             return claim_failure_(opcode::read);
-        s->prepare_rw(detail::kernel_op::read, fd, buffer.data(), clamp_length(buffer.size()),
-                      offset, static_cast<std::uint8_t>(flags), user_data);
+        detail::prepare_rw(*s, kernel_opcode(opcode::read), fd, buffer.data(),
+                           clamp_length(buffer.size()), offset, static_cast<std::uint8_t>(flags),
+                           user_data);
         return detail::success();
     }
     /// Writes `buffer` to `fd` at `offset` (-1: the file position). Completes with the count.
     std::error_code add_write(int fd, std::span<const std::byte> buffer, std::uint64_t offset,
                               std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
-        detail::sqe* s;
+        sqe* s;
         if (!claim_inline_<opcode::write>(s))
             return claim_failure_(opcode::write);
-        s->prepare_rw(detail::kernel_op::write, fd, buffer.data(), clamp_length(buffer.size()),
-                      offset, static_cast<std::uint8_t>(flags), user_data);
+        detail::prepare_rw(*s, kernel_opcode(opcode::write), fd, buffer.data(),
+                           clamp_length(buffer.size()), offset, static_cast<std::uint8_t>(flags),
+                           user_data);
         return detail::success();
     }
     /// Scatter read. The iovec array and every buffer it names are borrowed until completion.
@@ -315,6 +312,15 @@ public:
     /// completions have been posted first (`count` 0: only the timer). `when` is borrowed.
     std::error_code add_timeout(const timespec64* when, unsigned count, timeout_clock clock,
                                 std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// A repeating timer (`IORING_TIMEOUT_MULTISHOT`, Linux 6.4): fires every `interval`,
+    /// `count` times (0: until removed with `add_timeout_remove`). Each firing completes with
+    /// `-ETIME`, all but the last with `more()` set; a removed timer ends with a completion
+    /// `-ECANCELED` without `more()`. The op stays outstanding until that final completion.
+    /// A kernel without multishot timeouts completes it at once with `-EINVAL`.
+    /// `interval` is borrowed until the final completion.
+    std::error_code add_multishot_timeout(const timespec64* interval, unsigned count,
+                                          std::uint64_t user_data,
+                                          sqe_flags flags = sqe_flags::none);
     /// A deadline for the op queued just before, which must carry `sqe_flags::link`. If it
     /// fires the op is cancelled; this completes with `-ETIME` (fired), `-ECANCELED` (the op
     /// finished first) or `-EALREADY`. `when` is borrowed until this op completes.
@@ -323,6 +329,66 @@ public:
     std::error_code add_link_timeout(const timespec64* when, std::uint64_t user_data);
     /// Removes the timer queued with `target`; it completes with `-ECANCELED`.
     std::error_code add_timeout_remove(std::uint64_t target, std::uint64_t user_data);
+
+    /// Queues an SQE for an operation coil has no `add_*` call for: any `IORING_OP_*` the
+    /// running kernel supports. The ring takes a free entry, zeroes all of it, calls
+    /// `fill(sqe&)` to set the opcode's fields (`fd`, `addr`, `len`, `off`, `op_flags`,
+    /// `splice_fd_in`, ...; see io_uring_enter(2) for what each opcode reads), and then sets
+    /// `opcode`, `user_data` and `flags` itself, overwriting whatever `fill` put there.
+    ///
+    /// Returns an empty error code when queued; `errc::unsupported_operation` when the probe
+    /// says the kernel lacks `kernel_opcode`; `errc::no_space` when the SQ is full (or the CQ
+    /// cap is reached). `fill` is called only when the op is queued, must not call the ring,
+    /// and may throw (then nothing is queued). Whatever the SQE points at is borrowed until
+    /// the op's final completion is reaped, as for every op. The completion is counted in
+    /// `outstanding()` like any other: an opcode that posts several completions must set
+    /// `IORING_CQE_F_MORE` on all but the last (multishot ops do), and SQE flags that
+    /// suppress completions (`IOSQE_CQE_SKIP_SUCCESS`) are not available here.
+    ///
+    /// @code
+    /// // Move up to 4096 bytes from one pipe to another inside the kernel (splice(2)).
+    /// auto ec = ring.add_sqe(IORING_OP_SPLICE, 7, [&](coil::io::sqe& s) {
+    ///     s.splice_fd_in = from_pipe;
+    ///     s.splice_off_in = static_cast<std::uint64_t>(-1); // no offset: a pipe
+    ///     s.fd = to_pipe;
+    ///     s.off = static_cast<std::uint64_t>(-1);
+    ///     s.len = 4096;
+    /// });
+    /// @endcode
+    template <class Fill>
+    std::error_code add_sqe(std::uint8_t kernel_opcode, std::uint64_t user_data, Fill&& fill,
+                            sqe_flags flags = sqe_flags::none)
+    {
+        static_assert(std::is_invocable_v<Fill&, sqe&>, "fill must be callable as fill(sqe&)");
+        sqe* s = nullptr;
+        if (std::error_code ec = claim_raw_(kernel_opcode, s)) {
+            return ec;
+        }
+        // Until fill returns the entry is ours alone (the kernel sees it only once the tail
+        // is published by a submit), so a throwing fill can give it back.
+        struct unclaim_on_throw {
+            ring* owner;
+            bool armed = true;
+            ~unclaim_on_throw()
+            {
+                if (armed) {
+                    owner->unclaim_last_();
+                }
+            }
+        } guard{this};
+        fill(*s);
+        guard.armed = false;
+        s->opcode = kernel_opcode;
+        s->flags = static_cast<std::uint8_t>(flags);
+        s->user_data = user_data;
+        return {};
+    }
+
+    /// The user_data the ring reserves for ops it queues itself (`cancel_all()`). Their
+    /// completions are swallowed: no reap, wait or loop ever delivers one. Do not queue ops
+    /// with this user_data: while a `cancel_all()` is pending their completions would be
+    /// swallowed too.
+    static constexpr std::uint64_t internal_user_data = ~std::uint64_t{0};
 
     // --- submission and completion -------------------------------------------------------
 
@@ -365,7 +431,7 @@ public:
         const completion* const cqes = cqes_;
         const unsigned mask = cq_mask_;
         for (;;) {
-            if (backlog_empty_) {
+            if (direct_cq_) {
                 // The kernel writes CQEs before it moves the tail (acquire pairs with that),
                 // and reuses an entry only after it sees our head move past it (release, after
                 // we copied the entry out).
@@ -390,10 +456,38 @@ public:
         }
     }
 
+    // --- shutdown -------------------------------------------------------------------------
+
+    /// Asks the kernel to cancel every op in flight: one `IORING_OP_ASYNC_CANCEL` with
+    /// `IORING_ASYNC_CANCEL_ANY` (Linux 5.19), tagged `internal_user_data`, queued behind
+    /// whatever is already queued and submitted at once. Each cancelled op completes with
+    /// `-ECANCELED` (or its own result if it won the race); ops the kernel cannot interrupt
+    /// (a running regular-file read, say) complete on their own. The cancel's own completion
+    /// counts in `outstanding()` until it is reaped, and is swallowed by the ring. On a kernel
+    /// without `IORING_ASYNC_CANCEL_ANY` the cancel fails with `-EINVAL`; the ring remembers
+    /// it, and from then on `cancel_all()` does nothing: only `drain()` remains, which then
+    /// waits for every op to finish by itself (forever, for a poll that never fires).
+    /// Does nothing when no op is outstanding. Errors of the submit are not reported: the
+    /// cancel then stays queued for the next submit or wait.
+    void cancel_all();
+
+    /// Waits for and discards completions until `outstanding()` is 0, and returns how many
+    /// completions it discarded (those of multishot ops each count; the ring's own are not
+    /// counted). Call it after `cancel_all()` to take back every op. Blocks for as long as an
+    /// op takes to complete. Throws `std::system_error` if waiting fails.
+    std::size_t drain();
+
     // --- introspection --------------------------------------------------------------------
 
     /// Whether the running kernel implements `op` (from the probe taken at construction).
-    bool supports(opcode op) const noexcept;
+    bool supports(opcode op) const noexcept { return supports_kernel_opcode(kernel_opcode(op)); }
+
+    /// Whether the running kernel implements the raw `IORING_OP_*` number `kernel_opcode`
+    /// (from the same probe), for SQEs queued with `add_sqe()`.
+    bool supports_kernel_opcode(std::uint8_t kernel_opcode) const noexcept
+    {
+        return ((supported_[kernel_opcode >> 6] >> (kernel_opcode & 63U)) & 1U) != 0;
+    }
 
     /// The ring's file descriptor. It polls readable when completions are ready, so an outer
     /// epoll loop can wait on it.
@@ -403,33 +497,22 @@ public:
     unsigned cq_entries() const noexcept { return cq_entries_; }
 
     /// Free submission queue entries (regardless of the CQ cap).
-    unsigned sq_space_left() const noexcept { return sq_entries_ - unsubmitted(); }
+    unsigned sq_space_left() const noexcept { return sq_room_ - unsubmitted(); }
 
-    /// Ops that can still be queued before `no_space`: the free SQ entries, bounded by the
-    /// room left under the outstanding limit.
+    /// Ops that can still be queued before `no_space`: the free SQ entries, bounded with
+    /// `ring_options::cap_outstanding` by the CQ entries not yet promised to an op.
     unsigned space_left() const noexcept
     {
-        const unsigned sq_free = sq_entries_ - unsubmitted();
-        const unsigned cq_free =
-            outstanding_ >= outstanding_limit_ ? 0 : outstanding_limit_ - outstanding_;
+        const unsigned sq_free = sq_room_ - unsubmitted();
+        if (!cap_outstanding_) {
+            return sq_free;
+        }
+        const unsigned cq_free = outstanding_ >= cq_entries_ ? 0 : cq_entries_ - outstanding_;
         return sq_free < cq_free ? sq_free : cq_free;
     }
 
-    /// Makes every add_* refuse with `no_space` while `limit` or more ops are outstanding. A
-    /// layer that admits ops itself uses it: coil's executor keeps CQ entries in reserve for
-    /// its cancels this way, and sets 0 to hold new ops back. With `cap_outstanding` the limit
-    /// is at most `cq_entries()` (a larger value is clamped); without it, no limit is the
-    /// default. Lowering it below `outstanding()` cancels nothing: it only refuses new ops.
-    void set_outstanding_limit(unsigned limit) noexcept
-    {
-        outstanding_limit_ = cap_outstanding_ && limit > cq_entries_ ? cq_entries_ : limit;
-    }
-    /// The limit `set_outstanding_limit` set (initially `cq_entries()` with `cap_outstanding`,
-    /// else no limit).
-    unsigned outstanding_limit() const noexcept { return outstanding_limit_; }
-
     /// SQEs queued whose final completion has not yet been reaped (queued, submitted or
-    /// in flight). Never exceeds `cq_entries()` while `cap_outstanding` holds.
+    /// in flight). Never exceeds `cq_entries()` with `ring_options::cap_outstanding`.
     unsigned outstanding() const noexcept { return outstanding_; }
 
     /// SQEs queued but not yet consumed by the kernel.
@@ -444,7 +527,7 @@ public:
 
     const ring_stats& stats() const noexcept { return stats_; }
 
-    /// Whether the kernel takes a timeout with a wait (`IORING_FEAT_EXT_ARG`, Linux 5.11).
+    /// Whether the kernel has `IORING_FEAT_EXT_ARG` (Linux 5.11), which timed waits need.
     bool has_ext_arg() const noexcept;
 
     /// Which setup flags took effect.
@@ -466,13 +549,16 @@ private:
     /// Sets `out` to the next free SQE for `Op`, counted as outstanding; false when `Op` is
     /// unsupported, the SQ is full or the CQ cap is reached (then `claim_failure_` says which).
     template <opcode Op>
-    bool claim_inline_(detail::sqe*& out) noexcept
+    bool claim_inline_(sqe*& out) noexcept
     {
-        if constexpr (Op != opcode::nop) // every io_uring kernel has NOP
-            if (!(supported_mask_ & (std::uint32_t{1} << static_cast<unsigned>(Op))))
+        if constexpr (Op != opcode::nop) { // every io_uring kernel has NOP
+            if (!supports_kernel_opcode(kernel_opcode(Op))) {
                 return false;
-        if (outstanding_ >= outstanding_limit_)
+            }
+        }
+        if (cap_outstanding_ && outstanding_ >= cq_entries_) {
             return false;
+        }
         if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())
             return false;
         const unsigned tail = sq_tail_++;
@@ -481,12 +567,22 @@ private:
         return true;
     }
     std::error_code claim_failure_(opcode op) noexcept;
+    void note_no_space_() noexcept;
+    /// Claims a zeroed SQE for `add_sqe`, or says why not.
+    std::error_code claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept;
+    /// Gives back the SQE claimed last (not yet visible to the kernel).
+    void unclaim_last_() noexcept
+    {
+        --sq_tail_;
+        --outstanding_;
+    }
     bool refresh_sq_limit_() noexcept
     {
         // Acquire: the kernel has finished reading the entries it moved its head past.
-        sq_tail_limit_ = __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) + sq_entries_;
+        sq_tail_limit_ = __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) + sq_room_;
         return sq_tail_ != sq_tail_limit_;
     }
+    void refresh_direct_() noexcept;
     int enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                std::size_t arg_size) noexcept;
     unsigned flush_() noexcept;
@@ -501,7 +597,7 @@ private:
     // in between, that entry is now the backlog's first, which pop_ removes.
     bool peek_fast_(completion& out) noexcept
     {
-        if (backlog_empty_) {
+        if (direct_cq_) {
             const unsigned head = __atomic_load_n(cq_khead_, __ATOMIC_RELAXED);
             if (head != __atomic_load_n(cq_ktail_, __ATOMIC_ACQUIRE)) {
                 out = cqes_[head & cq_mask_];
@@ -512,7 +608,7 @@ private:
     }
     void pop_fast_() noexcept
     {
-        if (!backlog_empty_) {
+        if (!direct_cq_) {
             pop_();
             return;
         }
@@ -529,26 +625,32 @@ private:
     // above are inline: the ring sizes, and where our SQ tail and the kernel's SQ head live.
     unsigned sq_entries_ = 0;
     unsigned cq_entries_ = 0;
-    bool cap_outstanding_ = true;
-    unsigned outstanding_limit_ = 0;     // see set_outstanding_limit()
+    bool cap_outstanding_ = false;       // ring_options::cap_outstanding
+    // How many SQ entries the claims may fill: sq_entries_, or fewer when a fault plan of the
+    // test build (io/fault_injection.hpp) shrinks the SQ.
+    unsigned sq_room_ = 0;
     // How far the SQ tail may go: the kernel's SQ head plus the SQ size, as last read. The
     // head only moves forward, so this is never past the true limit, and a claim reads the
     // kernel's head only when the tail reaches it.
     unsigned sq_tail_limit_ = 0;
     unsigned sq_tail_ = 0;               // the SQ tail as filled; flush_ shows it to the kernel
     const unsigned* sq_khead_ = nullptr;
-    detail::sqe* sqes_ = nullptr;
+    sqe* sqes_ = nullptr;
     unsigned sq_mask_ = 0;
-    std::uint32_t supported_mask_ = 0;   // bit per `opcode` value the kernel supports
+    // Bit k of word k / 64 is set when the kernel supports kernel opcode k (from the probe);
+    // 256 bits cover every value an SQE's 8-bit opcode can take.
+    std::uint64_t supported_[4] = {};
     // The CQ as mapped from the kernel (a CQE has the layout of `completion`, checked in
     // io/ring.cpp), for the inline reaping in for_each_completion.
     const completion* cqes_ = nullptr;
     unsigned* cq_khead_ = nullptr;
     const unsigned* cq_ktail_ = nullptr;
     unsigned cq_mask_ = 0;
-    // No completion waits in the internal backlog (see submit()); only then can
-    // for_each_completion read the CQ directly.
-    bool backlog_empty_ = true;
+    // Whether the inline reaping paths may read the CQ directly: no completion waits in the
+    // internal backlog (see submit()) and none has to be routed through it (the ring's own
+    // cancel_all completions, which are swallowed there; a fault plan in test builds). io/ring.cpp
+    // keeps it up to date; the inline paths fall back to peek_ / pop_ when it is false.
+    bool direct_cq_ = true;
     // outstanding_: SQEs queued whose final CQE (one without IORING_CQE_F_MORE) has not been
     // handed to the caller; with cap_outstanding it never exceeds cq_entries.
     unsigned outstanding_ = 0;
