@@ -232,15 +232,15 @@ int main(int argc, char** argv)
                     [&](bench::run_clock& c) { return raw_reads(raw, depth, *file, c); });
         }
 
+        // Since the runtime was rebuilt for servers (b013378) the read rows, the realistic
+        // ones, are held to 0.95 at every depth; the NOP rows, which show the runtime's own
+        // per-op cost almost bare, are reported without a target (docs/benchmarks.md).
         for (const bench::comparison& row : h.rows()) {
             if (!row.ratio)
                 continue;
-            if (row.name == "nop round trip, 128 tasks")
-                h.note(fmt::format("target: nop round trip with 128 tasks >= 0.8: {:.3f} ({})",
-                                   *row.ratio, *row.ratio >= 0.8 ? "met" : "NOT met"));
-            if (row.name.rfind("read 4k random qd32", 0) == 0)
-                h.note(fmt::format("target: reads at qd32 >= 0.9: {:.3f} ({})", *row.ratio,
-                                   *row.ratio >= 0.9 ? "met" : "NOT met"));
+            if (row.name.rfind("read 4k random", 0) == 0)
+                h.note(fmt::format("target: {} >= 0.95: {:.3f} ({})", row.name, *row.ratio,
+                                   *row.ratio >= 0.95 ? "met" : "NOT met"));
         }
     });
 }
