@@ -402,10 +402,10 @@ bool executor::try_submit(detail::op_base& op) noexcept
     slot& s = slots_[index];
     const std::uint64_t user_data = encode(index, s.generation, cqe_kind::op);
     std::error_code ec = op.prepare(op, ring_, user_data);
-    if (ec == io::errc::no_space) {
+    if (ec && ec == io::errc::no_space) {
         (void)ring_.submit(); // an error leaves the SQEs queued; the loop submits them again
         ec = op.prepare(op, ring_, user_data);
-        if (ec == io::errc::no_space)
+        if (ec && ec == io::errc::no_space)
             return false;
     }
     if (ec) {
@@ -446,7 +446,7 @@ bool executor::submit_cancel(std::uint64_t target) noexcept
         (target & ~(std::uint64_t{0xff} << slot_bits)) |
         (static_cast<std::uint64_t>(cqe_kind::cancel) << slot_bits);
     std::error_code ec = ring_.add_cancel(target, user_data);
-    if (ec == io::errc::no_space) {
+    if (ec && ec == io::errc::no_space) {
         (void)ring_.submit();
         ec = ring_.add_cancel(target, user_data);
     }

@@ -54,7 +54,7 @@ void executor::arm_wakeup() noexcept
     auto buffer = std::as_writable_bytes(std::span(&wake_buffer_, 1));
     std::error_code ec = ring_.add_read(wake_fd_, buffer, current_position_,
                                         encode(0, 0, cqe_kind::wake));
-    if (ec == io::errc::no_space) {
+    if (ec && ec == io::errc::no_space) {
         (void)ring_.submit();
         ec = ring_.add_read(wake_fd_, buffer, current_position_, encode(0, 0, cqe_kind::wake));
     }

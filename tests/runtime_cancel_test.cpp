@@ -317,3 +317,48 @@ TEST_CASE("runtime: a stop from another thread cancels every op of a when_all in
     CHECK(ex.in_flight() == 0);
 }
 
+
+TEST_CASE("runtime: a stop request cancels the ops of its own scope and no others",
+          "[runtime][cancel][scope]")
+{
+    constexpr std::size_t per_scope = 50;
+    std::vector<coil_test::pipe_fds> pipes;
+    for (std::size_t i = 0; i < 2 * per_scope; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    std::stop_source a;
+    std::stop_source b;
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
+        std::vector<coil::join_handle<coil::result<std::size_t>>> in_a;
+        std::vector<coil::join_handle<coil::result<std::size_t>>> in_b;
+        for (std::size_t i = 0; i < per_scope; ++i) {
+            in_a.push_back(ex.spawn(coil::with_stop_token(a.get_token(), read_pipe(pipes[i].read_end.get()))));
+            in_b.push_back(ex.spawn(coil::with_stop_token(
+                b.get_token(), read_pipe(pipes[per_scope + i].read_end.get()))));
+        }
+        co_await coil::yield();
+        co_await coil::yield();
+        REQUIRE(ex.in_flight() == 2 * per_scope);
+        const auto cancels_before = ex.stats().cancels_submitted;
+        a.request_stop();
+        // Exactly scope a's ops were cancelled: one ASYNC_CANCEL each, none for scope b.
+        CHECK(ex.stats().cancels_submitted - cancels_before == per_scope);
+        std::size_t canceled = 0;
+        for (auto& h : in_a) {
+            auto r = co_await h;
+            canceled += (!r && is_canceled(r.error())) ? 1 : 0;
+        }
+        CHECK(ex.in_flight() == per_scope); // scope b's reads are still pending
+        for (std::size_t i = 0; i < per_scope; ++i)
+            coil_test::write_fully(pipes[per_scope + i].write_end.get(), bytes_of("b"));
+        std::size_t read = 0;
+        for (auto& h : in_b) {
+            auto r = co_await h;
+            read += (r && *r == 1) ? 1 : 0;
+        }
+        co_return std::pair{canceled, read};
+    };
+    auto [canceled, read] = ex.run(body());
+    CHECK(canceled == per_scope);
+    CHECK(read == per_scope);
+}

@@ -180,3 +180,48 @@ TEST_CASE("runtime: a posted function that throws is counted and the others stil
     CHECK(first == 1);
     CHECK(third == 1);
 }
+
+TEST_CASE("runtime: a function posted as the last task ends still runs before run() returns",
+          "[runtime][post]")
+{
+    coil::executor ex;
+    int ran = 0;
+    auto body = [&]() -> coil::task<void> {
+        ex.post([&] { ++ran; });
+        co_return; // the only task ends with the function still queued
+    };
+    ex.run(body());
+    CHECK(ran == 1);
+}
+
+TEST_CASE("runtime: functions posted while no run() is active run at the next run(), and are "
+          "dropped unrun (and destroyed) if none comes",
+          "[runtime][post]")
+{
+    int ran = 0;
+    auto token = std::make_shared<int>(0);
+    {
+        coil::executor ex;
+        ex.post([&] { ++ran; });
+        auto body = []() -> coil::task<void> { co_return; };
+        ex.run(body());
+        CHECK(ran == 1);
+        ex.post([&ran, token] { ++ran; });
+        CHECK(token.use_count() == 2);
+    } // destroyed with one function queued
+    CHECK(ran == 1);
+    CHECK(token.use_count() == 1);
+}
+
+TEST_CASE("runtime: a stop() made while no run() is active does not stop the next run()",
+          "[runtime][post][stop]")
+{
+    coil::executor ex;
+    ex.stop();
+    std::thread([&] { ex.stop(); }).join();
+    auto body = []() -> coil::task<int> {
+        auto r = co_await coil::nop();
+        co_return r.ok() ? 3 : 0;
+    };
+    CHECK(ex.run(body()) == 3);
+}

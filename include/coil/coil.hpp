@@ -13,6 +13,7 @@
 #include <coil/runtime/operation.hpp>
 #include <coil/runtime/ops.hpp>
 #include <coil/runtime/spawn.hpp>
+#include <coil/runtime/stream.hpp>
 #include <coil/runtime/nursery.hpp>
 #include <coil/runtime/task.hpp>
 #include <coil/runtime/when_all.hpp>

@@ -143,7 +143,8 @@ public:
     template <class Prepare>
     bool start(detail::op_base& op, Prepare&& prepare)
     {
-        if (op.scope == nullptr && !shutting_down_) [[likely]] {
+        detail::stop_scope* const scope = op.scope;
+        if (!shutting_down_ && (scope == nullptr || !scope->stop_requested())) [[likely]] {
             const std::uint32_t index = free_head_;
             if (index < slots_.size()) [[likely]] {
                 slot& s = slots_[index];
@@ -154,6 +155,8 @@ public:
                     op.state = detail::op_state::in_flight;
                     ++in_flight_;
                     ++stats_.ops_started;
+                    if (scope != nullptr)
+                        scope->add(op);
                     return true;
                 }
             }

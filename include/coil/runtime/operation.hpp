@@ -93,7 +93,7 @@ public:
         // Completed, but its coroutine never took the result (it was abandoned, or the
         // executor shut down): a descriptor it produced belongs to nobody.
         if constexpr (detail::yields_descriptor<Op>()) {
-            if (state == detail::op_state::done && !setup_error && last.result >= 0)
+            if (state == detail::op_state::done && !setup_error.failed() && last.result >= 0)
                 owner->close_orphan(last.result);
         }
     }
@@ -136,8 +136,8 @@ public:
     result_type await_resume()
     {
         state = detail::op_state::idle; // the result is taken: the executor holds nothing of it
-        if (setup_error) [[unlikely]]
-            return result_type(setup_error);
+        if (setup_error.failed()) [[unlikely]]
+            return result_type(setup_error.get());
         if (timed_out && last.result == -ECANCELED) [[unlikely]]
             return result_type(std::make_error_code(std::errc::timed_out));
         return op_.complete(last);

@@ -19,9 +19,10 @@
 ///   buffer. Completions that arrive between the pause and the final completion are still
 ///   kept, so nothing the kernel posted is lost or reordered; what happens meanwhile at the
 ///   source (a readiness, a tick) is observed again after the re-arm.
-/// - A final completion with a value (the kernel ended the multishot, e.g. after a CQ overflow)
-///   is delivered and the op is re-armed at the next `next()` if the op allows it
-///   (`rearm_after`); a final error is delivered once, after which `next()` yields `nullopt`.
+/// - A final completion that is neither a pause nor a stop is delivered, and the op is re-armed
+///   at the next `next()` if it allows it (`rearm_after`: a poll does after a value, an endless
+///   timer after a tick); otherwise, e.g. after an error, the stream ends: `next()` then
+///   yields `nullopt`.
 /// - A stop request on the awaiting task's token (or `stop()`) cancels the op; the stream ends
 ///   with `operation_canceled` after its final completion has been reaped.
 /// - Destroying the stream with its op in flight cancels it and waits for the final
@@ -49,8 +50,10 @@
 namespace coil {
 
 /// What a multishot op type provides: `prepare` (as for `ring_op`), `complete` turning each
-/// completion into a `result<T>`, and `rearm_after(final)`, which says whether a final
-/// completion carrying a value (not an error) should be followed by a re-arm.
+/// completion into a `result<T>`, and `rearm_after(final)`, which says whether the op should
+/// be armed again after a final completion that was neither a pause nor a stop (the kernel
+/// ends some multishot ops on its own, e.g. when the CQ overflows); if not, the stream ends
+/// after delivering it.
 template <class Op>
 concept multishot_op = ring_op<Op> && requires(Op& op, const io::completion& c) {
     { op.rearm_after(c) } -> std::same_as<bool>;
@@ -160,8 +163,8 @@ private:
         }
         if (!ex->start(*this)) {
             // It ended at once: shut down, unsupported, or cancelled before it started.
-            end_with(setup_error ? setup_error
-                                 : std::make_error_code(std::errc::operation_canceled));
+            end_with(setup_error.failed() ? setup_error.get()
+                                          : std::make_error_code(std::errc::operation_canceled));
             return false;
         }
         waiting_consumer_ = true;
@@ -218,17 +221,11 @@ private:
             return false;
         }
         paused_ = false;
-        if (c.result < 0) {
+        buffer_.push_back(c);
+        if (stopping_ && c.result >= 0)
+            end_with(std::make_error_code(std::errc::operation_canceled)); // after its value
+        else if (stopping_ || !op_.rearm_after(c))
             ended_ = true;
-            buffer_.push_back(c);
-        } else if (stopping_) {
-            buffer_.push_back(c); // its value, then the end
-            end_with(std::make_error_code(std::errc::operation_canceled));
-        } else {
-            buffer_.push_back(c);
-            if (!op_.rearm_after(c))
-                ended_ = true;
-        }
         return wake_consumer();
     }
 
@@ -242,7 +239,8 @@ private:
         cancel_requested = false;
         if (owner->start(*this))
             return false; // in flight again; the consumer keeps waiting
-        end_with(setup_error ? setup_error : std::make_error_code(std::errc::operation_canceled));
+        end_with(setup_error.failed() ? setup_error.get()
+                                      : std::make_error_code(std::errc::operation_canceled));
         return wake_consumer();
     }
 
@@ -293,11 +291,47 @@ struct poll_multishot {
         return static_cast<std::uint32_t>(c.result);
     }
     /// The kernel ends a multishot poll with a value only when it must (a CQ overflow): arm
-    /// it again.
-    bool rearm_after(const io::completion&) const noexcept { return true; }
+    /// it again. An error ends the stream.
+    bool rearm_after(const io::completion& c) const noexcept { return c.result >= 0; }
+};
+
+/// A repeating timer (`IORING_OP_TIMEOUT` with `IORING_TIMEOUT_MULTISHOT`, Linux 6.4): a tick
+/// every `interval`, `count` times (0: until stopped). Kernels without it end the stream with
+/// `invalid_argument` at the first `next()`.
+struct ticks {
+    io::timespec64 interval;
+    unsigned count;     ///< 0: endless
+    unsigned taken = 0; ///< ticks delivered so far (a re-armed timer fires only the rest)
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_multishot_timeout(&interval, count == 0 ? 0 : count - taken, ud);
+    }
+    result<void> complete(const io::completion& c) noexcept
+    {
+        if (c.result != -ETIME)
+            return io::error_from_result(c.result < 0 ? c.result : -EINVAL);
+        ++taken;
+        return {};
+    }
+    /// A counted timer's final tick is its last; an endless one ended by the kernel is armed
+    /// again.
+    bool rearm_after(const io::completion& c) const noexcept
+    {
+        return count == 0 && c.result == -ETIME;
+    }
 };
 
 } // namespace ops
+
+/// A stream of `count` ticks, one every `interval` (0: endless, until stopped). A consumer
+/// slower than the timer sees fewer ticks only if the stream paused (its buffer reached its
+/// bound): ticks due while it is paused are not made up, and a counted timer still ends after
+/// `count` delivered ticks.
+inline stream<ops::ticks> ticks(std::chrono::nanoseconds interval, unsigned count = 0,
+                                stream_options options = {})
+{
+    return stream<ops::ticks>({io::timespec64::from(interval), count}, options);
+}
 
 /// A stream of readiness events on `fd` (`IORING_OP_POLL_ADD` with `IORING_POLL_ADD_MULTI`).
 inline stream<ops::poll_multishot> poll_multishot(int fd, std::uint32_t events,

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <coil/io/completion.hpp>
+#include <coil/io/result.hpp>
 #include <coil/io/ring.hpp>
 #include <coil/runtime/detail/list.hpp>
 #include <coil/runtime/detail/resumption.hpp>
@@ -56,7 +57,9 @@ struct op_base : cancellable, link<waiting_tag>, timer_entry {
     prepare_fn prepare = nullptr;
     completion_fn on_completion = nullptr; ///< null: single-shot (result stored, done at final)
     io::completion last{};          ///< single-shot: its result CQE (not a SEND_ZC notification)
-    std::error_code setup_error;    ///< why it ended without reaching the kernel, if it did
+    /// Why it ended without reaching the kernel, if it did (a stored error: resetting it costs
+    /// two stores, where an empty std::error_code asks for the system category).
+    io::detail::stored_error setup_error;
     std::uint32_t slot = 0;         ///< index in the executor's slot table, while in flight
     op_state state = op_state::idle;
     bool cancel_requested = false;  ///< an ASYNC_CANCEL was asked for (maybe not yet submitted)

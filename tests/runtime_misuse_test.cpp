@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+// Misuse of the API is named by an error in every build type, never a hang or a crash:
+// awaiting outside an executor, a nested run(), run() from another thread, a join_handle awaited
+// twice, an awaited operation moved.
+
+#include "runtime_test_support.hpp"
+
+#include <coil/coil.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+using Catch::Matchers::ContainsSubstring;
+
+namespace {
+
+coil::task<int> awaits_a_nop()
+{
+    auto r = co_await coil::nop();
+    co_return r.ok() ? 1 : 0;
+}
+
+std::string message_of(const std::exception_ptr& e)
+{
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        return x.what();
+    }
+}
+
+} // namespace
+
+TEST_CASE("runtime: co_await of an op in a coroutine no executor runs throws logic_error",
+          "[runtime][misuse]")
+{
+    auto t = awaits_a_nop();
+    t.handle().resume(); // started by hand, with no executor anywhere
+    REQUIRE(t.done());
+    try {
+        (void)t.handle().promise().take();
+        FAIL("no error");
+    } catch (const std::logic_error& e) {
+        CHECK_THAT(e.what(), ContainsSubstring("outside") || ContainsSubstring("no executor"));
+    }
+    auto sleeper = []() -> coil::task<void> { (void)co_await coil::sleep_for(std::chrono::milliseconds(1)); };
+    auto s = sleeper();
+    s.handle().resume();
+    REQUIRE(s.done());
+    CHECK_THROWS_AS(s.handle().promise().take(), std::logic_error);
+}
+
+TEST_CASE("runtime: run() nested inside a task of the same executor throws logic_error",
+          "[runtime][misuse]")
+{
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::string> {
+        try {
+            (void)ex.run(awaits_a_nop());
+        } catch (const std::logic_error& e) {
+            co_return e.what();
+        }
+        co_return "";
+    };
+    CHECK_THAT(ex.run(body()), ContainsSubstring("nested"));
+    CHECK(ex.run(awaits_a_nop()) == 1); // and the executor still works
+}
+
+TEST_CASE("runtime: run() on a thread other than the executor's throws logic_error",
+          "[runtime][misuse][threads]")
+{
+    coil::executor ex;
+    std::exception_ptr error;
+    std::thread other([&] {
+        try {
+            (void)ex.run(awaits_a_nop());
+        } catch (...) {
+            error = std::current_exception();
+        }
+    });
+    other.join();
+    REQUIRE(error);
+    CHECK_THAT(message_of(error), ContainsSubstring("thread"));
+    CHECK(ex.run(awaits_a_nop()) == 1);
+}
+
+TEST_CASE("runtime: a join_handle awaited twice throws logic_error the second time",
+          "[runtime][misuse]")
+{
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::string> {
+        auto h = ex.spawn(awaits_a_nop());
+        int first = co_await h;
+        REQUIRE(first == 1);
+        try {
+            (void)co_await h;
+        } catch (const std::logic_error& e) {
+            co_return e.what();
+        }
+        co_return "";
+    };
+    CHECK_THAT(ex.run(body()), ContainsSubstring("twice"));
+}
+
+TEST_CASE("runtime: a join_handle awaited by two coroutines at once throws for the second",
+          "[runtime][misuse]")
+{
+    coil::executor ex;
+    auto slow = []() -> coil::task<int> {
+        for (int i = 0; i < 3; ++i)
+            co_await coil::yield();
+        co_return 5;
+    };
+    auto join = [](coil::join_handle<int>& h) -> coil::task<std::string> {
+        try {
+            co_return std::to_string(co_await h);
+        } catch (const std::logic_error& e) {
+            co_return e.what();
+        }
+    };
+    auto body = [&]() -> coil::task<std::pair<std::string, std::string>> {
+        auto h = ex.spawn(slow());
+        auto first = ex.spawn(join(h));
+        co_await coil::yield(); // the first joiner suspends on h
+        auto second = co_await join(h);
+        co_return std::pair{co_await first, second};
+    };
+    auto [first, second] = ex.run(body());
+    CHECK(first == "5");
+    CHECK_THAT(second, ContainsSubstring("two coroutines"));
+}
+
+TEST_CASE("runtime: an empty join_handle awaited throws logic_error", "[runtime][misuse]")
+{
+    coil::executor ex;
+    auto body = []() -> coil::task<bool> {
+        coil::join_handle<int> empty;
+        try {
+            (void)co_await empty;
+        } catch (const std::logic_error&) {
+            co_return true;
+        }
+        co_return false;
+    };
+    CHECK(ex.run(body()));
+}

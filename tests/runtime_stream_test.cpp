@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT
+// Multishot streams: a multishot poll and a repeating timer delivered through stream<Op>, with a
+// consumer slower than the producer, cancellation mid-stream, and destruction while armed.
+
+#include "runtime_test_support.hpp"
+
+#include <coil/coil.hpp>
+#include <coil/runtime/stream.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <stop_token>
+#include <thread>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+coil_test::unique_fd make_eventfd()
+{
+    int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    REQUIRE(fd >= 0);
+    return coil_test::unique_fd(fd);
+}
+
+void add(int fd, std::uint64_t v) { REQUIRE(::write(fd, &v, sizeof(v)) == sizeof(v)); }
+
+// Takes what the eventfd holds (0 if nothing: it is non-blocking).
+std::uint64_t take(int fd)
+{
+    std::uint64_t v = 0;
+    return ::read(fd, &v, sizeof(v)) == sizeof(v) ? v : 0;
+}
+
+bool is_canceled(const std::error_code& e) { return e == std::errc::operation_canceled; }
+
+// Writes 1..count to `fd`, one per loop turn (a nop between), so each is its own wake-up.
+coil::task<void> produce(int fd, std::uint64_t count)
+{
+    for (std::uint64_t i = 1; i <= count; ++i) {
+        add(fd, i);
+        auto n = co_await coil::nop();
+        REQUIRE(n.ok());
+    }
+}
+
+} // namespace
+
+TEST_CASE("runtime: a multishot poll stream delivers readiness until every value is read",
+          "[runtime][stream][poll]")
+{
+    auto efd = make_eventfd();
+    constexpr std::uint64_t count = 100;
+    constexpr std::uint64_t total = count * (count + 1) / 2;
+    coil::executor ex;
+    std::size_t events = 0;
+    std::size_t arms = 0;
+    auto body = [&]() -> coil::task<std::uint64_t> {
+        auto producer = ex.spawn(produce(efd.get(), count));
+        std::uint64_t sum = 0;
+        {
+            auto ready = coil::poll_multishot(efd.get(), POLLIN);
+            while (sum < total) {
+                auto event = co_await ready.next();
+                REQUIRE(event.has_value());
+                REQUIRE(event->ok());
+                CHECK((**event & POLLIN) != 0);
+                ++events;
+                sum += take(efd.get());
+            }
+            arms = ready.arms();
+        } // destroyed armed: cancelled and drained
+        co_await producer;
+        co_return sum;
+    };
+    CHECK(ex.run(body()) == total);
+    CHECK(events >= 1);
+    CHECK(arms >= 1);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: a stream whose consumer is slower than its producer pauses, re-arms and "
+          "loses nothing",
+          "[runtime][stream][poll]")
+{
+    auto efd = make_eventfd();
+    constexpr std::uint64_t count = 200;
+    constexpr std::uint64_t total = count * (count + 1) / 2;
+    coil::executor ex;
+    std::size_t pauses = 0;
+    std::size_t arms = 0;
+    auto body = [&]() -> coil::task<std::uint64_t> {
+        auto ready = coil::poll_multishot(efd.get(), POLLIN, {.bound = 2});
+        auto producer = ex.spawn(produce(efd.get(), count));
+        std::uint64_t sum = 0;
+        while (sum < total) {
+            auto event = co_await ready.next();
+            REQUIRE(event.has_value());
+            REQUIRE(event->ok());
+            // A slow consumer: several loop turns per event, while the producer writes on.
+            for (int i = 0; i < 4; ++i)
+                co_await coil::yield();
+            sum += take(efd.get());
+        }
+        co_await producer;
+        pauses = ready.pauses();
+        arms = ready.arms();
+        co_return sum;
+    };
+    CHECK(ex.run(body()) == total);
+    CHECK(pauses > 0);
+    CHECK(arms > 1);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: a stop request ends a stream with operation_canceled after its final "
+          "completion",
+          "[runtime][stream][cancel]")
+{
+    auto efd = make_eventfd();
+    const bool from_other_thread = GENERATE(false, true);
+    CAPTURE(from_other_thread);
+    std::stop_source source;
+    coil::executor ex;
+    auto consumer = [&]() -> coil::task<std::pair<int, bool>> {
+        auto ready = coil::poll_multishot(efd.get(), POLLIN);
+        int events = 0;
+        for (;;) {
+            auto event = co_await ready.next();
+            if (!event)
+                break; // ended
+            if (!event->ok()) {
+                CHECK(is_canceled(event->error()));
+                auto after = co_await ready.next();
+                co_return std::pair{events, !after.has_value() && ready.ended()};
+            }
+            ++events;
+            (void)take(efd.get());
+            if (events == 3) {
+                if (from_other_thread)
+                    std::thread([&] { source.request_stop(); }).join();
+                else
+                    source.request_stop();
+            } else {
+                add(efd.get(), 1);
+            }
+        }
+        co_return std::pair{events, false};
+    };
+    auto body = [&]() -> coil::task<std::pair<int, bool>> {
+        add(efd.get(), 1);
+        co_return co_await coil::with_stop_token(source.get_token(), consumer());
+    };
+    auto [events, ended_cleanly] = ex.run(body());
+    CHECK(events == 3);
+    CHECK(ended_cleanly);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: stream::stop ends a stream; a stream stopped before it started ends at once",
+          "[runtime][stream][cancel]")
+{
+    auto efd = make_eventfd();
+    coil::executor ex;
+    auto body = [&]() -> coil::task<int> {
+        int checks = 0;
+        {
+            auto unstarted = coil::poll_multishot(efd.get(), POLLIN);
+            unstarted.stop();
+            auto e = co_await unstarted.next();
+            REQUIRE(e.has_value());
+            REQUIRE_FALSE(e->ok());
+            CHECK(is_canceled(e->error()));
+            CHECK_FALSE((co_await unstarted.next()).has_value());
+            ++checks;
+        }
+        {
+            auto ready = coil::poll_multishot(efd.get(), POLLIN);
+            add(efd.get(), 1);
+            auto e = co_await ready.next();
+            REQUIRE(e.has_value());
+            REQUIRE(e->ok());
+            ready.stop();
+            int errors = 0;
+            while (auto more = co_await ready.next())
+                errors += more->ok() ? 0 : 1;
+            CHECK(errors == 1);
+            CHECK(ex.in_flight() == 0);
+            ++checks;
+        }
+        co_return checks;
+    };
+    CHECK(ex.run(body()) == 2);
+}
+
+TEST_CASE("runtime: a repeating timer stream delivers exactly its count of ticks, even to a slow "
+          "consumer",
+          "[runtime][stream][timer]")
+{
+    coil::executor ex;
+    const bool slow = GENERATE(false, true);
+    CAPTURE(slow);
+    std::size_t pauses = 0;
+    auto body = [&]() -> coil::task<int> {
+        auto ticks = coil::ticks(1ms, 20, {.bound = 1});
+        int n = 0;
+        while (auto tick = co_await ticks.next()) {
+            if (!tick->ok()) {
+                if (tick->error() == std::errc::invalid_argument)
+                    co_return -1; // no multishot timeouts in this kernel
+                FAIL("tick failed: " << tick->error().message());
+            }
+            ++n;
+            if (slow)
+                (void)co_await coil::sleep_for(3ms);
+        }
+        pauses = ticks.pauses();
+        co_return n;
+    };
+    const int ticks = ex.run(body());
+    if (ticks == -1)
+        SKIP("this kernel has no IORING_TIMEOUT_MULTISHOT (Linux 6.4)");
+    CHECK(ticks == 20);
+    if (slow)
+        CHECK(pauses > 0);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: an endless timer stream ends when stopped", "[runtime][stream][timer]")
+{
+    coil::executor ex;
+    auto body = [&]() -> coil::task<int> {
+        auto ticks = coil::ticks(1ms);
+        int n = 0;
+        while (auto tick = co_await ticks.next()) {
+            if (!tick->ok()) {
+                if (tick->error() == std::errc::invalid_argument)
+                    co_return -1;
+                CHECK(is_canceled(tick->error()));
+                continue;
+            }
+            if (++n == 5)
+                ticks.stop();
+        }
+        co_return n;
+    };
+    const int n = ex.run(body());
+    if (n == -1)
+        SKIP("this kernel has no IORING_TIMEOUT_MULTISHOT (Linux 6.4)");
+    CHECK(n >= 5);
+    CHECK(ex.in_flight() == 0);
+}
