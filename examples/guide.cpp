@@ -7,6 +7,7 @@
 
 #include <fmt/core.h>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -135,6 +136,64 @@ coil::task<int> from_another_thread(coil::executor& ex)
     co_return ready ? value : -1;
 }
 
+// --- 7. Streams: ops with many completions ---------------------------------------------------
+coil::task<std::uint64_t> count_wakeups(int eventfd_fd, std::uint64_t until)
+{
+    std::uint64_t sum = 0;
+    auto ready = coil::poll_multishot(eventfd_fd, POLLIN);   // armed at the first next()
+    while (sum < until) {
+        auto event = co_await ready.next();   // std::optional<result<std::uint32_t>>
+        if (!event || !*event)
+            break;                            // ended, or an error (delivered once)
+        std::uint64_t v = 0;
+        if (::read(eventfd_fd, &v, sizeof v) == sizeof v)
+            sum += v;
+    }
+    co_return sum;
+}   // destroying the stream cancels its op and waits for its final completion
+
+coil::task<std::uint64_t> stream_of_wakeups()
+{
+    int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    auto writer = [](int fd) -> coil::task<void> {
+        for (std::uint64_t i = 1; i <= 10; ++i) {
+            check(::write(fd, &i, sizeof i) == sizeof i, "eventfd write");
+            (void)co_await coil::nop();
+        }
+    };
+    auto w = coil::executor::current()->spawn(writer(efd));
+    auto sum = co_await count_wakeups(efd, 55);
+    co_await w;
+    ::close(efd);
+    co_return sum;
+}
+
+// --- 8. Your own ops --------------------------------------------------------------------------
+struct fadvise {
+    int fd;
+    std::error_code prepare(coil::io::ring& r, std::uint64_t user_data) noexcept
+    {
+        return r.add_sqe(24 /* IORING_OP_FADVISE */, user_data, [&](coil::io::sqe& s) {
+            s.fd = fd;
+            s.fadvise_advice = POSIX_FADV_SEQUENTIAL;
+        });
+    }
+    coil::result<void> complete(const coil::io::completion& c) const noexcept
+    {
+        if (c.result < 0)
+            return coil::io::error_from_result(c.result);
+        return {};
+    }
+};
+
+coil::task<bool> own_op()
+{
+    int fd = ::open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    auto r = co_await coil::operation<fadvise>({fd});
+    ::close(fd);
+    co_return r.ok() || r.error() == coil::io::errc::unsupported_operation;
+}
+
 } // namespace
 
 int main()
@@ -164,5 +223,13 @@ int main()
     int posted = ex.run(from_another_thread(ex));
     fmt::print("6. value posted from another thread: {}\n", posted);
     check(posted == 42, "post");
+
+    auto sum = coil::run(stream_of_wakeups());
+    fmt::print("7. a multishot poll stream saw every value: {}\n", sum);
+    check(sum == 55, "stream");
+
+    bool fadvised = coil::run(own_op());
+    fmt::print("8. a user-defined op (IORING_OP_FADVISE) completed: {}\n", fadvised);
+    check(fadvised, "own op");
     return 0;
 }
