@@ -714,6 +714,11 @@ int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void
         }
         if (to_submit > 1 && f.roll(f.plan.partial_submit)) {
             to_submit = 1 + f.below(to_submit - 1);
+            // A kernel that consumes fewer SQEs than it was given returns at once, without
+            // waiting for completions (io_uring_enter skips its wait when the submission came
+            // up short), so the caller can hand over the rest: the completions it waits for
+            // may depend on them.
+            min_complete = 0;
             ++f.counts.partial_submits;
         }
     }
