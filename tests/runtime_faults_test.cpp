@@ -503,6 +503,73 @@ TEST_CASE("runtime faults: deadlines end idle reads timed_out, deliver data that
     }
 }
 
+TEST_CASE("runtime faults: with a shrunken SQ, a deadline that fires while the op waits for SQ "
+          "room ends it timed_out before it reaches the kernel",
+          "[faults][runtime][deadline]")
+{
+    // sq_entries alone never makes an op wait: every flush empties the SQ. An op waits only
+    // when the SQ is full and the kernel refuses the flush beyond the ring's retry budget, so
+    // the test asks for one such refusal at the moment the SQ is full.
+    const named_plan p{"sq_entries", {.seed = chosen_seed(), .sq_entries = 2}, sq_fill};
+    std::vector<coil_test::pipe_fds> pipes;
+    for (int i = 0; i < 3; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    scoped_faults faults(p.plan);
+    tally t;
+    std::stop_source stop_readers;
+    std::size_t readers_canceled = 0;
+    bool deferred_timed_out = false;
+    {
+        coil::executor ex(small_ring());
+        auto reader = [&](int fd) -> coil::task<void> {
+            std::array<std::byte, 16> buffer{};
+            ++t.awaited;
+            coil::result<std::size_t> r = co_await coil::read(fd, buffer, coil::current_position);
+            ++t.resumed;
+            REQUIRE_FALSE(r.ok());
+            CHECK(is_error(r.error(), std::errc::operation_canceled));
+            ++readers_canceled;
+        };
+        auto deferred = [&]() -> coil::task<void> {
+            // The two readers ran first in this batch: their SQEs fill the 2-entry SQ.
+            CHECK(ex.ring().unsubmitted() == 2);
+            const coil::executor_stats before = ex.stats();
+            std::array<std::byte, 16> buffer{};
+            faults.refuse_next_submission();
+            ++t.awaited;
+            coil::result<std::size_t> r =
+                co_await coil::read(pipes[2].read_end.get(), buffer, coil::current_position)
+                    .with_timeout(1ms);
+            ++t.resumed;
+            REQUIRE_FALSE(r.ok());
+            CHECK(is_error(r.error(), std::errc::timed_out));
+            CHECK(ex.stats().ops_deferred == before.ops_deferred + 1);
+            CHECK(ex.stats().ops_started == before.ops_started); // never reached the kernel
+            CHECK(ex.stats().timers_fired == before.timers_fired + 1);
+            deferred_timed_out = true;
+            stop_readers.request_stop();
+        };
+        auto root = [&]() -> coil::task<void> {
+            auto a = ex.spawn(coil::with_stop_token(stop_readers.get_token(),
+                                                    reader(pipes[0].read_end.get())));
+            auto b = ex.spawn(coil::with_stop_token(stop_readers.get_token(),
+                                                    reader(pipes[1].read_end.get())));
+            auto c = ex.spawn(deferred());
+            co_await c;
+            co_await a;
+            co_await b;
+        };
+        ex.run(root());
+        CHECK(ex.in_flight() == 0);
+        CHECK(ex.stats().ops_deferred > 0);
+    }
+    CHECK(deferred_timed_out);
+    CHECK(readers_canceled == 2);
+    CHECK(t.awaited == t.resumed);
+    check_fired("sq wait", p, faults.counts(), every_fault);
+    CHECK(faults.counts().ebusy > 0);
+}
+
 TEST_CASE("runtime faults: a multishot poll stream sees every eventfd write, and a stopped "
           "stream ends with operation_canceled then nullopt",
           "[faults][runtime][stream]")
