@@ -203,6 +203,18 @@ coil::task<void> nops(tally& t, int count, std::size_t& ok)
     }
 }
 
+// Short sleeps: loop turns where the executor waits with nothing to submit (where an EINTR
+// can strike).
+coil::task<void> ticker(tally& t, int count)
+{
+    for (int i = 0; i < count; ++i) {
+        ++t.awaited;
+        coil::result<void> r = co_await coil::sleep_for(300us);
+        ++t.resumed;
+        REQUIRE(r.ok());
+    }
+}
+
 // Writes `size` pattern bytes to `fd` in chunks of at most `chunk`, finishing short writes.
 coil::task<void> pipe_writer(tally& t, int fd, std::size_t size, std::size_t chunk, bool& done)
 {
@@ -385,6 +397,7 @@ TEST_CASE("runtime faults: nops, pipe round trips and exact file reads deliver e
                         all.push_back(ex.spawn(pipe_reader(t, pipes[i].read_end.get(), per_pipe,
                                                            4096 - 512 * i, pipe_bytes)));
                     }
+                    all.push_back(ex.spawn(ticker(t, 40)));
                     for (unsigned salt = 0; salt < 8; ++salt)
                         all.push_back(ex.spawn(file_reads(t, f, file_size, 16, salt, file_bytes)));
                     for (auto& h : all)
@@ -663,9 +676,11 @@ TEST_CASE("runtime faults: a multishot poll stream sees every eventfd write, and
                     std::size_t noise_ok = 0;
                     auto n1 = ex.spawn(nops(t, 300, noise_ok));
                     auto n2 = ex.spawn(nops(t, 300, noise_ok));
+                    auto n3 = ex.spawn(nops(t, 300, noise_ok));
                     co_await n1;
                     co_await n2;
-                    CHECK(noise_ok == 600);
+                    co_await n3;
+                    CHECK(noise_ok == 900);
                     co_await c;
                     co_await w;
                     co_await s;
@@ -754,7 +769,8 @@ TEST_CASE("runtime faults: stop requests from the executor thread and from anoth
                         REQUIRE(::write(efd.get(), &value, sizeof value) == sizeof value);
                         written += v;
                         ++t.awaited;
-                        (void)co_await coil::sleep_for(std::chrono::microseconds(300 * (v % 4)));
+                        // Now and then a gap longer than the racers' sleep, so sleeps win too.
+                        (void)co_await coil::sleep_for(v % 10 == 0 ? 3ms : std::chrono::microseconds(300 * (v % 4)));
                         ++t.resumed;
                     }
                 };
@@ -768,6 +784,10 @@ TEST_CASE("runtime faults: stop requests from the executor thread and from anoth
                     }
                     all.push_back(ex.spawn(racer()));
                     all.push_back(ex.spawn(writer()));
+                    // Ops completing alongside, so that submissions carry several SQEs.
+                    std::size_t noise_ok = 0;
+                    all.push_back(ex.spawn(nops(t, 200, noise_ok)));
+                    all.push_back(ex.spawn(nops(t, 200, noise_ok)));
                     std::thread stopper([&] {
                         std::this_thread::sleep_for(20ms);
                         remote.request_stop();
@@ -820,6 +840,8 @@ TEST_CASE("runtime faults: stop() and executor destruction with hundreds of read
                     auto root = [&]() -> coil::task<void> {
                         for (int i = 0; i < 5; ++i)
                             (void)co_await coil::nop();
+                        for (int i = 0; i < 20; ++i)
+                            (void)co_await coil::sleep_for(300us);
                         ex.stop();
                         co_await coil::yield();
                         FAIL("the root ran on after stop()");
