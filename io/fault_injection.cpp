@@ -26,4 +26,6 @@ scoped_faults::~scoped_faults() { current = std::move(previous_); }
 
 fault_counts scoped_faults::counts() const { return state_->counts; }
 
+void scoped_faults::refuse_next_submission() noexcept { state_->refusing = true; }
+
 } // namespace coil::io::testing

@@ -68,6 +68,9 @@ struct fault_state {
 
     fault_plan plan;
     fault_counts counts;
+    /// Set by `scoped_faults::refuse_next_submission`: every submitting io_uring_enter answers
+    /// -EBUSY until a ring gives up on its submission, which clears it.
+    bool refusing = false;
 
 private:
     std::uint64_t draw() noexcept
@@ -98,6 +101,13 @@ public:
 
     /// How often each fault fired so far in the rings created under this scope.
     fault_counts counts() const;
+
+    /// The next submission a ring of this scope makes meets a kernel that answers -EBUSY to
+    /// every attempt until the ring gives up on it (its retry budget); then the kernel accepts
+    /// again. A kernel short of memory does this for a while. With a shrunken SQ
+    /// (`fault_plan::sq_entries`) it holds an op back at a moment the test chooses: the op
+    /// finds the SQ full, the flush is refused, and the op waits for room. Counted as ebusy.
+    void refuse_next_submission() noexcept;
 
 private:
     std::shared_ptr<detail::fault_state> state_;

@@ -699,7 +699,7 @@ int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void
         // before anything is consumed, EINTR interrupts a wait, and a partial submission
         // consumes a prefix of the SQ.
         testing::detail::fault_state& f = *s.faults;
-        if (to_submit != 0 && f.roll(f.plan.enter_ebusy)) {
+        if (to_submit != 0 && (f.refusing || f.roll(f.plan.enter_ebusy))) {
             ++f.counts.ebusy;
             return -EBUSY;
         }
@@ -714,6 +714,11 @@ int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void
         }
         if (to_submit > 1 && f.roll(f.plan.partial_submit)) {
             to_submit = 1 + f.below(to_submit - 1);
+            // A kernel that consumes fewer SQEs than it was given returns at once, without
+            // waiting for completions (io_uring_enter skips its wait when the submission came
+            // up short), so the caller can hand over the rest: the completions it waits for
+            // may depend on them.
+            min_complete = 0;
             ++f.counts.partial_submits;
         }
     }
@@ -803,8 +808,13 @@ bool ring::make_room_(unsigned attempt) noexcept
     // the very SQEs this submit is trying to hand over (a poll and its remove), so an unbounded
     // wait could never return.
     ++stats_.submit_retries;
-    if (attempt > 64)
+    if (attempt > 64) {
+#if COIL_FAULT_INJECTION
+        if (state_->faults)
+            state_->faults->refusing = false; // refuse_next_submission: the episode ends here
+#endif
         return false; // the kernel keeps refusing: report it, leaving the SQEs queued
+    }
     unsigned before = static_cast<unsigned>(state_->backlog_size());
     stash_ready_();
     if (state_->sq_flags() & IORING_SQ_CQ_OVERFLOW) {
