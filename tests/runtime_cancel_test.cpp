@@ -8,6 +8,8 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <sys/eventfd.h>
+
 #include <poll.h>
 
 #include <array>
@@ -361,4 +363,57 @@ TEST_CASE("runtime: a stop request cancels the ops of its own scope and no other
     auto [canceled, read] = ex.run(body());
     CHECK(canceled == per_scope);
     CHECK(read == per_scope);
+}
+
+TEST_CASE("runtime: one stop request cancels 50,000 pending reads of its scope, and leaves "
+          "50,000 of another scope pending",
+          "[runtime][cancel][scope][scale]")
+{
+    // All reads wait on one eventfd that is never written: the kernel keeps them armed.
+    constexpr std::size_t per_scope = 50'000;
+    coil_test::unique_fd efd(::eventfd(0, EFD_CLOEXEC));
+    REQUIRE(efd.get() >= 0);
+    std::stop_source a;
+    std::stop_source b;
+    coil::executor ex;
+    auto read_counter = [](int fd) -> coil::task<coil::result<std::size_t>> {
+        std::uint64_t v = 0;
+        co_return co_await coil::read(fd, std::as_writable_bytes(std::span(&v, 1)));
+    };
+    auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
+        std::vector<coil::join_handle<coil::result<std::size_t>>> in_a;
+        std::vector<coil::join_handle<coil::result<std::size_t>>> in_b;
+        in_a.reserve(per_scope);
+        in_b.reserve(per_scope);
+        for (std::size_t i = 0; i < per_scope; ++i) {
+            in_a.push_back(ex.spawn(coil::with_stop_token(a.get_token(), read_counter(efd.get()))));
+            in_b.push_back(ex.spawn(coil::with_stop_token(b.get_token(), read_counter(efd.get()))));
+        }
+        co_await coil::yield();
+        co_await coil::yield();
+        REQUIRE(ex.in_flight() == 2 * per_scope);
+        const auto cancels_before = ex.stats().cancels_submitted;
+        a.request_stop();
+        CHECK(ex.stats().cancels_submitted - cancels_before == per_scope);
+        std::size_t canceled_a = 0;
+        for (auto& h : in_a) {
+            auto r = co_await h;
+            canceled_a += (!r && is_canceled(r.error())) ? 1 : 0;
+        }
+        CHECK(ex.in_flight() == per_scope);
+        b.request_stop();
+        std::size_t canceled_b = 0;
+        for (auto& h : in_b) {
+            auto r = co_await h;
+            canceled_b += (!r && is_canceled(r.error())) ? 1 : 0;
+        }
+        co_return std::pair{canceled_a, canceled_b};
+    };
+    const auto started = std::chrono::steady_clock::now();
+    auto [canceled_a, canceled_b] = ex.run(body());
+    INFO("took " << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
+                 << " s"); // reported, not asserted: no timing assertions in tests
+    CHECK(canceled_a == per_scope);
+    CHECK(canceled_b == per_scope);
+    CHECK(ex.in_flight() == 0);
 }
