@@ -30,6 +30,9 @@ namespace coil::io {
 static_assert(sizeof(timespec64) == sizeof(__kernel_timespec));
 static_assert(offsetof(timespec64, tv_nsec) == offsetof(__kernel_timespec, tv_nsec));
 static_assert(completion::more_flag == IORING_CQE_F_MORE);
+static_assert(completion::buffer_flag == IORING_CQE_F_BUFFER);
+static_assert(completion::notification_flag == IORING_CQE_F_NOTIF);
+static_assert(completion::buffer_id_shift == IORING_CQE_BUFFER_SHIFT);
 // add_sqe and the inline ops in ring.hpp write SQEs through coil's own statement of the layout.
 static_assert(sizeof(sqe) == sizeof(io_uring_sqe));
 static_assert(offsetof(sqe, opcode) == offsetof(io_uring_sqe, opcode));
@@ -74,7 +77,12 @@ static_assert(kernel_opcode(opcode::accept) == IORING_OP_ACCEPT);
 static_assert(kernel_opcode(opcode::connect) == IORING_OP_CONNECT);
 static_assert(kernel_opcode(opcode::recv) == IORING_OP_RECV);
 static_assert(kernel_opcode(opcode::send) == IORING_OP_SEND);
-static_assert(opcode_count == 20, "a new opcode needs its kernel number checked above");
+static_assert(kernel_opcode(opcode::socket) == IORING_OP_SOCKET);
+static_assert(kernel_opcode(opcode::recvmsg) == IORING_OP_RECVMSG);
+static_assert(kernel_opcode(opcode::sendmsg) == IORING_OP_SENDMSG);
+static_assert(kernel_opcode(opcode::shutdown) == IORING_OP_SHUTDOWN);
+static_assert(kernel_opcode(opcode::send_zc) == IORING_OP_SEND_ZC);
+static_assert(opcode_count == 25, "a new opcode needs its kernel number checked above");
 // ring::for_each_completion reads CQEs in place as coil::io::completion.
 static_assert(sizeof(completion) == sizeof(io_uring_cqe));
 static_assert(offsetof(completion, user_data) == offsetof(io_uring_cqe, user_data));
@@ -98,6 +106,22 @@ constexpr unsigned timeout_multishot = 1U << 6; // IORING_TIMEOUT_MULTISHOT, Lin
 #ifdef IORING_TIMEOUT_MULTISHOT
 static_assert(timeout_multishot == IORING_TIMEOUT_MULTISHOT);
 #endif
+
+// Socket-op flags, restated so the SQEs below are coil's own; each checked against the header.
+constexpr std::uint16_t accept_multishot = 1U << 0; // IORING_ACCEPT_MULTISHOT, Linux 5.19
+static_assert(accept_multishot == IORING_ACCEPT_MULTISHOT);
+constexpr std::uint16_t recv_multishot = 1U << 1; // IORING_RECV_MULTISHOT, Linux 6.0
+static_assert(recv_multishot == IORING_RECV_MULTISHOT);
+constexpr unsigned async_cancel_all = 1U << 0; // IORING_ASYNC_CANCEL_ALL, Linux 5.19
+static_assert(async_cancel_all == IORING_ASYNC_CANCEL_ALL);
+constexpr unsigned async_cancel_fd = 1U << 1; // IORING_ASYNC_CANCEL_FD, Linux 5.19
+static_assert(async_cancel_fd == IORING_ASYNC_CANCEL_FD);
+constexpr std::uint8_t buffer_select = 1U << 5; // IOSQE_BUFFER_SELECT, Linux 5.7
+static_assert(buffer_select == IOSQE_BUFFER_SELECT);
+// sqe_flags must never be able to set it by accident: only add_recv_provided does.
+static_assert((static_cast<unsigned>(sqe_flags::drain | sqe_flags::link | sqe_flags::hard_link |
+                                     sqe_flags::async) &
+               buffer_select) == 0);
 
 static_assert(static_cast<unsigned>(sqe_flags::drain) == IOSQE_IO_DRAIN);
 static_assert(static_cast<unsigned>(sqe_flags::link) == IOSQE_IO_LINK);
@@ -683,6 +707,166 @@ std::error_code ring::add_timeout_remove(std::uint64_t target, std::uint64_t use
     io_uring_prep_timeout_remove(sqe, target, 0);
     finish(sqe, user_data, sqe_flags::none);
     return success();
+}
+
+// --- sockets --------------------------------------------------------------------------------
+// These SQEs are written through coil's own `sqe` (its layout is checked above): prepare_rw
+// zeroes every field the opcode does not use, which the kernel requires (it answers -EINVAL
+// to a stray `len`, `addr3` or `buf_index` on several of them).
+
+namespace {
+
+sqe& as_sqe(io_uring_sqe* raw) noexcept { return *reinterpret_cast<sqe*>(raw); }
+
+std::uint64_t address_of(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
+
+} // namespace
+
+std::error_code ring::add_socket(int domain, int type, int protocol, std::uint64_t user_data,
+                                 sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::socket);
+    // IORING_OP_SOCKET reads the domain from `fd`, the type from `off`, the protocol from `len`.
+    detail::prepare_rw(as_sqe(sqe), kernel_opcode(opcode::socket), domain, nullptr,
+                       static_cast<std::uint32_t>(protocol), static_cast<std::uint32_t>(type),
+                       kernel_sqe_flags(flags), user_data);
+    return success();
+}
+
+std::error_code ring::add_accept(int fd, ::sockaddr* peer, ::socklen_t* peer_length,
+                                 int accept_flags, std::uint64_t user_data, accept_mode mode,
+                                 sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::accept);
+    io::sqe& s = as_sqe(sqe);
+    // The address goes in `addr`, the pointer to its length in `addr2`.
+    detail::prepare_rw(s, kernel_opcode(opcode::accept), fd, peer, 0, address_of(peer_length),
+                       kernel_sqe_flags(flags), user_data);
+    s.accept_flags = static_cast<std::uint32_t>(accept_flags);
+    if (mode == accept_mode::multishot)
+        s.ioprio = accept_multishot;
+    return success();
+}
+
+std::error_code ring::add_connect(int fd, const ::sockaddr* address, ::socklen_t length,
+                                  std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::connect);
+    // The address length goes in `off`, by value.
+    detail::prepare_rw(as_sqe(sqe), kernel_opcode(opcode::connect), fd, address, 0, length,
+                       kernel_sqe_flags(flags), user_data);
+    return success();
+}
+
+std::error_code ring::add_recv(int fd, std::span<std::byte> buffer, int msg_flags,
+                               std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::recv);
+    io::sqe& s = as_sqe(sqe);
+    detail::prepare_rw(s, kernel_opcode(opcode::recv), fd, buffer.data(),
+                       clamp_length(buffer.size()), 0, kernel_sqe_flags(flags), user_data);
+    s.msg_flags = static_cast<std::uint32_t>(msg_flags);
+    return success();
+}
+
+std::error_code ring::add_recv_provided(int fd, std::uint16_t buffer_group, int msg_flags,
+                                        recv_mode mode, std::uint64_t user_data,
+                                        sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::recv);
+    io::sqe& s = as_sqe(sqe);
+    // No address and length 0: the kernel takes the buffer, and its whole size, from the group.
+    detail::prepare_rw(s, kernel_opcode(opcode::recv), fd, nullptr, 0, 0,
+                       static_cast<std::uint8_t>(kernel_sqe_flags(flags) | buffer_select),
+                       user_data);
+    s.msg_flags = static_cast<std::uint32_t>(msg_flags);
+    s.buf_group = buffer_group;
+    if (mode == recv_mode::multishot)
+        s.ioprio = recv_multishot;
+    return success();
+}
+
+std::error_code ring::add_send(int fd, std::span<const std::byte> buffer, int msg_flags,
+                               std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::send);
+    io::sqe& s = as_sqe(sqe);
+    // `addr2` (a destination address, Linux 6.0) stays 0: the socket's peer.
+    detail::prepare_rw(s, kernel_opcode(opcode::send), fd, buffer.data(),
+                       clamp_length(buffer.size()), 0, kernel_sqe_flags(flags), user_data);
+    s.msg_flags = static_cast<std::uint32_t>(msg_flags);
+    return success();
+}
+
+std::error_code ring::add_send_zc(int fd, std::span<const std::byte> buffer, int msg_flags,
+                                  std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::send_zc);
+    io::sqe& s = as_sqe(sqe);
+    // ioprio (the IORING_RECVSEND_* flags) stays 0: no fixed buffer, no poll first.
+    detail::prepare_rw(s, kernel_opcode(opcode::send_zc), fd, buffer.data(),
+                       clamp_length(buffer.size()), 0, kernel_sqe_flags(flags), user_data);
+    s.msg_flags = static_cast<std::uint32_t>(msg_flags);
+    return success();
+}
+
+std::error_code ring::add_recvmsg(int fd, ::msghdr* message, int msg_flags,
+                                  std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::recvmsg);
+    io::sqe& s = as_sqe(sqe);
+    // `len` counts messages: one.
+    detail::prepare_rw(s, kernel_opcode(opcode::recvmsg), fd, message, 1, 0,
+                       kernel_sqe_flags(flags), user_data);
+    s.msg_flags = static_cast<std::uint32_t>(msg_flags);
+    return success();
+}
+
+std::error_code ring::add_sendmsg(int fd, const ::msghdr* message, int msg_flags,
+                                  std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::sendmsg);
+    io::sqe& s = as_sqe(sqe);
+    detail::prepare_rw(s, kernel_opcode(opcode::sendmsg), fd, message, 1, 0,
+                       kernel_sqe_flags(flags), user_data);
+    s.msg_flags = static_cast<std::uint32_t>(msg_flags);
+    return success();
+}
+
+std::error_code ring::add_shutdown(int fd, int how, std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::shutdown);
+    // `how` goes in `len`.
+    detail::prepare_rw(as_sqe(sqe), kernel_opcode(opcode::shutdown), fd, nullptr,
+                       static_cast<std::uint32_t>(how), 0, kernel_sqe_flags(flags), user_data);
+    return success();
+}
+
+std::error_code ring::add_cancel_fd(int fd, std::uint64_t user_data)
+{
+    COIL_CLAIM_SQE(opcode::async_cancel);
+    io::sqe& s = as_sqe(sqe);
+    // Matches by file, not by user_data: `addr` is unused.
+    detail::prepare_rw(s, kernel_opcode(opcode::async_cancel), fd, nullptr, 0, 0,
+                       kernel_sqe_flags(sqe_flags::none), user_data);
+    s.cancel_flags = async_cancel_fd | async_cancel_all;
+    return success();
+}
+
+// --- provided-buffer rings (for buffer_ring, io/buffer_ring.cpp) ----------------------------
+
+int ring::register_buffer_ring_(void* ring_memory, unsigned entries, std::uint16_t group) noexcept
+{
+    io_uring_buf_reg registration{};
+    registration.ring_addr = reinterpret_cast<std::uintptr_t>(ring_memory);
+    registration.ring_entries = entries;
+    registration.bgid = group;
+    return io_uring_register_buf_ring(&state_->uring, &registration, 0);
+}
+
+int ring::unregister_buffer_ring_(std::uint16_t group) noexcept
+{
+    return io_uring_unregister_buf_ring(&state_->uring, group);
 }
 
 #undef COIL_CLAIM_SQE

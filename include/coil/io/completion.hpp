@@ -22,6 +22,22 @@ struct completion {
     /// True when the kernel will post more completions for the same op (multishot ops).
     bool more() const noexcept { return (flags & more_flag) != 0; }
 
+    /// True when the op picked a buffer from a provided-buffer group (`IORING_CQE_F_BUFFER`):
+    /// `buffer_id()` names it, and its first `result` bytes hold the data. The buffer is the
+    /// caller's again until it is handed back (see `buffer_ring::give_back`).
+    bool has_buffer() const noexcept { return (flags & buffer_flag) != 0; }
+
+    /// The id of the provided buffer the op used; meaningful only when `has_buffer()`.
+    std::uint16_t buffer_id() const noexcept
+    {
+        return static_cast<std::uint16_t>(flags >> buffer_id_shift);
+    }
+
+    /// True for the notification of a zero-copy send (`IORING_CQE_F_NOTIF`): it follows the
+    /// op's result completion (which has `more()` set) and says that the kernel no longer
+    /// reads the buffer. Its `result` is 0 and it carries the op's user_data.
+    bool is_notification() const noexcept { return (flags & notification_flag) != 0; }
+
     /// The error the result stands for; empty when `result >= 0`.
     std::error_code error() const noexcept { return error_from_result(result); }
 
@@ -32,6 +48,12 @@ struct completion {
 
     /// `IORING_CQE_F_MORE`, restated here so that this header needs no kernel header.
     static constexpr std::uint32_t more_flag = 1U << 1;
+    /// `IORING_CQE_F_BUFFER`, restated likewise.
+    static constexpr std::uint32_t buffer_flag = 1U << 0;
+    /// `IORING_CQE_F_NOTIF`, restated likewise.
+    static constexpr std::uint32_t notification_flag = 1U << 3;
+    /// `IORING_CQE_BUFFER_SHIFT`: the buffer id sits in the flags' upper 16 bits.
+    static constexpr unsigned buffer_id_shift = 16;
 };
 
 } // namespace coil::io

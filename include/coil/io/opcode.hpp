@@ -34,6 +34,11 @@ enum class opcode : std::uint8_t {
     connect,
     recv,
     send,
+    socket,
+    recvmsg,
+    sendmsg,
+    shutdown,
+    send_zc,
 };
 
 /// One row of the opcode table: coil's opcode, the kernel's `IORING_OP_*` number for it
@@ -67,6 +72,11 @@ inline constexpr opcode_info opcode_table[] = {
     {opcode::connect, 16, "connect"},
     {opcode::recv, 27, "recv"},
     {opcode::send, 26, "send"},
+    {opcode::socket, 45, "socket"},
+    {opcode::recvmsg, 10, "recvmsg"},
+    {opcode::sendmsg, 9, "sendmsg"},
+    {opcode::shutdown, 34, "shutdown"},
+    {opcode::send_zc, 47, "send_zc"},
 };
 
 /// How many opcodes coil wraps.
@@ -86,7 +96,7 @@ constexpr bool opcode_table_is_indexed() noexcept
 
 static_assert(detail::opcode_table_is_indexed(),
               "opcode_table must list the opcodes in the order of their enum values");
-static_assert(static_cast<std::size_t>(opcode::send) + 1 == opcode_count,
+static_assert(static_cast<std::size_t>(opcode::send_zc) + 1 == opcode_count,
               "every opcode needs a row in opcode_table");
 
 /// The kernel's `IORING_OP_*` number for `op`.

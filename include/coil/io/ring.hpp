@@ -17,7 +17,7 @@
 /// @endcode
 ///
 /// Lifetimes (see docs/architecture.md): every pointer an op is queued with (buffers, iovec
-/// arrays, paths, `statx` outputs, timespecs) is borrowed by the kernel until that op's final
+/// arrays, paths, `statx` outputs, timespecs, socket addresses, msghdrs) is borrowed by the kernel until that op's final
 /// completion has been reaped. The ring copies nothing.
 ///
 /// Threading: a ring is not thread-safe. Without `ring_options::single_issuer` any one thread at
@@ -36,6 +36,8 @@
 #include <coil/io/opcode.hpp>
 #include <coil/io/result.hpp>
 #include <coil/io/sqe.hpp>
+
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstddef>
@@ -87,6 +89,23 @@ enum class fsync_mode : std::uint8_t {
 enum class poll_mode : std::uint8_t {
     oneshot,   ///< one completion, then the poll is gone
     multishot, ///< a completion per event (flag `more()` set) until removed or it fails
+};
+
+/// Accept arming.
+enum class accept_mode : std::uint8_t {
+    single,    ///< one connection, one completion
+    /// A completion per accepted connection (`more()` set) until cancelled or it fails
+    /// (`IORING_ACCEPT_MULTISHOT`, Linux 5.19; an older kernel completes it with `-EINVAL`).
+    multishot,
+};
+
+/// Receive arming, for receives into provided buffers.
+enum class recv_mode : std::uint8_t {
+    single,    ///< one completion, one buffer
+    /// A completion per received chunk, each in its own provided buffer (`more()` set), until
+    /// end of stream (0), an error, running out of buffers (`-ENOBUFS`) or cancellation
+    /// (`IORING_RECV_MULTISHOT`, Linux 6.0; an older kernel completes it with `-EINVAL`).
+    multishot,
 };
 
 /// A timespec with the kernel's 64-bit layout (`struct __kernel_timespec`).
@@ -148,6 +167,7 @@ struct ring_stats {
 };
 
 class ring;
+class buffer_ring;
 
 namespace detail {
 /// The empty error code every `add_*` that queued its op returns.
@@ -329,6 +349,74 @@ public:
     std::error_code add_link_timeout(const timespec64* when, std::uint64_t user_data);
     /// Removes the timer queued with `target`; it completes with `-ECANCELED`.
     std::error_code add_timeout_remove(std::uint64_t target, std::uint64_t user_data);
+
+    // Sockets. Every `msg_flags` is `MSG_*` as for send(2) / recv(2); the kernel adds
+    // `MSG_NOSIGNAL` to sends, so a closed peer gives `-EPIPE`, never SIGPIPE. Ops on a socket
+    // wait for readiness in the kernel whether or not the socket is non-blocking.
+
+    /// `socket(2)` (`IORING_OP_SOCKET`, Linux 5.19). `type` may carry `SOCK_CLOEXEC` and
+    /// `SOCK_NONBLOCK`. Completes with the new fd.
+    std::error_code add_socket(int domain, int type, int protocol, std::uint64_t user_data,
+                               sqe_flags flags = sqe_flags::none);
+    /// `accept4(2)` on the listening socket `fd` with `accept_flags` (`SOCK_CLOEXEC`,
+    /// `SOCK_NONBLOCK`). Completes with the new connection's fd. `peer` and `peer_length` may
+    /// both be null; otherwise `*peer_length` is the size of `*peer` and receives the peer's
+    /// address length, and both are borrowed until the final completion. With
+    /// `accept_mode::multishot` every connection completes with `more()` set and overwrites
+    /// `*peer` (pass null to ignore addresses); the op ends, without `more()`, when cancelled
+    /// (`add_cancel`, `add_cancel_fd`) or on an error.
+    std::error_code add_accept(int fd, ::sockaddr* peer, ::socklen_t* peer_length,
+                               int accept_flags, std::uint64_t user_data,
+                               accept_mode mode = accept_mode::single,
+                               sqe_flags flags = sqe_flags::none);
+    /// `connect(2)` to `address` (`length` bytes, borrowed until completion). Completes with 0
+    /// or `-errno` (`-ECONNREFUSED`, `-ENOENT` for a missing AF_UNIX path, ...).
+    std::error_code add_connect(int fd, const ::sockaddr* address, ::socklen_t length,
+                                std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `recv(2)` into `buffer` (borrowed until completion; clamped like `add_read`). Completes
+    /// with the byte count, 0 at end of stream.
+    std::error_code add_recv(int fd, std::span<std::byte> buffer, int msg_flags,
+                             std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `recv(2)` into a buffer the kernel picks from the provided-buffer group `buffer_group`
+    /// (see `buffer_ring`). Each completion with data has `has_buffer()`, names the buffer
+    /// with `buffer_id()` and holds `result` bytes in it; that buffer is the caller's until it
+    /// is handed back. With no buffer left the op completes with `-ENOBUFS`. With
+    /// `recv_mode::multishot` (Linux 6.0) every chunk completes with `more()` set and the
+    /// final completion (0 at end of stream, `-ENOBUFS`, `-ECANCELED`, an error) ends the
+    /// op; `MSG_WAITALL` is refused with `-EINVAL`. Borrows nothing itself, but the group
+    /// must stay registered until the final completion.
+    std::error_code add_recv_provided(int fd, std::uint16_t buffer_group, int msg_flags,
+                                      recv_mode mode, std::uint64_t user_data,
+                                      sqe_flags flags = sqe_flags::none);
+    /// `send(2)` of `buffer` (borrowed until completion; clamped like `add_write`). Completes
+    /// with the byte count, which may be short.
+    std::error_code add_send(int fd, std::span<const std::byte> buffer, int msg_flags,
+                             std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// A zero-copy `send(2)` (`IORING_OP_SEND_ZC`, Linux 6.0): the kernel transmits from
+    /// `buffer` itself instead of copying it. It usually completes twice under the same
+    /// user_data: first the result (byte count or `-errno`) with `more()` set, then a
+    /// notification (`is_notification()`, result 0, no `more()`) once the kernel no longer
+    /// reads the buffer. `buffer` is borrowed until that final completion, not just the
+    /// first. A result without `more()` is final (no notification follows). Sockets that
+    /// cannot send zero-copy (AF_UNIX) fail with `-EOPNOTSUPP`.
+    std::error_code add_send_zc(int fd, std::span<const std::byte> buffer, int msg_flags,
+                                std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `recvmsg(2)`. `message`, its iovec array, every buffer the array names, and its name
+    /// and control buffers are borrowed until completion. Completes with the byte count; the
+    /// kernel updates `message->msg_namelen`, `msg_controllen` and `msg_flags`.
+    std::error_code add_recvmsg(int fd, ::msghdr* message, int msg_flags,
+                                std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `sendmsg(2)`. `message` and everything it points to are borrowed until completion.
+    std::error_code add_sendmsg(int fd, const ::msghdr* message, int msg_flags,
+                                std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `shutdown(2)` with `how` (`SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`). Completes with 0.
+    std::error_code add_shutdown(int fd, int how, std::uint64_t user_data,
+                                 sqe_flags flags = sqe_flags::none);
+    /// Cancels every op queued on `fd` (`IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL`,
+    /// Linux 5.19; an older kernel completes it with `-EINVAL`). Each cancelled op completes
+    /// with `-ECANCELED` (or its own result if it won the race); this op completes with how
+    /// many it cancelled, or `-ENOENT` when none was found. Borrows nothing.
+    std::error_code add_cancel_fd(int fd, std::uint64_t user_data);
 
     /// Queues an SQE for an operation coil has no `add_*` call for: any `IORING_OP_*` the
     /// running kernel supports. The ring takes a free entry, zeroes all of it, calls
@@ -537,7 +625,13 @@ public:
 
 private:
     friend class completion_range::iterator;
+    friend class buffer_ring;
     struct state;
+
+    /// For `buffer_ring`: registers / unregisters the provided-buffer ring at `ring_memory`
+    /// (`entries` entries) as group `group`. Return 0 or `-errno`.
+    int register_buffer_ring_(void* ring_memory, unsigned entries, std::uint16_t group) noexcept;
+    int unregister_buffer_ring_(std::uint16_t group) noexcept;
 
     inline errc claim_(opcode op, ::io_uring_sqe*& out) noexcept; // only io/ring.cpp calls it
 

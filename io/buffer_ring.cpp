@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+// Provided-buffer rings: one mapping holds the ring the kernel reads buffer addresses from and
+// the buffers themselves; coil writes the ring entries and publishes the tail.
+
+#include <coil/io/buffer_ring.hpp>
+
+#include <coil/io/ring.hpp>
+
+#include <liburing.h>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <string>
+#include <system_error>
+
+namespace coil::io {
+
+namespace {
+
+// The kernel's limit on a provided-buffer ring (the tail is 16 bits; 32768 keeps the ring's
+// index arithmetic unambiguous).
+constexpr unsigned max_buffer_ring_entries = 32768;
+
+// The layout coil writes: io_uring_buf entries of 16 bytes, the ring's tail overlaying the
+// `resv` field of entry 0 (so filling an entry must never write `resv`).
+static_assert(sizeof(io_uring_buf) == 16);
+static_assert(offsetof(io_uring_buf_ring, tail) == offsetof(io_uring_buf, resv));
+
+std::string describe(std::uint16_t group, unsigned count, std::size_t buffer_size)
+{
+    return "coil: buffer_ring(group=" + std::to_string(group) + ", count=" +
+           std::to_string(count) + ", buffer_size=" + std::to_string(buffer_size) + "): ";
+}
+
+[[noreturn]] void contract_violation(const char* what) noexcept
+{
+    std::fputs(what, stderr);
+    std::fputc('\n', stderr);
+    std::abort();
+}
+
+} // namespace
+
+buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size_t buffer_size)
+    : ring_(&r), group_(group), count_(count), buffer_size_(buffer_size)
+{
+    if (count == 0 || count > max_buffer_ring_entries || (count & (count - 1)) != 0)
+        throw std::system_error(EINVAL, std::generic_category(),
+                                describe(group, count, buffer_size) +
+                                    "count must be a power of two from 1 to 32768");
+    if (buffer_size == 0 || buffer_size > std::numeric_limits<std::uint32_t>::max())
+        throw std::system_error(EINVAL, std::generic_category(),
+                                describe(group, count, buffer_size) +
+                                    "buffer_size must be 1 to 2^32-1 bytes (a ring entry's "
+                                    "length is 32 bits)");
+
+    // The kernel (before 6.4, without IOU_PBUF_RING_MMAP) pins the ring's pages from user
+    // memory and wants the ring page-aligned: map it, and put the buffers right after it.
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t ring_bytes = (count * sizeof(io_uring_buf) + page - 1) / page * page;
+    if (buffer_size > (std::numeric_limits<std::size_t>::max() - ring_bytes) / count)
+        throw std::system_error(ENOMEM, std::generic_category(),
+                                describe(group, count, buffer_size) +
+                                    "count * buffer_size overflows: use fewer or smaller buffers");
+    mapped_bytes_ = ring_bytes + count * buffer_size;
+    mapping_ = ::mmap(nullptr, mapped_bytes_, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapping_ == MAP_FAILED) {
+        const int error = errno;
+        throw std::system_error(error, std::generic_category(),
+                                describe(group, count, buffer_size) + "mapping " +
+                                    std::to_string(mapped_bytes_) +
+                                    " bytes failed: use fewer or smaller buffers, or raise the "
+                                    "address-space limit ('ulimit -v')");
+    }
+    buffers_ = static_cast<std::byte*>(mapping_) + ring_bytes;
+
+    if (int ret = ring_->register_buffer_ring_(mapping_, count, group); ret < 0) {
+        ::munmap(mapping_, mapped_bytes_);
+        std::string what = describe(group, count, buffer_size) +
+                           "io_uring_register_buf_ring failed: ";
+        switch (-ret) {
+        case EINVAL:
+            what += "provided buffer rings need Linux 5.19 (IORING_REGISTER_PBUF_RING): upgrade "
+                    "the kernel, or receive into your own buffers with ring::add_recv";
+            break;
+        case EEXIST:
+            what += "buffer group " + std::to_string(group) +
+                    " is already registered on this ring: pick another group id, or destroy "
+                    "the buffer_ring that holds it first";
+            break;
+        case ENOMEM:
+        case EFAULT:
+            what += "the kernel could not pin the ring's memory: raise the locked-memory limit "
+                    "('ulimit -l') or use fewer buffers";
+            break;
+        case EPERM:
+        case EACCES:
+        case ENOSYS:
+            what += "io_uring_register is blocked (seccomp or an LSM): allow the io_uring_* "
+                    "system calls in the policy this process runs under";
+            break;
+        default:
+            what += "unexpected error";
+            break;
+        }
+        throw std::system_error(-ret, std::generic_category(), what);
+    }
+
+    // Everything to the kernel. The mapping is fresh (zeroed), so the tail starts at 0.
+    auto* entries = static_cast<io_uring_buf*>(mapping_);
+    for (unsigned id = 0; id < count; ++id) {
+        io_uring_buf& entry = entries[id];
+        entry.addr = reinterpret_cast<std::uintptr_t>(buffers_ + id * buffer_size_);
+        entry.len = static_cast<std::uint32_t>(buffer_size_);
+        entry.bid = static_cast<std::uint16_t>(id);
+    }
+    tail_ = static_cast<std::uint16_t>(count);
+    available_ = count;
+    // Release: the kernel reads the entries after it sees the tail move past them.
+    __atomic_store_n(&static_cast<io_uring_buf_ring*>(mapping_)->tail, tail_, __ATOMIC_RELEASE);
+}
+
+buffer_ring::~buffer_ring()
+{
+    // Failure leaves nothing to undo: a group the kernel no longer knows (a ring that never
+    // registered it) is gone already, and the memory is ours either way once nothing selects
+    // from it (the documented precondition).
+    static_cast<void>(ring_->unregister_buffer_ring_(group_));
+    ::munmap(mapping_, mapped_bytes_);
+}
+
+std::span<std::byte> buffer_ring::buffer(std::uint16_t id) noexcept
+{
+    if (id >= count_)
+        return {};
+    return {buffers_ + static_cast<std::size_t>(id) * buffer_size_, buffer_size_};
+}
+
+void buffer_ring::give_back(std::uint16_t id) noexcept
+{
+    if (id >= count_)
+        contract_violation("coil: buffer_ring::give_back: buffer id out of range");
+    // A full ring has no free entry: writing one would overwrite an entry the kernel may
+    // still pick (a buffer given back twice, or a completion not passed to note_used).
+    if (available_ >= count_)
+        contract_violation("coil: buffer_ring::give_back: every buffer is already with the "
+                           "kernel (given back twice, or note_used not called for a completion "
+                           "with has_buffer())");
+    auto* entries = static_cast<io_uring_buf*>(mapping_);
+    // Fill the free entry at the tail (addr, len, bid only: entry 0's resv is the tail).
+    io_uring_buf& entry = entries[tail_ & (count_ - 1)];
+    entry.addr = reinterpret_cast<std::uintptr_t>(buffers_ + static_cast<std::size_t>(id) * buffer_size_);
+    entry.len = static_cast<std::uint32_t>(buffer_size_);
+    entry.bid = id;
+    ++tail_;
+    ++available_;
+    // Release: the entry's fields are visible to the kernel before the tail that covers it.
+    __atomic_store_n(&static_cast<io_uring_buf_ring*>(mapping_)->tail, tail_, __ATOMIC_RELEASE);
+}
+
+void buffer_ring::note_used(std::uint16_t id) noexcept
+{
+    if (id >= count_)
+        contract_violation("coil: buffer_ring::note_used: buffer id out of range");
+    if (available_ == 0)
+        contract_violation("coil: buffer_ring::note_used: no buffer is with the kernel (a "
+                           "completion noted twice?)");
+    --available_;
+}
+
+} // namespace coil::io
