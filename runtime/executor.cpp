@@ -181,6 +181,28 @@ void executor::untrack(detail::spawned_promise_base& p) noexcept
     p.prev_ = p.next_ = nullptr;
 }
 
+std::uint16_t executor::allocate_buffer_group()
+{
+    if (!free_buffer_groups_.empty()) {
+        const std::uint16_t group = free_buffer_groups_.back();
+        free_buffer_groups_.pop_back();
+        return group;
+    }
+    if (next_buffer_group_ == 0xffff)
+        throw std::system_error(ENOSPC, std::generic_category(),
+                                "coil: an executor can register at most 65535 buffer pools");
+    return next_buffer_group_++;
+}
+
+void executor::release_buffer_group(std::uint16_t group) noexcept
+{
+    try {
+        free_buffer_groups_.push_back(group);
+    } catch (const std::bad_alloc&) {
+        // The id is simply not reused.
+    }
+}
+
 void executor::close_orphan(int fd) noexcept
 {
     ::close(fd);

@@ -178,7 +178,8 @@ TEST_CASE("runtime: stream::stop ends a stream; a stream stopped before it start
             REQUIRE(e.has_value());
             REQUIRE_FALSE(e->ok());
             CHECK(is_canceled(e->error()));
-            CHECK_FALSE((co_await unstarted.next()).has_value());
+            auto after_end = co_await unstarted.next();
+            CHECK_FALSE(after_end.has_value());
             ++checks;
         }
         {

@@ -14,6 +14,10 @@
 #include <coil/runtime/ops.hpp>
 #include <coil/runtime/spawn.hpp>
 #include <coil/runtime/stream.hpp>
+#include <coil/net/address.hpp>
+#include <coil/net/buffer_pool.hpp>
+#include <coil/net/ops.hpp>
+#include <coil/net/socket.hpp>
 #include <coil/runtime/nursery.hpp>
 #include <coil/runtime/task.hpp>
 #include <coil/runtime/when_all.hpp>

@@ -29,6 +29,9 @@ namespace detail {
 class spawned_promise_base;
 class run_scope;
 } // namespace detail
+namespace net {
+class buffer_pool;
+} // namespace net
 
 /// How an executor sets up its ring.
 struct executor_options {
@@ -197,6 +200,7 @@ private:
     friend class detail::run_scope;
     friend void detail::notify_scope_stopped(executor&, detail::stop_scope&) noexcept;
     friend class detail::stop_scope;
+    friend class net::buffer_pool; // registers its buffer ring with ring_
 
     // user_data layout: bits 0-23 the slot index, bits 24-31 what the CQE is for, bits 32-63
     // the slot's generation when the op was started (docs/architecture.md).
@@ -249,6 +253,9 @@ private:
     void run_remote_work();
     void queue_remote_stop(detail::stop_scope& scope) noexcept;
     void forget_remote_stop(detail::stop_scope& scope) noexcept;
+    /// A provided-buffer group id not used by another pool of this executor, and its return.
+    std::uint16_t allocate_buffer_group();
+    void release_buffer_group(std::uint16_t group) noexcept;
 
     // --- set once at construction ----------------------------------------------------------
     std::thread::id thread_;
@@ -280,6 +287,8 @@ private:
     bool running_loop_ = false;      // inside run()
     bool stop_now_ = false;          // stop() was called on this thread, or taken from remote
     bool shutting_down_ = false;
+    std::uint16_t next_buffer_group_ = 0;          // never handed out yet from here on
+    std::vector<std::uint16_t> free_buffer_groups_; // handed out and given back
     executor_stats stats_;
     std::vector<std::function<void()>> posted_running_; // the batch being run
     std::vector<detail::stop_scope*> stopped_running_;  // the scopes being cancelled

@@ -33,6 +33,7 @@
 #include <coil/io/result.hpp>
 #include <coil/io/ring.hpp>
 #include <coil/runtime/detail/op_base.hpp>
+#include <coil/runtime/detail/rearm_waiter.hpp>
 #include <coil/runtime/executor.hpp>
 #include <coil/runtime/operation.hpp>
 
@@ -54,10 +55,36 @@ namespace coil {
 /// be armed again after a final completion that was neither a pause nor a stop (the kernel
 /// ends some multishot ops on its own, e.g. when the CQ overflows); if not, the stream ends
 /// after delivering it.
+///
+/// Optional hooks, for ops that hold resources:
+/// - `arrived(c)`: called for every kernel completion as it arrives (before it is buffered);
+/// - `retry_after(final)`: true when a final completion is internal and the op must simply be
+///   armed again (not delivered): a provided-buffer receive that ran out of buffers, a
+///   multishot request the kernel refused that falls back to single-shot;
+/// - `park(waiter)`: true when the op cannot be armed now and `waiter.ready` will be called
+///   when it can (a buffer pool that ran dry);
+/// - `discard(c)`: releases what a completion carries that nobody took (a descriptor, a
+///   buffer), for completions still buffered when the stream is destroyed.
 template <class Op>
 concept multishot_op = ring_op<Op> && requires(Op& op, const io::completion& c) {
     { op.rearm_after(c) } -> std::same_as<bool>;
 };
+
+namespace detail {
+// The optional hooks of a multishot op (see `stream`).
+template <class Op>
+concept has_arrived = requires(Op& op, const io::completion& c) { op.arrived(c); };
+template <class Op>
+concept has_retry_after = requires(Op& op, const io::completion& c) {
+    { op.retry_after(c) } -> std::same_as<bool>;
+};
+template <class Op>
+concept has_park = requires(Op& op, rearm_waiter& w) {
+    { op.park(w) } -> std::same_as<bool>;
+};
+template <class Op>
+concept has_discard = requires(Op& op, const io::completion& c) { op.discard(c); };
+} // namespace detail
 
 /// Stream settings.
 struct stream_options {
@@ -94,6 +121,12 @@ public:
     {
         if (state == detail::op_state::waiting || state == detail::op_state::in_flight)
             owner->abandon(*this);
+        // What the kernel delivered and nobody took (an accepted descriptor, a buffer).
+        if constexpr (detail::has_discard<Op>) {
+            for (std::size_t i = head_; i < buffer_.size(); ++i)
+                if (buffer_[i].user_data != end_marker)
+                    op_.discard(buffer_[i]);
+        }
     }
 
     class next_awaiter {
@@ -146,29 +179,50 @@ private:
         if (waiting_consumer_)
             throw std::logic_error("coil: two coroutines await the same stream");
         wake.handle = h;
-        if (state == detail::op_state::in_flight || state == detail::op_state::waiting) {
+        if (state == detail::op_state::in_flight || state == detail::op_state::waiting ||
+            parked_.linked()) {
             waiting_consumer_ = true;
             return true;
         }
         // Not armed: first next(), or after a pause or an end the op allows a re-arm after.
         owner = ex;
         this->scope = scope;
+        started_ = true;
+        if (!arm())
+            return false;
+        waiting_consumer_ = true;
+        return true;
+    }
+
+    // Arms the op (or parks it until its op can be armed). Returns false when the stream
+    // ended at once instead (stopped, shut down, unsupported).
+    bool arm() noexcept
+    {
+        ++arms_;
         cancel_requested = false;
         setup_error = {};
-        started_ = true;
-        ++arms_;
         if (stopping_ || (scope != nullptr && scope->stop_requested())) {
             end_with(std::make_error_code(std::errc::operation_canceled));
             return false;
         }
-        if (!ex->start(*this)) {
-            // It ended at once: shut down, unsupported, or cancelled before it started.
+        if constexpr (detail::has_park<Op>) {
+            parked_.ready = &unparked_thunk;
+            if (op_.park(parked_))
+                return true;
+        }
+        if (!owner->start(*this)) {
             end_with(setup_error.failed() ? setup_error.get()
                                           : std::make_error_code(std::errc::operation_canceled));
             return false;
         }
-        waiting_consumer_ = true;
         return true;
+    }
+
+    static void unparked_thunk(detail::rearm_waiter& w) noexcept
+    {
+        auto& self = *static_cast<parked_link&>(w).self;
+        if (!self.arm() && self.wake_consumer())
+            self.owner->schedule(self.wake);
     }
 
     std::optional<result_type> take()
@@ -202,6 +256,8 @@ private:
     }
     bool on_completion_(const io::completion& c) noexcept
     {
+        if constexpr (detail::has_arrived<Op>)
+            op_.arrived(c);
         if (c.more()) {
             buffer_.push_back(c);
             if (buffered() >= bound_ && !cancel_requested) {
@@ -221,6 +277,13 @@ private:
             return false;
         }
         paused_ = false;
+        if constexpr (detail::has_retry_after<Op>) {
+            if (!stopping_ && op_.retry_after(c)) {
+                if (waiting_consumer_ && buffered() == 0)
+                    return rearm();
+                return false; // re-armed by the next next()
+            }
+        }
         buffer_.push_back(c);
         if (stopping_ && c.result >= 0)
             end_with(std::make_error_code(std::errc::operation_canceled)); // after its value
@@ -235,12 +298,8 @@ private:
     // Starts the op again for a waiting consumer, from the completion handler.
     bool rearm() noexcept
     {
-        ++arms_;
-        cancel_requested = false;
-        if (owner->start(*this))
-            return false; // in flight again; the consumer keeps waiting
-        end_with(setup_error.failed() ? setup_error.get()
-                                      : std::make_error_code(std::errc::operation_canceled));
+        if (arm())
+            return false; // in flight (or parked) again; the consumer keeps waiting
         return wake_consumer();
     }
 
@@ -260,9 +319,15 @@ private:
     // user_data: the executor's are slot-encoded).
     static constexpr std::uint64_t end_marker = ~std::uint64_t{0};
 
+    // The stream's place in a resource's queue while parked (see `park`).
+    struct parked_link : detail::rearm_waiter {
+        stream* self;
+    };
+
     Op op_;
     std::size_t bound_;
     std::error_code end_error_;
+    parked_link parked_{{}, this};
     std::vector<io::completion> buffer_; // completions not yet taken, from head_ on
     std::size_t head_ = 0;
     std::size_t pauses_ = 0;

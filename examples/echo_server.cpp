@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT
+// echo_server: echoes every byte back, on any number of connections, with one executor.
+//
+//   echo_server --port N [--address HOST] [--buffers COUNT] [--buffer-size BYTES]
+//
+// The server path io_uring was made for: a multishot accept hands over connections, and each
+// connection has one multishot receive pending over a shared provided-buffer pool, so an idle
+// connection holds no buffer. Each received buffer is sent back and returned to the pool.
+// SIGINT or SIGTERM (read through a signalfd) stops accepting, ends every connection and
+// exits 0 once the kernel holds nothing of ours.
+
+#include <coil/coil.hpp>
+
+#include <fmt/core.h>
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+
+namespace net = coil::net;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct options {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;
+    bool have_port = false;
+    unsigned buffers = 4096;
+    std::size_t buffer_size = 4096;
+};
+
+[[noreturn]] void usage(const char* why)
+{
+    if (why != nullptr)
+        fmt::print(stderr, "echo_server: {}\n", why);
+    fmt::print(stderr, "usage: echo_server --port N [--address HOST] [--buffers COUNT] "
+                       "[--buffer-size BYTES]\n"
+                       "  --port N          TCP port to listen on (0: any free port, printed)\n"
+                       "  --address HOST    address to bind (default 127.0.0.1; [::1] for IPv6)\n"
+                       "  --buffers COUNT   provided receive buffers, a power of two (4096)\n"
+                       "  --buffer-size N   bytes per receive buffer (4096)\n");
+    std::exit(2);
+}
+
+template <class T>
+T number(std::string_view text, const char* what)
+{
+    T value{};
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || ptr != text.data() + text.size())
+        usage((std::string(what) + " needs a number, not '" + std::string(text) + "'").c_str());
+    return value;
+}
+
+options parse(int argc, char** argv)
+{
+    options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        auto value = [&]() -> std::string_view {
+            if (i + 1 >= argc)
+                usage((std::string(arg) + " needs a value").c_str());
+            return argv[++i];
+        };
+        if (arg == "--port") {
+            o.port = number<std::uint16_t>(value(), "--port");
+            o.have_port = true;
+        } else if (arg == "--address") {
+            o.host = value();
+        } else if (arg == "--buffers") {
+            o.buffers = number<unsigned>(value(), "--buffers");
+        } else if (arg == "--buffer-size") {
+            o.buffer_size = number<std::size_t>(value(), "--buffer-size");
+        } else if (arg == "--help" || arg == "-h") {
+            usage(nullptr);
+        } else {
+            usage(("unknown argument '" + std::string(arg) + "'").c_str());
+        }
+    }
+    if (!o.have_port)
+        usage("--port is required");
+    if (o.buffers == 0 || (o.buffers & (o.buffers - 1)) != 0 || o.buffers > 32768)
+        usage("--buffers must be a power of two from 1 to 32768");
+    if (o.buffer_size == 0)
+        usage("--buffer-size must be at least 1");
+    return o;
+}
+
+// One connection: every chunk received is sent back, in order.
+coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool)
+{
+    auto chunks = conn.receive(pool);
+    while (auto chunk = co_await chunks.next()) {
+        if (!*chunk || (*chunk)->empty())
+            break; // an error (the peer reset) or the end: this connection only
+        if (!co_await conn.send_all((*chunk)->bytes()))
+            break;
+    }
+}
+
+// Waits for SIGINT or SIGTERM, then asks everything to stop.
+coil::task<void> watch_signals(int fd, std::stop_source& stop)
+{
+    signalfd_siginfo info{};
+    auto n = co_await coil::read(fd, std::as_writable_bytes(std::span(&info, 1)));
+    if (n && *n == sizeof(info))
+        fmt::print(stderr, "echo_server: signal {}, shutting down\n", info.ssi_signo);
+    stop.request_stop();
+}
+
+coil::task<int> serve(const options& o, int signal_fd)
+{
+    coil::executor& ex = *coil::executor::current();
+    auto at = net::address::parse(o.host.front() == '[' ? o.host + ":" + std::to_string(o.port)
+                                                         : o.host + ":" + std::to_string(o.port));
+    if (!at) {
+        fmt::print(stderr, "echo_server: bad address '{}': {}\n", o.host, at.error().message());
+        co_return 2;
+    }
+    auto server = net::listener::bind(*at);
+    if (!server) {
+        fmt::print(stderr, "echo_server: cannot listen on {}: {}{}\n", at->to_string(),
+                   server.error().message(),
+                   server.error() == std::errc::address_in_use
+                       ? " (another process uses the port: pick another with --port)"
+                       : "");
+        co_return 1;
+    }
+    fmt::print("echo_server: listening on {}\n", server->local_address()->to_string());
+    std::fflush(stdout);
+    net::buffer_pool pool(ex, o.buffers, o.buffer_size);
+    std::stop_source stop;
+    auto watcher = ex.spawn(watch_signals(signal_fd, stop));
+    co_await coil::with_stop_token(stop.get_token(), coil::with_nursery([&](coil::nursery& n)
+                                                                             -> coil::task<void> {
+        auto connections = server->connections();
+        while (auto conn = co_await connections.next()) {
+            if (!*conn) {
+                if ((*conn).error() == std::errc::operation_canceled)
+                    break;
+                // Out of descriptors or memory: back off a little, keep serving.
+                (void)co_await coil::sleep_for(10ms);
+                continue;
+            }
+            n.spawn(echo(std::move(**conn), pool));
+        }
+    }));
+    co_await watcher;
+    co_return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    const options o = parse(argc, argv);
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    ::signal(SIGPIPE, SIG_IGN);
+    if (::pthread_sigmask(SIG_BLOCK, &signals, nullptr) != 0) {
+        fmt::print(stderr, "echo_server: cannot block SIGINT/SIGTERM\n");
+        return 1;
+    }
+    const int signal_fd = ::signalfd(-1, &signals, SFD_CLOEXEC);
+    if (signal_fd < 0) {
+        fmt::print(stderr, "echo_server: signalfd: {}\n", std::strerror(errno));
+        return 1;
+    }
+    try {
+        return coil::run(serve(o, signal_fd));
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "echo_server: {}\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// `coil::net::stream_socket` and `coil::net::listener`: RAII stream sockets (TCP over IPv4
+/// and IPv6, Unix) with awaitable connect, accept, receive and send, multishot accept as a
+/// stream of connections, and multishot receive over a provided-buffer pool.
+///
+/// @code
+/// auto server = coil::net::listener::bind(*coil::net::address::parse("127.0.0.1:8080"));
+/// auto connections = server->connections();           // multishot accept
+/// while (auto conn = co_await connections.next()) {
+///     if (!*conn) continue;                              // EMFILE and friends: back off, go on
+///     nursery.spawn(serve(std::move(**conn)));
+/// }
+/// @endcode
+#pragma once
+
+#include <coil/io/completion.hpp>
+#include <coil/io/result.hpp>
+#include <coil/io/ring.hpp>
+#include <coil/net/address.hpp>
+#include <coil/net/buffer_pool.hpp>
+#include <coil/net/ops.hpp>
+#include <coil/runtime/operation.hpp>
+#include <coil/runtime/stream.hpp>
+#include <coil/runtime/task.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+namespace coil::net {
+
+/// A connected stream socket. Owns its descriptor (closed by the destructor, synchronously;
+/// `close()` first cancels the ops pending on it). Move-only.
+class stream_socket {
+public:
+    stream_socket() noexcept = default;
+    /// Takes ownership of `fd`.
+    explicit stream_socket(int fd) noexcept : fd_(fd) {}
+    stream_socket(stream_socket&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    stream_socket& operator=(stream_socket&& other) noexcept
+    {
+        if (this != &other) {
+            reset();
+            fd_ = std::exchange(other.fd_, -1);
+        }
+        return *this;
+    }
+    ~stream_socket() { reset(); }
+
+    /// Connects to `to` (a socket of its family, then `connect`). The socket op goes through
+    /// the ring where the kernel has it (Linux 5.19), else through socket(2).
+    static task<result<stream_socket>> connect(address to);
+
+    int fd() const noexcept { return fd_; }
+    bool is_open() const noexcept { return fd_ >= 0; }
+    /// Gives up ownership of the descriptor.
+    int release() noexcept { return std::exchange(fd_, -1); }
+
+    /// Receives up to `buffer.size()` bytes; 0 means the peer closed its side.
+    operation<ops::recv> receive(std::span<std::byte> buffer, int flags = 0) const noexcept
+    {
+        return net::recv(fd_, buffer, flags);
+    }
+    /// Sends some of `buffer` (maybe short); never raises SIGPIPE.
+    operation<ops::send> send(std::span<const std::byte> buffer) const noexcept
+    {
+        return net::send(fd_, buffer);
+    }
+    /// Sends all of `buffer`, looping over short sends.
+    task<result<void>> send_all(std::span<const std::byte> buffer) const;
+    /// A zero-copy send (Linux 6.0): `buffer` is borrowed until the kernel's notification,
+    /// which the `co_await` waits for. Worth it for large buffers.
+    operation<ops::send_zc> send_zero_copy(std::span<const std::byte> buffer) const noexcept
+    {
+        return net::send_zc(fd_, buffer);
+    }
+    /// Every chunk the peer sends, in order, as buffers the kernel picked from `pool` (see
+    /// `receive_stream`).
+    auto receive(buffer_pool& pool, stream_options options = {}) const;
+    /// `shutdown(2)`: `SHUT_WR` (the default) sends end-of-stream, keeps receiving.
+    operation<ops::shutdown> shutdown(int how = SHUT_WR) const noexcept
+    {
+        return net::shutdown(fd_, how);
+    }
+    /// Cancels every op pending on the socket (closing alone would not: the kernel holds its
+    /// own reference), waits for that, then closes it.
+    task<result<void>> close();
+
+    /// TCP_NODELAY.
+    result<void> set_no_delay(bool on = true) const noexcept;
+    result<address> local_address() const;
+    result<address> peer_address() const;
+
+private:
+    void reset() noexcept
+    {
+        if (fd_ >= 0)
+            ::close(std::exchange(fd_, -1));
+    }
+    int fd_ = -1;
+};
+
+/// Options for `listener::bind`.
+struct listen_options {
+    int backlog = 4096;
+    /// SO_REUSEADDR (TCP): rebind at once after a restart.
+    bool reuse_address = true;
+    /// SO_REUSEPORT (TCP): several listeners (one per executor) share the port.
+    bool reuse_port = false;
+    /// For a Unix path: remove a stale socket file at the path first.
+    bool remove_stale_path = true;
+};
+
+namespace ops {
+
+/// `accept4(2)` yielding a `stream_socket`.
+struct accept_socket {
+    static constexpr bool yields_descriptor = true;
+    int fd;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_accept(fd, nullptr, nullptr, SOCK_CLOEXEC, ud);
+    }
+    result<stream_socket> complete(const io::completion& c) const noexcept
+    {
+        if (c.result < 0)
+            return io::error_from_result(c.result);
+        return stream_socket(c.result);
+    }
+};
+
+/// Errors after which an accept stream goes on (the listener is fine; the moment is not):
+/// out of descriptors or memory, a connection aborted before it was accepted.
+inline bool transient_accept_error(int error) noexcept
+{
+    switch (error) {
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+    case EINTR:
+    case EAGAIN:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/// Multishot accept (Linux 5.19; single-shot accepts re-armed after each connection where the
+/// kernel refuses multishot): a connection per completion.
+struct accept_multishot {
+    int fd;
+    bool multishot = true;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_accept(fd, nullptr, nullptr, SOCK_CLOEXEC, ud,
+                            multishot ? io::accept_mode::multishot : io::accept_mode::single);
+    }
+    result<stream_socket> complete(const io::completion& c) const noexcept
+    {
+        if (c.result < 0)
+            return io::error_from_result(c.result);
+        return stream_socket(c.result);
+    }
+    /// Goes on after a connection (single-shot, or the kernel ended the multishot) and after
+    /// a transient error, which is delivered first so that the server can back off.
+    bool rearm_after(const io::completion& c) const noexcept
+    {
+        return c.result >= 0 || transient_accept_error(-c.result);
+    }
+    /// A kernel without multishot accept answers EINVAL: fall back to single-shot accepts.
+    bool retry_after(const io::completion& c) noexcept
+    {
+        if (c.result == -EINVAL && multishot) {
+            multishot = false;
+            return true;
+        }
+        return false;
+    }
+    /// A connection accepted for nobody (the stream was destroyed first) is closed: the peer
+    /// sees it end.
+    void discard(const io::completion& c) const noexcept
+    {
+        if (c.result >= 0)
+            ::close(c.result);
+    }
+};
+
+/// Multishot receive over a buffer pool (Linux 6.0; single-shot receives, still over the
+/// pool, where the kernel refuses multishot).
+struct receive_provided {
+    int fd;
+    buffer_pool* pool;
+    bool multishot = true;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_recv_provided(fd, pool->group(), 0,
+                                   multishot ? io::recv_mode::multishot : io::recv_mode::single,
+                                   ud);
+    }
+    void arrived(const io::completion& c) noexcept
+    {
+        if (c.has_buffer())
+            pool->note_used(c.buffer_id());
+        if (c.result == -ENOBUFS)
+            pool->note_exhausted();
+    }
+    /// A buffer of received bytes; an empty one at the end of the stream.
+    result<received_buffer> complete(const io::completion& c) noexcept
+    {
+        if (c.result < 0)
+            return io::error_from_result(c.result);
+        if (c.result == 0 || !c.has_buffer())
+            return received_buffer();
+        return pool->lend(c.buffer_id(), static_cast<std::size_t>(c.result));
+    }
+    /// Data without `more` (the kernel ended the multishot, or single-shot mode): go on. The
+    /// end of the stream (0) and errors end it.
+    bool rearm_after(const io::completion& c) const noexcept { return c.result > 0; }
+    /// The pool ran dry (ENOBUFS): arm again once a buffer is back (see `park`). A kernel
+    /// without multishot receive (EINVAL): fall back to single-shot receives.
+    bool retry_after(const io::completion& c) noexcept
+    {
+        if (c.result == -ENOBUFS)
+            return true;
+        if (c.result == -EINVAL && multishot) {
+            multishot = false;
+            return true;
+        }
+        return false;
+    }
+    bool park(detail::rearm_waiter& waiter) noexcept { return pool->park(waiter); }
+    void discard(const io::completion& c) const noexcept
+    {
+        if (c.has_buffer())
+            pool->give_back(c.buffer_id());
+    }
+};
+
+} // namespace ops
+
+/// The stream `stream_socket::receive(pool)` returns: `co_await s.next()` yields
+/// `result<received_buffer>`; an empty buffer marks the end (the peer closed its side), then
+/// the stream ends. A pool that runs dry pauses the receive until a buffer comes back: no
+/// byte is lost or reordered.
+using receive_stream = stream<ops::receive_provided>;
+
+inline auto stream_socket::receive(buffer_pool& pool, stream_options options) const
+{
+    return receive_stream(ops::receive_provided{fd_, &pool}, options);
+}
+
+/// A listening stream socket. Owns its descriptor. Move-only.
+class listener {
+public:
+    listener() noexcept = default;
+    listener(listener&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    listener& operator=(listener&& other) noexcept
+    {
+        if (this != &other) {
+            reset();
+            fd_ = std::exchange(other.fd_, -1);
+        }
+        return *this;
+    }
+    ~listener() { reset(); }
+
+    /// socket + bind + listen at `at` (synchronous: setup, not I/O). Port 0 picks a free
+    /// port (see `local_address`). Errors are errno values, e.g. `address_in_use`.
+    static result<listener> bind(const address& at, listen_options options = {});
+
+    int fd() const noexcept { return fd_; }
+    result<address> local_address() const;
+
+    /// Accepts one connection.
+    operation<ops::accept_socket> accept() const noexcept
+    {
+        return operation<ops::accept_socket>({fd_});
+    }
+    /// Every incoming connection, as a stream (multishot accept). Transient errors (EMFILE,
+    /// ENFILE, ECONNABORTED, ...) are delivered and the stream goes on.
+    stream<ops::accept_multishot> connections(stream_options options = {}) const
+    {
+        return stream<ops::accept_multishot>(ops::accept_multishot{fd_}, options);
+    }
+
+private:
+    explicit listener(int fd) noexcept : fd_(fd) {}
+    void reset() noexcept
+    {
+        if (fd_ >= 0)
+            ::close(std::exchange(fd_, -1));
+    }
+    int fd_ = -1;
+};
+
+using tcp_listener = listener;
+using unix_listener = listener;
+using tcp_stream = stream_socket;
+using unix_stream = stream_socket;
+
+} // namespace coil::net

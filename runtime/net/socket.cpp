@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT
+// Stream sockets and listeners: connecting, binding, sending everything, closing after
+// cancelling what is pending on the descriptor.
+
+#include <coil/net/socket.hpp>
+#include <coil/runtime/executor.hpp>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/un.h>
+
+namespace coil::net {
+namespace {
+
+result<address> name_of(int fd, bool peer)
+{
+    address a;
+    ::socklen_t length = a.capacity();
+    const int r = peer ? ::getpeername(fd, a.data(), &length) : ::getsockname(fd, a.data(), &length);
+    if (r != 0)
+        return io::errno_code(errno);
+    a.resize(length);
+    return a;
+}
+
+} // namespace
+
+task<result<stream_socket>> stream_socket::connect(address to)
+{
+    const int type = SOCK_STREAM | SOCK_CLOEXEC;
+    const int protocol = to.is_ip() ? IPPROTO_TCP : 0;
+    int fd = -1;
+    executor* ex = executor::current();
+    if (ex != nullptr && ex->ring().supports(io::opcode::socket)) {
+        auto made = co_await operation<ops::socket>({to.family(), type, protocol});
+        if (!made)
+            co_return made.error();
+        fd = *made;
+    } else {
+        fd = ::socket(to.family(), type, protocol);
+        if (fd < 0)
+            co_return io::errno_code(errno);
+    }
+    stream_socket s(fd);
+    auto connected = co_await net::connect(s.fd(), to.data(), to.size());
+    if (!connected)
+        co_return connected.error();
+    co_return std::move(s);
+}
+
+task<result<void>> stream_socket::send_all(std::span<const std::byte> buffer) const
+{
+    while (!buffer.empty()) {
+        auto n = co_await send(buffer);
+        if (!n)
+            co_return n.error();
+        if (*n == 0)
+            co_return io::errno_code(EPIPE);
+        buffer = buffer.subspan(*n);
+    }
+    co_return result<void>();
+}
+
+task<result<void>> stream_socket::close()
+{
+    if (fd_ < 0)
+        co_return result<void>();
+    executor* ex = executor::current();
+    if (ex != nullptr && ex->ring().supports(io::opcode::async_cancel))
+        (void)co_await net::cancel_fd(fd_); // ENOENT (nothing pending) is success here
+    if (::close(std::exchange(fd_, -1)) != 0)
+        co_return io::errno_code(errno);
+    co_return result<void>();
+}
+
+result<void> stream_socket::set_no_delay(bool on) const noexcept
+{
+    const int value = on ? 1 : 0;
+    if (::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &value, sizeof(value)) != 0)
+        return io::errno_code(errno);
+    return {};
+}
+
+result<address> stream_socket::local_address() const { return name_of(fd_, false); }
+result<address> stream_socket::peer_address() const { return name_of(fd_, true); }
+
+result<listener> listener::bind(const address& at, listen_options options)
+{
+    const int fd = ::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC, at.is_ip() ? IPPROTO_TCP : 0);
+    if (fd < 0)
+        return io::errno_code(errno);
+    listener l(fd);
+    const int one = 1;
+    if (at.is_ip()) {
+        if (options.reuse_address &&
+            ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+            return io::errno_code(errno);
+        if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+            return io::errno_code(errno);
+    } else if (at.family() == AF_UNIX && options.remove_stale_path) {
+        const auto* un = reinterpret_cast<const sockaddr_un*>(at.data());
+        if (un->sun_path[0] != '\0')
+            ::unlink(un->sun_path); // a socket file left by an earlier run
+    }
+    if (::bind(fd, at.data(), at.size()) != 0)
+        return io::errno_code(errno);
+    if (::listen(fd, options.backlog) != 0)
+        return io::errno_code(errno);
+    return l;
+}
+
+result<address> listener::local_address() const { return name_of(fd_, false); }
+
+} // namespace coil::net

@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: MIT
+// Networking: addresses, stream sockets and listeners over TCP (IPv4, IPv6) and Unix sockets,
+// multishot accept, multishot receive over a buffer pool that runs dry, closing with ops
+// pending, peers that reset, accepts at the descriptor limit, connections accepted for nobody.
+
+#include "runtime_test_support.hpp"
+
+#include <coil/coil.hpp>
+#include <coil/net/address.hpp>
+#include <coil/net/socket.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+using coil_test::bytes_of;
+using Catch::Matchers::ContainsSubstring;
+namespace net = coil::net;
+
+namespace {
+
+bool is_canceled(const std::error_code& e) { return e == std::errc::operation_canceled; }
+
+// A listening address of each kind, on a free port or a fresh path.
+net::address listen_address(const std::string& kind, const coil_test::temp_dir& dir)
+{
+    if (kind == "ipv4")
+        return net::address::loopback_v4(0);
+    if (kind == "ipv6")
+        return net::address::loopback_v6(0);
+    return *net::address::unix_path(dir.file("sock"));
+}
+
+coil::task<coil::result<std::string>> read_until_eof(net::stream_socket& s)
+{
+    std::string out;
+    std::array<std::byte, 4096> buffer;
+    for (;;) {
+        auto n = co_await s.receive(buffer);
+        if (!n)
+            co_return n.error();
+        if (*n == 0)
+            co_return out;
+        out.append(reinterpret_cast<const char*>(buffer.data()), *n);
+    }
+}
+
+} // namespace
+
+TEST_CASE("net: addresses parse from text, and bad ones say what was expected", "[net][address]")
+{
+    auto v4 = net::address::parse("127.0.0.1:8080");
+    REQUIRE(v4);
+    CHECK(v4->family() == AF_INET);
+    CHECK(v4->port() == 8080);
+    CHECK(v4->to_string() == "127.0.0.1:8080");
+
+    auto v6 = net::address::parse("[::1]:443");
+    REQUIRE(v6);
+    CHECK(v6->family() == AF_INET6);
+    CHECK(v6->to_string() == "[::1]:443");
+
+    auto local = net::address::parse("localhost:80");
+    REQUIRE(local);
+    CHECK(local->is_ip());
+    CHECK(local->port() == 80);
+
+    auto path = net::address::parse("unix:/tmp/x.sock");
+    REQUIRE(path);
+    CHECK(path->family() == AF_UNIX);
+    CHECK(path->to_string() == "unix:/tmp/x.sock");
+    CHECK(net::address::parse("/run/a.sock")->to_string() == "unix:/run/a.sock");
+    CHECK(net::address::parse("unix:@abstract")->to_string() == "unix:@abstract");
+
+    CHECK(net::address::parse("127.0.0.1").error() == net::errc::missing_port);
+    CHECK(net::address::parse("127.0.0.1:99999").error() == net::errc::bad_port);
+    CHECK(net::address::parse("127.0.0.1:http").error() == net::errc::bad_port);
+    CHECK(net::address::parse("::1:80").error() == net::errc::bad_host);
+    CHECK(net::address::parse("[::1]").error() == net::errc::missing_port);
+    CHECK(net::address::parse("").error() == net::errc::empty);
+    CHECK(net::address::parse("no-such-host.invalid:80").error() == net::errc::bad_host);
+    CHECK(net::address::parse("unix:/" + std::string(200, 'x')).error() == net::errc::path_too_long);
+    CHECK_THAT(net::address::parse("127.0.0.1").error().message(), ContainsSubstring("HOST:PORT"));
+    CHECK(net::address::parse("x:1:2").error() == std::errc::invalid_argument);
+}
+
+TEST_CASE("net: a connection over TCP and Unix sockets carries bytes both ways and ends cleanly",
+          "[net][socket]")
+{
+    const std::string kind = GENERATE("ipv4", "ipv6", "unix");
+    CAPTURE(kind);
+    coil_test::temp_dir dir;
+    auto server = net::listener::bind(listen_address(kind, dir));
+    if (!server && kind == "ipv6" && server.error() == std::errc::address_not_available)
+        SKIP("no IPv6 loopback here");
+    REQUIRE(server);
+    auto at = server->local_address();
+    REQUIRE(at);
+    const std::vector<std::byte> payload = coil_test::pattern(200'000);
+    auto body = [&]() -> coil::task<std::pair<std::string, std::string>> {
+        auto echo = [&]() -> coil::task<std::string> {
+            auto conn = co_await server->accept();
+            REQUIRE(conn);
+            auto got = co_await read_until_eof(*conn);
+            REQUIRE(got);
+            auto sent = co_await conn->send_all(bytes_of(*got));
+            REQUIRE(sent);
+            auto shut = co_await conn->shutdown();
+            REQUIRE(shut);
+            co_return *got;
+        };
+        auto server_side = coil::executor::current()->spawn(echo());
+        auto client = co_await net::stream_socket::connect(*at);
+        REQUIRE(client);
+        auto sent = co_await client->send_all(payload);
+        REQUIRE(sent.ok());
+        auto shut = co_await client->shutdown();
+        REQUIRE(shut.ok()); // end-of-stream; keep receiving
+        auto back = co_await read_until_eof(*client);
+        REQUIRE(back);
+        auto closed = co_await client->close();
+        CHECK(closed.ok());
+        CHECK_FALSE(client->is_open());
+        co_return std::pair{co_await server_side, *back};
+    };
+    auto [seen, back] = coil::run(body());
+    const std::string expected(reinterpret_cast<const char*>(payload.data()), payload.size());
+    CHECK(seen.size() == expected.size());
+    CHECK(back.size() == expected.size());
+    CHECK(seen == expected);
+    CHECK(back == expected);
+}
+
+TEST_CASE("net: connecting to a port nobody listens on fails with connection_refused",
+          "[net][socket]")
+{
+    // Bind a port, then close it: nobody listens there now.
+    net::address free_port;
+    {
+        auto l = net::listener::bind(net::address::loopback_v4(0));
+        REQUIRE(l);
+        free_port = *l->local_address();
+    }
+    auto body = [&]() -> coil::task<std::error_code> {
+        auto c = co_await net::stream_socket::connect(free_port);
+        co_return c ? std::error_code() : c.error();
+    };
+    CHECK(coil::run(body()) == std::errc::connection_refused);
+    auto in_use = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(in_use);
+    auto again = net::listener::bind(*in_use->local_address(), {.reuse_address = false});
+    CHECK(again.error() == std::errc::address_in_use);
+}
+
+TEST_CASE("net: a multishot accept stream takes 50 connections, each served", "[net][accept]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    constexpr int clients = 50;
+    coil::executor ex;
+    auto serve = [](net::stream_socket conn) -> coil::task<void> {
+        auto got = co_await read_until_eof(conn);
+        if (got)
+            (void)co_await conn.send_all(bytes_of("ack:" + *got));
+    };
+    auto client = [&](int i) -> coil::task<bool> {
+        auto c = co_await net::stream_socket::connect(at);
+        if (!c)
+            co_return false;
+        const std::string hello = "client " + std::to_string(i);
+        if (!(co_await c->send_all(bytes_of(hello))) || !(co_await c->shutdown()))
+            co_return false;
+        auto back = co_await read_until_eof(*c);
+        co_return back && *back == "ack:" + hello;
+    };
+    auto body = [&]() -> coil::task<int> {
+        int good = 0;
+        std::size_t arms = 0;
+        co_await coil::with_nursery([&](coil::nursery& n) -> coil::task<void> {
+            std::vector<coil::join_handle<bool>> clients_done;
+            for (int i = 0; i < clients; ++i)
+                clients_done.push_back(ex.spawn(client(i)));
+            auto connections = server->connections();
+            for (int accepted = 0; accepted < clients;) {
+                auto conn = co_await connections.next();
+                REQUIRE(conn.has_value());
+                REQUIRE(conn->ok());
+                n.spawn(serve(std::move(**conn)));
+                ++accepted;
+            }
+            arms = connections.arms();
+            for (auto& c : clients_done)
+                good += (co_await c) ? 1 : 0;
+        });
+        CHECK(arms >= 1);
+        co_return good;
+    };
+    CHECK(ex.run(body()) == clients);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: a receive stream over a pool far too small for the load still delivers every "
+          "byte in order",
+          "[net][receive][buffer_pool]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    const std::vector<std::byte> payload = coil_test::pattern(1 << 20);
+    coil::executor ex;
+    std::uint64_t exhaustions = 0;
+    std::size_t chunks = 0;
+    auto body = [&]() -> coil::task<std::vector<std::byte>> {
+        net::buffer_pool pool(ex, 4, 1024); // 4 KiB of buffers for 1 MiB of data
+        auto sender = [&]() -> coil::task<void> {
+            auto c = co_await net::stream_socket::connect(at);
+            REQUIRE(c);
+            std::mt19937 rng(7);
+            std::span<const std::byte> rest(payload);
+            while (!rest.empty()) {
+                const std::size_t n = std::min<std::size_t>(rest.size(), 1 + rng() % 20'000);
+                auto sent_chunk = co_await c->send_all(rest.first(n));
+                REQUIRE(sent_chunk.ok());
+                rest = rest.subspan(n);
+            }
+            (void)co_await c->shutdown();
+        };
+        auto s = ex.spawn(sender());
+        auto conn = co_await server->accept();
+        REQUIRE(conn);
+        std::vector<std::byte> got;
+        {
+            auto chunks_in = conn->receive(pool);
+            std::vector<net::received_buffer> held;
+            while (auto chunk = co_await chunks_in.next()) {
+                REQUIRE(chunk->ok());
+                if ((*chunk)->empty())
+                    break; // the peer closed its side
+                ++chunks;
+                // A slow consumer that holds up to three buffers at a time: the pool runs dry.
+                held.push_back(std::move(**chunk));
+                if (held.size() == 3 || chunks % 5 == 0) {
+                    for (auto& b : held)
+                        got.insert(got.end(), b.bytes().begin(), b.bytes().end());
+                    held.clear();
+                    co_await coil::yield();
+                }
+            }
+            for (auto& b : held)
+                got.insert(got.end(), b.bytes().begin(), b.bytes().end());
+        }
+        co_await s;
+        exhaustions = pool.exhaustions();
+        CHECK(pool.lent() == 0);
+        co_return got;
+    };
+    auto got = ex.run(body());
+    CHECK(got.size() == payload.size());
+    CHECK(got == payload);
+    CHECK(exhaustions > 0); // the pool did run dry, and nothing was lost
+    CHECK(chunks >= payload.size() / 1024);
+}
+
+TEST_CASE("net: close() cancels a receive pending on the socket", "[net][socket][cancel]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::error_code> {
+        auto c = co_await net::stream_socket::connect(at);
+        REQUIRE(c);
+        auto peer = co_await server->accept();
+        REQUIRE(peer);
+        auto reader = [](net::stream_socket& s) -> coil::task<std::error_code> {
+            std::array<std::byte, 16> b;
+            auto n = co_await s.receive(b);
+            co_return n ? std::error_code() : n.error();
+        };
+        auto r = ex.spawn(reader(*c));
+        co_await coil::yield();
+        co_await coil::yield();
+        REQUIRE(ex.in_flight() == 1);
+        auto closed = co_await c->close();
+        REQUIRE(closed.ok());
+        co_return co_await r;
+    };
+    CHECK(is_canceled(ex.run(body())));
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: a peer that resets mid-stream ends only its own connection", "[net][socket]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::pair<std::error_code, std::string>> {
+        auto rude = co_await net::stream_socket::connect(at);
+        auto polite = co_await net::stream_socket::connect(at);
+        REQUIRE(rude);
+        REQUIRE(polite);
+        auto a = co_await server->accept();
+        auto b = co_await server->accept();
+        REQUIRE(a);
+        REQUIRE(b);
+        auto sent_partial = co_await rude->send_all(bytes_of("partial"));
+        REQUIRE(sent_partial.ok());
+        // Reset: SO_LINGER with a zero timeout makes close send RST.
+        ::linger lg{1, 0};
+        REQUIRE(::setsockopt(rude->fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
+        rude = net::stream_socket();
+        std::error_code reset;
+        std::array<std::byte, 64> buffer;
+        for (;;) {
+            auto n = co_await a->receive(buffer);
+            if (!n) {
+                reset = n.error();
+                break;
+            }
+            if (*n == 0)
+                break;
+        }
+        auto sent_rest = co_await polite->send_all(bytes_of("still here"));
+        REQUIRE(sent_rest.ok());
+        auto shut_polite = co_await polite->shutdown();
+        REQUIRE(shut_polite.ok());
+        auto rest = co_await read_until_eof(*b);
+        co_return std::pair{reset, rest ? *rest : std::string()};
+    };
+    auto [reset, rest] = ex.run(body());
+    CHECK(reset == std::errc::connection_reset);
+    CHECK(rest == "still here");
+}
+
+TEST_CASE("net: connections accepted for nobody are closed, and the peers see them end",
+          "[net][accept][lifetime]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex;
+    auto body = [&]() -> coil::task<int> {
+        std::vector<net::stream_socket> clients;
+        {
+            auto connections = server->connections();
+            auto c0 = co_await net::stream_socket::connect(at);
+            REQUIRE(c0);
+            auto first = co_await connections.next(); // armed; one connection taken
+            REQUIRE(first);
+            REQUIRE(first->ok());
+            for (int i = 0; i < 5; ++i) {
+                auto c = co_await net::stream_socket::connect(at);
+                REQUIRE(c);
+                clients.push_back(std::move(*c));
+            }
+            co_await coil::yield();
+            co_await coil::yield();
+        } // destroyed with accepted connections buffered: they must be closed
+        int ended = 0;
+        for (auto& c : clients) {
+            std::array<std::byte, 8> b;
+            auto n = co_await c.receive(b);
+            ended += (n && *n == 0) || (!n && n.error() == std::errc::connection_reset) ? 1 : 0;
+        }
+        co_return ended;
+    };
+    CHECK(ex.run(body()) == 5);
+}
+
+TEST_CASE("net: accepting at the descriptor limit delivers EMFILE and the listener keeps serving",
+          "[net][accept][limits]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    rlimit original{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &original) == 0);
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::pair<bool, bool>> {
+        auto connections = server->connections();
+        // Connect first (the client's socket needs a descriptor), then lower the limit so
+        // that accepting it has none.
+        auto c1 = co_await net::stream_socket::connect(at);
+        REQUIRE(c1);
+        const int probe = ::dup(0);
+        REQUIRE(probe >= 0);
+        ::close(probe);
+        rlimit tight = original;
+        tight.rlim_cur = static_cast<rlim_t>(probe); // every descriptor from `probe` up refused
+        REQUIRE(::setrlimit(RLIMIT_NOFILE, &tight) == 0);
+        auto refused = co_await connections.next();
+        REQUIRE(::setrlimit(RLIMIT_NOFILE, &original) == 0);
+        REQUIRE(refused.has_value());
+        const bool saw_emfile = !refused->ok() && refused->error() == std::errc::too_many_files_open;
+        // The stream goes on: the next connection (and the waiting one) are accepted.
+        auto c2 = co_await net::stream_socket::connect(at);
+        REQUIRE(c2);
+        auto next = co_await connections.next();
+        const bool served = next.has_value() && next->ok();
+        co_return std::pair{saw_emfile, served};
+    };
+    auto [saw_emfile, served] = ex.run(body());
+    ::setrlimit(RLIMIT_NOFILE, &original);
+    CHECK(saw_emfile);
+    CHECK(served);
+}
