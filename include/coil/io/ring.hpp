@@ -415,7 +415,8 @@ public:
     /// Cancels every op queued on `fd` (`IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL`,
     /// Linux 5.19; an older kernel completes it with `-EINVAL`). Each cancelled op completes
     /// with `-ECANCELED` (or its own result if it won the race); this op completes with how
-    /// many it cancelled, or `-ENOENT` when none was found. Borrows nothing.
+    /// many it cancelled, which is 0 (not `-ENOENT`: that is the answer without
+    /// `IORING_ASYNC_CANCEL_ALL`) when none was found. Borrows nothing.
     std::error_code add_cancel_fd(int fd, std::uint64_t user_data);
 
     /// Queues an SQE for an operation coil has no `add_*` call for: any `IORING_OP_*` the
