@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -41,7 +42,9 @@ std::unique_ptr<buffer_ring> make_buffers(ring& r, std::uint16_t group, unsigned
     try {
         return std::make_unique<buffer_ring>(r, group, count, size);
     } catch (const std::system_error& e) {
-        if (e.code() == std::errc::invalid_argument)
+        // Only the kernel's refusal is a SKIP; a refusal of the arguments is a failure.
+        if (e.code() == std::errc::invalid_argument &&
+            std::string_view(e.what()).find("need Linux 5.19") != std::string_view::npos)
             SKIP("this kernel has no provided buffer rings (Linux 5.19): " << e.what());
         throw;
     }
