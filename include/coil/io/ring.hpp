@@ -398,7 +398,8 @@ public:
     /// notification (`is_notification()`, result 0, no `more()`) once the kernel no longer
     /// reads the buffer. `buffer` is borrowed until that final completion, not just the
     /// first. A result without `more()` is final (no notification follows). Sockets that
-    /// cannot send zero-copy (AF_UNIX) fail with `-EOPNOTSUPP`.
+    /// cannot send zero-copy (AF_UNIX) fail with `-EOPNOTSUPP` (Linux 6.18 still sets
+    /// `more()` on that result and posts the notification).
     std::error_code add_send_zc(int fd, std::span<const std::byte> buffer, int msg_flags,
                                 std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
     /// `recvmsg(2)`. `message`, its iovec array, every buffer the array names, and its name
@@ -415,7 +416,8 @@ public:
     /// Cancels every op queued on `fd` (`IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL`,
     /// Linux 5.19; an older kernel completes it with `-EINVAL`). Each cancelled op completes
     /// with `-ECANCELED` (or its own result if it won the race); this op completes with how
-    /// many it cancelled, or `-ENOENT` when none was found. Borrows nothing.
+    /// many it cancelled, which is 0 (not `-ENOENT`: that is the answer without
+    /// `IORING_ASYNC_CANCEL_ALL`) when none was found. Borrows nothing.
     std::error_code add_cancel_fd(int fd, std::uint64_t user_data);
 
     /// Queues an SQE for an operation coil has no `add_*` call for: any `IORING_OP_*` the
