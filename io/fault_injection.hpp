@@ -29,8 +29,8 @@ struct fault_plan {
     /// A reap sees an empty CQ for the next 1 to 8 reaping passes, so the kernel's CQ fills and
     /// overflows for real (NODROP keeps the rest). Bounded: nothing is deferred forever.
     unsigned stall_reap = 0;
-    /// A READ/WRITE/READV/WRITEV SQE's length (iovec count) is cut before the kernel sees it:
-    /// a genuinely short transfer.
+    /// A READ/WRITE/READV/WRITEV/SEND/RECV SQE's length (iovec count) is cut before the kernel
+    /// sees it: a genuinely short transfer.
     unsigned short_rw = 0;
     /// A reaped completion is held back behind a later one of another op (ops complete out of
     /// order; an op's completion may come after its cancel's). Held completions are ready: a

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+// Networking with faults injected at the ring's kernel boundary (the coil_faulty build): an echo
+// server (multishot accept, multishot receive over a buffer pool, sends) and its clients (connect,
+// send, receive) under each fault alone and all together. Every connection completes its exchange
+// with every byte verified, the server accepts them all, and the fault is seen to fire.
+
+#include "runtime_test_support.hpp"
+
+#include "fault_injection.hpp"
+
+#include <coil/coil.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <stop_token>
+#include <vector>
+
+namespace net = coil::net;
+using coil::io::testing::fault_plan;
+using coil::io::testing::scoped_faults;
+
+namespace {
+
+std::uint64_t seed()
+{
+    static const std::uint64_t s = [] {
+        const char* text = std::getenv("COIL_FAULT_SEED");
+        const std::uint64_t v = text != nullptr && *text != '\0' ? std::strtoull(text, nullptr, 0)
+                                                                 : 0x5eedc0110003ULL;
+        std::printf("net faults: seed %#llx (set COIL_FAULT_SEED to change it)\n",
+                    static_cast<unsigned long long>(v));
+        return v;
+    }();
+    return s;
+}
+
+struct named_plan {
+    const char* name;
+    fault_plan plan;
+    std::uint64_t (*fired)(const coil::io::testing::fault_counts&);
+};
+
+std::vector<named_plan> plans()
+{
+    const std::uint64_t s = seed();
+    using counts = coil::io::testing::fault_counts;
+    return {
+        {"ebusy", {.seed = s, .enter_ebusy = 250}, [](const counts& c) { return c.ebusy; }},
+        {"eagain", {.seed = s, .enter_eagain = 250}, [](const counts& c) { return c.eagain; }},
+        {"eintr", {.seed = s, .enter_eintr = 500}, [](const counts& c) { return c.eintr; }},
+        {"partial_submit", {.seed = s, .partial_submit = 400},
+         [](const counts& c) { return c.partial_submits; }},
+        {"sq_entries", {.seed = s, .sq_entries = 2}, [](const counts& c) { return c.sq_fills; }},
+        {"stall_reap", {.seed = s, .stall_reap = 250}, [](const counts& c) { return c.stalls; }},
+        {"short_rw", {.seed = s, .short_rw = 500}, [](const counts& c) { return c.shortened; }},
+        {"reorder", {.seed = s, .reorder = 300}, [](const counts& c) { return c.reordered; }},
+        {"all",
+         {.seed = s,
+          .enter_ebusy = 100,
+          .enter_eagain = 100,
+          .enter_eintr = 150,
+          .partial_submit = 300,
+          .sq_entries = 3,
+          .stall_reap = 150,
+          .short_rw = 400,
+          .reorder = 250},
+         [](const counts& c) {
+             return c.ebusy + c.eagain + c.partial_submits + c.sq_fills + c.stalls + c.shortened +
+                    c.reordered;
+         }},
+    };
+}
+
+coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool)
+{
+    auto chunks = conn.receive(pool);
+    while (auto chunk = co_await chunks.next()) {
+        if (!*chunk || (*chunk)->empty())
+            break;
+        auto sent = co_await conn.send_all((*chunk)->bytes());
+        if (!sent)
+            break;
+    }
+}
+
+coil::task<std::size_t> serve(net::listener& server, net::buffer_pool& pool, std::stop_token stop)
+{
+    std::size_t accepted = 0;
+    co_await coil::with_stop_token(stop, coil::with_nursery([&](coil::nursery& n) -> coil::task<void> {
+        auto connections = server.connections({.bound = 4});
+        while (auto conn = co_await connections.next()) {
+            if (!*conn) {
+                if ((*conn).error() == std::errc::operation_canceled)
+                    break;
+                continue;
+            }
+            ++accepted;
+            n.spawn(echo(std::move(**conn), pool));
+        }
+    }));
+    co_return accepted;
+}
+
+coil::task<bool> talk(net::address at, std::size_t id)
+{
+    auto c = co_await net::stream_socket::connect(at);
+    if (!c)
+        co_return false;
+    std::mt19937 rng(static_cast<unsigned>(id));
+    std::vector<std::byte> out(16 * 1024);
+    std::vector<std::byte> back(out.size());
+    for (int m = 0; m < 8; ++m) {
+        const std::size_t size = 1 + rng() % out.size();
+        for (std::size_t i = 0; i < size; ++i)
+            out[i] = static_cast<std::byte>((id * 7 + static_cast<std::size_t>(m) * 13 + i) & 0xff);
+        auto sent = co_await c->send_all(std::span(out).first(size));
+        if (!sent)
+            co_return false;
+        std::size_t got = 0;
+        while (got < size) {
+            auto n = co_await c->receive(std::span(back).subspan(got, size - got));
+            if (!n || *n == 0)
+                co_return false;
+            got += *n;
+        }
+        if (!std::equal(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(size), back.begin()))
+            co_return false;
+    }
+    co_return true;
+}
+
+} // namespace
+
+TEST_CASE("net faults: an echo server and 30 clients exchange every byte under each fault",
+          "[net][faults]")
+{
+    for (const named_plan& p : plans()) {
+        CAPTURE(p.name);
+        auto server = net::listener::bind(net::address::loopback_v4(0));
+        REQUIRE(server);
+        const auto at = *server->local_address();
+        scoped_faults faults(p.plan);
+        std::size_t accepted = 0;
+        std::size_t good = 0;
+        {
+            coil::executor ex;
+            auto body = [&]() -> coil::task<void> {
+                // A small pool, so that receives also run dry and re-arm.
+                net::buffer_pool pool(ex, 8, 2048);
+                std::stop_source stop;
+                auto server_task = ex.spawn(serve(*server, pool, stop.get_token()));
+                std::vector<coil::task<bool>> clients;
+                for (std::size_t i = 0; i < 30; ++i)
+                    clients.push_back(talk(at, i));
+                auto results = co_await coil::when_all(std::move(clients));
+                good = static_cast<std::size_t>(std::count(results.begin(), results.end(), true));
+                stop.request_stop();
+                accepted = co_await server_task;
+            };
+            ex.run(body());
+            CHECK(ex.in_flight() == 0);
+        }
+        CHECK(good == 30);
+        CHECK(accepted == 30);
+        const auto c = faults.counts();
+        INFO("fired: ebusy " << c.ebusy << ", eagain " << c.eagain << ", eintr " << c.eintr
+                             << ", partial " << c.partial_submits << ", sq fills " << c.sq_fills
+                             << ", stalls " << c.stalls << ", shortened " << c.shortened
+                             << ", reordered " << c.reordered);
+        CHECK(p.fired(c) > 0);
+    }
+}
