@@ -169,7 +169,7 @@ TEST_CASE("runtime: opens in flight at shutdown leak no descriptor", "[runtime][
         auto opener = [](std::string path) -> coil::task<void> {
             auto f = co_await coil::file::open(path);
             (void)f;
-            co_await coil::sleep_for(std::chrono::hours(1)); // never ends on its own
+            (void)co_await coil::sleep_for(std::chrono::hours(1)); // never ends on its own
         };
         auto root = [&]() -> coil::task<void> {
             for (int i = 0; i < 300; ++i)
