@@ -181,7 +181,7 @@ except (ConnectionResetError, socket.timeout):
 if closed_after is None:
     closed_after = time.monotonic() - started
 s.close()
-if closed_after > HEADER_TIMEOUT + 2.0:
+if closed_after > HEADER_TIMEOUT + 3.0:  # + the 1 s drain, + slack for a loaded machine
     fail(f"slowloris still connected after {closed_after:.1f} s")
 if data and status_of(data) != 408:
     fail(f"slowloris answered {data[:60]!r}")
