@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Raw-socket checks of a running http_server (started by check_http.sh with 1.5 s header and
+# idle timeouts and the root check_http.sh makes): malformed and oversize requests, path
+# traversal, pipelining, a slowloris client, an idle client.
+#   check_http_raw.py PORT CONFINEMENT
+import socket
+import sys
+import time
+
+PORT = int(sys.argv[1])
+MODE = sys.argv[2]
+HEADER_TIMEOUT = 1.5
+IDLE_TIMEOUT = 1.5
+
+
+def fail(message):
+    print(f"FAIL ({MODE}): {message}")
+    sys.exit(1)
+
+
+def ok(message):
+    print(f"ok ({MODE}): {message}")
+
+
+def connect():
+    s = socket.create_connection(("127.0.0.1", PORT))
+    s.settimeout(10)
+    return s
+
+
+def read_all(s):
+    """Everything until the server closes the connection."""
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            fail(f"connection reset after {data[:80]!r}")
+        if not chunk:
+            return data
+        data += chunk
+
+
+def exchange(raw):
+    """Sends raw bytes, half-closes, returns everything the server answered."""
+    s = connect()
+    s.sendall(raw)
+    s.shutdown(socket.SHUT_WR)
+    data = read_all(s)
+    s.close()
+    return data
+
+
+def status_of(response):
+    if not response.startswith(b"HTTP/1.1 "):
+        fail(f"not an HTTP response: {response[:80]!r}")
+    return int(response[9:12])
+
+
+def responses(data):
+    """Splits a byte stream of responses (each with Content-Length) into (status, headers, body)."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            fail(f"truncated response: {data[:80]!r}")
+        lines = head.split(b"\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get(b"content-length", b"0"))
+        out.append((int(lines[0][9:12]), headers, rest[:length]))
+        data = rest[length:]
+    return out
+
+
+def expect(raw, want, what):
+    got = status_of(exchange(raw))
+    if got != want:
+        fail(f"{what}: status {got}, expected {want}")
+    ok(f"{what}: {want}")
+
+
+def get(target, extra=b""):
+    return b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n" + extra + b"Connection: close\r\n\r\n"
+
+
+# --- malformed and oversize requests --------------------------------------------------------
+expect(b"GARBAGE\r\n\r\n", 400, "a request line without target and version")
+expect(b"GET / HTTP/9.9\r\nHost: t\r\n\r\n", 400, "an unknown HTTP version")
+expect(b"GET / HTTP/1.1\r\n\r\n", 400, "HTTP/1.1 without Host")
+expect(b"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", 400, "a space in a field name")
+expect(b"GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n folded\r\n\r\n", 400, "obs-fold")
+expect(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400, "a TLS ClientHello")
+expect(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "a 5000-byte target")
+expect(get(b"/", b"X-Big: " + b"v" * 9000 + b"\r\n"), 431, "a 9000-byte header field")
+expect(get(b"/", b"".join(b"X-%d: v\r\n" % i for i in range(150))), 431, "150 header lines")
+expect(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501,
+       "a chunked request body")
+
+# A huge head the client keeps sending: the 431 must still arrive (no reset destroys it).
+s = connect()
+s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX: ")
+try:
+    for _ in range(8):
+        s.sendall(b"v" * 8192)
+except (BrokenPipeError, ConnectionResetError):
+    pass
+try:
+    data = s.recv(65536)
+except ConnectionResetError:
+    fail("a reset instead of 431 for a head that keeps coming")
+s.close()
+if status_of(data) != 431:
+    fail(f"head that keeps coming: {data[:60]!r}")
+ok("a head that keeps coming: 431")
+
+# --- traversal: every variant is a 404 that says nothing about the outside ----------------
+for target in [b"/../etc/passwd", b"/%2e%2e/%2e%2e/etc/passwd", b"/%2E%2E/%2E%2E/etc/passwd",
+               b"/a/%2f../..", b"/dir/..%2f..%2f..%2fetc%2fpasswd", b"/..%5c..%5cetc%5cpasswd",
+               b"/etc_link/passwd", b"/etc_link/", b"/passwd_link", b"/%00", b"/digits.txt%00.html",
+               b"http://t/../etc/passwd"]:
+    response = exchange(get(target))
+    if status_of(response) != 404 or b"root:" in response:
+        fail(f"traversal {target!r} answered {response[:200]!r}")
+ok("traversal variants (dot-dot, encoded, symlinks out, NUL) are all 404")
+if status_of(exchange(get(b"/inside_link.txt"))) != 200:
+    fail("a symlink inside the root is refused")
+ok("a symlink that stays inside the root is served")
+
+# --- pipelining: several requests in one send, answered in order -------------------------
+s = connect()
+s.sendall(b"GET /digits.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+          b"HEAD /index.html HTTP/1.1\r\nHost: t\r\n\r\n"
+          b"GET /missing HTTP/1.1\r\nHost: t\r\n\r\n"
+          b"GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=10-12\r\n\r\n"
+          b"GET /dir/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+data = read_all(s)
+s.close()
+# The HEAD answer has a Content-Length but no body: split it by hand.
+first, _, rest = data.partition(b"\r\n\r\n")
+first_body, rest = rest[:20], rest[20:]
+head_answer, _, rest = rest.partition(b"\r\n\r\n")
+got = [(status_of(first + b"\r\n"), first_body), (status_of(head_answer), b"")]
+got += [(status, body) for status, _, body in responses(rest)]
+want = [(200, b"0123456789abcdefghij"), (200, b""), (404, b"404 Not Found\n"), (206, b"abc"),
+        (200, b"inside dir\n")]
+if got != want:
+    fail(f"pipelined answers {got}, expected {want}")
+ok("five pipelined requests in one send are answered in order")
+
+# The same, one byte per send: heads split anywhere still parse.
+s = connect()
+for byte in b"GET /digits.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n":
+    s.send(bytes([byte]))
+if responses(read_all(s))[0][2] != b"0123456789abcdefghij":
+    fail("a head sent a byte at a time")
+s.close()
+ok("a head sent one byte per send")
+
+# --- timeouts ------------------------------------------------------------------------------
+# slowloris: one header byte per 0.25 s never completes a head; the header timeout ends it.
+s = connect()
+started = time.monotonic()
+closed_after = None
+try:
+    for byte in b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-Slow: " + b"z" * 100:
+        s.send(bytes([byte]))
+        time.sleep(0.25)
+        if time.monotonic() - started > HEADER_TIMEOUT + 5:
+            break
+except (BrokenPipeError, ConnectionResetError):
+    closed_after = time.monotonic() - started
+s.settimeout(5)
+try:
+    data = s.recv(65536)
+except (ConnectionResetError, socket.timeout):
+    data = b""
+if closed_after is None:
+    closed_after = time.monotonic() - started
+s.close()
+if closed_after > HEADER_TIMEOUT + 3.0:  # + the 1 s drain, + slack for a loaded machine
+    fail(f"slowloris still connected after {closed_after:.1f} s")
+if data and status_of(data) != 408:
+    fail(f"slowloris answered {data[:60]!r}")
+ok(f"slowloris (a byte per 0.25 s) disconnected after {closed_after:.1f} s (408)")
+
+# idle: connects and sends nothing; closed after the idle timeout, without an answer.
+s = connect()
+started = time.monotonic()
+data = s.recv(100)
+elapsed = time.monotonic() - started
+s.close()
+if data != b"" or not IDLE_TIMEOUT - 0.2 <= elapsed <= IDLE_TIMEOUT + 2.0:
+    fail(f"idle connection: {data!r} after {elapsed:.1f} s")
+ok(f"an idle connection is closed after {elapsed:.1f} s")
+
+# idle between requests of a keep-alive connection: the same.
+s = connect()
+s.sendall(b"GET /digits.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+started = time.monotonic()
+data = read_all(s)
+elapsed = time.monotonic() - started
+s.close()
+if not data.endswith(b"0123456789abcdefghij") or elapsed > IDLE_TIMEOUT + 2.0:
+    fail(f"keep-alive idle: {data[-30:]!r} after {elapsed:.1f} s")
+ok(f"a keep-alive connection idle after its answer is closed after {elapsed:.1f} s")
+print(f"all raw checks passed ({MODE})")
