@@ -415,3 +415,41 @@ TEST_CASE("net: accepting at the descriptor limit delivers EMFILE and the listen
     CHECK(saw_emfile);
     CHECK(served);
 }
+
+TEST_CASE("net: stream_socket::cancel ends a pending receive and leaves the socket usable",
+          "[net][socket][cancel]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::pair<std::error_code, std::string>> {
+        auto c = co_await net::stream_socket::connect(at);
+        REQUIRE(c);
+        auto peer = co_await server->accept();
+        REQUIRE(peer);
+        auto reader = [](net::stream_socket& s) -> coil::task<std::error_code> {
+            std::array<std::byte, 16> b;
+            auto n = co_await s.receive(b);
+            co_return n ? std::error_code() : n.error();
+        };
+        auto r = ex.spawn(reader(*c));
+        co_await coil::yield();
+        co_await coil::yield();
+        auto found = co_await c->cancel();
+        REQUIRE(found);
+        CHECK(*found == 1);
+        const std::error_code canceled = co_await r;
+        auto sent = co_await peer->send_all(bytes_of("after"));
+        REQUIRE(sent);
+        std::array<std::byte, 16> b;
+        auto n = co_await c->receive(b);
+        REQUIRE(n);
+        server->close();
+        CHECK_FALSE(server->is_open());
+        co_return std::pair{canceled, std::string(reinterpret_cast<const char*>(b.data()), *n)};
+    };
+    auto [canceled, after] = ex.run(body());
+    CHECK(is_canceled(canceled));
+    CHECK(after == "after");
+}

@@ -88,6 +88,10 @@ public:
     {
         return net::shutdown(fd_, how);
     }
+    /// Cancels every op pending on the socket, without closing it: their awaiters resume with
+    /// `operation_canceled` (or their real result, if they completed first). Yields how many
+    /// ops it found.
+    operation<ops::cancel_fd> cancel() const noexcept { return net::cancel_fd(fd_); }
     /// Cancels every op pending on the socket (closing alone would not: the kernel holds its
     /// own reference), waits for that, then closes it.
     task<result<void>> close();
@@ -279,7 +283,11 @@ public:
     static result<listener> bind(const address& at, listen_options options = {});
 
     int fd() const noexcept { return fd_; }
+    bool is_open() const noexcept { return fd_ >= 0; }
     result<address> local_address() const;
+    /// Stops listening now: closes the descriptor. An accept still pending on it must be
+    /// cancelled first (its stream stopped, or `cancel_fd`): the kernel holds its own reference.
+    void close() noexcept { reset(); }
 
     /// Accepts one connection.
     operation<ops::accept_socket> accept() const noexcept
