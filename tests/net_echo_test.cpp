@@ -4,6 +4,7 @@
 // while 10 active ones are echoed, many concurrent connections with random message sizes,
 // half-closes, and peers that reset mid-stream.
 
+#include "net_test_support.hpp"
 #include "runtime_test_support.hpp"
 
 #include <coil/coil.hpp>
@@ -26,36 +27,6 @@ using coil_test::bytes_of;
 
 namespace {
 
-coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool)
-{
-    auto chunks = conn.receive(pool);
-    while (auto chunk = co_await chunks.next()) {
-        if (!*chunk || (*chunk)->empty())
-            break;
-        auto sent = co_await conn.send_all((*chunk)->bytes());
-        if (!sent)
-            break;
-    }
-}
-
-// Serves until `stop` is requested; returns how many connections it accepted.
-coil::task<std::size_t> serve(net::listener& server, net::buffer_pool& pool, std::stop_token stop)
-{
-    std::size_t accepted = 0;
-    co_await coil::with_stop_token(stop, coil::with_nursery([&](coil::nursery& n) -> coil::task<void> {
-        auto connections = server.connections();
-        while (auto conn = co_await connections.next()) {
-            if (!*conn) {
-                if ((*conn).error() == std::errc::operation_canceled)
-                    break;
-                continue;
-            }
-            ++accepted;
-            n.spawn(echo(std::move(**conn), pool));
-        }
-    }));
-    co_return accepted;
-}
 
 std::vector<std::byte> message(std::size_t connection, std::size_t index, std::size_t size)
 {
@@ -121,7 +92,7 @@ TEST_CASE("net: 200 concurrent connections, each sending 20 messages of random s
     auto body = [&]() -> coil::task<std::size_t> {
         net::buffer_pool pool(ex, 256, 16 * 1024);
         std::stop_source stop;
-        auto server_task = ex.spawn(serve(*server, pool, stop.get_token()));
+        auto server_task = ex.spawn(coil_test::serve_echo(*server, pool, stop.get_token()));
         std::vector<coil::task<bool>> clients;
         for (std::size_t i = 0; i < 200; ++i)
             clients.push_back(talk(at, i, 20, 64 * 1024));
@@ -193,7 +164,7 @@ TEST_CASE("net: 10,000 idle connections stay open while 10 active ones are echoe
         // Few buffers: idle connections hold none, only a pending receive each.
         net::buffer_pool pool(ex, 64, 4096);
         std::stop_source stop;
-        auto server_task = ex.spawn(serve(*server, pool, stop.get_token()));
+        auto server_task = ex.spawn(coil_test::serve_echo(*server, pool, stop.get_token()));
         char ready = 0;
         auto r = co_await coil::read(from_child.read_end.get(), std::as_writable_bytes(std::span(&ready, 1)));
         REQUIRE(r);
@@ -248,7 +219,7 @@ TEST_CASE("net: peers that reset mid-stream end their own connections; the other
     auto body = [&]() -> coil::task<std::size_t> {
         net::buffer_pool pool(ex, 64, 4096);
         std::stop_source stop;
-        auto server_task = ex.spawn(serve(*server, pool, stop.get_token()));
+        auto server_task = ex.spawn(coil_test::serve_echo(*server, pool, stop.get_token()));
         std::vector<coil::task<bool>> polite;
         for (std::size_t i = 0; i < 20; ++i) {
             ex.spawn(rude(100 + i)).detach();

@@ -4,6 +4,7 @@
 // send, receive) under each fault alone and all together. Every connection completes its exchange
 // with every byte verified, the server accepts them all, and the fault is seen to fire.
 
+#include "net_test_support.hpp"
 #include "runtime_test_support.hpp"
 
 #include "fault_injection.hpp"
@@ -74,35 +75,6 @@ std::vector<named_plan> plans()
     };
 }
 
-coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool)
-{
-    auto chunks = conn.receive(pool);
-    while (auto chunk = co_await chunks.next()) {
-        if (!*chunk || (*chunk)->empty())
-            break;
-        auto sent = co_await conn.send_all((*chunk)->bytes());
-        if (!sent)
-            break;
-    }
-}
-
-coil::task<std::size_t> serve(net::listener& server, net::buffer_pool& pool, std::stop_token stop)
-{
-    std::size_t accepted = 0;
-    co_await coil::with_stop_token(stop, coil::with_nursery([&](coil::nursery& n) -> coil::task<void> {
-        auto connections = server.connections({.bound = 4});
-        while (auto conn = co_await connections.next()) {
-            if (!*conn) {
-                if ((*conn).error() == std::errc::operation_canceled)
-                    break;
-                continue;
-            }
-            ++accepted;
-            n.spawn(echo(std::move(**conn), pool));
-        }
-    }));
-    co_return accepted;
-}
 
 coil::task<bool> talk(net::address at, std::size_t id)
 {
@@ -151,7 +123,7 @@ TEST_CASE("net faults: an echo server and 30 clients exchange every byte under e
                 // A small pool, so that receives also run dry and re-arm.
                 net::buffer_pool pool(ex, 8, 2048);
                 std::stop_source stop;
-                auto server_task = ex.spawn(serve(*server, pool, stop.get_token()));
+                auto server_task = ex.spawn(coil_test::serve_echo(*server, pool, stop.get_token(), {.bound = 4}));
                 std::vector<coil::task<bool>> clients;
                 for (std::size_t i = 0; i < 30; ++i)
                     clients.push_back(talk(at, i));

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+// The echo server the networking tests run in-process, built as examples/echo_server.cpp is:
+// multishot accept, one multishot receive per connection over a shared buffer pool.
+#pragma once
+
+#include <coil/coil.hpp>
+
+#include <cstddef>
+#include <stop_token>
+
+namespace coil_test {
+
+/// Echoes every chunk received on `conn` until the peer ends or an error.
+inline coil::task<void> echo(coil::net::stream_socket conn, coil::net::buffer_pool& pool)
+{
+    auto chunks = conn.receive(pool);
+    while (auto chunk = co_await chunks.next()) {
+        if (!*chunk || (*chunk)->empty())
+            break;
+        auto sent = co_await conn.send_all((*chunk)->bytes());
+        if (!sent)
+            break;
+    }
+}
+
+/// Serves `server` until `stop` is requested; returns how many connections it accepted.
+inline coil::task<std::size_t> serve_echo(coil::net::listener& server,
+                                          coil::net::buffer_pool& pool, std::stop_token stop,
+                                          coil::stream_options accept_options = {})
+{
+    std::size_t accepted = 0;
+    co_await coil::with_stop_token(
+        stop, coil::with_nursery([&](coil::nursery& n) -> coil::task<void> {
+            auto connections = server.connections(accept_options);
+            while (auto conn = co_await connections.next()) {
+                if (!*conn) {
+                    if ((*conn).error() == std::errc::operation_canceled)
+                        break;
+                    continue; // transient (EMFILE, ECONNABORTED, ...): go on
+                }
+                ++accepted;
+                n.spawn(echo(std::move(**conn), pool));
+            }
+        }));
+    co_return accepted;
+}
+
+} // namespace coil_test
