@@ -28,7 +28,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <string_view>
 #include <vector>
 
@@ -65,7 +64,20 @@ struct connection {
     bool receiving = false;  // a multishot receive is armed
     bool sending = false;    // a send is in flight: the front of `pending`
     bool closing = false;    // the peer is gone: close once nothing is in flight
-    std::deque<chunk> pending;
+    // Chunks not yet sent back, oldest at pending_head. A vector, not a std::deque: an empty
+    // vector allocates nothing, so an idle connection costs this record alone.
+    std::vector<chunk> pending;
+    std::size_t pending_head = 0;
+
+    bool has_pending() const noexcept { return pending_head < pending.size(); }
+    chunk& front() noexcept { return pending[pending_head]; }
+    void pop_front()
+    {
+        if (++pending_head == pending.size()) {
+            pending.clear(); // keeps its capacity: the next message reuses it
+            pending_head = 0;
+        }
+    }
 };
 
 class server {
@@ -167,7 +179,7 @@ private:
     void send_front(int fd)
     {
         connection& c = connections_[static_cast<std::size_t>(fd)];
-        const chunk& front = c.pending.front();
+        const chunk& front = c.front();
         io_uring_sqe* s = sqe();
         io_uring_prep_send(s, fd, buffer(front.buffer_id) + front.sent,
                            front.length - front.sent, MSG_NOSIGNAL);
@@ -180,8 +192,8 @@ private:
         connection& c = connections_[static_cast<std::size_t>(fd)];
         if (!c.closing || c.sending || c.receiving)
             return;
-        for (const chunk& ch : c.pending)
-            give_back(ch.buffer_id);
+        for (std::size_t i = c.pending_head; i < c.pending.size(); ++i)
+            give_back(c.pending[i].buffer_id);
         c = connection{};
         ::close(fd);
     }
@@ -233,13 +245,13 @@ private:
                 close_if_done(fd);
                 return;
             }
-            chunk& front = c.pending.front();
+            chunk& front = c.front();
             front.sent += static_cast<unsigned>(cqe.res);
             if (front.sent == front.length) {
                 give_back(front.buffer_id);
-                c.pending.pop_front();
+                c.pop_front();
             }
-            if (!c.pending.empty() && !c.closing)
+            if (c.has_pending() && !c.closing)
                 send_front(fd);
             else
                 close_if_done(fd);
