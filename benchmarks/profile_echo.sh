@@ -85,8 +85,8 @@ callgrind)
     profile=$(grep -l 'Trigger: dump measured' "$work"/cg* | head -1)
     total=$(callgrind_annotate "$profile" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
     echo "$server, $requests requests: $total user-space instructions, $((total / requests)) per request"
-    echo "top functions (exclusive):"
-    callgrind_annotate --inclusive=no "$profile" | grep -E '^ *[0-9,]+ \(' | grep -v '(100.0%)' | sed -n 1,15p | cut -c1-160
+    echo "top functions (inclusive; the loop itself is 100 % and left out):"
+    callgrind_annotate --inclusive=yes "$profile" | grep -E '^ *[0-9,]+ \(' | grep -v '(100.0%)' | sed -n 1,15p | cut -c1-160
     ;;
 enter)
     start_server taskset -c 0
