@@ -33,15 +33,6 @@ namespace coil::bench {
 
 namespace {
 
-struct environment {
-    std::string cpu;
-    long cores = 0;
-    std::string kernel;
-    std::string liburing = COIL_LIBURING_VERSION;
-    std::string compiler = COIL_COMPILER;
-    std::string build;
-};
-
 std::string trim(std::string s)
 {
     auto not_space = [](unsigned char c) { return c != ' ' && c != '\t' && c != '\n'; };
@@ -65,6 +56,8 @@ std::string cpu_model()
     return "unknown";
 }
 
+} // namespace
+
 std::string load_average()
 {
     std::ifstream in("/proc/loadavg");
@@ -74,9 +67,11 @@ std::string load_average()
     return one + " " + five + " " + fifteen;
 }
 
-environment read_environment()
+machine read_machine()
 {
-    environment env;
+    machine env;
+    env.liburing = COIL_LIBURING_VERSION;
+    env.compiler = COIL_COMPILER;
     env.cpu = cpu_model();
     env.cores = sysconf(_SC_NPROCESSORS_ONLN);
     utsname u{};
@@ -92,6 +87,8 @@ environment read_environment()
 #endif
     return env;
 }
+
+namespace {
 
 double wall_seconds() noexcept
 {
@@ -126,6 +123,8 @@ sample_summary summarise(std::vector<double> samples)
     return s;
 }
 
+} // namespace
+
 // 12345678.9 -> "12,345,679": medians are read digit by digit, so group them.
 std::string grouped(double value)
 {
@@ -138,6 +137,8 @@ std::string grouped(double value)
     }
     return out;
 }
+
+namespace {
 
 // 12345678.9 -> "12.3M": the min..max column only shows the spread.
 std::string compact(double value)
@@ -155,6 +156,8 @@ std::string spread(const sample_summary& s)
 {
     return s.empty() ? "-" : compact(s.min) + ".." + compact(s.max);
 }
+
+} // namespace
 
 // --- JSON, by hand: the schema is small and flat, and it keeps the benchmarks dependency-free.
 
@@ -183,6 +186,8 @@ std::string json_number(double v)
     // JSON has no NaN or infinity.
     return std::isfinite(v) ? fmt::format("{}", v) : "null";
 }
+
+namespace {
 
 std::string json_summary(const sample_summary& s)
 {
@@ -321,7 +326,7 @@ const std::string& harness::option(std::string_view name) const
 
 void harness::print_environment()
 {
-    environment env = read_environment();
+    machine env = read_machine();
     load_at_start_ = load_average();
     fmt::print("{}: {}\n", program_.name, program_.description);
     fmt::print("  cpu       {} ({} online)\n", env.cpu, env.cores);
@@ -445,7 +450,7 @@ int harness::finish()
     if (opts_.json_path.empty())
         return 0;
 
-    environment env = read_environment();
+    machine env = read_machine();
     std::ostringstream json;
     json << "{\n";
     json << "  \"program\": " << json_string(program_.name) << ",\n";

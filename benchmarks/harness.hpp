@@ -173,6 +173,31 @@ private:
     bool header_printed_ = false;
 };
 
+/// The machine and build a benchmark runs on, as the banner prints them.
+struct machine {
+    std::string cpu;      ///< the model name /proc/cpuinfo gives
+    long cores = 0;       ///< online CPUs
+    std::string kernel;   ///< uname: system, release, machine
+    std::string liburing; ///< the version compiled against
+    std::string compiler;
+    std::string build;    ///< optimised or not, assertions or not
+};
+
+/// Reads the machine's description (for programs that print their own banner or JSON).
+machine read_machine();
+
+/// /proc/loadavg's 1, 5 and 15 minute figures, "unknown" if unreadable.
+std::string load_average();
+
+/// `s` as a quoted JSON string.
+std::string json_string(std::string_view s);
+
+/// `v` as a JSON number (null for NaN and infinities).
+std::string json_number(double v);
+
+/// 12345678.9 as "12,345,679", for medians read digit by digit.
+std::string grouped(double value);
+
 /// Parses the common options plus `prog.extra_options`; prints help and exits 0 for `--help`,
 /// prints the problem and exits 2 for a bad command line.
 options parse_command_line(int argc, char** argv, program& prog);

@@ -1,0 +1,1094 @@
+// SPDX-License-Identifier: MIT
+// TCP echo over loopback: coil's echo_server against a raw liburing server, an epoll server and
+// a Boost.Asio (io_uring backend) server, each a separate process pinned to one CPU, all driven
+// by one client pinned to another that checks every byte it gets back.
+//
+// For each message size and connection count every server runs `--runs` times for
+// `--duration`, interleaved (the order rotates from run to run, so a slow spell of the shared
+// machine falls on every server alike); each run reports requests/s, p50 and p99 latency, and
+// the server's CPU time per request (utime + stime from /proc/PID/stat, before and after),
+// which is the efficiency figure: requests/s is capped by whichever of client and server is
+// slower, CPU per request is not. A closing section opens many idle connections to a fresh
+// process of each server and divides the growth of its VmRSS by their number.
+//
+// The client is written here with plain level-triggered epoll, not with coil: it must cost the
+// same whatever server it drives and must not move when coil's runtime changes, and a
+// readiness loop with one read and one write per message is cheap and easy to audit.
+
+#include "harness.hpp"
+
+#include <fmt/core.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace {
+
+namespace bench = coil::bench;
+using bench::fail;
+using clock_type = std::chrono::steady_clock;
+
+// The issue's targets, at 50 connections (both message sizes).
+constexpr unsigned target_connections = 50;
+constexpr double target_vs_readiness = 1.10; // coil / the better of epoll and Asio
+constexpr double target_vs_raw = 0.95;       // coil / raw liburing
+
+std::string errno_text(int error) { return std::generic_category().message(error); }
+
+// --- the servers -------------------------------------------------------------------------------
+
+struct server_spec {
+    std::string name;        // short, for tables and --servers: coil, liburing, epoll, asio
+    std::string description; // one line for the legend
+    std::string path;        // the program; empty when it was not built
+    std::string missing_why; // why it was not built
+};
+
+std::vector<server_spec> known_servers()
+{
+    std::vector<server_spec> all{
+        {"coil", "coil's examples/echo_server.cpp (multishot accept, multishot receive over a "
+                 "provided-buffer pool)", COIL_ECHO_PEER_COIL, ""},
+        {"liburing", "raw liburing: multishot accept and receive, registered buffer ring, one "
+                     "send per chunk, SINGLE_ISSUER | DEFER_TASKRUN", COIL_ECHO_PEER_URING, ""},
+        {"epoll", "epoll, level-triggered, non-blocking, one thread, one read + one write per "
+                  "message", COIL_ECHO_PEER_EPOLL, ""},
+#ifdef COIL_ECHO_PEER_ASIO
+        {"asio", "Boost.Asio C++20 coroutines on its io_uring backend, 4 KiB buffer per "
+                 "connection", COIL_ECHO_PEER_ASIO, ""},
+#else
+        {"asio", "Boost.Asio C++20 coroutines on its io_uring backend", "",
+         COIL_ECHO_PEER_ASIO_MISSING},
+#endif
+    };
+    return all;
+}
+
+std::optional<std::string> read_file(const std::string& path)
+{
+    std::ifstream in(path);
+    if (!in)
+        return std::nullopt;
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// A server in a process of its own, pinned to one CPU. Stopped (SIGTERM, then SIGKILL after
+// five seconds) by the destructor.
+class server_process {
+public:
+    server_process(const server_spec& spec, int cpu) : name_(spec.name)
+    {
+        int out[2];
+        if (::pipe2(out, O_CLOEXEC) != 0)
+            fail("pipe2: " + errno_text(errno));
+        pid_ = ::fork();
+        if (pid_ < 0)
+            fail("fork: " + errno_text(errno));
+        if (pid_ == 0) {
+            if (cpu >= 0) {
+                cpu_set_t set;
+                CPU_ZERO(&set);
+                CPU_SET(cpu, &set);
+                (void)::sched_setaffinity(0, sizeof(set), &set);
+            }
+            ::dup2(out[1], STDOUT_FILENO);
+            const std::string port_flag = "--port";
+            const std::string port = "0";
+            std::vector<char*> argv{const_cast<char*>(spec.path.c_str()),
+                                    const_cast<char*>(port_flag.c_str()),
+                                    const_cast<char*>(port.c_str()), nullptr};
+            ::execv(spec.path.c_str(), argv.data());
+            std::fprintf(stderr, "bench_echo: cannot run %s: %s\n", spec.path.c_str(),
+                         std::strerror(errno));
+            ::_exit(127);
+        }
+        ::close(out[1]);
+        // The server prints "...listening on 127.0.0.1:PORT" once it accepts connections.
+        std::string text;
+        const auto deadline = clock_type::now() + std::chrono::seconds(10);
+        while (text.find('\n') == std::string::npos) {
+            pollfd p{out[0], POLLIN, 0};
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - clock_type::now());
+            if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+                break;
+            char chunk[256];
+            const ssize_t n = ::read(out[0], chunk, sizeof(chunk));
+            if (n <= 0)
+                break;
+            text.append(chunk, static_cast<std::size_t>(n));
+        }
+        ::close(out[0]);
+        const auto at = text.find("listening on ");
+        const auto colon = text.rfind(':');
+        unsigned port = 0;
+        if (at != std::string::npos && colon != std::string::npos && colon > at) {
+            const char* first = text.data() + colon + 1;
+            std::from_chars(first, text.data() + text.size(), port);
+        }
+        if (port == 0 || port > 65535) {
+            stop();
+            fail(fmt::format("server {} ({}) did not say which port it listens on (it said "
+                             "'{}')", spec.name, spec.path, text));
+        }
+        port_ = static_cast<std::uint16_t>(port);
+    }
+
+    ~server_process() { stop(); }
+    server_process(const server_process&) = delete;
+    server_process& operator=(const server_process&) = delete;
+
+    std::uint16_t port() const noexcept { return port_; }
+    pid_t pid() const noexcept { return pid_; }
+
+    /// The process's user + system CPU time so far, in seconds (all its threads, including
+    /// io_uring's io-wq workers, which belong to it). Clock-tick resolution (usually 10 ms).
+    double cpu_seconds() const
+    {
+        auto stat = read_file(fmt::format("/proc/{}/stat", pid_));
+        if (!stat)
+            fail(fmt::format("server {} is gone (no /proc/{}/stat)", name_, pid_));
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        std::istringstream rest(stat->substr(stat->rfind(')') + 2));
+        std::string field;
+        unsigned long long utime = 0;
+        unsigned long long stime = 0;
+        for (int i = 3; i <= 15 && rest >> field; ++i) {
+            if (i == 14)
+                utime = std::stoull(field);
+            if (i == 15)
+                stime = std::stoull(field);
+        }
+        return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    }
+
+    /// VmRSS in KiB.
+    long rss_kib() const
+    {
+        auto status = read_file(fmt::format("/proc/{}/status", pid_));
+        if (!status)
+            fail(fmt::format("server {} is gone (no /proc/{}/status)", name_, pid_));
+        const auto at = status->find("VmRSS:");
+        if (at == std::string::npos)
+            fail("no VmRSS in /proc/PID/status");
+        return std::stol(status->substr(at + 6));
+    }
+
+    /// Fails if the process has exited (a crash shows here rather than as a stalled client).
+    void check_alive() const
+    {
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            const_cast<server_process*>(this)->pid_ = -1;
+            fail(fmt::format("server {} exited during the run ({})", name_,
+                             WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                                 : "status " +
+                                                       std::to_string(WEXITSTATUS(status))));
+        }
+    }
+
+    /// SIGTERM, then waits; returns the exit status (-1: had to be killed, or gone already).
+    int stop()
+    {
+        if (pid_ <= 0)
+            return -1;
+        ::kill(pid_, SIGTERM);
+        int status = 0;
+        const auto deadline = clock_type::now() + std::chrono::seconds(5);
+        while (::waitpid(pid_, &status, WNOHANG) == 0) {
+            if (clock_type::now() > deadline) {
+                ::kill(pid_, SIGKILL);
+                ::waitpid(pid_, &status, 0);
+                pid_ = -1;
+                return -1;
+            }
+            ::usleep(2000);
+        }
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+
+private:
+    std::string name_;
+    pid_t pid_ = -1;
+    std::uint16_t port_ = 0;
+};
+
+// --- the client ----------------------------------------------------------------------------------
+
+// What a connection sends: message m on connection c is `size` bytes of one random pattern,
+// starting at an offset that depends on c and m. Sending reads the pattern in place and
+// checking is a memcmp, so the client spends no time generating bytes, yet a byte that comes
+// back from another message or another connection differs.
+class message_pattern {
+public:
+    static constexpr std::size_t offsets = 4096;
+
+    explicit message_pattern(std::size_t largest) : bytes_(largest + offsets)
+    {
+        std::mt19937_64 rng(0x636f696c'6563686f); // "coilecho"
+        for (auto& b : bytes_)
+            b = static_cast<std::byte>(rng() & 0xff);
+    }
+
+    const std::byte* message(std::uint32_t connection, std::uint64_t message) const noexcept
+    {
+        return bytes_.data() + (connection * 977ULL + message * 131ULL) % offsets;
+    }
+
+private:
+    std::vector<std::byte> bytes_;
+};
+
+struct client_connection {
+    int fd = -1;
+    std::uint32_t id = 0;
+    std::uint64_t message = 0;    // the message in flight (or next)
+    std::size_t sent = 0;         // bytes of it sent
+    std::size_t received = 0;     // bytes of it received and checked
+    bool in_flight = false;
+    clock_type::time_point started{};
+};
+
+struct run_result {
+    std::uint64_t requests = 0;
+    std::uint64_t bytes_verified = 0;
+    double seconds = 0;
+    double server_cpu_seconds = 0;
+    double client_cpu_seconds = 0;
+    double p50_us = 0;
+    double p99_us = 0;
+
+    double requests_per_second() const { return seconds > 0 ? double(requests) / seconds : 0; }
+    double server_us_per_request() const
+    {
+        return requests > 0 ? server_cpu_seconds * 1e6 / double(requests) : 0;
+    }
+    double client_us_per_request() const
+    {
+        return requests > 0 ? client_cpu_seconds * 1e6 / double(requests) : 0;
+    }
+};
+
+double process_cpu_seconds()
+{
+    timespec ts{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
+
+// Connections to one server, driven by one epoll loop. Single-threaded.
+class client {
+public:
+    client(const server_process& server, const message_pattern& pattern)
+        : server_(server), pattern_(pattern)
+    {
+        epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+        if (epoll_ < 0)
+            fail("epoll_create1: " + errno_text(errno));
+    }
+    ~client()
+    {
+        close_all();
+        ::close(epoll_);
+    }
+    client(const client&) = delete;
+    client& operator=(const client&) = delete;
+
+    std::size_t size() const noexcept { return connections_.size(); }
+
+    /// Opens `count` more connections (blocking connects, then non-blocking sockets with
+    /// TCP_NODELAY, watched for input).
+    void open(unsigned count)
+    {
+        sockaddr_in at{};
+        at.sin_family = AF_INET;
+        at.sin_port = htons(server_.port());
+        at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        for (unsigned i = 0; i < count; ++i) {
+            const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd < 0)
+                fail(fmt::format("socket (connection {}): {} (raise RLIMIT_NOFILE?)",
+                                 connections_.size(), errno_text(errno)));
+            if (::connect(fd, reinterpret_cast<sockaddr*>(&at), sizeof(at)) != 0) {
+                const int error = errno;
+                ::close(fd);
+                fail(fmt::format("connect (connection {}): {}", connections_.size(),
+                                 errno_text(error)));
+            }
+            const int on = 1;
+            (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+            (void)::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+            client_connection c;
+            c.fd = fd;
+            c.id = static_cast<std::uint32_t>(connections_.size());
+            epoll_event e{};
+            e.events = EPOLLIN;
+            e.data.u32 = c.id;
+            if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &e) != 0)
+                fail("epoll_ctl: " + errno_text(errno));
+            connections_.push_back(c);
+        }
+    }
+
+    void close_all()
+    {
+        for (auto& c : connections_)
+            if (c.fd >= 0)
+                ::close(c.fd);
+        connections_.clear();
+    }
+
+    /// Closed loop on every connection: send a `size`-byte message, read it back and check it,
+    /// send the next, until `duration` is over; then waits for the messages in flight. With a
+    /// zero duration, each connection does exactly one round trip (used to make sure the
+    /// server has accepted and served every connection).
+    run_result run(std::size_t size, std::chrono::nanoseconds duration, bool keep_latencies)
+    {
+        size_ = size;
+        latencies_.clear();
+        if (keep_latencies)
+            latencies_.reserve(1 << 20);
+        keep_latencies_ = keep_latencies;
+        run_result r;
+        const double server_cpu_before = server_.cpu_seconds();
+        const double client_cpu_before = process_cpu_seconds();
+        const auto start = clock_type::now();
+        const auto end = start + duration;
+        requests_ = 0;
+        in_flight_ = 0;
+        for (auto& c : connections_)
+            start_message(c);
+        std::array<epoll_event, 512> events{};
+        auto last_progress = clock_type::now();
+        std::uint64_t requests_then = 0;
+        while (in_flight_ != 0) {
+            const int n = ::epoll_wait(epoll_, events.data(), int(events.size()), 1000);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                fail("epoll_wait: " + errno_text(errno));
+            }
+            const bool more = clock_type::now() < end;
+            for (int i = 0; i < n; ++i) {
+                const epoll_event& e = events[static_cast<std::size_t>(i)];
+                client_connection& c = connections_[e.data.u32];
+                if ((e.events & EPOLLOUT) != 0 && c.sent < size_)
+                    continue_sending(c);
+                if ((e.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0)
+                    receive(c, more);
+            }
+            if (n == 0 || requests_ == requests_then) {
+                server_.check_alive();
+                if (clock_type::now() - last_progress > std::chrono::seconds(10))
+                    fail(fmt::format("no echo for 10 s: {} of {} connections wait for their "
+                                     "{}-byte message", in_flight_, connections_.size(), size_));
+            } else {
+                requests_then = requests_;
+                last_progress = clock_type::now();
+            }
+        }
+        r.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+        r.client_cpu_seconds = process_cpu_seconds() - client_cpu_before;
+        r.server_cpu_seconds = server_.cpu_seconds() - server_cpu_before;
+        r.requests = requests_;
+        r.bytes_verified = requests_ * size_;
+        if (!latencies_.empty()) {
+            std::sort(latencies_.begin(), latencies_.end());
+            auto at = [&](double p) {
+                return double(latencies_[static_cast<std::size_t>(
+                           p * double(latencies_.size() - 1))]) / 1e3;
+            };
+            r.p50_us = at(0.50);
+            r.p99_us = at(0.99);
+        }
+        return r;
+    }
+
+private:
+    void start_message(client_connection& c)
+    {
+        c.sent = 0;
+        c.received = 0;
+        c.in_flight = true;
+        ++in_flight_;
+        c.started = clock_type::now();
+        continue_sending(c);
+    }
+
+    void continue_sending(client_connection& c)
+    {
+        const std::byte* message = pattern_.message(c.id, c.message);
+        while (c.sent < size_) {
+            const ssize_t n = ::send(c.fd, message + c.sent, size_ - c.sent, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN) {
+                    watch(c, EPOLLIN | EPOLLOUT);
+                    return;
+                }
+                fail(fmt::format("send on connection {}: {}", c.id, errno_text(errno)));
+            }
+            c.sent += static_cast<std::size_t>(n);
+        }
+        if (watching_output_ > 0 && c.sent == size_)
+            watch(c, EPOLLIN);
+    }
+
+    void watch(client_connection& c, std::uint32_t events)
+    {
+        epoll_event e{};
+        e.events = events;
+        e.data.u32 = c.id;
+        if (::epoll_ctl(epoll_, EPOLL_CTL_MOD, c.fd, &e) != 0)
+            fail("epoll_ctl: " + errno_text(errno));
+        watching_output_ += (events & EPOLLOUT) != 0 ? 1 : 0;
+        watching_output_ -= (events & EPOLLOUT) == 0 && watching_output_ > 0 ? 1 : 0;
+    }
+
+    void receive(client_connection& c, bool more)
+    {
+        if (!c.in_flight)
+            fail(fmt::format("connection {}: data arrived while no message was in flight ({} B messages)", c.id,
+                             size_));
+        // Never read past the message in flight: the next one has not been sent.
+        const ssize_t n = ::recv(c.fd, buffer_.data(), std::min(size_ - c.received,
+                                                                buffer_.size()), 0);
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+            fail(fmt::format("connection {}: {} after {} of {} bytes of message {}", c.id,
+                             n == 0 ? std::string("the server closed it")
+                                    : errno_text(errno),
+                             c.received, size_, c.message));
+        }
+        const std::byte* expected = pattern_.message(c.id, c.message) + c.received;
+        if (std::memcmp(buffer_.data(), expected, static_cast<std::size_t>(n)) != 0)
+            fail(fmt::format("connection {}: message {} came back wrong at bytes {}..{}", c.id,
+                             c.message, c.received, c.received + std::size_t(n)));
+        c.received += static_cast<std::size_t>(n);
+        if (c.received < size_)
+            return;
+        if (keep_latencies_)
+            latencies_.push_back(static_cast<std::uint32_t>(std::min<std::int64_t>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() -
+                                                                     c.started).count(),
+                0xffffffff)));
+        ++requests_;
+        ++c.message;
+        c.in_flight = false;
+        --in_flight_;
+        if (more)
+            start_message(c);
+    }
+
+    const server_process& server_;
+    const message_pattern& pattern_;
+    int epoll_ = -1;
+    std::vector<client_connection> connections_;
+    std::size_t size_ = 0;
+    std::uint64_t requests_ = 0;
+    std::size_t in_flight_ = 0;
+    std::size_t watching_output_ = 0;
+    bool keep_latencies_ = false;
+    std::vector<std::uint32_t> latencies_; // ns, one per request of the run
+    std::array<std::byte, 65536> buffer_{};
+};
+
+// --- statistics ------------------------------------------------------------------------------------
+
+double median(std::vector<double> v)
+{
+    if (v.empty())
+        return 0;
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+struct spread {
+    double median = 0;
+    double min = 0;
+    double max = 0;
+    std::vector<double> samples;
+};
+
+spread summarise(std::vector<double> v)
+{
+    spread s;
+    if (v.empty())
+        return s;
+    s.min = *std::min_element(v.begin(), v.end());
+    s.max = *std::max_element(v.begin(), v.end());
+    s.median = median(v);
+    s.samples = std::move(v);
+    return s;
+}
+
+std::string compact(double v)
+{
+    if (v >= 1e6)
+        return fmt::format("{:.3g}M", v / 1e6);
+    if (v >= 1e3)
+        return fmt::format("{:.3g}k", v / 1e3);
+    return fmt::format("{:.3g}", v);
+}
+
+std::string json_spread(const spread& s)
+{
+    std::string samples;
+    for (double x : s.samples)
+        samples += (samples.empty() ? "" : ", ") + bench::json_number(x);
+    return fmt::format("{{\"median\": {}, \"min\": {}, \"max\": {}, \"samples\": [{}]}}",
+                       bench::json_number(s.median), bench::json_number(s.min),
+                       bench::json_number(s.max), samples);
+}
+
+std::vector<unsigned long> number_list(const std::string& text, const char* what)
+{
+    std::vector<unsigned long> out;
+    std::size_t at = 0;
+    while (at <= text.size()) {
+        const std::size_t comma = std::min(text.find(',', at), text.size());
+        unsigned long v = 0;
+        auto [ptr, ec] = std::from_chars(text.data() + at, text.data() + comma, v);
+        if (ec != std::errc{} || ptr != text.data() + comma || v == 0)
+            fail(fmt::format("--{} takes positive numbers separated by commas, not '{}'", what,
+                             text));
+        out.push_back(v);
+        at = comma + 1;
+    }
+    return out;
+}
+
+// --- the benchmark ---------------------------------------------------------------------------------
+
+struct server_runs {
+    std::string skipped; // why, when it did not run
+    std::vector<run_result> runs;
+};
+
+struct row {
+    std::size_t size = 0;
+    unsigned connections = 0;
+    std::map<std::string, server_runs> servers;
+    std::vector<double> vs_readiness; // per run: coil / max(epoll, asio)
+    std::vector<double> vs_raw;       // per run: coil / liburing
+    // The same per run in requests per server CPU second (CPU us per request, inverted): less
+    // at the mercy of whatever else the shared CPUs run than requests/s.
+    std::vector<double> cpu_vs_readiness;
+    std::vector<double> cpu_vs_raw;
+};
+
+struct memory_row {
+    std::string server;
+    std::string skipped;
+    unsigned connections = 0;
+    long rss_before_kib = 0;
+    long rss_after_kib = 0;
+    double bytes_per_connection() const
+    {
+        return connections > 0 ? double(rss_after_kib - rss_before_kib) * 1024.0 / connections
+                               : 0;
+    }
+};
+
+void pin_self(int cpu)
+{
+    if (cpu < 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (::sched_setaffinity(0, sizeof(set), &set) != 0)
+        fail(fmt::format("cannot pin the client to CPU {}: {}", cpu, errno_text(errno)));
+}
+
+// Both limits up to `wanted` where allowed (root may raise the hard limit); children inherit.
+rlim_t raise_file_limit(rlim_t wanted)
+{
+    rlimit now{};
+    ::getrlimit(RLIMIT_NOFILE, &now);
+    if (now.rlim_cur >= wanted)
+        return now.rlim_cur;
+    rlimit want{wanted, std::max(wanted, now.rlim_max)};
+    if (::setrlimit(RLIMIT_NOFILE, &want) != 0) {
+        want = rlimit{now.rlim_max, now.rlim_max}; // not root: as far as the hard limit goes
+        (void)::setrlimit(RLIMIT_NOFILE, &want);
+    }
+    ::getrlimit(RLIMIT_NOFILE, &now);
+    return now.rlim_cur;
+}
+
+std::string row_name(std::size_t size, unsigned connections)
+{
+    return fmt::format("{} B x {} conn", size, connections);
+}
+
+class echo_benchmark {
+public:
+    explicit echo_benchmark(bench::harness& h) : h_(h)
+    {
+        sizes_ = number_list(h.option("sizes"), "sizes");
+        for (unsigned long c : number_list(h.option("connections"), "connections"))
+            connection_counts_.push_back(static_cast<unsigned>(c));
+        idle_ = static_cast<unsigned>(std::stoul(h.option("idle-connections")));
+        server_cpu_ = std::stoi(h.option("server-cpu"));
+        client_cpu_ = std::stoi(h.option("client-cpu"));
+        const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+        if (server_cpu_ >= cpus || client_cpu_ >= cpus)
+            fail(fmt::format("--server-cpu {} / --client-cpu {}: this machine has {} CPUs "
+                             "(-1: do not pin)", server_cpu_, client_cpu_, cpus));
+        const std::string wanted = "," + h.option("servers") + ",";
+        for (server_spec& s : known_servers())
+            if (wanted.find("," + s.name + ",") != std::string::npos)
+                servers_.push_back(std::move(s));
+        if (servers_.empty())
+            fail("--servers names none of coil, liburing, epoll, asio");
+    }
+
+    void run()
+    {
+        const unsigned largest =
+            *std::max_element(connection_counts_.begin(), connection_counts_.end());
+        const rlim_t wanted = std::max<rlim_t>(idle_ + 256, largest * servers_.size() + 256);
+        const rlim_t got = raise_file_limit(wanted);
+        pin_self(client_cpu_);
+        fmt::print("  pinning   servers on CPU {}, client on CPU {}; RLIMIT_NOFILE {} (wanted "
+                   "{})\n", server_cpu_, client_cpu_, got, wanted);
+        fmt::print("  servers   (each its own process, started by this program)\n");
+        for (const server_spec& s : servers_)
+            fmt::print("    {:<9} {}{}\n", s.name, s.description,
+                       s.path.empty() ? " -- SKIPPED: " + s.missing_why : "");
+        fmt::print("  client    one thread, level-triggered epoll, closed loop, TCP_NODELAY; "
+                   "every echoed byte checked\n");
+        fmt::print("  targets   at {} connections: coil >= {:.2f}x the better of epoll and "
+                   "Asio, coil >= {:.2f}x raw liburing (requests/s)\n",
+                   target_connections, target_vs_readiness, target_vs_raw);
+        std::fflush(stdout);
+        if (got < wanted)
+            fmt::print("  warning: RLIMIT_NOFILE is {}, below the {} this run needs\n", got,
+                       wanted);
+
+        const std::size_t largest_size = *std::max_element(sizes_.begin(), sizes_.end());
+        pattern_.emplace(std::max<std::size_t>(largest_size, 1));
+        print_header();
+        for (std::size_t size : sizes_)
+            for (unsigned connections : connection_counts_)
+                if (h_.selected(row_name(size, connections)))
+                    throughput_row(size, connections);
+        if (idle_ > 0 && h_.selected("idle"))
+            for (const server_spec& s : servers_)
+                memory(s);
+    }
+
+    int finish()
+    {
+        summary();
+        const int status = write_json();
+        // The smoke test's check: something was echoed and checked (a mismatch already failed).
+        if (!rows_.empty() && bytes_verified_ == 0) {
+            fmt::print(stderr, "bench_echo: no bytes were echoed and verified\n");
+            return 1;
+        }
+        return status;
+    }
+
+private:
+    void print_header()
+    {
+        fmt::print("\n{:>14} | {:<8} | {:>11} | {:>13} | {:>8} | {:>8} | {:>23} | {:>8}\n",
+                   "size x conns", "server", "req/s (med)", "req/s min..max", "p50 us",
+                   "p99 us", "server us/req", "client");
+        fmt::print("{:->14}-+-{:-<8}-+-{:->11}-+-{:->13}-+-{:->8}-+-{:->8}-+-{:->23}-+-{:->8}\n",
+                   "", "", "", "", "", "", "", "");
+    }
+
+    void throughput_row(std::size_t size, unsigned connections)
+    {
+        row r;
+        r.size = size;
+        r.connections = connections;
+        // Every server runs at once (each idle while another is measured), so that the runs of
+        // one round are back to back.
+        std::vector<std::unique_ptr<server_process>> procs;
+        std::vector<std::unique_ptr<client>> clients;
+        std::vector<std::size_t> live; // index into servers_
+        for (std::size_t i = 0; i < servers_.size(); ++i) {
+            const server_spec& s = servers_[i];
+            if (s.path.empty()) {
+                r.servers[s.name].skipped = s.missing_why;
+                procs.emplace_back();
+                clients.emplace_back();
+                continue;
+            }
+            procs.push_back(std::make_unique<server_process>(s, server_cpu_));
+            clients.push_back(std::make_unique<client>(*procs.back(), *pattern_));
+            clients.back()->open(connections);
+            live.push_back(i);
+        }
+        const auto duration = h_.opts().duration;
+        const auto warm_up = std::min<std::chrono::nanoseconds>(duration / 5,
+                                                                std::chrono::milliseconds(200));
+        for (std::size_t i : live)
+            (void)clients[i]->run(size, warm_up, false);
+        for (int run = 0; run < h_.opts().runs; ++run) {
+            // Rotate the order, so that no server always follows the same one.
+            for (std::size_t k = 0; k < live.size(); ++k) {
+                const std::size_t i = live[(k + static_cast<std::size_t>(run)) % live.size()];
+                r.servers[servers_[i].name].runs.push_back(clients[i]->run(size, duration, true));
+            }
+        }
+        clients.clear();
+        for (std::size_t i = 0; i < procs.size(); ++i) {
+            if (!procs[i])
+                continue;
+            const int status = procs[i]->stop();
+            if (status != 0 && !(status == 128 + SIGTERM && servers_[i].name != "coil"))
+                notes_.push_back(fmt::format("{} exited with status {} after SIGTERM (row {})",
+                                    servers_[i].name, status, row_name(size, connections)));
+        }
+
+        auto runs_of = [&](const char* name) -> const std::vector<run_result>* {
+            auto it = r.servers.find(name);
+            return it == r.servers.end() || it->second.runs.empty() ? nullptr : &it->second.runs;
+        };
+        const auto* coil = runs_of("coil");
+        const auto* raw = runs_of("liburing");
+        const auto* epoll = runs_of("epoll");
+        const auto* asio = runs_of("asio");
+        for (int i = 0; coil != nullptr && i < h_.opts().runs; ++i) {
+            const auto k = static_cast<std::size_t>(i);
+            const double c = (*coil)[k].requests_per_second();
+            double best = 0;
+            if (epoll != nullptr)
+                best = std::max(best, (*epoll)[k].requests_per_second());
+            if (asio != nullptr)
+                best = std::max(best, (*asio)[k].requests_per_second());
+            if (best > 0)
+                r.vs_readiness.push_back(c / best);
+            if (raw != nullptr && (*raw)[k].requests_per_second() > 0)
+                r.vs_raw.push_back(c / (*raw)[k].requests_per_second());
+            // Efficiency: the other server's CPU per request over coil's (above 1: coil spends
+            // less). A run too short for one clock tick has no figure.
+            const double coil_cpu = (*coil)[k].server_us_per_request();
+            double best_cpu = 0;
+            for (const auto* other : {epoll, asio})
+                if (other != nullptr && (*other)[k].server_us_per_request() > 0)
+                    best_cpu = best_cpu == 0 ? (*other)[k].server_us_per_request()
+                                             : std::min(best_cpu,
+                                                        (*other)[k].server_us_per_request());
+            if (coil_cpu > 0 && best_cpu > 0)
+                r.cpu_vs_readiness.push_back(best_cpu / coil_cpu);
+            if (coil_cpu > 0 && raw != nullptr && (*raw)[k].server_us_per_request() > 0)
+                r.cpu_vs_raw.push_back((*raw)[k].server_us_per_request() / coil_cpu);
+        }
+        print_row(r);
+        rows_.push_back(std::move(r));
+    }
+
+    void print_row(const row& r)
+    {
+        const std::string name = fmt::format("{} B x {}", r.size, r.connections);
+        for (const server_spec& s : servers_) {
+            const server_runs& sr = r.servers.at(s.name);
+            if (!sr.skipped.empty()) {
+                fmt::print("{:>14} | {:<8} | skipped: {}\n", name, s.name, sr.skipped);
+                continue;
+            }
+            std::vector<double> rps, p50, p99, cpu, client_cpu;
+            for (const run_result& x : sr.runs) {
+                rps.push_back(x.requests_per_second());
+                p50.push_back(x.p50_us);
+                p99.push_back(x.p99_us);
+                cpu.push_back(x.server_us_per_request());
+                client_cpu.push_back(x.client_us_per_request());
+            }
+            const spread rs = summarise(rps);
+            const spread cs = summarise(cpu);
+            fmt::print("{:>14} | {:<8} | {:>11} | {:>13} | {:>8.1f} | {:>8.1f} | {:>23} | "
+                       "{:>8.2f}\n",
+                       name, s.name, bench::grouped(rs.median),
+                       compact(rs.min) + ".." + compact(rs.max), median(p50), median(p99),
+                       fmt::format("{:.2f} ({:.2f}..{:.2f})", cs.median, cs.min, cs.max),
+                       median(client_cpu));
+        }
+        auto ratio_text = [](const std::vector<double>& v) {
+            if (v.empty())
+                return std::string("-");
+            const spread s = summarise(v);
+            return fmt::format("{:.3f} (runs {:.2f}..{:.2f})", s.median, s.min, s.max);
+        };
+        fmt::print("{:>14} | req/s:           coil / max(epoll, asio) {}   coil / liburing {}\n",
+                   "", ratio_text(r.vs_readiness), ratio_text(r.vs_raw));
+        fmt::print("{:>14} | req/CPU-second:  coil / max(epoll, asio) {}   coil / liburing {}\n",
+                   "", ratio_text(r.cpu_vs_readiness), ratio_text(r.cpu_vs_raw));
+        fmt::print("{:->14}-+-{:-<8}-+-{:->11}-+-{:->13}-+-{:->8}-+-{:->8}-+-{:->23}-+-{:->8}\n",
+                   "", "", "", "", "", "", "", "");
+        std::fflush(stdout);
+    }
+
+    // A fresh process: 8,192 one-byte echoes on 64 connections, then closed, cycle every buffer
+    // of a provided-buffer pool twice (so that the pool's pages, a fixed cost, are resident
+    // before "before"); then `idle_` connections
+    // each echo one byte (so the server has accepted and served each) and stay open, idle.
+    void memory(const server_spec& s)
+    {
+        memory_row m;
+        m.server = s.name;
+        m.connections = idle_;
+        if (s.path.empty()) {
+            m.skipped = s.missing_why;
+            memory_.push_back(m);
+            return;
+        }
+        server_process proc(s, server_cpu_);
+        {
+            // 64 connections at once: one alone would take seconds on a loaded machine.
+            client warm(proc, *pattern_);
+            warm.open(64);
+            for (std::uint64_t echoed = 0; echoed < 2 * 4096;)
+                echoed += warm.run(1, std::chrono::milliseconds(20), false).requests;
+        }
+        ::usleep(100'000); // the warm-up connection's close reaches the server
+        m.rss_before_kib = proc.rss_kib();
+        client idle(proc, *pattern_);
+        for (unsigned opened = 0; opened < idle_;) {
+            const unsigned batch = std::min(1000U, idle_ - opened);
+            idle.open(batch);
+            opened += batch;
+        }
+        const run_result once = idle.run(1, std::chrono::nanoseconds(0), false);
+        if (once.requests != idle_)
+            fail(fmt::format("{}: {} of {} idle connections echoed", s.name, once.requests, idle_));
+        ::usleep(100'000);
+        m.rss_after_kib = proc.rss_kib();
+        idle.close_all();
+        memory_.push_back(m);
+        fmt::print("idle memory: {:<8} {:>6} connections: VmRSS {} -> {} KiB, {:.0f} bytes per "
+                   "idle connection\n", s.name, idle_, m.rss_before_kib, m.rss_after_kib,
+                   m.bytes_per_connection());
+        std::fflush(stdout);
+    }
+
+    void summary()
+    {
+        fmt::print("\nrequests/s: per wall-clock second, closed loop; latency: send to last byte "
+                   "back, median over runs of each run's p50/p99; server us/req: the server "
+                   "process's utime+stime (/proc/PID/stat, 10 ms ticks) per request, median "
+                   "(min..max over runs); client: the client's CPU us per request. Ratios: the "
+                   "median over runs of the per-run ratio (the servers of one run ran back to "
+                   "back).\n");
+        for (const row& r : rows_) {
+            if (r.connections != target_connections)
+                continue;
+            auto verdict = [](const std::vector<double>& v, double target) {
+                if (v.empty())
+                    return std::string("not measured");
+                const double m = median(v);
+                return fmt::format("{:.3f} -> {} (target >= {:.2f})", m,
+                                   m >= target ? "MET" : "MISSED", target);
+            };
+            fmt::print("target, {} B x {} connections: coil / max(epoll, asio) {}; coil / raw "
+                       "liburing {}\n", r.size, r.connections,
+                       verdict(r.vs_readiness, target_vs_readiness),
+                       verdict(r.vs_raw, target_vs_raw));
+            fmt::print("  (not the target, for the discussion: the same in requests per server "
+                       "CPU second: {:.3f} and {:.3f})\n", median(r.cpu_vs_readiness),
+                       median(r.cpu_vs_raw));
+        }
+        std::uint64_t verified = 0;
+        for (const row& r : rows_)
+            for (const auto& [name, sr] : r.servers)
+                for (const run_result& x : sr.runs)
+                    verified += x.bytes_verified;
+        fmt::print("bytes echoed and verified in the measured runs: {}\n", verified);
+        bytes_verified_ = verified;
+        for (const std::string& n : notes_)
+            fmt::print("note: {}\n", n);
+        fmt::print("load average at the end: {}\n", bench::load_average());
+    }
+
+    int write_json()
+    {
+        const std::string& path = h_.opts().json_path;
+        if (path.empty())
+            return 0;
+        const bench::machine env = bench::read_machine();
+        std::ostringstream json;
+        json << "{\n  \"program\": \"bench_echo\",\n";
+        json << "  \"environment\": {\"cpu\": " << bench::json_string(env.cpu)
+             << ", \"cores\": " << env.cores << ", \"kernel\": " << bench::json_string(env.kernel)
+             << ", \"liburing\": " << bench::json_string(env.liburing)
+             << ", \"compiler\": " << bench::json_string(env.compiler)
+             << ", \"build\": " << bench::json_string(env.build)
+             << ", \"load_average_end\": " << bench::json_string(bench::load_average()) << "},\n";
+        json << "  \"settings\": {\"duration_seconds\": "
+             << bench::json_number(std::chrono::duration<double>(h_.opts().duration).count())
+             << ", \"runs\": " << h_.opts().runs << ", \"quick\": "
+             << (h_.opts().quick ? "true" : "false") << ", \"server_cpu\": " << server_cpu_
+             << ", \"client_cpu\": " << client_cpu_ << ", \"idle_connections\": " << idle_
+             << "},\n";
+        json << "  \"targets\": {\"connections\": " << target_connections
+             << ", \"coil_over_best_of_epoll_asio\": " << target_vs_readiness
+             << ", \"coil_over_raw_liburing\": " << target_vs_raw << "},\n";
+        json << "  \"bytes_verified\": " << bytes_verified_ << ",\n";
+        json << "  \"results\": [";
+        for (std::size_t i = 0; i < rows_.size(); ++i) {
+            const row& r = rows_[i];
+            json << (i == 0 ? "\n" : ",\n") << "    {\"size\": " << r.size
+                 << ", \"connections\": " << r.connections << ", \"servers\": {";
+            bool first = true;
+            for (const auto& [name, sr] : r.servers) {
+                json << (first ? "" : ", ") << bench::json_string(name) << ": ";
+                first = false;
+                if (!sr.skipped.empty()) {
+                    json << "{\"skipped\": " << bench::json_string(sr.skipped) << "}";
+                    continue;
+                }
+                std::vector<double> rps, p50, p99, cpu, client_cpu;
+                for (const run_result& x : sr.runs) {
+                    rps.push_back(x.requests_per_second());
+                    p50.push_back(x.p50_us);
+                    p99.push_back(x.p99_us);
+                    cpu.push_back(x.server_us_per_request());
+                    client_cpu.push_back(x.client_us_per_request());
+                }
+                json << "{\"requests_per_second\": " << json_spread(summarise(rps))
+                     << ", \"p50_us\": " << json_spread(summarise(p50))
+                     << ", \"p99_us\": " << json_spread(summarise(p99))
+                     << ", \"server_cpu_us_per_request\": " << json_spread(summarise(cpu))
+                     << ", \"client_cpu_us_per_request\": " << json_spread(summarise(client_cpu))
+                     << "}";
+            }
+            json << "},\n     \"coil_over_best_of_epoll_asio\": "
+                 << (r.vs_readiness.empty() ? "null" : json_spread(summarise(r.vs_readiness)))
+                 << ",\n     \"coil_over_raw_liburing\": "
+                 << (r.vs_raw.empty() ? "null" : json_spread(summarise(r.vs_raw)))
+                 << ",\n     \"cpu_efficiency_coil_over_best_of_epoll_asio\": "
+                 << (r.cpu_vs_readiness.empty() ? "null"
+                                                : json_spread(summarise(r.cpu_vs_readiness)))
+                 << ",\n     \"cpu_efficiency_coil_over_raw_liburing\": "
+                 << (r.cpu_vs_raw.empty() ? "null" : json_spread(summarise(r.cpu_vs_raw)))
+                 << "}";
+        }
+        json << "\n  ],\n  \"idle_memory\": [";
+        for (std::size_t i = 0; i < memory_.size(); ++i) {
+            const memory_row& m = memory_[i];
+            json << (i == 0 ? "\n" : ",\n") << "    {\"server\": " << bench::json_string(m.server);
+            if (!m.skipped.empty())
+                json << ", \"skipped\": " << bench::json_string(m.skipped) << "}";
+            else
+                json << ", \"connections\": " << m.connections
+                     << ", \"rss_before_kib\": " << m.rss_before_kib
+                     << ", \"rss_after_kib\": " << m.rss_after_kib
+                     << ", \"bytes_per_connection\": " << bench::json_number(m.bytes_per_connection())
+                     << "}";
+        }
+        json << "\n  ],\n  \"notes\": [";
+        for (std::size_t i = 0; i < notes_.size(); ++i)
+            json << (i == 0 ? "" : ", ") << bench::json_string(notes_[i]);
+        json << "]\n}\n";
+        std::ofstream out(path, std::ios::trunc);
+        out << json.str();
+        out.close();
+        if (!out) {
+            fmt::print(stderr, "bench_echo: cannot write {}: {}\n", path, errno_text(errno));
+            return 1;
+        }
+        fmt::print("results written to {}\n", path);
+        return 0;
+    }
+
+    bench::harness& h_;
+    std::vector<std::size_t> sizes_;
+    std::vector<unsigned> connection_counts_;
+    unsigned idle_ = 0;
+    int server_cpu_ = 0;
+    int client_cpu_ = 1;
+    std::vector<server_spec> servers_;
+    std::optional<message_pattern> pattern_;
+    std::vector<row> rows_;
+    std::vector<memory_row> memory_;
+    std::uint64_t bytes_verified_ = 0;
+    std::vector<std::string> notes_; // printed with the summary and stored in the JSON
+};
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    ::signal(SIGPIPE, SIG_IGN);
+    bench::program prog{
+        "bench_echo",
+        "TCP echo over loopback: coil's echo_server against raw liburing, epoll and Boost.Asio "
+        "servers, one client that checks every byte",
+        "raw liburing, epoll and Boost.Asio echo servers",
+        {
+            {"sizes", "message sizes in bytes, comma-separated", "64,4096"},
+            {"connections", "connection counts, comma-separated", "1,50,1000"},
+            {"idle-connections", "idle connections for the memory rows (0: none)", "10000"},
+            {"servers", "which servers: coil,liburing,epoll,asio", "coil,liburing,epoll,asio"},
+            {"server-cpu", "CPU the servers are pinned to (-1: none)", "0"},
+            {"client-cpu", "CPU the client is pinned to (-1: none)", "1"},
+        },
+    };
+    bench::options opts = bench::parse_command_line(argc, argv, prog);
+    if (opts.quick) {
+        // A smoke test proves every server answers; it needs no 10,000 sockets.
+        for (bench::extra_option& o : prog.extra_options)
+            if (o.name == "idle-connections" && o.value == "10000")
+                o.value = "1000";
+    }
+    if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+        for (bench::extra_option& o : prog.extra_options)
+            if ((o.name == "server-cpu" || o.name == "client-cpu"))
+                o.value = "-1";
+    }
+    bench::harness h(prog, opts);
+    try {
+        h.print_environment();
+        echo_benchmark b(h);
+        b.run();
+        return b.finish();
+    } catch (const bench::benchmark_failure& e) {
+        std::fflush(stdout);
+        fmt::print(stderr, "\nbenchmark FAILED: {}\n", e.what());
+    } catch (const std::exception& e) {
+        std::fflush(stdout);
+        fmt::print(stderr, "\nbenchmark stopped by an error: {}\n", e.what());
+    }
+    return 1;
+}
