@@ -11,6 +11,8 @@
 
 #include <coil/coil.hpp>
 
+#include "shutdown_signals.hpp"
+
 #include <fmt/core.h>
 
 #include <signal.h>
@@ -164,20 +166,9 @@ coil::task<int> serve(const options& o, int signal_fd)
 int main(int argc, char** argv)
 {
     const options o = parse(argc, argv);
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    ::signal(SIGPIPE, SIG_IGN);
-    if (::pthread_sigmask(SIG_BLOCK, &signals, nullptr) != 0) {
-        fmt::print(stderr, "echo_server: cannot block SIGINT/SIGTERM\n");
+    const int signal_fd = coil_examples::open_shutdown_signals("echo_server");
+    if (signal_fd < 0)
         return 1;
-    }
-    const int signal_fd = ::signalfd(-1, &signals, SFD_CLOEXEC);
-    if (signal_fd < 0) {
-        fmt::print(stderr, "echo_server: signalfd: {}\n", std::strerror(errno));
-        return 1;
-    }
     try {
         return coil::run(serve(o, signal_fd));
     } catch (const std::exception& e) {

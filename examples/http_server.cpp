@@ -17,6 +17,8 @@
 
 #include <coil/coil.hpp>
 
+#include "shutdown_signals.hpp"
+
 #include <fmt/core.h>
 
 #include <fcntl.h>
@@ -668,20 +670,9 @@ int main(int argc, char** argv)
     }
     srv.root_realpath = resolved;
 
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    ::signal(SIGPIPE, SIG_IGN);
-    if (::pthread_sigmask(SIG_BLOCK, &signals, nullptr) != 0) {
-        fmt::print(stderr, "http_server: cannot block SIGINT/SIGTERM\n");
+    const int signal_fd = coil_examples::open_shutdown_signals("http_server");
+    if (signal_fd < 0)
         return 1;
-    }
-    const int signal_fd = ::signalfd(-1, &signals, SFD_CLOEXEC);
-    if (signal_fd < 0) {
-        fmt::print(stderr, "http_server: signalfd: {}\n", std::strerror(errno));
-        return 1;
-    }
     try {
         return coil::run(serve(srv, signal_fd));
     } catch (const std::exception& e) {
