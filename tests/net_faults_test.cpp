@@ -8,6 +8,7 @@
 #include "runtime_test_support.hpp"
 
 #include "fault_injection.hpp"
+#include "fault_plans.hpp"
 
 #include <coil/coil.hpp>
 
@@ -20,61 +21,19 @@
 #include <vector>
 
 namespace net = coil::net;
-using coil::io::testing::fault_plan;
 using coil::io::testing::scoped_faults;
 
 namespace {
 
-std::uint64_t seed()
+// Every fault the plan injects, summed: the echo meets all of them.
+std::uint64_t fired(const coil_test::named_plan& p, const coil_test::fault_counts& c)
 {
-    static const std::uint64_t s = [] {
-        const char* text = std::getenv("COIL_FAULT_SEED");
-        const std::uint64_t v = text != nullptr && *text != '\0' ? std::strtoull(text, nullptr, 0)
-                                                                 : 0x5eedc0110003ULL;
-        std::printf("net faults: seed %#llx (set COIL_FAULT_SEED to change it)\n",
-                    static_cast<unsigned long long>(v));
-        return v;
-    }();
-    return s;
+    std::uint64_t n = 0;
+    for (unsigned bit = 1; bit < coil_test::every_fault; bit <<= 1)
+        if (p.injects & bit)
+            n += coil_test::counter_of(c, static_cast<coil_test::fault_bit>(bit));
+    return n;
 }
-
-struct named_plan {
-    const char* name;
-    fault_plan plan;
-    std::uint64_t (*fired)(const coil::io::testing::fault_counts&);
-};
-
-std::vector<named_plan> plans()
-{
-    const std::uint64_t s = seed();
-    using counts = coil::io::testing::fault_counts;
-    return {
-        {"ebusy", {.seed = s, .enter_ebusy = 250}, [](const counts& c) { return c.ebusy; }},
-        {"eagain", {.seed = s, .enter_eagain = 250}, [](const counts& c) { return c.eagain; }},
-        {"eintr", {.seed = s, .enter_eintr = 500}, [](const counts& c) { return c.eintr; }},
-        {"partial_submit", {.seed = s, .partial_submit = 400},
-         [](const counts& c) { return c.partial_submits; }},
-        {"sq_entries", {.seed = s, .sq_entries = 2}, [](const counts& c) { return c.sq_fills; }},
-        {"stall_reap", {.seed = s, .stall_reap = 250}, [](const counts& c) { return c.stalls; }},
-        {"short_rw", {.seed = s, .short_rw = 500}, [](const counts& c) { return c.shortened; }},
-        {"reorder", {.seed = s, .reorder = 300}, [](const counts& c) { return c.reordered; }},
-        {"all",
-         {.seed = s,
-          .enter_ebusy = 100,
-          .enter_eagain = 100,
-          .enter_eintr = 150,
-          .partial_submit = 300,
-          .sq_entries = 3,
-          .stall_reap = 150,
-          .short_rw = 400,
-          .reorder = 250},
-         [](const counts& c) {
-             return c.ebusy + c.eagain + c.partial_submits + c.sq_fills + c.stalls + c.shortened +
-                    c.reordered;
-         }},
-    };
-}
-
 
 coil::task<bool> talk(net::address at, std::size_t id)
 {
@@ -109,7 +68,7 @@ coil::task<bool> talk(net::address at, std::size_t id)
 TEST_CASE("net faults: an echo server and 30 clients exchange every byte under each fault",
           "[net][faults]")
 {
-    for (const named_plan& p : plans()) {
+    for (const coil_test::named_plan& p : coil_test::all_plans()) {
         CAPTURE(p.name);
         auto server = net::listener::bind(net::address::loopback_v4(0));
         REQUIRE(server);
@@ -142,6 +101,6 @@ TEST_CASE("net faults: an echo server and 30 clients exchange every byte under e
                              << ", partial " << c.partial_submits << ", sq fills " << c.sq_fills
                              << ", stalls " << c.stalls << ", shortened " << c.shortened
                              << ", reordered " << c.reordered);
-        CHECK(p.fired(c) > 0);
+        CHECK(fired(p, c) > 0);
     }
 }
