@@ -16,6 +16,7 @@
 // readiness loop with one read and one write per message is cheap and easy to audit.
 
 #include "harness.hpp"
+#include "peer_process.hpp"
 
 #include <fmt/core.h>
 
@@ -55,6 +56,15 @@ namespace {
 
 namespace bench = coil::bench;
 using bench::fail;
+using bench::compact;
+using bench::json_spread;
+using bench::median;
+using bench::number_list;
+using bench::pin_self;
+using bench::raise_file_limit;
+using bench::server_process;
+using bench::spread;
+using bench::summarise;
 using clock_type = std::chrono::steady_clock;
 
 // The targets, at 50 connections (both message sizes).
@@ -93,157 +103,11 @@ std::vector<server_spec> known_servers()
     return all;
 }
 
-std::optional<std::string> read_file(const std::string& path)
+// How to start a server: on any free port, which it prints.
+bench::process_spec process_of(const server_spec& s)
 {
-    std::ifstream in(path);
-    if (!in)
-        return std::nullopt;
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
+    return {s.name, {s.path, "--port", "0"}, std::nullopt};
 }
-
-// A server in a process of its own, pinned to one CPU. Stopped (SIGTERM, then SIGKILL after
-// five seconds) by the destructor.
-class server_process {
-public:
-    server_process(const server_spec& spec, int cpu) : name_(spec.name)
-    {
-        int out[2];
-        if (::pipe2(out, O_CLOEXEC) != 0)
-            fail("pipe2: " + errno_text(errno));
-        pid_ = ::fork();
-        if (pid_ < 0)
-            fail("fork: " + errno_text(errno));
-        if (pid_ == 0) {
-            if (cpu >= 0) {
-                cpu_set_t set;
-                CPU_ZERO(&set);
-                CPU_SET(cpu, &set);
-                (void)::sched_setaffinity(0, sizeof(set), &set);
-            }
-            ::dup2(out[1], STDOUT_FILENO);
-            const std::string port_flag = "--port";
-            const std::string port = "0";
-            std::vector<char*> argv{const_cast<char*>(spec.path.c_str()),
-                                    const_cast<char*>(port_flag.c_str()),
-                                    const_cast<char*>(port.c_str()), nullptr};
-            ::execv(spec.path.c_str(), argv.data());
-            std::fprintf(stderr, "bench_echo: cannot run %s: %s\n", spec.path.c_str(),
-                         std::strerror(errno));
-            ::_exit(127);
-        }
-        ::close(out[1]);
-        // The server prints "...listening on 127.0.0.1:PORT" once it accepts connections.
-        std::string text;
-        const auto deadline = clock_type::now() + std::chrono::seconds(10);
-        while (text.find('\n') == std::string::npos) {
-            pollfd p{out[0], POLLIN, 0};
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                deadline - clock_type::now());
-            if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
-                break;
-            char chunk[256];
-            const ssize_t n = ::read(out[0], chunk, sizeof(chunk));
-            if (n <= 0)
-                break;
-            text.append(chunk, static_cast<std::size_t>(n));
-        }
-        ::close(out[0]);
-        const auto at = text.find("listening on ");
-        const auto colon = text.rfind(':');
-        unsigned port = 0;
-        if (at != std::string::npos && colon != std::string::npos && colon > at) {
-            const char* first = text.data() + colon + 1;
-            std::from_chars(first, text.data() + text.size(), port);
-        }
-        if (port == 0 || port > 65535) {
-            stop();
-            fail(fmt::format("server {} ({}) did not say which port it listens on (it said "
-                             "'{}')", spec.name, spec.path, text));
-        }
-        port_ = static_cast<std::uint16_t>(port);
-    }
-
-    ~server_process() { stop(); }
-    server_process(const server_process&) = delete;
-    server_process& operator=(const server_process&) = delete;
-
-    std::uint16_t port() const noexcept { return port_; }
-    pid_t pid() const noexcept { return pid_; }
-
-    /// The process's user + system CPU time so far, in seconds (all its threads, including
-    /// io_uring's io-wq workers, which belong to it). Clock-tick resolution (usually 10 ms).
-    double cpu_seconds() const
-    {
-        auto stat = read_file(fmt::format("/proc/{}/stat", pid_));
-        if (!stat)
-            fail(fmt::format("server {} is gone (no /proc/{}/stat)", name_, pid_));
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        std::istringstream rest(stat->substr(stat->rfind(')') + 2));
-        std::string field;
-        unsigned long long utime = 0;
-        unsigned long long stime = 0;
-        for (int i = 3; i <= 15 && rest >> field; ++i) {
-            if (i == 14)
-                utime = std::stoull(field);
-            if (i == 15)
-                stime = std::stoull(field);
-        }
-        return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-    }
-
-    /// VmRSS in KiB.
-    long rss_kib() const
-    {
-        auto status = read_file(fmt::format("/proc/{}/status", pid_));
-        if (!status)
-            fail(fmt::format("server {} is gone (no /proc/{}/status)", name_, pid_));
-        const auto at = status->find("VmRSS:");
-        if (at == std::string::npos)
-            fail("no VmRSS in /proc/PID/status");
-        return std::stol(status->substr(at + 6));
-    }
-
-    /// Fails if the process has exited (a crash shows here rather than as a stalled client).
-    void check_alive() const
-    {
-        int status = 0;
-        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-            const_cast<server_process*>(this)->pid_ = -1;
-            fail(fmt::format("server {} exited during the run ({})", name_,
-                             WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
-                                                 : "status " +
-                                                       std::to_string(WEXITSTATUS(status))));
-        }
-    }
-
-    /// SIGTERM, then waits; returns the exit status (-1: had to be killed, or gone already).
-    int stop()
-    {
-        if (pid_ <= 0)
-            return -1;
-        ::kill(pid_, SIGTERM);
-        int status = 0;
-        const auto deadline = clock_type::now() + std::chrono::seconds(5);
-        while (::waitpid(pid_, &status, WNOHANG) == 0) {
-            if (clock_type::now() > deadline) {
-                ::kill(pid_, SIGKILL);
-                ::waitpid(pid_, &status, 0);
-                pid_ = -1;
-                return -1;
-            }
-            ::usleep(2000);
-        }
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-
-private:
-    std::string name_;
-    pid_t pid_ = -1;
-    std::uint16_t port_ = 0;
-};
 
 // --- the client ----------------------------------------------------------------------------------
 
@@ -311,7 +175,7 @@ double process_cpu_seconds()
 // Connections to one server, driven by one epoll loop. Single-threaded.
 class client {
 public:
-    client(const server_process& server, const message_pattern& pattern)
+    client(server_process& server, const message_pattern& pattern)
         : server_(server), pattern_(pattern)
     {
         epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -514,7 +378,7 @@ private:
             start_message(c);
     }
 
-    const server_process& server_;
+    server_process& server_;
     const message_pattern& pattern_;
     int epoll_ = -1;
     std::vector<client_connection> connections_;
@@ -526,72 +390,6 @@ private:
     std::vector<std::uint32_t> latencies_; // ns, one per request of the run
     std::array<std::byte, 65536> buffer_{};
 };
-
-// --- statistics ------------------------------------------------------------------------------------
-
-double median(std::vector<double> v)
-{
-    if (v.empty())
-        return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-struct spread {
-    double median = 0;
-    double min = 0;
-    double max = 0;
-    std::vector<double> samples;
-};
-
-spread summarise(std::vector<double> v)
-{
-    spread s;
-    if (v.empty())
-        return s;
-    s.min = *std::min_element(v.begin(), v.end());
-    s.max = *std::max_element(v.begin(), v.end());
-    s.median = median(v);
-    s.samples = std::move(v);
-    return s;
-}
-
-std::string compact(double v)
-{
-    if (v >= 1e6)
-        return fmt::format("{:.3g}M", v / 1e6);
-    if (v >= 1e3)
-        return fmt::format("{:.3g}k", v / 1e3);
-    return fmt::format("{:.3g}", v);
-}
-
-std::string json_spread(const spread& s)
-{
-    std::string samples;
-    for (double x : s.samples)
-        samples += (samples.empty() ? "" : ", ") + bench::json_number(x);
-    return fmt::format("{{\"median\": {}, \"min\": {}, \"max\": {}, \"samples\": [{}]}}",
-                       bench::json_number(s.median), bench::json_number(s.min),
-                       bench::json_number(s.max), samples);
-}
-
-std::vector<unsigned long> number_list(const std::string& text, const char* what)
-{
-    std::vector<unsigned long> out;
-    std::size_t at = 0;
-    while (at <= text.size()) {
-        const std::size_t comma = std::min(text.find(',', at), text.size());
-        unsigned long v = 0;
-        auto [ptr, ec] = std::from_chars(text.data() + at, text.data() + comma, v);
-        if (ec != std::errc{} || ptr != text.data() + comma || v == 0)
-            fail(fmt::format("--{} takes positive numbers separated by commas, not '{}'", what,
-                             text));
-        out.push_back(v);
-        at = comma + 1;
-    }
-    return out;
-}
 
 // --- the benchmark ---------------------------------------------------------------------------------
 
@@ -624,33 +422,6 @@ struct memory_row {
                                : 0;
     }
 };
-
-void pin_self(int cpu)
-{
-    if (cpu < 0)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (::sched_setaffinity(0, sizeof(set), &set) != 0)
-        fail(fmt::format("cannot pin the client to CPU {}: {}", cpu, errno_text(errno)));
-}
-
-// Both limits up to `wanted` where allowed (root may raise the hard limit); children inherit.
-rlim_t raise_file_limit(rlim_t wanted)
-{
-    rlimit now{};
-    ::getrlimit(RLIMIT_NOFILE, &now);
-    if (now.rlim_cur >= wanted)
-        return now.rlim_cur;
-    rlimit want{wanted, std::max(wanted, now.rlim_max)};
-    if (::setrlimit(RLIMIT_NOFILE, &want) != 0) {
-        want = rlimit{now.rlim_max, now.rlim_max}; // not root: as far as the hard limit goes
-        (void)::setrlimit(RLIMIT_NOFILE, &want);
-    }
-    ::getrlimit(RLIMIT_NOFILE, &now);
-    return now.rlim_cur;
-}
 
 std::string row_name(std::size_t size, unsigned connections)
 {
@@ -754,7 +525,7 @@ private:
                 clients.emplace_back();
                 continue;
             }
-            procs.push_back(std::make_unique<server_process>(s, server_cpu_));
+            procs.push_back(std::make_unique<server_process>(process_of(s), server_cpu_));
             clients.push_back(std::make_unique<client>(*procs.back(), *pattern_));
             clients.back()->open(connections);
             live.push_back(i);
@@ -874,7 +645,7 @@ private:
             memory_.push_back(m);
             return;
         }
-        server_process proc(s, server_cpu_);
+        server_process proc(process_of(s), server_cpu_);
         {
             // 64 connections at once: one alone would take seconds on a loaded machine.
             client warm(proc, *pattern_);
@@ -946,15 +717,9 @@ private:
         const std::string& path = h_.opts().json_path;
         if (path.empty())
             return 0;
-        const bench::machine env = bench::read_machine();
         std::ostringstream json;
         json << "{\n  \"program\": \"bench_echo\",\n";
-        json << "  \"environment\": {\"cpu\": " << bench::json_string(env.cpu)
-             << ", \"cores\": " << env.cores << ", \"kernel\": " << bench::json_string(env.kernel)
-             << ", \"liburing\": " << bench::json_string(env.liburing)
-             << ", \"compiler\": " << bench::json_string(env.compiler)
-             << ", \"build\": " << bench::json_string(env.build)
-             << ", \"load_average_end\": " << bench::json_string(bench::load_average()) << "},\n";
+        json << "  \"environment\": " << bench::json_environment() << ",\n";
         json << "  \"settings\": {\"duration_seconds\": "
              << bench::json_number(std::chrono::duration<double>(h_.opts().duration).count())
              << ", \"runs\": " << h_.opts().runs << ", \"quick\": "

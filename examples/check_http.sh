@@ -6,6 +6,8 @@
 #   check_http.sh HTTP_SERVER curl      status codes, HEAD, keep-alive reuse, ranges, media types,
 #                                       a 100 MiB file checked with sha256sum
 #   check_http.sh HTTP_SERVER raw       raw sockets (check_http_raw.py), under both confinements
+#   check_http.sh HTTP_SERVER large     files over 64 KiB by each --large-file method (sendfile,
+#                                       splice, read): whole, ranges, a client that reads slowly
 #   check_http.sh HTTP_SERVER wrk       a bounded wrk run: no socket error, no non-2xx answer
 #   check_http.sh HTTP_SERVER shutdown  SIGTERM during a download: it completes, exit status 0
 # Exits 77 (SKIP) when a client the group needs is missing.
@@ -220,6 +222,36 @@ group_raw() {
     done
 }
 
+group_large() {
+    need curl
+    need sha256sum
+    mkdir -p "$root"
+    head -c $((24 * 1024 * 1024)) /dev/urandom >"$root/big.bin"
+    head -c $((64 * 1024 + 1)) /dev/urandom >"$root/just_over.bin"
+    local method want_sum part
+    want_sum=$(sha256sum <"$root/big.bin")
+    for method in sendfile splice read; do
+        start_server --large-file "$method"
+        local base="http://127.0.0.1:$port"
+        [ "$(curl -s "$base/big.bin" | sha256sum)" = "$want_sum" ] || fail "$method: 24 MiB sha256"
+        [ "$(curl -s "$base/just_over.bin" | sha256sum)" = "$(sha256sum <"$root/just_over.bin")" ] ||
+            fail "$method: 64 KiB + 1 byte"
+        # A range that starts and ends inside the file, over many steps of the method.
+        part=$(head -c 4000000 "$root/big.bin" | tail -c 3000000 | sha256sum)
+        [ "$(curl -s -r 1000000-3999999 "$base/big.bin" | sha256sum)" = "$part" ] ||
+            fail "$method: a 3 MB range at offset 1000000"
+        # A client that reads at 8 MiB/s: the server waits for room in the socket many times.
+        [ "$(curl -s --limit-rate 8M "$base/big.bin" | sha256sum)" = "$want_sum" ] ||
+            fail "$method: a slow reader"
+        # Two files in one keep-alive connection: each response ends where it should.
+        [ "$(curl -s "$base/just_over.bin" "$base/big.bin" | sha256sum)" = \
+          "$(cat "$root/just_over.bin" "$root/big.bin" | sha256sum)" ] ||
+            fail "$method: two large responses on one connection"
+        stop_server
+        pass "--large-file $method: whole, range, slow reader, keep-alive"
+    done
+}
+
 group_wrk() {
     need wrk
     start_server
@@ -269,6 +301,7 @@ case $group in
 cli) group_cli ;;
 curl) group_curl ;;
 raw) group_raw ;;
+large) group_large ;;
 wrk) group_wrk ;;
 shutdown) group_shutdown ;;
 *) echo "unknown group '$group'"; exit 2 ;;

@@ -4,11 +4,13 @@
 //
 //   http_server --port N --root DIR [--address HOST] [--access-log]
 //               [--header-timeout-ms MS] [--idle-timeout-ms MS] [--send-timeout-ms MS]
-//               [--confine openat2|realpath]
+//               [--confine openat2|realpath] [--large-file sendfile|splice|read]
 //
 // A multishot accept hands over connections; each connection is one coroutine that receives
 // into its own buffer, parses the request heads in it (examples/http/parser.hpp) and answers
-// them in order, reading files through the ring. SIGINT or SIGTERM (read through a signalfd)
+// them in order. A small file is read through the ring and sent with its head in one send; a
+// large one goes out with sendfile(2) called from the loop (or, by option, spliced through a
+// pipe or read and sent in chunks; docs/benchmarks.md has the figures that chose sendfile). SIGINT or SIGTERM (read through a signalfd)
 // stops accepting, lets the responses in flight finish, closes idle connections and exits 0.
 // docs/networking.md describes the limits, the timeouts and how paths are confined.
 
@@ -25,6 +27,8 @@
 #include <linux/io_uring.h> // IORING_OP_OPENAT2 only: the SQE itself is coil::io::sqe
 #include <linux/openat2.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -56,6 +60,7 @@ namespace {
 // --- options ------------------------------------------------------------------------------
 
 enum class confinement { openat2, realpath };
+enum class large_file_method { sendfile, splice, read };
 
 struct options {
     std::string host = "127.0.0.1";
@@ -67,6 +72,7 @@ struct options {
     std::chrono::milliseconds idle_timeout{30'000};
     std::chrono::milliseconds send_timeout{30'000};
     confinement confine = confinement::openat2;
+    large_file_method large_file = large_file_method::sendfile;
 };
 
 [[noreturn]] void usage(const char* why)
@@ -78,6 +84,7 @@ struct options {
                "usage: http_server --port N --root DIR [--address HOST] [--access-log]\n"
                "                   [--header-timeout-ms MS] [--idle-timeout-ms MS]\n"
                "                   [--send-timeout-ms MS] [--confine openat2|realpath]\n"
+               "                   [--large-file sendfile|splice|read]\n"
                "  --port N               TCP port to listen on (0: any free port, printed)\n"
                "  --root DIR             directory whose files are served (never anything outside)\n"
                "  --address HOST         address to bind (default 127.0.0.1; [::1] for IPv6)\n"
@@ -87,7 +94,10 @@ struct options {
                "  --send-timeout-ms      time one send may wait for a client that reads\n"
                "                         nothing (30000)\n"
                "  --confine MODE         openat2 (default: RESOLVE_BENEATH, Linux 5.6) or\n"
-               "                         realpath (the fallback for older kernels)\n");
+               "                         realpath (the fallback for older kernels)\n"
+               "  --large-file METHOD    how files over 64 KiB are sent: sendfile (default,\n"
+               "                         sendfile(2) from the loop), splice (through a pipe,\n"
+               "                         in the kernel's workers) or read (ring reads + sends)\n");
     std::exit(2);
 }
 
@@ -137,6 +147,17 @@ options parse_options(int argc, char** argv)
             } else {
                 usage("--confine takes openat2 or realpath");
             }
+        } else if (arg == "--large-file") {
+            const std::string_view method = value();
+            if (method == "sendfile") {
+                o.large_file = large_file_method::sendfile;
+            } else if (method == "splice") {
+                o.large_file = large_file_method::splice;
+            } else if (method == "read") {
+                o.large_file = large_file_method::read;
+            } else {
+                usage("--large-file takes sendfile, splice or read");
+            }
         } else if (arg == "--help" || arg == "-h") {
             usage(nullptr);
         } else {
@@ -181,6 +202,34 @@ struct openat2_op {
             return coil::io::error_from_result(c.result);
         }
         return c.result;
+    }
+};
+
+// splice(2) through the ring (IORING_OP_SPLICE, Linux 5.7), which coil does not wrap: moves up
+// to `length` bytes from `in` (at `in_offset`, or -1 for a pipe) to `out`, a pipe or socket.
+// The kernel always runs it in one of its workers.
+struct splice_op {
+    int in;
+    std::int64_t in_offset;
+    int out;
+    unsigned length;
+    std::error_code prepare(coil::io::ring& r, std::uint64_t user_data) noexcept
+    {
+        return r.add_sqe(IORING_OP_SPLICE, user_data, [&](coil::io::sqe& s) {
+            s.splice_fd_in = in;
+            s.splice_off_in = static_cast<std::uint64_t>(in_offset);
+            s.fd = out;
+            s.off = ~std::uint64_t{0}; // no offset on the output side
+            s.len = length;
+            s.splice_flags = SPLICE_F_MOVE;
+        });
+    }
+    coil::result<std::size_t> complete(const coil::io::completion& c) const noexcept
+    {
+        if (c.result < 0) {
+            return coil::io::error_from_result(c.result);
+        }
+        return static_cast<std::size_t>(c.result);
     }
 };
 
@@ -254,14 +303,91 @@ coil::task<coil::result<coil::file>> open_beneath(server_state& srv, std::string
 
 // Sends all of `data`; each send may wait at most `timeout` for the client to make room.
 coil::task<bool> send_all(const net::stream_socket& conn, std::span<const std::byte> data,
-                          std::chrono::milliseconds timeout)
+                          std::chrono::milliseconds timeout, int flags = 0)
 {
     while (!data.empty()) {
-        auto n = co_await conn.send(data).with_timeout(timeout);
+        auto n = co_await net::send(conn.fd(), data, flags).with_timeout(timeout);
         if (!n || *n == 0) {
             co_return false;
         }
         data = data.subspan(*n);
+    }
+    co_return true;
+}
+
+// Files larger than this go out by the --large-file method; smaller ones are read into the
+// response's buffer behind the head and leave in one send.
+constexpr std::uint64_t small_file_bytes = 64 * 1024;
+
+// Bytes handed to one sendfile(2) or splice: a bound on how long one connection holds the loop
+// (sendfile runs on the executor's thread) before others get a turn.
+constexpr std::size_t large_file_step_bytes = 256 * 1024;
+
+// sendfile(2) from the loop, on the connection's non-blocking socket (made so when the
+// connection started): the kernel moves page-cache pages to the socket without a copy into
+// user memory. When the socket is full, the connection waits for POLLOUT through the ring; a
+// file page that is not cached is read synchronously, on the loop, as nginx does without aio.
+coil::task<bool> sendfile_all(const net::stream_socket& conn, int file_fd, std::uint64_t first,
+                              std::uint64_t length, std::chrono::milliseconds timeout)
+{
+    auto offset = static_cast<off_t>(first);
+    while (length > 0) {
+        const ssize_t n = ::sendfile(conn.fd(), file_fd, &offset,
+                                     std::min<std::uint64_t>(length, large_file_step_bytes));
+        if (n > 0) {
+            length -= static_cast<std::uint64_t>(n);
+            if (length > 0) {
+                co_await coil::yield();
+            }
+            continue;
+        }
+        if (n == 0) {
+            co_return false; // the file shrank: the promised length cannot be kept
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno != EAGAIN) {
+            co_return false; // the client went away
+        }
+        auto ready = co_await coil::poll(conn.fd(), POLLOUT).with_timeout(timeout);
+        if (!ready) {
+            co_return false; // the client reads nothing: the send timeout
+        }
+    }
+    co_return true;
+}
+
+// splice(2) through the ring: file -> a pipe of this response's own -> socket. Each splice runs
+// in one of the kernel's workers, and every response in flight holds a pipe (two descriptors,
+// counted against the per-user pipe limit).
+coil::task<bool> splice_all(const net::stream_socket& conn, int file_fd, std::uint64_t first,
+                            std::uint64_t length, std::chrono::milliseconds timeout)
+{
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        co_return false;
+    }
+    coil::file pipe_out(pipe_fds[0]); // closed on every path out
+    coil::file pipe_in(pipe_fds[1]);
+    auto offset = static_cast<std::int64_t>(first);
+    while (length > 0) {
+        const auto step = static_cast<unsigned>(std::min<std::uint64_t>(length, 64 * 1024));
+        auto in = co_await coil::operation<splice_op>({file_fd, offset, pipe_fds[1], step});
+        if (!in || *in == 0) {
+            co_return false;
+        }
+        offset += static_cast<std::int64_t>(*in);
+        length -= *in;
+        for (std::size_t left = *in; left > 0;) {
+            auto out = co_await coil::operation<splice_op>(
+                           {pipe_fds[0], -1, conn.fd(), static_cast<unsigned>(left)})
+                           .with_timeout(timeout);
+            if (!out || *out == 0) {
+                co_return false;
+            }
+            left -= *out;
+        }
     }
     co_return true;
 }
@@ -343,17 +469,20 @@ coil::task<response_outcome> respond(const net::stream_socket& conn, server_stat
         co_return co_await send_error(conn, srv, 404, keep_alive, version, is_head);
     }
     coil::file f = std::move(*opened);
-    auto info = co_await f.stat();
-    if (info && S_ISDIR(info->stx_mode)) {
+    // fstat(2) from the loop rather than IORING_OP_STATX: the kernel runs every STATX in one of
+    // its workers (a thread hop per request), while an open descriptor's metadata is in memory.
+    struct ::stat info {};
+    bool have_info = ::fstat(f.native_handle(), &info) == 0;
+    if (have_info && S_ISDIR(info.st_mode)) {
         name = (name == "." ? std::string() : (name.back() == '/' ? name : name + "/")) + "index.html";
         opened = co_await open_beneath(srv, name);
         if (!opened) {
             co_return co_await send_error(conn, srv, 404, keep_alive, version, is_head);
         }
         f = std::move(*opened);
-        info = co_await f.stat();
+        have_info = ::fstat(f.native_handle(), &info) == 0;
     }
-    if (!info || !S_ISREG(info->stx_mode)) {
+    if (!have_info || !S_ISREG(info.st_mode)) {
         co_return co_await send_error(conn, srv, 404, keep_alive, version, is_head);
     }
     // A regular file: reads may block in the kernel's worker as usual (with O_NONBLOCK a
@@ -365,7 +494,7 @@ coil::task<response_outcome> respond(const net::stream_socket& conn, server_stat
         co_return failed;
     }
 
-    const std::uint64_t size = info->stx_size;
+    const std::uint64_t size = static_cast<std::uint64_t>(info.st_size);
     http::range_result range;
     // Range applies to GET only (RFC 9110 14.2); with If-Range this server, which sends no
     // validators, cannot tell whether the client's copy is current, so it sends everything.
@@ -393,6 +522,20 @@ coil::task<response_outcome> respond(const net::stream_socket& conn, server_stat
     if (is_head || length == 0) {
         const bool sent = co_await send_all(conn, bytes_of(head), srv.opts.send_timeout);
         co_return response_outcome{status, 0, sent};
+    }
+
+    if (length > small_file_bytes && srv.opts.large_file != large_file_method::read) {
+        response_outcome out{status, 0, false};
+        if (!co_await send_all(conn, bytes_of(head), srv.opts.send_timeout, MSG_MORE)) {
+            co_return out;
+        }
+        out.sent = srv.opts.large_file == large_file_method::sendfile
+                       ? co_await sendfile_all(conn, f.native_handle(), first, length,
+                                               srv.opts.send_timeout)
+                       : co_await splice_all(conn, f.native_handle(), first, length,
+                                             srv.opts.send_timeout);
+        out.bytes = out.sent ? length : 0;
+        co_return out;
     }
 
     // The head and the first chunk share one buffer and one send; a small file is one send.
@@ -485,6 +628,14 @@ coil::task<void> finish(net::stream_socket& conn, bool drain)
 coil::task<void> serve_connection(net::stream_socket conn, server_state& srv)
 {
     (void)conn.set_no_delay();
+    if (srv.opts.large_file == large_file_method::sendfile) {
+        // sendfile(2) runs on the loop: it must never wait for room in the socket. The ring's
+        // own sends and receives are unaffected by O_NONBLOCK.
+        const int fl = ::fcntl(conn.fd(), F_GETFL);
+        if (fl < 0 || ::fcntl(conn.fd(), F_SETFL, fl | O_NONBLOCK) < 0) {
+            co_return; // out of resources: the connection ends (closed by its destructor)
+        }
+    }
     std::vector<char> buffer(receive_buffer_bytes);
     std::size_t filled = 0;
     clock_type::time_point head_deadline{};

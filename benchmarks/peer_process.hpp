@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// What the server benchmarks (bench_echo, bench_http) share: a server started as a process of
+/// its own and pinned to one CPU, whose CPU time and resident memory can be read; pinning the
+/// benchmark itself; raising the descriptor limit; and the min/median/max summary of a
+/// handful of runs.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace coil::bench {
+
+/// How to start one server.
+struct process_spec {
+    std::string name;              ///< for messages: "coil", "nginx", ...
+    std::vector<std::string> argv; ///< argv[0] is the program's path
+    /// The port the server was told to use; it is ready once a TCP connection to
+    /// 127.0.0.1:port succeeds. Without one, the server must print a line holding
+    /// "listening on HOST:PORT" on stdout, as coil's examples do, and that port is used.
+    std::optional<std::uint16_t> port;
+    /// Sends the server's stderr to /dev/null (for servers that talk on every start and stop
+    /// and keep a log of their own).
+    bool quiet = false;
+};
+
+/// A server in a process of its own, pinned to one CPU (-1: not pinned). The constructor
+/// returns once the server accepts connections, or throws `benchmark_failure`. Stopped
+/// (SIGTERM, then SIGKILL after five seconds) by `stop()` or the destructor.
+class server_process {
+public:
+    server_process(const process_spec& spec, int cpu);
+    ~server_process() { stop(); }
+    server_process(const server_process&) = delete;
+    server_process& operator=(const server_process&) = delete;
+
+    std::uint16_t port() const noexcept { return port_; }
+    pid_t pid() const noexcept { return pid_; }
+
+    /// The process's user + system CPU time so far, in seconds (all its threads, including
+    /// io_uring's io-wq workers, which belong to it). Clock-tick resolution (usually 10 ms).
+    double cpu_seconds() const;
+
+    /// VmRSS in KiB.
+    long rss_kib() const;
+
+    /// Fails if the process has exited (a crash shows here rather than as a stalled client).
+    void check_alive();
+
+    /// SIGTERM, then waits; returns the exit status (-1: had to be killed, or gone already).
+    int stop();
+
+private:
+    void wait_until_accepting();
+
+    std::string name_;
+    pid_t pid_ = -1;
+    std::uint16_t port_ = 0;
+};
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for servers that cannot be told to
+/// pick one and print it, such as nginx).
+std::uint16_t free_port();
+
+/// Pins the calling thread to `cpu` (nothing for -1); fails when the CPU does not exist.
+void pin_self(int cpu);
+
+/// Raises both RLIMIT_NOFILE limits to `wanted` where allowed (root may raise the hard limit;
+/// others go as far as the hard limit). Children inherit it. Returns the soft limit reached.
+rlim_t raise_file_limit(rlim_t wanted);
+
+/// The contents of a (small) file, such as /proc/PID/stat.
+std::optional<std::string> read_text_file(const std::string& path);
+
+/// Minimum, median and maximum of some runs, with the runs themselves.
+struct spread {
+    double median = 0;
+    double min = 0;
+    double max = 0;
+    std::vector<double> samples;
+};
+
+double median(std::vector<double> v);
+spread summarise(std::vector<double> v);
+
+/// `s` as a JSON object {"median", "min", "max", "samples"}.
+std::string json_spread(const spread& s);
+
+/// The machine and the load average, as one JSON object (the "environment" of a result file).
+std::string json_environment();
+
+/// 1234567 as "1.23M", 45600 as "45.6k": for ranges in narrow table columns.
+std::string compact(double v);
+
+/// "64,4096" as {64, 4096}; fails (naming option `what`) on anything but positive numbers.
+std::vector<unsigned long> number_list(const std::string& text, const char* what);
+
+} // namespace coil::bench
