@@ -11,9 +11,13 @@
 // slower, CPU per request is not. A closing section opens many idle connections to a fresh
 // process of each server and divides the growth of its VmRSS by their number.
 //
-// The client is written here with plain level-triggered epoll, not with coil: it must cost the
-// same whatever server it drives and must not move when coil's runtime changes, and a
-// readiness loop with one read and one write per message is cheap and easy to audit.
+// The client is written here, not with coil: it must cost the same whatever server it drives and
+// must not move when coil's runtime changes. Two are built in (--client): raw liburing, the
+// default, and plain level-triggered epoll with one read and one write per message. The epoll
+// client spends about as much CPU per message as the epoll server, so with it requests/s
+// measures the client as much as the server (docs/benchmarks.md has the figures); the io_uring
+// client costs less per message, so the server's own cost decides. The memory rows use the
+// epoll client either way (10,000 idle connections need no receive armed).
 
 #include "harness.hpp"
 #include "peer_process.hpp"
@@ -27,7 +31,9 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <liburing.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -50,6 +56,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -142,6 +149,7 @@ struct client_connection {
     std::size_t sent = 0;         // bytes of it sent
     std::size_t received = 0;     // bytes of it received and checked
     bool in_flight = false;
+    bool next_after_send = false; // io_uring client: the echo beat its send's CQE
     clock_type::time_point started{};
 };
 
@@ -172,8 +180,92 @@ double process_cpu_seconds()
     return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
 }
 
+// A closed-loop load on one server: open connections, then run for a while.
+class load_client {
+public:
+    virtual ~load_client() = default;
+    /// Opens `count` more connections.
+    virtual void open(unsigned count) = 0;
+    /// Closed loop on every connection: send a `size`-byte message, read it back and check it,
+    /// send the next, until `duration` is over; then waits for the messages in flight. With a
+    /// zero duration, each connection does exactly one round trip.
+    virtual run_result run(std::size_t size, std::chrono::nanoseconds duration,
+                           bool keep_latencies) = 0;
+};
+
+// What both clients measure around a run, and their latency percentiles.
+class run_meter {
+public:
+    run_meter(const server_process& server, bool keep_latencies)
+        : server_(server), keep_latencies_(keep_latencies),
+          server_cpu_before_(server.cpu_seconds()), client_cpu_before_(process_cpu_seconds())
+    {
+        if (keep_latencies)
+            latencies_.reserve(1 << 20);
+    }
+
+    /// One request took from `started` to now.
+    void done(clock_type::time_point started)
+    {
+        if (keep_latencies_)
+            latencies_.push_back(static_cast<std::uint32_t>(std::min<std::int64_t>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - started)
+                    .count(),
+                0xffffffff)));
+    }
+
+    run_result finish(std::uint64_t requests, std::size_t size)
+    {
+        run_result r;
+        r.seconds = std::chrono::duration<double>(clock_type::now() - start_).count();
+        r.client_cpu_seconds = process_cpu_seconds() - client_cpu_before_;
+        r.server_cpu_seconds = server_.cpu_seconds() - server_cpu_before_;
+        r.requests = requests;
+        r.bytes_verified = requests * size;
+        if (!latencies_.empty()) {
+            std::sort(latencies_.begin(), latencies_.end());
+            auto at = [&](double p) {
+                return double(latencies_[static_cast<std::size_t>(
+                           p * double(latencies_.size() - 1))]) / 1e3;
+            };
+            r.p50_us = at(0.50);
+            r.p99_us = at(0.99);
+        }
+        return r;
+    }
+
+private:
+    const server_process& server_;
+    bool keep_latencies_;
+    double server_cpu_before_;
+    double client_cpu_before_;
+    clock_type::time_point start_ = clock_type::now();
+    std::vector<std::uint32_t> latencies_; // ns, one per request of the run
+};
+
+// A blocking connect to the server on 127.0.0.1, TCP_NODELAY set.
+int connect_to(const server_process& server, std::size_t index)
+{
+    sockaddr_in at{};
+    at.sin_family = AF_INET;
+    at.sin_port = htons(server.port());
+    at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fail(fmt::format("socket (connection {}): {} (raise RLIMIT_NOFILE?)", index,
+                         errno_text(errno)));
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&at), sizeof(at)) != 0) {
+        const int error = errno;
+        ::close(fd);
+        fail(fmt::format("connect (connection {}): {}", index, errno_text(error)));
+    }
+    const int on = 1;
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    return fd;
+}
+
 // Connections to one server, driven by one epoll loop. Single-threaded.
-class client {
+class client final : public load_client {
 public:
     client(server_process& server, const message_pattern& pattern)
         : server_(server), pattern_(pattern)
@@ -194,25 +286,10 @@ public:
 
     /// Opens `count` more connections (blocking connects, then non-blocking sockets with
     /// TCP_NODELAY, watched for input).
-    void open(unsigned count)
+    void open(unsigned count) override
     {
-        sockaddr_in at{};
-        at.sin_family = AF_INET;
-        at.sin_port = htons(server_.port());
-        at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         for (unsigned i = 0; i < count; ++i) {
-            const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            if (fd < 0)
-                fail(fmt::format("socket (connection {}): {} (raise RLIMIT_NOFILE?)",
-                                 connections_.size(), errno_text(errno)));
-            if (::connect(fd, reinterpret_cast<sockaddr*>(&at), sizeof(at)) != 0) {
-                const int error = errno;
-                ::close(fd);
-                fail(fmt::format("connect (connection {}): {}", connections_.size(),
-                                 errno_text(error)));
-            }
-            const int on = 1;
-            (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+            const int fd = connect_to(server_, connections_.size());
             (void)::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
             client_connection c;
             c.fd = fd;
@@ -234,22 +311,13 @@ public:
         connections_.clear();
     }
 
-    /// Closed loop on every connection: send a `size`-byte message, read it back and check it,
-    /// send the next, until `duration` is over; then waits for the messages in flight. With a
-    /// zero duration, each connection does exactly one round trip (used to make sure the
-    /// server has accepted and served every connection).
-    run_result run(std::size_t size, std::chrono::nanoseconds duration, bool keep_latencies)
+    run_result run(std::size_t size, std::chrono::nanoseconds duration,
+                   bool keep_latencies) override
     {
         size_ = size;
-        latencies_.clear();
-        if (keep_latencies)
-            latencies_.reserve(1 << 20);
-        keep_latencies_ = keep_latencies;
-        run_result r;
-        const double server_cpu_before = server_.cpu_seconds();
-        const double client_cpu_before = process_cpu_seconds();
-        const auto start = clock_type::now();
-        const auto end = start + duration;
+        run_meter meter(server_, keep_latencies);
+        meter_ = &meter;
+        const auto end = clock_type::now() + duration;
         requests_ = 0;
         in_flight_ = 0;
         for (auto& c : connections_)
@@ -283,21 +351,8 @@ public:
                 last_progress = clock_type::now();
             }
         }
-        r.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
-        r.client_cpu_seconds = process_cpu_seconds() - client_cpu_before;
-        r.server_cpu_seconds = server_.cpu_seconds() - server_cpu_before;
-        r.requests = requests_;
-        r.bytes_verified = requests_ * size_;
-        if (!latencies_.empty()) {
-            std::sort(latencies_.begin(), latencies_.end());
-            auto at = [&](double p) {
-                return double(latencies_[static_cast<std::size_t>(
-                           p * double(latencies_.size() - 1))]) / 1e3;
-            };
-            r.p50_us = at(0.50);
-            r.p99_us = at(0.99);
-        }
-        return r;
+        meter_ = nullptr;
+        return meter.finish(requests_, size_);
     }
 
 private:
@@ -365,11 +420,7 @@ private:
         c.received += static_cast<std::size_t>(n);
         if (c.received < size_)
             return;
-        if (keep_latencies_)
-            latencies_.push_back(static_cast<std::uint32_t>(std::min<std::int64_t>(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() -
-                                                                     c.started).count(),
-                0xffffffff)));
+        meter_->done(c.started);
         ++requests_;
         ++c.message;
         c.in_flight = false;
@@ -386,9 +437,235 @@ private:
     std::uint64_t requests_ = 0;
     std::size_t in_flight_ = 0;
     std::size_t watching_output_ = 0;
-    bool keep_latencies_ = false;
-    std::vector<std::uint32_t> latencies_; // ns, one per request of the run
+    run_meter* meter_ = nullptr; // during run()
     std::array<std::byte, 65536> buffer_{};
+};
+
+// The same load from one io_uring (raw liburing, SINGLE_ISSUER | DEFER_TASKRUN): each
+// connection keeps one multishot receive armed over a shared provided-buffer ring, and a
+// message goes out as one send SQE. Every syscall of a batch of messages is one
+// io_uring_enter, so the client spends less CPU per message than the epoll client (a read, a
+// write and a share of epoll_wait each); with a server on one core and the client on another,
+// that keeps the client from being the side that caps requests/s.
+class uring_client final : public load_client {
+public:
+    static constexpr unsigned buffer_count = 1024;
+    static constexpr unsigned buffer_bytes = 16 * 1024;
+    static constexpr int buffer_group = 0;
+
+    uring_client(server_process& server, const message_pattern& pattern)
+        : server_(server), pattern_(pattern)
+    {
+        io_uring_params p{};
+        p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                  IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE;
+        p.cq_entries = 32768;
+        if (int ret = io_uring_queue_init_params(4096, &ring_, &p); ret < 0)
+            fail("io_uring_queue_init_params (the io_uring client needs Linux 6.1; --client "
+                 "epoll needs nothing): " + errno_text(-ret));
+        const std::size_t ring_bytes = sizeof(io_uring_buf) * buffer_count;
+        void* mem = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED)
+            fail("mmap: " + errno_text(errno));
+        buffers_ = static_cast<io_uring_buf_ring*>(mem);
+        io_uring_buf_ring_init(buffers_);
+        io_uring_buf_reg reg{};
+        reg.ring_addr = reinterpret_cast<std::uint64_t>(buffers_);
+        reg.ring_entries = buffer_count;
+        reg.bgid = buffer_group;
+        if (int ret = io_uring_register_buf_ring(&ring_, &reg, 0); ret < 0)
+            fail("io_uring_register_buf_ring: " + errno_text(-ret));
+        storage_.resize(std::size_t{buffer_count} * buffer_bytes);
+        for (unsigned i = 0; i < buffer_count; ++i)
+            io_uring_buf_ring_add(buffers_, buffer(static_cast<unsigned short>(i)), buffer_bytes,
+                                  static_cast<unsigned short>(i),
+                                  io_uring_buf_ring_mask(buffer_count), static_cast<int>(i));
+        io_uring_buf_ring_advance(buffers_, static_cast<int>(buffer_count));
+    }
+
+    ~uring_client() override
+    {
+        io_uring_queue_exit(&ring_); // cancels the receives still armed, before their fds close
+        ::munmap(buffers_, sizeof(io_uring_buf) * buffer_count);
+        for (auto& c : connections_)
+            ::close(c.fd);
+    }
+    uring_client(const uring_client&) = delete;
+    uring_client& operator=(const uring_client&) = delete;
+
+    void open(unsigned count) override
+    {
+        for (unsigned i = 0; i < count; ++i) {
+            client_connection c;
+            c.fd = connect_to(server_, connections_.size());
+            c.id = static_cast<std::uint32_t>(connections_.size());
+            connections_.push_back(c);
+            arm_receive(connections_.back());
+        }
+        (void)io_uring_submit(&ring_);
+    }
+
+    run_result run(std::size_t size, std::chrono::nanoseconds duration,
+                   bool keep_latencies) override
+    {
+        size_ = size;
+        run_meter meter(server_, keep_latencies);
+        meter_ = &meter;
+        const auto end = clock_type::now() + duration;
+        requests_ = 0;
+        in_flight_ = 0;
+        for (auto& c : connections_)
+            start_message(c);
+        auto last_progress = clock_type::now();
+        std::uint64_t requests_then = 0;
+        // Until every echo is in and every send's CQE reaped: none may be left for the next run.
+        while (in_flight_ != 0 || sends_in_flight_ != 0) {
+            __kernel_timespec one_second{1, 0};
+            io_uring_cqe* first = nullptr;
+            const int ret = io_uring_submit_and_wait_timeout(&ring_, &first, 1, &one_second,
+                                                             nullptr);
+            if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+                fail("io_uring_submit_and_wait_timeout: " + errno_text(-ret));
+            more_ = clock_type::now() < end;
+            unsigned head = 0;
+            unsigned seen = 0;
+            io_uring_cqe* cqe = nullptr;
+            io_uring_for_each_cqe(&ring_, head, cqe)
+            {
+                handle(*cqe);
+                ++seen;
+            }
+            io_uring_cq_advance(&ring_, seen);
+            if (requests_ == requests_then) {
+                server_.check_alive();
+                if (clock_type::now() - last_progress > std::chrono::seconds(10))
+                    fail(fmt::format("no echo for 10 s: {} of {} connections wait for their "
+                                     "{}-byte message", in_flight_, connections_.size(), size_));
+            } else {
+                requests_then = requests_;
+                last_progress = clock_type::now();
+            }
+        }
+        // Sends still in flight have all completed: every message came back whole.
+        meter_ = nullptr;
+        return meter.finish(requests_, size_);
+    }
+
+private:
+    // user_data: the connection's index, and whether the CQE is its send's.
+    static constexpr std::uint64_t send_bit = std::uint64_t{1} << 63;
+
+    std::byte* buffer(unsigned short id) noexcept
+    {
+        return storage_.data() + std::size_t{id} * buffer_bytes;
+    }
+
+    io_uring_sqe* sqe()
+    {
+        io_uring_sqe* s = io_uring_get_sqe(&ring_);
+        while (s == nullptr) {
+            (void)io_uring_submit(&ring_); // the SQ is full: hand it over, then go on
+            s = io_uring_get_sqe(&ring_);
+        }
+        return s;
+    }
+
+    void arm_receive(client_connection& c)
+    {
+        io_uring_sqe* s = sqe();
+        io_uring_prep_recv_multishot(s, c.fd, nullptr, 0, 0);
+        s->flags |= IOSQE_BUFFER_SELECT;
+        s->buf_group = buffer_group;
+        io_uring_sqe_set_data64(s, c.id);
+    }
+
+    void send_rest(client_connection& c)
+    {
+        io_uring_sqe* s = sqe();
+        io_uring_prep_send(s, c.fd, pattern_.message(c.id, c.message) + c.sent, size_ - c.sent,
+                           MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(s, send_bit | c.id);
+        ++sends_in_flight_;
+    }
+
+    void start_message(client_connection& c)
+    {
+        c.sent = 0;
+        c.received = 0;
+        c.in_flight = true;
+        ++in_flight_;
+        c.started = clock_type::now();
+        send_rest(c);
+    }
+
+    void handle(const io_uring_cqe& cqe)
+    {
+        const std::uint64_t data = io_uring_cqe_get_data64(&cqe);
+        client_connection& c = connections_[static_cast<std::size_t>(data & ~send_bit)];
+        if ((data & send_bit) != 0) {
+            --sends_in_flight_;
+            if (cqe.res <= 0)
+                fail(fmt::format("send on connection {}: {}", c.id,
+                                 cqe.res == 0 ? std::string("sent nothing") : errno_text(-cqe.res)));
+            c.sent += static_cast<std::size_t>(cqe.res);
+            if (c.sent < size_)
+                send_rest(c); // a short send: the rest, in order (one send in flight at a time)
+            else if (std::exchange(c.next_after_send, false))
+                start_message(c);
+            return;
+        }
+        if ((cqe.flags & IORING_CQE_F_MORE) == 0 && (cqe.res > 0 || cqe.res == -ENOBUFS))
+            arm_receive(c); // the multishot ended (no buffer for a moment, a full CQ): again
+        if (cqe.res == -ENOBUFS)
+            return;
+        if (cqe.res <= 0)
+            fail(fmt::format("connection {}: {} after {} of {} bytes of message {}", c.id,
+                             cqe.res == 0 ? std::string("the server closed it")
+                                          : errno_text(-cqe.res),
+                             c.received, size_, c.message));
+        const auto id = static_cast<unsigned short>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+        const auto n = static_cast<std::size_t>(cqe.res);
+        if (!c.in_flight || c.received + n > size_)
+            fail(fmt::format("connection {}: {} bytes arrived beyond message {} ({} B messages)",
+                             c.id, n, c.message, size_));
+        const std::byte* expected = pattern_.message(c.id, c.message) + c.received;
+        if (std::memcmp(buffer(id), expected, n) != 0)
+            fail(fmt::format("connection {}: message {} came back wrong at bytes {}..{}", c.id,
+                             c.message, c.received, c.received + n));
+        io_uring_buf_ring_add(buffers_, buffer(id), buffer_bytes, id,
+                              io_uring_buf_ring_mask(buffer_count), 0);
+        io_uring_buf_ring_advance(buffers_, 1);
+        c.received += n;
+        if (c.received < size_)
+            return;
+        meter_->done(c.started);
+        ++requests_;
+        ++c.message;
+        c.in_flight = false;
+        --in_flight_;
+        // The whole echo may be reaped before its send's CQE (they can come in one batch):
+        // then the next message goes out once that CQE is in.
+        if (!more_)
+            return;
+        if (c.sent == size_)
+            start_message(c);
+        else
+            c.next_after_send = true;
+    }
+
+    server_process& server_;
+    const message_pattern& pattern_;
+    io_uring ring_{};
+    io_uring_buf_ring* buffers_ = nullptr;
+    std::vector<std::byte> storage_;
+    std::vector<client_connection> connections_;
+    std::size_t size_ = 0;
+    std::uint64_t requests_ = 0;
+    std::size_t in_flight_ = 0;
+    std::size_t sends_in_flight_ = 0;
+    bool more_ = false;
+    run_meter* meter_ = nullptr; // during run()
 };
 
 // --- the benchmark ---------------------------------------------------------------------------------
@@ -438,6 +715,10 @@ public:
         idle_ = static_cast<unsigned>(std::stoul(h.option("idle-connections")));
         server_cpu_ = std::stoi(h.option("server-cpu"));
         client_cpu_ = std::stoi(h.option("client-cpu"));
+        const std::string& kind = h.option("client");
+        if (kind != "uring" && kind != "epoll")
+            fail("--client takes uring or epoll, not '" + kind + "'");
+        uring_client_ = kind == "uring";
         const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
         if (server_cpu_ >= cpus || client_cpu_ >= cpus)
             fail(fmt::format("--server-cpu {} / --client-cpu {}: this machine has {} CPUs "
@@ -463,8 +744,11 @@ public:
         for (const server_spec& s : servers_)
             fmt::print("    {:<9} {}{}\n", s.name, s.description,
                        s.path.empty() ? " -- SKIPPED: " + s.missing_why : "");
-        fmt::print("  client    one thread, level-triggered epoll, closed loop, TCP_NODELAY; "
-                   "every echoed byte checked\n");
+        fmt::print("  client    one thread, {}, closed loop, TCP_NODELAY; every echoed byte "
+                   "checked\n",
+                   uring_client_ ? "raw liburing (multishot receive over a buffer ring, one send "
+                                   "SQE per message)"
+                                 : "level-triggered epoll (one read + one write per message)");
         fmt::print("  targets   at {} connections: coil >= {:.2f}x the better of epoll and "
                    "Asio, coil >= {:.2f}x raw liburing (requests/s)\n",
                    target_connections, target_vs_readiness, target_vs_raw);
@@ -515,7 +799,7 @@ private:
         // Every server runs at once (each idle while another is measured), so that the runs of
         // one round are back to back.
         std::vector<std::unique_ptr<server_process>> procs;
-        std::vector<std::unique_ptr<client>> clients;
+        std::vector<std::unique_ptr<load_client>> clients;
         std::vector<std::size_t> live; // index into servers_
         for (std::size_t i = 0; i < servers_.size(); ++i) {
             const server_spec& s = servers_[i];
@@ -526,7 +810,10 @@ private:
                 continue;
             }
             procs.push_back(std::make_unique<server_process>(process_of(s), server_cpu_));
-            clients.push_back(std::make_unique<client>(*procs.back(), *pattern_));
+            if (uring_client_)
+                clients.push_back(std::make_unique<uring_client>(*procs.back(), *pattern_));
+            else
+                clients.push_back(std::make_unique<client>(*procs.back(), *pattern_));
             clients.back()->open(connections);
             live.push_back(i);
         }
@@ -803,6 +1090,7 @@ private:
     unsigned idle_ = 0;
     int server_cpu_ = 0;
     int client_cpu_ = 1;
+    bool uring_client_ = true; // --client uring
     std::vector<server_spec> servers_;
     std::optional<message_pattern> pattern_;
     std::vector<row> rows_;
@@ -828,6 +1116,7 @@ int main(int argc, char** argv)
             {"servers", "which servers: coil,liburing,epoll,asio", "coil,liburing,epoll,asio"},
             {"server-cpu", "CPU the servers are pinned to (-1: none)", "0"},
             {"client-cpu", "CPU the client is pinned to (-1: none)", "1"},
+            {"client", "the load generator: uring (raw liburing) or epoll", "uring"},
         },
     };
     bench::options opts = bench::parse_command_line(argc, argv, prog);
