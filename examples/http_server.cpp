@@ -91,8 +91,8 @@ struct options {
                "  --access-log           one line per request on stdout\n"
                "  --header-timeout-ms    time to receive a whole request head (10000)\n"
                "  --idle-timeout-ms      time a connection may wait for a request (30000)\n"
-               "  --send-timeout-ms      time one send may wait for a client that reads\n"
-               "                         nothing (30000)\n"
+               "  --send-timeout-ms      time one response's send (or, for large files, one\n"
+               "                         wait for room in the socket) may take (30000)\n"
                "  --confine MODE         openat2 (default: RESOLVE_BENEATH, Linux 5.6) or\n"
                "                         realpath (the fallback for older kernels)\n"
                "  --large-file METHOD    how files over 64 KiB are sent: sendfile (default,\n"
@@ -301,18 +301,14 @@ coil::task<coil::result<coil::file>> open_beneath(server_state& srv, std::string
 
 // --- sending ----------------------------------------------------------------------------
 
-// Sends all of `data`; each send may wait at most `timeout` for the client to make room.
+// Sends all of `data` (one awaitable: coil re-queues the rest after a short send); the whole
+// transfer may take at most `timeout`, so a client that reads nothing cannot hold the
+// connection forever.
 coil::task<bool> send_all(const net::stream_socket& conn, std::span<const std::byte> data,
                           std::chrono::milliseconds timeout, int flags = 0)
 {
-    while (!data.empty()) {
-        auto n = co_await net::send(conn.fd(), data, flags).with_timeout(timeout);
-        if (!n || *n == 0) {
-            co_return false;
-        }
-        data = data.subspan(*n);
-    }
-    co_return true;
+    auto sent = co_await net::send_all(conn.fd(), data, flags | MSG_NOSIGNAL).with_timeout(timeout);
+    co_return static_cast<bool>(sent);
 }
 
 // Files larger than this go out by the --large-file method; smaller ones are read into the

@@ -18,8 +18,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <random>
+#include <stop_token>
 #include <string>
+#include <tuple>
 #include <vector>
 
 using coil_test::bytes_of;
@@ -452,4 +455,89 @@ TEST_CASE("net: stream_socket::cancel ends a pending receive and leaves the sock
     auto [canceled, after] = ex.run(body());
     CHECK(is_canceled(canceled));
     CHECK(after == "after");
+}
+
+namespace {
+
+// A connected TCP pair on loopback: {client, the accepted peer}.
+coil::task<std::pair<net::stream_socket, net::stream_socket>> tcp_pair(net::listener& server)
+{
+    auto c = co_await net::stream_socket::connect(*server.local_address());
+    REQUIRE(c);
+    auto peer = co_await server.accept();
+    REQUIRE(peer);
+    co_return std::pair{std::move(*c), std::move(*peer)};
+}
+
+} // namespace
+
+TEST_CASE("net: send_all of 16 MiB to a peer that reads late takes several sends and arrives "
+          "whole, in order",
+          "[net][socket][send_all]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const std::vector<std::byte> payload = coil_test::pattern(16 << 20);
+    coil::executor ex;
+    std::uint64_t sends_queued = 0;
+    auto body = [&]() -> coil::task<std::tuple<bool, std::string, std::uint64_t>> {
+        auto [c, peer] = co_await tcp_pair(*server);
+        auto sender = [&](net::stream_socket& s) -> coil::task<coil::result<void>> {
+            const std::uint64_t started = ex.stats().ops_started;
+            auto sent = co_await s.send_all(payload);
+            if (sent) {
+                auto shut = co_await s.shutdown();
+                REQUIRE(shut);
+            }
+            sends_queued = ex.stats().ops_started - started;
+            co_return sent;
+        };
+        auto sending = ex.spawn(sender(c));
+        // The socket buffers fill long before 16 MiB: the first send comes back short.
+        for (int i = 0; i < 20; ++i)
+            co_await coil::yield();
+        auto got = co_await read_until_eof(peer);
+        REQUIRE(got);
+        const coil::result<void> sent = co_await sending;
+        co_return std::tuple{static_cast<bool>(sent), *got, sends_queued};
+    };
+    auto [sent, got, sends] = ex.run(body());
+    CHECK(sent);
+    REQUIRE(got.size() == payload.size());
+    CHECK(std::memcmp(got.data(), payload.data(), payload.size()) == 0);
+    // One co_await, more than one SQE: the rest was queued again after each short send (the
+    // shutdown is one more op).
+    CHECK(sends > 2);
+}
+
+TEST_CASE("net: send_all to a peer that reads nothing ends with timed_out at its deadline, and "
+          "a stop request ends it with operation_canceled",
+          "[net][socket][send_all][cancel]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const std::vector<std::byte> payload = coil_test::pattern(64 << 20); // more than any buffer
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::pair<std::error_code, std::error_code>> {
+        auto [c, peer] = co_await tcp_pair(*server);
+        auto timed = co_await c.send_all(payload).with_timeout(std::chrono::milliseconds(100));
+        REQUIRE_FALSE(timed);
+        const std::error_code timeout_error = timed.error();
+
+        // Not a structured binding: clang 14 cannot capture one in a lambda.
+        std::pair<net::stream_socket, net::stream_socket> second = co_await tcp_pair(*server);
+        std::stop_source stop;
+        auto sender = [&]() -> coil::task<std::error_code> {
+            auto sent = co_await second.first.send_all(payload);
+            co_return sent ? std::error_code() : sent.error();
+        };
+        auto sending = ex.spawn(coil::with_stop_token(stop.get_token(), sender()));
+        co_await coil::sleep_for(std::chrono::milliseconds(20));
+        stop.request_stop();
+        const std::error_code cancel_error = co_await sending;
+        co_return std::pair{timeout_error, cancel_error};
+    };
+    auto [timeout_error, cancel_error] = ex.run(body());
+    CHECK(timeout_error == std::errc::timed_out);
+    CHECK(is_canceled(cancel_error));
 }

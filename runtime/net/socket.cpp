@@ -48,19 +48,6 @@ task<result<stream_socket>> stream_socket::connect(address to)
     co_return std::move(s);
 }
 
-task<result<void>> stream_socket::send_all(std::span<const std::byte> buffer) const
-{
-    while (!buffer.empty()) {
-        auto n = co_await send(buffer);
-        if (!n)
-            co_return n.error();
-        if (*n == 0)
-            co_return io::errno_code(EPIPE);
-        buffer = buffer.subspan(*n);
-    }
-    co_return result<void>();
-}
-
 task<result<void>> stream_socket::close()
 {
     if (fd_ < 0)

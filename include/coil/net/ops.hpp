@@ -107,6 +107,35 @@ struct send {
     result<std::size_t> complete(const io::completion& c) const noexcept { return byte_count(c); }
 };
 
+/// Sends the whole of `rest`: after a short send the rest is queued again from the completion
+/// handler (`resubmitting_op`), so the awaiting coroutine wakes once, when everything is sent or
+/// a send failed, and nothing is allocated. A peer that stops reading keeps it waiting: give it
+/// a deadline with `with_timeout`, which covers the whole transfer.
+struct send_all {
+    int fd;
+    std::span<const std::byte> rest; ///< what is still to send; advanced after each short send
+    int flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_send(fd, rest, flags, ud);
+    }
+    bool resubmit_after(const io::completion& c) noexcept
+    {
+        if (c.result <= 0 || static_cast<std::size_t>(c.result) >= rest.size())
+            return false;
+        rest = rest.subspan(static_cast<std::size_t>(c.result));
+        return true;
+    }
+    result<void> complete(const io::completion& c) const noexcept
+    {
+        if (c.result < 0)
+            return io::error_from_result(c.result);
+        if (c.result == 0 && !rest.empty())
+            return io::errno_code(EPIPE); // the socket took nothing: it is closed for sending
+        return {};
+    }
+};
+
 /// A zero-copy send (`IORING_OP_SEND_ZC`, Linux 6.0): yields the count once the kernel's
 /// notification says it no longer reads the buffer, so the buffer is borrowed until then.
 struct send_zc {
@@ -197,6 +226,12 @@ inline operation<ops::send> send(int fd, std::span<const std::byte> buffer,
                                  int flags = MSG_NOSIGNAL) noexcept
 {
     return operation<ops::send>({fd, buffer, flags});
+}
+/// Sends all of `buffer` (see `ops::send_all`); yields an empty result or the first error.
+inline operation<ops::send_all> send_all(int fd, std::span<const std::byte> buffer,
+                                         int flags = MSG_NOSIGNAL) noexcept
+{
+    return operation<ops::send_all>({fd, buffer, flags});
 }
 inline operation<ops::send_zc> send_zc(int fd, std::span<const std::byte> buffer,
                                        int flags = MSG_NOSIGNAL) noexcept

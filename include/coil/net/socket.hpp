@@ -72,8 +72,14 @@ public:
     {
         return net::send(fd_, buffer);
     }
-    /// Sends all of `buffer`, looping over short sends.
-    task<result<void>> send_all(std::span<const std::byte> buffer) const;
+    /// Sends all of `buffer`, queueing the rest again after a short send (one awaitable,
+    /// nothing allocated); `buffer` is borrowed until the `co_await` completes.
+    /// `.with_timeout(d)` bounds the whole transfer; a stop request or the deadline that
+    /// interrupts it yields `operation_canceled` / `timed_out`, however much was sent.
+    operation<ops::send_all> send_all(std::span<const std::byte> buffer) const noexcept
+    {
+        return net::send_all(fd_, buffer);
+    }
     /// A zero-copy send (Linux 6.0): `buffer` is borrowed until the kernel's notification,
     /// which the `co_await` waits for. Worth it for large buffers.
     operation<ops::send_zc> send_zero_copy(std::span<const std::byte> buffer) const noexcept

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 namespace coil {
@@ -42,6 +43,18 @@ template <class Op>
 concept ring_op = requires(Op& op, io::ring& r, std::uint64_t ud, const io::completion& c) {
     { op.prepare(r, ud) } noexcept -> std::same_as<std::error_code>;
     op.complete(c);
+};
+
+/// An op that may need more than one SQE to finish (a send of a whole buffer after a short
+/// send) provides `resubmit_after(c)`: called with each completion, it returns true, having
+/// advanced the op's own state, when the op must be queued again for the rest; `complete` then
+/// sees only the last completion. The re-queueing happens in the completion handler, so the
+/// awaiting coroutine is resumed once, at the end, and nothing is allocated. A stop request or
+/// a deadline that interrupts such an op between two SQEs ends it with
+/// `operation_canceled` / `timed_out`, even if the interrupted SQE had moved some bytes.
+template <class Op>
+concept resubmitting_op = requires(Op& op, const io::completion& c) {
+    { op.resubmit_after(c) } noexcept -> std::same_as<bool>;
 };
 
 namespace detail {
@@ -121,8 +134,15 @@ public:
         cancel_requested = false;
         timed_out = false;
         setup_error = {};
+        if constexpr (resubmitting_op<Op>) {
+            on_completion = &resubmit_thunk;
+            unfinished_ = false;
+        }
         if (timeout_ != no_timeout) [[unlikely]] {
-            ex->arm_timer(*this, detail::timer_heap::clock::now() + timeout_, &deadline_thunk);
+            const auto deadline = detail::timer_heap::clock::now() + timeout_;
+            if constexpr (resubmitting_op<Op>)
+                deadline_ = deadline;
+            ex->arm_timer(*this, deadline, &deadline_thunk);
             if (ex->start(*this))
                 return true;
             ex->disarm_timer(*this);
@@ -140,6 +160,11 @@ public:
             return result_type(setup_error.get());
         if (timed_out && last.result == -ECANCELED) [[unlikely]]
             return result_type(std::make_error_code(std::errc::timed_out));
+        if constexpr (resubmitting_op<Op>) {
+            if (unfinished_) [[unlikely]]
+                return result_type(std::make_error_code(
+                    timed_out ? std::errc::timed_out : std::errc::operation_canceled));
+        }
         return op_.complete(last);
     }
 
@@ -166,8 +191,41 @@ private:
         op.owner->cancel(op);
     }
 
+    // A resubmitting op's completion handler: queues the op again while it asks for it, and
+    // resumes the coroutine once it is finished, interrupted, or cannot be queued again.
+    static bool resubmit_thunk(op_base& base, const io::completion& c) noexcept
+    {
+        auto& self = static_cast<operation&>(base);
+        self.last = c;
+        if (!self.op_.resubmit_after(c))
+            return true;
+        // A stop request, a deadline or the awaiter's destruction (abandon) asked for this SQE
+        // to be cancelled: the op ends here, whatever the SQE moved.
+        if (self.cancel_requested || self.timed_out) {
+            self.unfinished_ = true;
+            return true;
+        }
+        executor* ex = self.owner;
+        const bool has_deadline = self.timeout_ != no_timeout;
+        if (has_deadline) // the final completion disarmed it; the deadline itself stays
+            ex->arm_timer(self, self.deadline_, &deadline_thunk);
+        if (ex->start(self))
+            return false; // in flight again: the coroutine keeps waiting
+        if (has_deadline)
+            ex->disarm_timer(self);
+        // Not queued: a stop request (last is then -ECANCELED), shutdown or a setup error.
+        self.unfinished_ = !self.setup_error.failed() && self.last.result != -ECANCELED;
+        return true;
+    }
+
+    struct no_deadline {};
+    using deadline_type = std::conditional_t<resubmitting_op<Op>,
+                                             detail::timer_heap::clock::time_point, no_deadline>;
+
     Op op_;
     std::chrono::nanoseconds timeout_ = no_timeout;
+    [[no_unique_address]] deadline_type deadline_{}; // resubmitting ops: for every SQE
+    bool unfinished_ = false; // resubmitting ops: ended between two SQEs by a stop or deadline
 };
 
 /// Gives `op` a deadline: `co_await coil::with_timeout(coil::read(fd, buf), 100ms)` ends with
