@@ -100,7 +100,7 @@ public:
     explicit stream(Op op, stream_options options = {})
         : op_(std::move(op)), bound_(options.bound == 0 ? 1 : options.bound)
     {
-        buffer_.reserve(bound_ + 4);
+        buffer_.reserve(initial_capacity());
         on_completion = &on_completion_thunk;
         prepare = &prepare_thunk;
         cancel = &cancel_thunk;
@@ -110,7 +110,7 @@ public:
     {
         if (other.state != detail::op_state::idle || other.started_)
             throw std::logic_error("coil: a stream cannot be moved once started");
-        buffer_.reserve(bound_ + 4);
+        buffer_.reserve(initial_capacity());
         on_completion = &on_completion_thunk;
         prepare = &prepare_thunk;
         cancel = &cancel_thunk;
@@ -325,6 +325,12 @@ private:
     };
 
     Op op_;
+    // Room for a few completions at first: a consumer that keeps up never holds more than one
+    // or two, and an idle stream (a server's idle connection) should cost little. The buffer
+    // grows, once, if completions pile up towards the bound (and past it by what was already
+    // in the CQ when the pause was asked for); it keeps its capacity from then on.
+    std::size_t initial_capacity() const noexcept { return bound_ < 8 ? bound_ + 1 : 8; }
+
     std::size_t bound_;
     std::error_code end_error_;
     parked_link parked_{{}, this};
