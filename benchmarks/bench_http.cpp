@@ -354,8 +354,10 @@ struct row {
     std::size_t size = 0;
     unsigned connections = 0;
     std::map<std::string, server_runs> servers;
-    std::vector<double> vs_nginx;     // per run: coil req/s / nginx req/s
-    std::vector<double> cpu_vs_nginx; // per run: nginx CPU us/request / coil's
+    // Per server but nginx, per run: its requests/s / nginx's, and nginx's CPU us per request /
+    // its own (requests per CPU second, relative). "coil" is the headline.
+    std::map<std::string, std::vector<double>> vs_nginx;
+    std::map<std::string, std::vector<double>> cpu_vs_nginx;
 };
 
 std::string size_text(std::size_t size)
@@ -492,11 +494,16 @@ private:
                                connections, run + 1, h_.opts().runs, servers_[i].name);
                 }
             }
-            if (round.count("coil") != 0 && round.count("nginx") != 0) {
-                r.vs_nginx.push_back(round["coil"].requests_per_second() /
-                                     round["nginx"].requests_per_second());
-                r.cpu_vs_nginx.push_back(round["nginx"].server_us_per_request() /
-                                         round["coil"].server_us_per_request());
+            if (round.count("nginx") != 0) {
+                const run_result& nginx = round["nginx"];
+                for (const auto& [name, x] : round) {
+                    if (name == "nginx")
+                        continue;
+                    r.vs_nginx[name].push_back(x.requests_per_second() /
+                                               nginx.requests_per_second());
+                    r.cpu_vs_nginx[name].push_back(nginx.server_us_per_request() /
+                                                   x.server_us_per_request());
+                }
             }
         }
         if (h_.opts().runs > 1)
@@ -538,12 +545,12 @@ private:
                        bench::median(mbps), bench::median(p50), bench::median(p99),
                        bench::median(cpu));
         }
-        if (!r.vs_nginx.empty()) {
-            const spread v = summarise(r.vs_nginx);
-            const spread c = summarise(r.cpu_vs_nginx);
-            fmt::print("{:>17}   coil / nginx: requests/s {:.3f} ({:.3f}..{:.3f}), requests per "
+        for (const auto& [name, ratios] : r.vs_nginx) {
+            const spread v = summarise(ratios);
+            const spread c = summarise(r.cpu_vs_nginx.at(name));
+            fmt::print("{:>17}   {} / nginx: requests/s {:.3f} ({:.3f}..{:.3f}), requests per "
                        "CPU second {:.3f} ({:.3f}..{:.3f})\n",
-                       "", v.median, v.min, v.max, c.median, c.min, c.max);
+                       "", name, v.median, v.min, v.max, c.median, c.min, c.max);
         }
         std::fflush(stdout);
     }
@@ -552,9 +559,9 @@ private:
     {
         fmt::print("\nsummary (medians of per-run ratios; a run of each server back to back)\n");
         for (const row& r : rows_) {
-            if (r.vs_nginx.empty())
+            if (r.vs_nginx.count("coil") == 0)
                 continue;
-            const double ratio = bench::median(r.vs_nginx);
+            const double ratio = bench::median(r.vs_nginx.at("coil"));
             std::vector<double> coil_p99, nginx_p99;
             for (const run_result& x : r.servers.at("coil").runs)
                 coil_p99.push_back(x.p99_us);
@@ -566,57 +573,71 @@ private:
             fmt::print("  {} x {}: coil/nginx requests/s {:.3f}, p99 {:.0f} us vs {:.0f} us, "
                        "requests per server CPU second {:.3f}: target {}\n",
                        size_text(r.size), r.connections, ratio, cp, np,
-                       bench::median(r.cpu_vs_nginx), met ? "met" : "MISSED");
+                       bench::median(r.cpu_vs_nginx.at("coil")), met ? "met" : "MISSED");
         }
         fmt::print("load average at the end: {}\n", bench::load_average());
     }
 
+    // The common schema of benchmarks/README.md ("The JSON results"), which ./dev bench reads:
+    // one row per file size and connection count, nginx the reference.
     int write_json()
     {
         const std::string& path = h_.opts().json_path;
         if (path.empty())
             return 0;
         std::ostringstream json;
-        json << "{\n  \"program\": \"bench_http\",\n";
+        json << "{\n  \"schema\": 1,\n  \"program\": \"bench_http\",\n";
+        json << "  \"description\": "
+             << bench::json_string("HTTP/1.1 static files over loopback: coil's http_server vs "
+                                   "nginx (one worker), driven by wrk")
+             << ",\n";
         json << "  \"environment\": " << bench::json_environment() << ",\n";
         json << "  \"settings\": {\"seconds_per_run\": " << seconds_
              << ", \"runs\": " << h_.opts().runs << ", \"server_cpu\": " << server_cpu_
              << ", \"client_cpu\": " << client_cpu_ << ", \"client\": \"wrk -t1\"},\n";
-        json << "  \"targets\": {\"coil_over_nginx\": " << target_vs_nginx << "},\n";
-        json << "  \"results\": [";
+        json << "  \"unit\": \"requests/s\",\n  \"rows\": [";
         for (std::size_t i = 0; i < rows_.size(); ++i) {
             const row& r = rows_[i];
-            json << (i == 0 ? "\n" : ",\n") << "    {\"file_bytes\": " << r.size
-                 << ", \"connections\": " << r.connections << ", \"servers\": {";
+            json << (i == 0 ? "\n" : ",\n") << "    {\"name\": "
+                 << bench::json_string(fmt::format("{} file x {} conn", size_text(r.size),
+                                                   r.connections))
+                 << ", \"reference\": \"nginx\", \"systems\": [";
             bool first = true;
-            for (const auto& [name, sr] : r.servers) {
-                json << (first ? "" : ", ") << bench::json_string(name) << ": ";
+            for (const server_spec& spec : servers_) {
+                const server_runs& sr = r.servers.at(spec.name);
+                json << (first ? "\n" : ",\n") << "      {\"name\": "
+                     << bench::json_string(spec.name);
                 first = false;
                 if (!sr.skipped.empty()) {
-                    json << "{\"skipped\": " << bench::json_string(sr.skipped) << "}";
+                    json << ", \"skipped\": " << bench::json_string(sr.skipped) << "}";
                     continue;
                 }
                 std::vector<double> rps, p50, p99, cpu;
                 for (const run_result& x : sr.runs) {
                     rps.push_back(x.requests_per_second());
-                    p50.push_back(x.p50_us);
-                    p99.push_back(x.p99_us);
-                    cpu.push_back(x.server_us_per_request());
+                    p50.push_back(x.p50_us * 1e3);
+                    p99.push_back(x.p99_us * 1e3);
+                    cpu.push_back(x.server_us_per_request()); // = CPU s per million requests
                 }
-                json << "{\"requests_per_second\": " << bench::json_spread(summarise(rps))
-                     << ", \"p50_us\": " << bench::json_spread(summarise(p50))
-                     << ", \"p99_us\": " << bench::json_spread(summarise(p99))
-                     << ", \"server_cpu_us_per_request\": " << bench::json_spread(summarise(cpu))
+                const auto ratios = r.vs_nginx.find(spec.name);
+                std::string run_ratios;
+                if (ratios != r.vs_nginx.end())
+                    for (double v : ratios->second)
+                        run_ratios += (run_ratios.empty() ? "" : ", ") + bench::json_number(v);
+                json << ", \"throughput\": " << bench::json_spread(summarise(rps))
+                     << ", \"ratio\": "
+                     << (ratios == r.vs_nginx.end() ? "null"
+                                                    : bench::json_number(
+                                                          bench::median(ratios->second)))
+                     << ", \"run_ratios\": [" << run_ratios << "]"
+                     << ", \"p50_ns\": " << bench::json_number(bench::median(p50))
+                     << ", \"p99_ns\": " << bench::json_number(bench::median(p99))
+                     << ", \"cpu_seconds_per_million\": " << bench::json_number(bench::median(cpu))
                      << "}";
             }
-            json << "}, \"coil_over_nginx\": "
-                 << (r.vs_nginx.empty() ? "null" : bench::json_spread(summarise(r.vs_nginx)))
-                 << ", \"coil_over_nginx_per_cpu\": "
-                 << (r.cpu_vs_nginx.empty() ? "null"
-                                            : bench::json_spread(summarise(r.cpu_vs_nginx)))
-                 << "}";
+            json << "]}";
         }
-        json << "\n  ]\n}\n";
+        json << "\n  ],\n  \"metrics\": [],\n  \"notes\": []\n}\n";
         std::ofstream out(path);
         out << json.str();
         if (!out) {
