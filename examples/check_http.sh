@@ -247,8 +247,13 @@ group_large() {
         [ "$(curl -s "$base/just_over.bin" "$base/big.bin" | sha256sum)" = \
           "$(cat "$root/just_over.bin" "$root/big.bin" | sha256sum)" ] ||
             fail "$method: two large responses on one connection"
+        # A client that gives up mid-transfer ends only its own connection.
+        curl -s --limit-rate 1M --max-time 0.3 -o /dev/null "$base/big.bin" || true
+        kill -0 "$pid" 2>/dev/null || fail "$method: the server died when a client vanished"
+        [ "$(curl -s "$base/just_over.bin" | sha256sum)" = "$(sha256sum <"$root/just_over.bin")" ] ||
+            fail "$method: serving after a client vanished"
         stop_server
-        pass "--large-file $method: whole, range, slow reader, keep-alive"
+        pass "--large-file $method: whole, range, slow reader, keep-alive, a client that vanishes"
     done
 }
 
