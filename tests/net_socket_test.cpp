@@ -532,7 +532,7 @@ TEST_CASE("net: send_all to a peer that reads nothing ends with timed_out at its
             co_return sent ? std::error_code() : sent.error();
         };
         auto sending = ex.spawn(coil::with_stop_token(stop.get_token(), sender()));
-        co_await coil::sleep_for(std::chrono::milliseconds(20));
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(20));
         stop.request_stop();
         const std::error_code cancel_error = co_await sending;
         co_return std::pair{timeout_error, cancel_error};

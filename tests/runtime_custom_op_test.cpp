@@ -112,7 +112,10 @@ TEST_CASE("runtime: a zero-copy send resumes its coroutine only after its notifi
     coil::executor ex;
     if (!ex.ring().supports_kernel_opcode(op_send_zc))
         SKIP("this kernel has no IORING_OP_SEND_ZC (Linux 6.0)");
-    auto [client, server] = tcp_pair();
+    // Not a structured binding: clang 14 cannot capture one in a lambda.
+    auto pair = tcp_pair();
+    auto& client = pair.first;
+    auto& server = pair.second;
     const std::vector<std::byte> data = coil_test::pattern(64 * 1024);
     std::vector<std::byte> received(data.size());
     auto receiver = [&]() -> coil::task<std::size_t> {
