@@ -541,3 +541,70 @@ TEST_CASE("net: send_all to a peer that reads nothing ends with timed_out at its
     CHECK(timeout_error == std::errc::timed_out);
     CHECK(is_canceled(cancel_error));
 }
+
+TEST_CASE("net: a receive stream's next() with a deadline yields timed_out and the stream goes "
+          "on: later data still arrives, in order",
+          "[net][socket][stream][timeout]")
+{
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    net::stream_socket a(fds[0]);
+    net::stream_socket b(fds[1]);
+    coil::executor ex;
+    struct seen {
+        std::error_code first;      // nothing sent yet: the deadline passes
+        std::string second;         // sent before this wait's deadline
+        std::error_code third;      // nothing again
+        std::string fourth;         // sent while nobody waited: buffered, then delivered
+        std::uint64_t timers_fired; // across the waits that got data: no deadline fired
+        std::size_t arms;           // the receive was armed once for all of it
+    };
+    auto body = [&]() -> coil::task<seen> {
+        net::buffer_pool pool(ex, 8, 1024);
+        auto chunks = b.receive(pool);
+        auto text = [](const coil::result<net::received_buffer>& r) {
+            return std::string(reinterpret_cast<const char*>((*r).bytes().data()),
+                               (*r).bytes().size());
+        };
+        seen out{};
+        auto first = co_await chunks.next().with_timeout(std::chrono::milliseconds(30));
+        REQUIRE(first);
+        REQUIRE_FALSE(*first);
+        out.first = first->error();
+
+        auto sender = [&]() -> coil::task<void> {
+            (void)co_await coil::sleep_for(std::chrono::milliseconds(5));
+            auto sent = co_await a.send_all(bytes_of("hello"));
+            REQUIRE(sent);
+        };
+        auto sending = ex.spawn(sender());
+        const std::uint64_t fired_before = ex.stats().timers_fired;
+        auto second = co_await chunks.next().with_timeout(std::chrono::seconds(10));
+        co_await sending;
+        REQUIRE(second);
+        REQUIRE(*second);
+        out.second = text(*second);
+        out.timers_fired = ex.stats().timers_fired - fired_before - 1; // the sender's sleep
+
+        auto third = co_await chunks.next().with_timeout(std::chrono::milliseconds(10));
+        REQUIRE(third);
+        REQUIRE_FALSE(*third);
+        out.third = third->error();
+
+        auto sent = co_await a.send_all(bytes_of("later"));
+        REQUIRE(sent);
+        auto fourth = co_await chunks.next().with_timeout(std::chrono::seconds(10));
+        REQUIRE(fourth);
+        REQUIRE(*fourth);
+        out.fourth = text(*fourth);
+        out.arms = chunks.arms();
+        co_return out;
+    };
+    const seen s = ex.run(body());
+    CHECK(s.first == std::errc::timed_out);
+    CHECK(s.second == "hello");
+    CHECK(s.timers_fired == 0);
+    CHECK(s.third == std::errc::timed_out);
+    CHECK(s.fourth == "later");
+    CHECK(s.arms == 1);
+}

@@ -37,7 +37,9 @@
 #include <coil/runtime/executor.hpp>
 #include <coil/runtime/operation.hpp>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <concepts>
 #include <coroutine>
 #include <cstddef>
@@ -129,22 +131,61 @@ public:
         }
     }
 
-    class next_awaiter {
+    class next_awaiter : private detail::timer_entry {
     public:
-        explicit next_awaiter(stream& s) noexcept : stream_(s) {}
+        explicit next_awaiter(stream& s,
+                              std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1)) noexcept
+            : stream_(s), timeout_(timeout)
+        {
+        }
+
+        /// A deadline `d` from the `co_await` for this one wait (see `stream::next`).
+        next_awaiter with_timeout(std::chrono::nanoseconds d) && noexcept
+        {
+            return next_awaiter(stream_, std::max(d, std::chrono::nanoseconds::zero()));
+        }
+
         bool await_ready() const noexcept { return stream_.has_next(); }
         template <class Promise>
         bool await_suspend(std::coroutine_handle<Promise> h)
         {
-            return stream_.suspend(h, detail::executor_of(h), detail::scope_of(h));
+            executor* ex = detail::executor_of(h);
+            if (!stream_.suspend(h, ex, detail::scope_of(h)))
+                return false;
+            if (timeout_.count() >= 0) [[unlikely]]
+                ex->arm_timer(*this, detail::timer_heap::clock::now() + timeout_, &expired);
+            return true;
         }
-        std::optional<result_type> await_resume() { return stream_.take(); }
+        std::optional<result_type> await_resume()
+        {
+            if (timed_out_) [[unlikely]]
+                return result_type(std::make_error_code(std::errc::timed_out));
+            if (armed())
+                stream_.owner->disarm_timer(*this);
+            return stream_.take();
+        }
 
     private:
+        // The deadline passed with the consumer still waiting: resume it with timed_out. The
+        // op stays armed; what it delivers meanwhile is kept for the next next().
+        static void expired(detail::timer_entry& t) noexcept
+        {
+            auto& self = static_cast<next_awaiter&>(t);
+            if (!self.stream_.wake_consumer())
+                return; // already woken by a completion, not yet resumed
+            self.timed_out_ = true;
+            self.stream_.owner->schedule(self.stream_.wake);
+        }
+
         stream& stream_;
+        std::chrono::nanoseconds timeout_;
+        bool timed_out_ = false;
     };
 
     /// Waits for the next completion: yields its result, or `nullopt` once the stream ended.
+    /// `next().with_timeout(d)` gives this one wait a deadline: if nothing arrived after `d`,
+    /// it yields `std::errc::timed_out` and the stream goes on (its op stays armed; a
+    /// server's idle timeout on a multishot receive is this, then destroying the stream).
     next_awaiter next() noexcept { return next_awaiter(*this); }
 
     /// Ends the stream: its op is cancelled, and `next()` yields `operation_canceled` (after
