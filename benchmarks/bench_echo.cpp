@@ -88,6 +88,7 @@ struct server_spec {
     std::string description; // one line for the legend
     std::string path;        // the program; empty when it was not built
     std::string missing_why; // why it was not built
+    std::vector<std::string> extra_args{};
 };
 
 std::vector<server_spec> known_servers()
@@ -97,6 +98,9 @@ std::vector<server_spec> known_servers()
                  "provided-buffer pool)", COIL_ECHO_PEER_COIL, ""},
         {"liburing", "raw liburing: multishot accept and receive, registered buffer ring, one "
                      "send per chunk, SINGLE_ISSUER | DEFER_TASKRUN", COIL_ECHO_PEER_URING, ""},
+        {"liburing-direct", "the raw liburing server with direct descriptors (registered "
+                            "file table, IOSQE_FIXED_FILE); only when --servers names it",
+         COIL_ECHO_PEER_URING, "", {"--direct"}},
         {"epoll", "epoll, level-triggered, non-blocking, one thread, one read + one write per "
                   "message", COIL_ECHO_PEER_EPOLL, ""},
 #ifdef COIL_ECHO_PEER_ASIO
@@ -113,7 +117,9 @@ std::vector<server_spec> known_servers()
 // How to start a server: on any free port, which it prints.
 bench::process_spec process_of(const server_spec& s)
 {
-    return {s.name, {s.path, "--port", "0"}, std::nullopt};
+    std::vector<std::string> argv{s.path, "--port", "0"};
+    argv.insert(argv.end(), s.extra_args.begin(), s.extra_args.end());
+    return {s.name, std::move(argv), std::nullopt};
 }
 
 // --- the client ----------------------------------------------------------------------------------
@@ -728,7 +734,7 @@ public:
             if (wanted.find("," + s.name + ",") != std::string::npos)
                 servers_.push_back(std::move(s));
         if (servers_.empty())
-            fail("--servers names none of coil, liburing, epoll, asio");
+            fail("--servers names none of coil, liburing, liburing-direct, epoll, asio");
     }
 
     void run()
@@ -1113,7 +1119,8 @@ int main(int argc, char** argv)
             {"sizes", "message sizes in bytes, comma-separated", "64,4096"},
             {"connections", "connection counts, comma-separated", "1,50,1000"},
             {"idle-connections", "idle connections for the memory rows (0: none)", "10000"},
-            {"servers", "which servers: coil,liburing,epoll,asio", "coil,liburing,epoll,asio"},
+            {"servers", "which servers: coil,liburing,epoll,asio (and liburing-direct)",
+             "coil,liburing,epoll,asio"},
             {"server-cpu", "CPU the servers are pinned to (-1: none)", "0"},
             {"client-cpu", "CPU the client is pinned to (-1: none)", "1"},
             {"client", "the load generator: uring (raw liburing) or epoll", "uring"},

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // echo_peer_uring: the raw liburing echo server bench_echo compares coil's echo_server with.
 //
-//   echo_peer_uring --port N [--buffers COUNT] [--buffer-size BYTES]
+//   echo_peer_uring --port N [--buffers COUNT] [--buffer-size BYTES] [--direct]
 //
 // The same design as coil's echo_server, written directly against liburing so that the
 // difference is the runtime and nothing else: one ring (SINGLE_ISSUER | DEFER_TASKRUN), a
@@ -10,6 +10,10 @@
 // defaults), and one send per received chunk straight from the provided buffer, which goes
 // back to the ring when its send has completed. A connection has at most one send in flight,
 // so its chunks go back in the order they came (echo_server's send_all loop does the same).
+// With --direct, accepted sockets are direct descriptors (a registered file table the kernel
+// fills from the multishot accept; IOSQE_FIXED_FILE on every receive and send; closed with
+// IORING_OP_CLOSE on the slot): bench_echo's "liburing-direct" row, which measures whether
+// direct descriptors pay for an echo server.
 // Listens on 127.0.0.1 and prints "listening on 127.0.0.1:PORT"; SIGTERM ends it.
 
 #include <liburing.h>
@@ -19,9 +23,11 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -36,7 +42,7 @@ namespace {
 constexpr int buffer_group = 0;
 
 // user_data: the kind of op in the top byte, the connection's fd in the low 32 bits.
-enum class kind : std::uint64_t { accept = 1, receive = 2, send = 3 };
+enum class kind : std::uint64_t { accept = 1, receive = 2, send = 3, close = 4 };
 
 std::uint64_t tag(kind k, int fd) noexcept
 {
@@ -82,8 +88,8 @@ struct connection {
 
 class server {
 public:
-    server(int listener, unsigned buffers, unsigned buffer_size)
-        : listener_(listener), buffers_(buffers), buffer_size_(buffer_size)
+    server(int listener, unsigned buffers, unsigned buffer_size, bool direct)
+        : listener_(listener), buffers_(buffers), buffer_size_(buffer_size), direct_(direct)
     {
         io_uring_params p{};
         p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
@@ -93,6 +99,14 @@ public:
         if (int ret = io_uring_queue_init_params(4096, &ring_, &p); ret < 0)
             die("io_uring_queue_init_params (needs Linux 6.1 for DEFER_TASKRUN)", -ret);
         (void)io_uring_register_ring_fd(&ring_);
+        if (direct_) {
+            // As many slots as the descriptor limit allows (the kernel caps the table there).
+            rlimit files{};
+            ::getrlimit(RLIMIT_NOFILE, &files);
+            const unsigned slots = static_cast<unsigned>(std::min<rlim_t>(files.rlim_cur, 32768));
+            if (int ret = io_uring_register_files_sparse(&ring_, slots); ret < 0)
+                die("io_uring_register_files_sparse", -ret);
+        }
 
         // The buffer ring: its entries must be page-aligned memory the kernel reads.
         const std::size_t ring_bytes = sizeof(io_uring_buf) * buffers_;
@@ -150,7 +164,10 @@ private:
     void arm_accept()
     {
         io_uring_sqe* s = sqe();
-        io_uring_prep_multishot_accept(s, listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (direct_)
+            io_uring_prep_multishot_accept_direct(s, listener_, nullptr, nullptr, 0);
+        else
+            io_uring_prep_multishot_accept(s, listener_, nullptr, nullptr, SOCK_CLOEXEC);
         io_uring_sqe_set_data64(s, tag(kind::accept, listener_));
     }
 
@@ -158,7 +175,7 @@ private:
     {
         io_uring_sqe* s = sqe();
         io_uring_prep_recv_multishot(s, fd, nullptr, 0, 0);
-        s->flags |= IOSQE_BUFFER_SELECT;
+        s->flags |= IOSQE_BUFFER_SELECT | (direct_ ? IOSQE_FIXED_FILE : 0);
         s->buf_group = buffer_group;
         io_uring_sqe_set_data64(s, tag(kind::receive, fd));
         connections_[static_cast<std::size_t>(fd)].receiving = true;
@@ -183,6 +200,8 @@ private:
         io_uring_sqe* s = sqe();
         io_uring_prep_send(s, fd, buffer(front.buffer_id) + front.sent,
                            front.length - front.sent, MSG_NOSIGNAL);
+        if (direct_)
+            s->flags |= IOSQE_FIXED_FILE;
         io_uring_sqe_set_data64(s, tag(kind::send, fd));
         c.sending = true;
     }
@@ -195,7 +214,13 @@ private:
         for (std::size_t i = c.pending_head; i < c.pending.size(); ++i)
             give_back(c.pending[i].buffer_id);
         c = connection{};
-        ::close(fd);
+        if (direct_) {
+            io_uring_sqe* s = sqe();
+            io_uring_prep_close_direct(s, static_cast<unsigned>(fd));
+            io_uring_sqe_set_data64(s, tag(kind::close, fd));
+        } else {
+            ::close(fd);
+        }
     }
 
     void handle(const io_uring_cqe& cqe)
@@ -203,6 +228,8 @@ private:
         const std::uint64_t data = io_uring_cqe_get_data64(&cqe);
         const int fd = fd_of(data);
         switch (kind_of(data)) {
+        case kind::close:
+            return; // a direct descriptor's slot is free again
         case kind::accept:
             if (cqe.res >= 0) {
                 if (static_cast<std::size_t>(cqe.res) >= connections_.size())
@@ -265,6 +292,7 @@ private:
     int listener_;
     unsigned buffers_;
     unsigned buffer_size_;
+    bool direct_;
     std::vector<std::byte> storage_;
     std::vector<connection> connections_ = std::vector<connection>(1024);
 };
@@ -288,9 +316,16 @@ int main(int argc, char** argv)
     unsigned port = 0;
     unsigned buffers = 4096;
     unsigned buffer_size = 4096;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    bool direct = false;
+    for (int i = 1; i < argc; i += 2) {
         const std::string_view arg = argv[i];
-        if (arg == "--port") {
+        if (arg == "--direct") {
+            direct = true;
+            --i; // takes no value
+        } else if (i + 1 >= argc) {
+            std::fprintf(stderr, "echo_peer_uring: %s needs a value\n", argv[i]);
+            return 2;
+        } else if (arg == "--port") {
             port = number(argv[i + 1]);
         } else if (arg == "--buffers") {
             buffers = number(argv[i + 1]);
@@ -298,7 +333,7 @@ int main(int argc, char** argv)
             buffer_size = number(argv[i + 1]);
         } else {
             std::fprintf(stderr, "usage: echo_peer_uring --port N [--buffers COUNT] "
-                                 "[--buffer-size BYTES]\n");
+                                 "[--buffer-size BYTES] [--direct]\n");
             return 2;
         }
     }
@@ -324,7 +359,7 @@ int main(int argc, char** argv)
     socklen_t length = sizeof(at);
     (void)::getsockname(listener, reinterpret_cast<sockaddr*>(&at), &length);
 
-    server s(listener, buffers, buffer_size);
+    server s(listener, buffers, buffer_size, direct);
     std::printf("echo_peer_uring: listening on 127.0.0.1:%u\n", ntohs(at.sin_port));
     std::fflush(stdout);
     s.run();
