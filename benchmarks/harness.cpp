@@ -362,7 +362,7 @@ const system_result* row_result::find(std::string_view system_name) const noexce
 
 void harness::add_metric(metric m)
 {
-    fmt::print("{:<44} {:>12} {} ({})\n", m.name, fmt::format("{:.4g}", m.value), m.unit,
+    fmt::print("{:<56} {:>8} {} ({})\n", m.name, fmt::format("{:.4g}", m.value), m.unit,
                m.system);
     std::fflush(stdout);
     metrics_.push_back(std::move(m));
@@ -514,9 +514,11 @@ bool harness::compare_systems(const std::string& row, const std::vector<system>&
             r.p50_ns = quantile(latencies[i], 0.50);
             r.p99_ns = quantile(latencies[i], 0.99);
         }
-        r.throughput = summarise(std::move(throughput[i]));
         result.systems.push_back(std::move(r));
     }
+    // Only now: the ratios above read every system's samples, the reference's included.
+    for (std::size_t i = 0; i < n; ++i)
+        result.systems[i].throughput = summarise(std::move(throughput[i]));
 
     const char* unit = opts_.clock == "cpu" ? "ops/CPU s" : "ops/s";
     fmt::print("  {:<24} {:>14} {:>15} {:>7} {:>11} {:>9} {:>9} {:>10}\n", "system",

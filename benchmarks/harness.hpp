@@ -87,8 +87,8 @@ public:
 class run_clock {
 public:
     static constexpr unsigned check_every = 16;
-    /// `sample_latency()` says yes once in this many calls.
-    static constexpr unsigned latency_every = 32;
+    /// By default `sample_latency()` says yes once in this many calls.
+    static constexpr unsigned default_latency_every = 32;
 
     explicit run_clock(std::chrono::nanoseconds budget,
                        std::vector<std::int64_t>* latencies = nullptr) noexcept
@@ -105,12 +105,16 @@ public:
     }
 
     /// Whether the caller should time the operation it is about to start and pass the time to
-    /// `record_latency` (one in `latency_every`, so timing costs little). False when this run
-    /// collects no latencies (the warm-up).
+    /// `record_latency` (one call in `default_latency_every`, or in what `sample_every` set,
+    /// so timing costs little). False when this run collects no latencies (the warm-up).
     bool sample_latency() noexcept
     {
-        return latencies_ != nullptr && ++latency_calls_ % latency_every == 0;
+        return latencies_ != nullptr && ++latency_calls_ % latency_every_ == 0;
     }
+
+    /// Samples one operation in `n` (n >= 1) from now on: 1 suits slow operations (an
+    /// fdatasync), where timing every one costs nothing measurable.
+    void sample_every(unsigned n) noexcept { latency_every_ = n == 0 ? 1 : n; }
 
     /// Records one operation's latency (start to completion) for the row's p50/p99. Never
     /// allocates: the harness reserved room, and samples beyond it are dropped.
@@ -125,6 +129,7 @@ private:
     std::vector<std::int64_t>* latencies_; // not owned; null: latencies not wanted
     unsigned calls_ = 0;
     unsigned latency_calls_ = 0;
+    unsigned latency_every_ = default_latency_every;
 };
 
 /// One side of a row: loops while `clock.running()`, leaves no work in flight when it returns
