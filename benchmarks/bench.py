@@ -359,16 +359,38 @@ def write_plots(result, workload, stem, out_dir, gnuplot):
 
 # --- commands ----------------------------------------------------------------------------------
 
-def machine_banner(build_dir, first_result):
-    env = (first_result or {}).get("environment", {})
+def build_facts(build_dir):
+    """What the build tree was configured with: compiler, build type, liburing version."""
+    facts = {"compiler": "unknown", "build": "unknown", "liburing": "unknown"}
+    try:
+        with open(os.path.join(build_dir, "meson-logs", "meson-log.txt"), errors="replace") as f:
+            for line in f:
+                if line.startswith("C++ compiler for the host machine:"):
+                    facts["compiler"] = line.split(":", 1)[1].strip()
+                    break
+        with open(os.path.join(build_dir, "meson-info", "intro-buildoptions.json")) as f:
+            opts = {o["name"]: o["value"] for o in json.load(f)}
+        facts["build"] = (f"{opts.get('buildtype')}, -O{opts.get('optimization')}, "
+                          f"b_ndebug={opts.get('b_ndebug')}")
+        with open(os.path.join(build_dir, "meson-info", "intro-dependencies.json")) as f:
+            for dep in json.load(f):
+                if dep.get("name") == "liburing":
+                    facts["liburing"] = dep.get("version", "unknown")
+    except (OSError, ValueError, KeyError):
+        pass
+    return facts
+
+
+def machine_banner(build_dir):
+    facts = build_facts(build_dir)
     lines = [
         f"  machine   {cpu_model()}, {os.cpu_count()} CPUs online",
         f"  kernel    {platform.system()} {platform.release()} {platform.machine()}",
-        f"  liburing  {env.get('liburing', 'unknown')} (compile time)",
-        f"  compiler  {env.get('compiler', 'unknown')}",
-        f"  build     {env.get('build', 'unknown')} ({build_dir})",
+        f"  liburing  {facts['liburing']} (compile time)",
+        f"  compiler  {facts['compiler']}",
+        f"  build     {facts['build']} ({build_dir})",
     ]
-    return "\n".join(lines)
+    return facts, "\n".join(lines)
 
 
 def cmd_list(args):
@@ -397,14 +419,15 @@ def cmd_run(args):
     meter = other_load()
     print(f"coil benchmarks, {len(chosen)} workload(s), settings {settings}"
           f"{' + ' + ' '.join(extra) if extra else ''}")
+    facts, banner = machine_banner(args.build_dir)
+    print(banner)
     print(f"  load avg  {load_before} (1, 5, 15 min) before the run")
     run = {"schema": 1, "kind": "coil-bench-run", "started": stamp,
            "command": " ".join(sys.argv[1:]), "settings": settings, "extra_args": extra,
-           "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
-                       "kernel": f"{platform.system()} {platform.release()} {platform.machine()}",
-                       "load_average_before": load_before},
+           "machine": dict(facts, cpu=cpu_model(), cores=os.cpu_count(),
+                           kernel=f"{platform.system()} {platform.release()} {platform.machine()}",
+                           load_average_before=load_before),
            "workloads": []}
-    banner_done = False
     failed = 0
     started = time.monotonic()
     for i, (name, program, what, dflt, quick) in enumerate(chosen, 1):
@@ -419,9 +442,6 @@ def cmd_run(args):
         progress(f"  {name}: starting", tty)
         status, seconds, result, output = run_workload(
             name, program, (quick if args.quick else dflt) + extra, args.build_dir, work_dir, tty)
-        if not banner_done and result:
-            print(machine_banner(args.build_dir, result))
-            banner_done = True
         print(header + f"  [{seconds:.0f} s, {status}]")
         print(output.rstrip())
         if status != "ok":

@@ -45,39 +45,7 @@ constexpr std::size_t chunk_size = 1U << 20;
 
 std::string errno_text(int error) { return std::generic_category().message(error); }
 
-// A file this program creates in the data directory and removes when done.
-class scratch_file {
-public:
-    scratch_file(const std::string& dir, const std::string& name)
-        : path_(dir + "/" + name)
-    {
-        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd_ < 0)
-            fail(fmt::format("cannot create {}: {}", path_, errno_text(errno)));
-    }
-    ~scratch_file()
-    {
-        ::close(fd_);
-        ::unlink(path_.c_str());
-    }
-    scratch_file(const scratch_file&) = delete;
-    scratch_file& operator=(const scratch_file&) = delete;
-
-    int fd() const noexcept { return fd_; }
-    const std::string& path() const noexcept { return path_; }
-
-    // Empties the file, so that every run appends to a fresh log (each fdatasync then also
-    // persists the new size, as a real log's does).
-    void truncate() const
-    {
-        if (::ftruncate(fd_, 0) != 0)
-            fail(fmt::format("ftruncate {}: {}", path_, errno_text(errno)));
-    }
-
-private:
-    std::string path_;
-    int fd_ = -1;
-};
+using bench::scratch_file;
 
 void expect(long got, std::size_t wanted, const char* system, const char* what)
 {
@@ -283,15 +251,28 @@ void raw_wait_chunks(io_uring* ring, unsigned count)
         fail("raw liburing: a chunk's read or write did not complete");
 }
 
+// Runs `copy_chunk(offset)` (one 1 MiB chunk at `offset` of both files) while the clock runs,
+// wrapping around the source; returns the chunks copied.
+template <typename CopyChunk>
+std::uint64_t chunk_loop(const copy_setup& s, bench::run_clock& clock, CopyChunk copy_chunk)
+{
+    std::uint64_t offset = 0;
+    std::uint64_t ops = 0;
+    while (clock.running()) {
+        copy_chunk(offset);
+        offset = (offset + chunk_size) % s.size;
+        ++ops;
+    }
+    return ops;
+}
+
 // linked: the read linked to the write of the same buffer, one submission per chunk; else the
 // read, a wait, the write, a wait, as coil's awaits do.
 std::uint64_t raw_copy(bench::raw_ring& raw, bool linked, const copy_setup& s,
                        bench::run_clock& clock)
 {
     io_uring* ring = raw.get();
-    std::uint64_t offset = 0;
-    std::uint64_t ops = 0;
-    while (clock.running()) {
+    return chunk_loop(s, clock, [&](std::uint64_t offset) {
         io_uring_sqe* read = io_uring_get_sqe(ring);
         if (read == nullptr)
             fail("raw liburing: the SQ is full");
@@ -307,41 +288,28 @@ std::uint64_t raw_copy(bench::raw_ring& raw, bool linked, const copy_setup& s,
         io_uring_prep_write(write, s.target.fd(), s.buffer.data(), chunk_size, offset);
         io_uring_sqe_set_data64(write, 1);
         raw_wait_chunks(ring, linked ? 2 : 1);
-        offset = (offset + chunk_size) % s.size;
-        ++ops;
-    }
-    return ops;
+    });
 }
 
 std::uint64_t blocking_copy(const copy_setup& s, bench::run_clock& clock)
 {
-    std::uint64_t offset = 0;
-    std::uint64_t ops = 0;
-    while (clock.running()) {
+    return chunk_loop(s, clock, [&](std::uint64_t offset) {
         const auto at = static_cast<off_t>(offset);
-        expect(::pread(s.source.fd(), s.buffer.data(), chunk_size, at), chunk_size, "read+write",
-               "pread");
+        expect(::pread(s.source.fd(), s.buffer.data(), chunk_size, at), chunk_size,
+               "read+write", "pread");
         expect(::pwrite(s.target.fd(), s.buffer.data(), chunk_size, at), chunk_size,
                "read+write", "pwrite");
-        offset = (offset + chunk_size) % s.size;
-        ++ops;
-    }
-    return ops;
+    });
 }
 
 std::uint64_t kernel_copy(const copy_setup& s, bench::run_clock& clock)
 {
-    std::uint64_t offset = 0;
-    std::uint64_t ops = 0;
-    while (clock.running()) {
+    return chunk_loop(s, clock, [&](std::uint64_t offset) {
         auto in = static_cast<off_t>(offset);
         auto out = static_cast<off_t>(offset);
         expect(::copy_file_range(s.source.fd(), &in, s.target.fd(), &out, chunk_size, 0),
                chunk_size, "copy_file_range", "copy_file_range");
-        offset = (offset + chunk_size) % s.size;
-        ++ops;
-    }
-    return ops;
+    });
 }
 
 // Fills the copy source with a non-zero pattern (a hole would make reads cheaper) and

@@ -208,30 +208,14 @@ double coil_allocations_per_op(coil::executor& ex, counted_op kind, int fd, unsi
 }
 
 // A small page-cached file for the counted reads, removed when the program ends.
-class small_file {
+class small_file : public bench::scratch_file {
 public:
-    explicit small_file(const std::string& dir) : path_(dir + "/coil-bench-switch-read.dat")
+    explicit small_file(const std::string& dir) : scratch_file(dir, "coil-bench-switch-read.dat")
     {
-        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd_ < 0)
-            fail(fmt::format("cannot create {}: {}", path_,
-                             std::generic_category().message(errno)));
         std::vector<char> data(read_file_bytes, 'x');
-        if (::pwrite(fd_, data.data(), data.size(), 0) != static_cast<ssize_t>(data.size()))
-            fail("cannot fill " + path_);
+        if (::pwrite(fd(), data.data(), data.size(), 0) != static_cast<ssize_t>(data.size()))
+            fail("cannot fill " + path());
     }
-    ~small_file()
-    {
-        ::close(fd_);
-        ::unlink(path_.c_str());
-    }
-    small_file(const small_file&) = delete;
-    small_file& operator=(const small_file&) = delete;
-    int fd() const noexcept { return fd_; }
-
-private:
-    std::string path_;
-    int fd_ = -1;
 };
 
 bench::system asio_post_system(unsigned tasks)
