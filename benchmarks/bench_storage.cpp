@@ -79,6 +79,34 @@ private:
     steady::time_point start_{};
 };
 
+// What a completion must say: the byte count (0 for a sync) and the op's name for the message.
+struct wanted_result {
+    std::size_t result;
+    const char* what;
+};
+
+// Submits the SQEs queued so far, waits for `count` completions, reaps them and checks each
+// against `wanted(user_data)`.
+template <typename Wanted>
+void raw_complete(io_uring* ring, unsigned count, Wanted wanted)
+{
+    int submitted = io_uring_submit_and_wait(ring, count);
+    if (submitted < 0)
+        fail("raw liburing: submit_and_wait: " + errno_text(-submitted));
+    unsigned seen = 0;
+    unsigned head;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(ring, head, cqe)
+    {
+        const wanted_result w = wanted(cqe->user_data);
+        expect(cqe->res, w.result, "raw liburing", w.what);
+        ++seen;
+    }
+    io_uring_cq_advance(ring, seen);
+    if (seen != count)
+        fail(fmt::format("raw liburing: reaped {} completions, wanted {}", seen, count));
+}
+
 // --- durable log append ------------------------------------------------------------------
 
 struct log_setup {
@@ -162,21 +190,10 @@ std::uint64_t raw_append(bench::raw_ring& raw, const log_setup& s, bench::run_cl
             }
             io_uring_sqe_set_data64(sqe, i);
         }
-        int submitted = io_uring_submit_and_wait(ring, s.group + 1);
-        if (submitted < 0)
-            fail("raw liburing: submit_and_wait: " + errno_text(-submitted));
-        unsigned seen = 0;
-        unsigned head;
-        io_uring_cqe* cqe;
-        io_uring_for_each_cqe(ring, head, cqe)
-        {
-            const bool sync = cqe->user_data == s.group;
-            expect(cqe->res, sync ? 0 : record_size, "raw liburing", sync ? "fdatasync" : "write");
-            ++seen;
-        }
-        io_uring_cq_advance(ring, seen);
-        if (seen != s.group + 1)
-            fail("raw liburing: reaped fewer completions than the chain has ops");
+        raw_complete(ring, s.group + 1, [&](std::uint64_t user_data) {
+            const bool sync = user_data == s.group;
+            return wanted_result{sync ? 0 : record_size, sync ? "fdatasync" : "write"};
+        });
         ops += s.group;
     }
     return ops;
@@ -231,24 +248,12 @@ std::uint64_t coil_copy(coil::executor& ex, const copy_setup& s, bench::run_cloc
     return ops;
 }
 
-// Submits the SQEs queued so far, waits for `count` completions and checks each moved a whole
-// chunk (user_data 0: the read, 1: the write).
+// Waits for a chunk's `count` completions (user_data 0: the read, 1: the write).
 void raw_wait_chunks(io_uring* ring, unsigned count)
 {
-    int submitted = io_uring_submit_and_wait(ring, count);
-    if (submitted < 0)
-        fail("raw liburing: submit_and_wait: " + errno_text(-submitted));
-    unsigned seen = 0;
-    unsigned head;
-    io_uring_cqe* cqe;
-    io_uring_for_each_cqe(ring, head, cqe)
-    {
-        expect(cqe->res, chunk_size, "raw liburing", cqe->user_data == 0 ? "read" : "write");
-        ++seen;
-    }
-    io_uring_cq_advance(ring, seen);
-    if (seen != count)
-        fail("raw liburing: a chunk's read or write did not complete");
+    raw_complete(ring, count, [](std::uint64_t user_data) {
+        return wanted_result{chunk_size, user_data == 0 ? "read" : "write"};
+    });
 }
 
 // Runs `copy_chunk(offset)` (one 1 MiB chunk at `offset` of both files) while the clock runs,
