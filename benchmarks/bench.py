@@ -27,7 +27,7 @@ import time
 # The workloads in run order: name, program, what it measures, and the arguments of a default
 # and of a --quick run. Programs found in the build tree but not listed here (a new bench_*)
 # run after these with `default_args`/`quick_args`, named after the program.
-default_args = ["--runs", "3", "--duration", "0.5"]
+default_args = ["--runs", "5", "--duration", "0.3"]
 quick_args = ["--runs", "2", "--duration", "0.15"]
 WORKLOADS = [
     ("ring", "bench_ring", "coil::io::ring vs raw liburing: NOP batches, 4 KiB random reads",
@@ -39,8 +39,9 @@ WORKLOADS = [
      default_args, quick_args + ["--quick"]),
     ("timers", "bench_timers", "10,000 sleeps armed and cancelled; stop cost with ops in flight",
      default_args, quick_args + ["--quick"]),
+    # fdatasync takes milliseconds and varies with the disk's other traffic: longer runs.
     ("storage", "bench_storage", "durable log append (fdatasync), 1 MiB file copy",
-     default_args, quick_args + ["--quick"]),
+     ["--runs", "5", "--duration", "1"], quick_args + ["--quick"]),
     ("echo", "bench_echo",
      "TCP echo: coil vs liburing, epoll, Asio servers; memory per idle connection",
      default_args + ["--idle-connections", "5000"],
@@ -425,7 +426,8 @@ def cmd_run(args):
     tty = sys.stderr.isatty()
     gnuplot = shutil.which("gnuplot")
     extra = args.program_args
-    settings = "quick (2 rounds x 0.15 s)" if args.quick else "default (3 rounds x 0.5 s)"
+    settings = ("quick (2 rounds x 0.15 s)" if args.quick
+                else "default (5 rounds x 0.3 s; storage 5 x 1 s)")
     load_before = load_average()
     meter = other_load()
     print(f"coil benchmarks, {len(chosen)} workload(s), settings {settings}"
