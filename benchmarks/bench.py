@@ -46,6 +46,11 @@ WORKLOADS = [
      "TCP echo: coil vs liburing, epoll, Asio servers; memory per idle connection",
      default_args + ["--idle-connections", "5000"],
      quick_args + ["--quick", "--connections", "1,50", "--idle-connections", "1000"]),
+    # wrk runs whole seconds: 3 rounds of 3 s per server and file size (about 1 minute).
+    ("http", "bench_http",
+     "HTTP/1.1 static files: coil's http_server vs nginx (one worker) under wrk, 4 KiB and 1 MiB",
+     ["--runs", "3", "--duration", "3"],
+     ["--quick", "--runs", "1", "--duration", "1"]),
 ]
 
 # A number in a row's name that the plots put on the x axis, and the axis's label.
