@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// The awaitable file and descriptor operations: read, write, readv, writev, fsync, fdatasync,
-/// fallocate, poll, nop, openat, close, statx; sleep_for / sleep_until (the executor's timer
-/// heap) and yield.
+/// The awaitable file and descriptor operations: read, write, read_fixed, write_fixed, readv,
+/// writev, fsync, fdatasync, fallocate, poll, nop, openat, close, statx; sleep_for /
+/// sleep_until (the executor's timer heap) and yield.
 ///
 /// Each function returns an `operation<...>` to `co_await`; it yields a `result<T>` holding the
 /// value or a `std::error_code` (`std::generic_category()` errno values). No I/O error throws.
@@ -31,6 +31,14 @@ struct statx;
 
 namespace coil {
 
+/// Registered memory an op can name: `bytes` lies inside the buffer registered at `index` of
+/// the executor's buffer table (`fixed_buffer_pool` hands these out). A non-owning view:
+/// whoever owns the buffer keeps it alive until the op completes.
+struct fixed_buffer_view {
+    std::span<std::byte> bytes;
+    std::uint16_t index = 0;
+};
+
 /// An offset meaning "the file's current position" (for pipes, sockets and other streams).
 inline constexpr std::uint64_t current_position = ~std::uint64_t{0};
 
@@ -58,13 +66,15 @@ struct nop {
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
+// `flags` is `io::sqe_flags::fixed_file` when `fd` is a slot of the executor's file table.
 struct read {
     int fd;
     std::span<std::byte> buffer;
     std::uint64_t offset;
+    io::sqe_flags flags;
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_read(fd, buffer, offset, ud);
+        return r.add_read(fd, buffer, offset, ud, flags);
     }
     result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
 };
@@ -73,9 +83,36 @@ struct write {
     int fd;
     std::span<const std::byte> buffer;
     std::uint64_t offset;
+    io::sqe_flags flags;
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_write(fd, buffer, offset, ud);
+        return r.add_write(fd, buffer, offset, ud, flags);
+    }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
+};
+
+struct read_fixed {
+    int fd;
+    std::span<std::byte> buffer;
+    std::uint64_t offset;
+    std::uint16_t buffer_index;
+    io::sqe_flags flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_read_fixed(fd, buffer, offset, buffer_index, ud, flags);
+    }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
+};
+
+struct write_fixed {
+    int fd;
+    std::span<const std::byte> buffer;
+    std::uint64_t offset;
+    std::uint16_t buffer_index;
+    io::sqe_flags flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_write_fixed(fd, buffer, offset, buffer_index, ud, flags);
     }
     result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
 };
@@ -186,14 +223,35 @@ struct statx {
 inline operation<ops::read> read(int fd, std::span<std::byte> buffer,
                                  std::uint64_t offset = current_position) noexcept
 {
-    return operation<ops::read>({fd, buffer, offset});
+    return operation<ops::read>({fd, buffer, offset, io::sqe_flags::none});
 }
 
 /// Writes `buffer` at `offset` (or `current_position`). Yields the count (maybe short).
 inline operation<ops::write> write(int fd, std::span<const std::byte> buffer,
                                    std::uint64_t offset = current_position) noexcept
 {
-    return operation<ops::write>({fd, buffer, offset});
+    return operation<ops::write>({fd, buffer, offset, io::sqe_flags::none});
+}
+
+/// Reads up to `buffer.bytes.size()` bytes at `offset` into registered memory
+/// (`IORING_OP_READ_FIXED`; see `fixed_buffer_pool`): the kernel uses the pages pinned at
+/// registration instead of mapping the buffer per op. Yields the count; 0 at end of file.
+/// Memory outside the registered buffer `buffer.index`, or an empty entry, yields `EFAULT`.
+/// The buffer must stay valid (its lease held) until the co_await completes.
+inline operation<ops::read_fixed> read_fixed(int fd, fixed_buffer_view buffer,
+                                             std::uint64_t offset = current_position) noexcept
+{
+    return operation<ops::read_fixed>(
+        {fd, buffer.bytes, offset, buffer.index, io::sqe_flags::none});
+}
+
+/// Writes registered memory at `offset` (`IORING_OP_WRITE_FIXED`); as `read_fixed`. Yields the
+/// count (maybe short).
+inline operation<ops::write_fixed> write_fixed(int fd, fixed_buffer_view buffer,
+                                               std::uint64_t offset = current_position) noexcept
+{
+    return operation<ops::write_fixed>(
+        {fd, buffer.bytes, offset, buffer.index, io::sqe_flags::none});
 }
 
 /// Scatter read. The iovec array and its buffers must stay valid until completion.
