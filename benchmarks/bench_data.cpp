@@ -107,6 +107,30 @@ std::uint64_t read_file_size(const harness& h) noexcept
     return h.opts().quick ? (std::uint64_t{64} << 20) : (std::uint64_t{1} << 30);
 }
 
+scratch_file::scratch_file(const std::string& dir, const std::string& name)
+    : path_(dir + "/" + name)
+{
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec)
+        fail(fmt::format("cannot create the directory {}: {}", dir, ec.message()));
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd_ < 0)
+        fail(fmt::format("cannot create {}: {}", path_, errno_text(errno)));
+}
+
+scratch_file::~scratch_file()
+{
+    ::close(fd_);
+    ::unlink(path_.c_str());
+}
+
+void scratch_file::truncate() const
+{
+    if (::ftruncate(fd_, 0) != 0)
+        fail(fmt::format("ftruncate {}: {}", path_, errno_text(errno)));
+}
+
 std::string data_directory(const harness& h, const std::string& fallback)
 {
     if (const std::string& dir = h.option("data-dir"); !dir.empty())

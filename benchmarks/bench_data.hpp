@@ -65,6 +65,26 @@ private:
     std::string path_;
 };
 
+/// A file a benchmark creates (empty, read-write, in `dir`, which it creates if need be) and
+/// removes when the object is destroyed: the storage rows' logs and copies.
+class scratch_file {
+public:
+    scratch_file(const std::string& dir, const std::string& name);
+    ~scratch_file();
+    scratch_file(const scratch_file&) = delete;
+    scratch_file& operator=(const scratch_file&) = delete;
+
+    int fd() const noexcept { return fd_; }
+    const std::string& path() const noexcept { return path_; }
+
+    /// Empties the file (`ftruncate` to 0).
+    void truncate() const;
+
+private:
+    std::string path_;
+    int fd_ = -1;
+};
+
 /// The directory for data files: the program's --data-dir, else $COIL_BENCH_DIR, else
 /// `fallback` (the build tree's bench-data directory).
 std::string data_directory(const harness& h, const std::string& fallback);

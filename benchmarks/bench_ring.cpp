@@ -241,8 +241,9 @@ int main(int argc, char** argv)
 {
     bench::program prog{
         "bench_ring",
-        "coil::io::ring against hand-written raw liburing: NOP batches, 4 KiB random reads",
-        "raw liburing (io_uring_get_sqe / io_uring_submit_and_wait / io_uring_for_each_cqe)",
+        "coil::io::ring against hand-written raw liburing (io_uring_get_sqe / "
+        "io_uring_submit_and_wait / io_uring_for_each_cqe): NOP batches, 4 KiB random reads",
+        "raw liburing",
         {{"data-dir", "where the read benchmark keeps its data file (default $COIL_BENCH_DIR, "
                       "else " COIL_BENCH_DATA_DIR ")",
           ""}},

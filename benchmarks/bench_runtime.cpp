@@ -190,10 +190,10 @@ int main(int argc, char** argv)
 {
     bench::program prog{
         "bench_runtime",
-        "coil's executor and coroutines against raw liburing: NOP round trips, 4 KiB random "
+        "coil's executor and coroutines against raw liburing with the same ring flags "
+        "(io_uring_submit_and_wait / io_uring_for_each_cqe): NOP round trips, 4 KiB random "
         "reads",
-        "raw liburing with the same ring flags (io_uring_submit_and_wait / "
-        "io_uring_for_each_cqe)",
+        "raw liburing",
         {{"data-dir", "where the read rows keep their data file (default $COIL_BENCH_DIR, else " COIL_BENCH_DATA_DIR ")", ""}},
     };
     return bench::run_program(argc, argv, std::move(prog), [](bench::harness& h) {

@@ -5,6 +5,7 @@
 
 #include <fmt/core.h>
 
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -213,14 +214,15 @@ void print_help(const program& prog)
 {
     fmt::print("{}: {}\n\n"
                "usage: {} [options]\n"
-               "  --duration SECONDS  length of one measured run of one side (default 1)\n"
-               "  --runs N            measured runs per side (default 5)\n"
+               "  --duration SECONDS  length of one measured run of one system (default 1)\n"
+               "  --runs N            measured rounds per row (default 5)\n"
                "  --json PATH         also write the results as JSON to PATH\n"
                "  --quick             short runs for CI smoke tests (0.1 s, 3 runs)\n"
                "  --filter REGEX      only run rows whose name matches REGEX (ECMAScript,\n"
                "                      unanchored: 'nop', '^nop batch 32$')\n"
-               "  --side SIDE         coil, baseline or both (default); one side is handy\n"
-               "                      under perf or callgrind\n"
+               "  --side NAME         only the system called NAME ('coil'), 'baseline' (the\n"
+               "                      row's reference) or 'both' (default: every system);\n"
+               "                      one system alone is handy under perf or callgrind\n"
                "  --clock CLOCK       wall (default): ops per elapsed second; cpu: ops per\n"
                "                      second of this thread's CPU time (less noisy when\n"
                "                      other processes share the CPUs)\n",
@@ -289,8 +291,8 @@ options parse_command_line(int argc, char** argv, program& prog)
                 usage_error(prog, "--clock wants wall or cpu, not '" + opts.clock + "'");
         } else if (arg == "--side") {
             opts.side = take_value();
-            if (opts.side != "coil" && opts.side != "baseline" && opts.side != "both")
-                usage_error(prog, "--side wants coil, baseline or both, not '" + opts.side + "'");
+            if (opts.side.empty())
+                usage_error(prog, "--side wants a system's name, baseline or both");
         } else {
             auto extra = std::find_if(prog.extra_options.begin(), prog.extra_options.end(),
                                       [&](const extra_option& o) { return arg == "--" + o.name; });
@@ -335,7 +337,7 @@ void harness::print_environment()
     fmt::print("  compiler  {}\n", env.compiler);
     fmt::print("  build     {}\n", env.build);
     fmt::print("  load avg  {} (1, 5, 15 min)\n", load_at_start_);
-    fmt::print("  settings  {:.3g} s x {} runs per side, interleaved; ops/s per {} second{}\n",
+    fmt::print("  settings  {:.3g} s x {} rounds per system, interleaved; ops/s per {} second{}\n",
                std::chrono::duration<double>(opts_.duration).count(), opts_.runs,
                opts_.clock == "cpu" ? "thread CPU" : "wall-clock",
                opts_.quick ? " (--quick: smoke test, not a measurement)" : "");
@@ -350,147 +352,307 @@ bool harness::selected(std::string_view name) const
 
 void harness::note(std::string text) { notes_.push_back(std::move(text)); }
 
-void harness::print_header()
+const system_result* row_result::find(std::string_view system_name) const noexcept
 {
-    if (header_printed_)
-        return;
-    header_printed_ = true;
-    fmt::print("\n{:<28} | {:>16} | {:>16} | {:>6} | {:>10} | {:>15} | {:>15}\n", "benchmark",
-               "coil ops/s (med)", "base ops/s (med)", "ratio", "run ratios", "coil min..max",
-               "base min..max");
-    fmt::print("{:-<28}-+-{:->16}-+-{:->16}-+-{:->6}-+-{:->10}-+-{:->15}-+-{:->15}\n", "", "", "",
-               "", "", "", "");
+    for (const system_result& s : systems)
+        if (s.name == system_name)
+            return &s;
+    return nullptr;
 }
 
-double harness::measure_once(const measurement& m, std::chrono::nanoseconds duration) const
+void harness::add_metric(metric m)
 {
-    run_clock clock(duration);
-    bool cpu = opts_.clock == "cpu";
-    double start = cpu ? thread_cpu_seconds() : wall_seconds();
-    std::uint64_t ops = m(clock);
-    double took = (cpu ? thread_cpu_seconds() : wall_seconds()) - start;
-    return static_cast<double>(ops) / took;
+    fmt::print("{:<56} {:>8} {} ({})\n", m.name, fmt::format("{:.4g}", m.value), m.unit,
+               m.system);
+    std::fflush(stdout);
+    metrics_.push_back(std::move(m));
+}
+
+namespace {
+
+// CPU time of this process (every thread) plus that of children reaped so far: a system that
+// starts a program and waits for it is charged for the program too.
+double process_cpu_seconds() noexcept
+{
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    rusage children{};
+    getrusage(RUSAGE_CHILDREN, &children);
+    auto seconds = [](const timeval& tv) {
+        return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6;
+    };
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9 +
+           seconds(children.ru_utime) + seconds(children.ru_stime);
+}
+
+// The q-quantile of `v` (nearest rank), which it sorts.
+double quantile(std::vector<std::int64_t>& v, double q)
+{
+    std::sort(v.begin(), v.end());
+    auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
+    return static_cast<double>(v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)]);
+}
+
+// 1234.5 ns as "1.23 us": latencies span nanoseconds (a NOP) to milliseconds (an fdatasync).
+std::string duration_text(std::optional<double> ns)
+{
+    if (!ns)
+        return "-";
+    if (*ns >= 1e6)
+        return fmt::format("{:.3g} ms", *ns / 1e6);
+    if (*ns >= 1e3)
+        return fmt::format("{:.3g} us", *ns / 1e3);
+    return fmt::format("{:.3g} ns", *ns);
+}
+
+std::string ratio_range(const std::vector<double>& ratios)
+{
+    if (ratios.empty())
+        return "-";
+    auto [lo, hi] = std::minmax_element(ratios.begin(), ratios.end());
+    return fmt::format("{:.2f}..{:.2f}", *lo, *hi);
+}
+
+constexpr std::size_t latency_room = 1U << 16; // samples kept per system per row
+
+} // namespace
+
+harness::one_run harness::measure_once(const system& s, std::chrono::nanoseconds duration,
+                                       std::vector<std::int64_t>* latencies) const
+{
+    const bool cpu_clock = opts_.clock == "cpu";
+    const double cpu_start = process_cpu_seconds();
+    const double thread_start = thread_cpu_seconds();
+    const double wall_start = wall_seconds();
+    double operations = 0;
+    double seconds = 0;
+    std::optional<double> reported_cpu;
+    if (s.run) {
+        run_clock clock(duration, latencies);
+        operations = static_cast<double>(s.run(clock));
+        seconds = cpu_clock ? thread_cpu_seconds() - thread_start : wall_seconds() - wall_start;
+    } else {
+        self_timed_run r = s.self_timed(duration);
+        operations = r.operations;
+        seconds = r.seconds;
+        reported_cpu = r.cpu_seconds;
+        // Its own percentiles are one sample per run; the harness keeps them like any other.
+        if (latencies != nullptr && r.p50_ns && r.p99_ns && latencies->size() + 2 <= latencies->capacity()) {
+            latencies->push_back(static_cast<std::int64_t>(*r.p50_ns));
+            latencies->push_back(static_cast<std::int64_t>(*r.p99_ns));
+        }
+    }
+    const double cpu = reported_cpu ? *reported_cpu : process_cpu_seconds() - cpu_start;
+    one_run out;
+    out.throughput = seconds > 0 ? operations / seconds : 0;
+    out.cpu_seconds_per_million = operations > 0 ? cpu / operations * 1e6 : 0;
+    return out;
+}
+
+bool harness::compare_systems(const std::string& row, const std::vector<system>& systems,
+                              std::string_view reference)
+{
+    if (!selected(row))
+        return false;
+    const std::size_t n = systems.size();
+    std::vector<bool> runs(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const system& s = systems[i];
+        if (s.skipped.empty() && !s.run && !s.self_timed)
+            throw std::logic_error("coil::bench: system '" + s.name + "' has no measurement");
+        runs[i] = s.skipped.empty() &&
+                  (opts_.side == "both" || opts_.side == s.name ||
+                   (opts_.side == "baseline" && s.name == reference));
+    }
+
+    fmt::print("\n{}  (reference: {})\n", row, reference);
+    std::fflush(stdout);
+    // Warm-up: fault in buffers, settle the caches and branch predictors, let the CPU clock
+    // up. Not recorded.
+    const auto warm_up = std::min<std::chrono::nanoseconds>(opts_.duration / 5,
+                                                            std::chrono::milliseconds(200));
+    for (std::size_t i = 0; i < n; ++i)
+        if (runs[i])
+            measure_once(systems[i], warm_up, nullptr);
+
+    std::vector<std::vector<double>> throughput(n), cpu(n);
+    std::vector<std::vector<std::int64_t>> latencies(n);
+    for (auto& l : latencies)
+        l.reserve(latency_room);
+    for (int round = 0; round < opts_.runs; ++round) {
+        for (std::size_t k = 0; k < n; ++k) {
+            const std::size_t i = (k + static_cast<std::size_t>(round)) % n;
+            if (!runs[i])
+                continue;
+            one_run r = measure_once(systems[i], opts_.duration, &latencies[i]);
+            throughput[i].push_back(r.throughput);
+            cpu[i].push_back(r.cpu_seconds_per_million);
+        }
+    }
+
+    row_result result;
+    result.name = row;
+    result.reference = std::string(reference);
+    const auto ref = std::find_if(systems.begin(), systems.end(),
+                                  [&](const system& s) { return s.name == reference; });
+    const std::size_t ref_index = static_cast<std::size_t>(ref - systems.begin());
+    for (std::size_t i = 0; i < n; ++i) {
+        system_result r;
+        r.name = systems[i].name;
+        r.skipped = systems[i].skipped;
+        if (!runs[i] && r.skipped.empty())
+            r.skipped = "not selected (--side " + opts_.side + ")";
+        if (ref_index < n && i != ref_index)
+            for (std::size_t k = 0; k < throughput[i].size() && k < throughput[ref_index].size(); ++k)
+                if (throughput[ref_index][k] > 0)
+                    r.run_ratios.push_back(throughput[i][k] / throughput[ref_index][k]);
+        if (!r.run_ratios.empty())
+            r.ratio = median_of(r.run_ratios);
+        if (!cpu[i].empty())
+            r.cpu_seconds_per_million = median_of(cpu[i]);
+        if (!latencies[i].empty()) {
+            r.p50_ns = quantile(latencies[i], 0.50);
+            r.p99_ns = quantile(latencies[i], 0.99);
+        }
+        result.systems.push_back(std::move(r));
+    }
+    // Only now: the ratios above read every system's samples, the reference's included.
+    for (std::size_t i = 0; i < n; ++i)
+        result.systems[i].throughput = summarise(std::move(throughput[i]));
+
+    const char* unit = opts_.clock == "cpu" ? "ops/CPU s" : "ops/s";
+    fmt::print("  {:<24} {:>14} {:>15} {:>7} {:>11} {:>9} {:>9} {:>10}\n", "system",
+               fmt::format("{} (med)", unit), "min..max", "ratio", "run ratios", "p50", "p99",
+               "CPU s/Mop");
+    for (const system_result& r : result.systems) {
+        if (!r.skipped.empty()) {
+            fmt::print("  {:<24} skipped: {}\n", r.name, r.skipped);
+            continue;
+        }
+        fmt::print("  {:<24} {:>14} {:>15} {:>7} {:>11} {:>9} {:>9} {:>10}\n", r.name,
+                   grouped(r.throughput.median), spread(r.throughput),
+                   r.name == reference ? "1" : r.ratio ? fmt::format("{:.3f}", *r.ratio) : "-",
+                   ratio_range(r.run_ratios), duration_text(r.p50_ns), duration_text(r.p99_ns),
+                   r.cpu_seconds_per_million ? fmt::format("{:.3f}", *r.cpu_seconds_per_million)
+                                             : "-");
+    }
+    std::fflush(stdout);
+    results_.push_back(std::move(result));
+    return true;
 }
 
 bool harness::compare(const std::string& name, const measurement& coil,
                       const measurement& baseline)
 {
-    if (!selected(name))
+    const std::string& reference = program_.baseline_name;
+    if (!compare_systems(name, {{"coil", coil}, {reference, baseline}}, reference))
         return false;
-    print_header();
-    bool run_coil = opts_.side != "baseline";
-    bool run_baseline = opts_.side != "coil";
-
-    // Warm-up: fault in buffers, settle the caches and branch predictors, let the CPU clock
-    // up. Not recorded.
-    auto warm_up = std::min<std::chrono::nanoseconds>(opts_.duration / 5,
-                                                      std::chrono::milliseconds(200));
-    if (run_coil)
-        measure_once(coil, warm_up);
-    if (run_baseline)
-        measure_once(baseline, warm_up);
-
-    std::vector<double> coil_samples, baseline_samples;
-    for (int run = 0; run < opts_.runs; ++run) {
-        // Alternate which side goes first, so neither always inherits the other's cache state.
-        bool coil_first = run % 2 == 0;
-        if (coil_first && run_coil)
-            coil_samples.push_back(measure_once(coil, opts_.duration));
-        if (run_baseline)
-            baseline_samples.push_back(measure_once(baseline, opts_.duration));
-        if (!coil_first && run_coil)
-            coil_samples.push_back(measure_once(coil, opts_.duration));
-    }
-
+    const row_result& r = results_.back();
     comparison row;
     row.name = name;
-    for (std::size_t i = 0; i < coil_samples.size() && i < baseline_samples.size(); ++i)
-        if (baseline_samples[i] > 0)
-            row.run_ratios.push_back(coil_samples[i] / baseline_samples[i]);
-    row.coil = summarise(std::move(coil_samples));
-    row.baseline = summarise(std::move(baseline_samples));
-    if (!row.run_ratios.empty())
-        row.ratio = median_of(row.run_ratios);
+    row.coil = r.systems[0].throughput;
+    row.baseline = r.systems[1].throughput;
+    row.run_ratios = r.systems[0].run_ratios;
+    row.ratio = r.systems[0].ratio;
     if (!row.coil.empty() && !row.baseline.empty() && row.baseline.median > 0)
         row.ratio_of_medians = row.coil.median / row.baseline.median;
-
-    std::string ratio_spread = "-";
-    if (!row.run_ratios.empty()) {
-        auto [lo, hi] = std::minmax_element(row.run_ratios.begin(), row.run_ratios.end());
-        ratio_spread = fmt::format("{:.2f}..{:.2f}", *lo, *hi);
-    }
-    fmt::print("{:<28} | {:>16} | {:>16} | {:>6} | {:>10} | {:>15} | {:>15}\n", row.name,
-               row.coil.empty() ? "-" : grouped(row.coil.median),
-               row.baseline.empty() ? "-" : grouped(row.baseline.median),
-               row.ratio ? fmt::format("{:.3f}", *row.ratio) : "-", ratio_spread,
-               spread(row.coil), spread(row.baseline));
-    std::fflush(stdout);
     rows_.push_back(std::move(row));
     return true;
 }
 
+namespace {
+
+std::string json_optional(const std::optional<double>& v)
+{
+    return v ? json_number(*v) : "null";
+}
+
+std::string json_list(const std::vector<double>& v)
+{
+    std::string out;
+    for (double x : v)
+        out += (out.empty() ? "" : ", ") + json_number(x);
+    return "[" + out + "]";
+}
+
+} // namespace
+
 int harness::finish()
 {
     std::string load_at_end = load_average();
-    fmt::print("\nbaseline: {}. Run i of each side runs back to back with run i of the other; "
-               "ratio = the median over runs of coil / baseline (higher is better for coil), "
-               "run ratios = their range.\n",
-               program_.baseline_name);
+    fmt::print("\nEach row: a warm-up of every system, then {} rounds in which every system runs "
+               "once, the order rotating; ratio = the median over rounds of system / reference "
+               "(higher is better), run ratios = their range; p50/p99 from sampled "
+               "latencies; CPU s/Mop = CPU seconds (process and reaped children) per million "
+               "ops.\n",
+               opts_.runs);
     fmt::print("load average at start {}, at end {}: a load above zero means another process "
                "shared the CPUs and the numbers are noisier.\n",
                load_at_start_, load_at_end);
+    for (const metric& m : metrics_)
+        fmt::print("{} ({}): {:.4g} {}\n", m.name, m.system, m.value, m.unit);
     for (const std::string& n : notes_)
         fmt::print("{}\n", n);
-    if (rows_.empty()) {
+    if (results_.empty() && metrics_.empty()) {
         fmt::print(stderr, "{}: no benchmark matched --filter '{}'\n", program_.name,
                    opts_.filter);
         return 2;
     }
-
     if (opts_.json_path.empty())
         return 0;
 
+    // The schema is documented in benchmarks/README.md ("The JSON results"); ./dev bench
+    // (benchmarks/bench.py) reads it.
     machine env = read_machine();
     std::ostringstream json;
-    json << "{\n";
+    json << "{\n  \"schema\": 1,\n";
     json << "  \"program\": " << json_string(program_.name) << ",\n";
     json << "  \"description\": " << json_string(program_.description) << ",\n";
-    json << "  \"baseline\": " << json_string(program_.baseline_name) << ",\n";
-    json << "  \"environment\": {\n";
-    json << "    \"cpu\": " << json_string(env.cpu) << ",\n";
-    json << "    \"cores\": " << env.cores << ",\n";
-    json << "    \"kernel\": " << json_string(env.kernel) << ",\n";
-    json << "    \"liburing\": " << json_string(env.liburing) << ",\n";
-    json << "    \"compiler\": " << json_string(env.compiler) << ",\n";
-    json << "    \"build\": " << json_string(env.build) << ",\n";
-    json << "    \"load_average_start\": " << json_string(load_at_start_) << ",\n";
-    json << "    \"load_average_end\": " << json_string(load_at_end) << "\n";
-    json << "  },\n";
+    json << "  \"environment\": {\"cpu\": " << json_string(env.cpu) << ", \"cores\": " << env.cores
+         << ", \"kernel\": " << json_string(env.kernel)
+         << ", \"liburing\": " << json_string(env.liburing)
+         << ", \"compiler\": " << json_string(env.compiler)
+         << ", \"build\": " << json_string(env.build)
+         << ", \"load_average_start\": " << json_string(load_at_start_)
+         << ", \"load_average_end\": " << json_string(load_at_end) << "},\n";
     json << "  \"settings\": {\"duration_seconds\": "
          << json_number(std::chrono::duration<double>(opts_.duration).count())
          << ", \"runs\": " << opts_.runs << ", \"quick\": " << (opts_.quick ? "true" : "false")
          << ", \"filter\": " << json_string(opts_.filter)
          << ", \"side\": " << json_string(opts_.side)
          << ", \"clock\": " << json_string(opts_.clock) << "},\n";
-    json << "  \"unit\": " << json_string(opts_.clock == "cpu" ? "ops per thread CPU second"
-                                                                  : "ops/s") << ",\n";
-    json << "  \"results\": [";
-    for (std::size_t i = 0; i < rows_.size(); ++i) {
-        const comparison& r = rows_[i];
-        json << (i == 0 ? "\n" : ",\n");
-        json << "    {\"name\": " << json_string(r.name) << ",\n";
-        json << "     \"coil\": " << json_summary(r.coil) << ",\n";
-        json << "     \"baseline\": " << json_summary(r.baseline) << ",\n";
-        json << "     \"ratio\": " << (r.ratio ? json_number(*r.ratio) : "null") << ",\n";
-        std::string ratios;
-        for (double x : r.run_ratios)
-            ratios += (ratios.empty() ? "" : ", ") + json_number(x);
-        json << "     \"run_ratios\": [" << ratios << "],\n";
-        json << "     \"ratio_of_medians\": "
-             << (r.ratio_of_medians ? json_number(*r.ratio_of_medians) : "null") << "}";
+    json << "  \"unit\": " << json_string(opts_.clock == "cpu" ? "ops per CPU second" : "ops/s")
+         << ",\n";
+    json << "  \"rows\": [";
+    for (std::size_t i = 0; i < results_.size(); ++i) {
+        const row_result& r = results_[i];
+        json << (i == 0 ? "\n" : ",\n") << "    {\"name\": " << json_string(r.name)
+             << ", \"reference\": " << json_string(r.reference) << ", \"systems\": [";
+        for (std::size_t k = 0; k < r.systems.size(); ++k) {
+            const system_result& s = r.systems[k];
+            json << (k == 0 ? "\n" : ",\n") << "      {\"name\": " << json_string(s.name);
+            if (!s.skipped.empty()) {
+                json << ", \"skipped\": " << json_string(s.skipped) << "}";
+                continue;
+            }
+            json << ", \"throughput\": " << json_summary(s.throughput)
+                 << ", \"ratio\": " << json_optional(s.ratio)
+                 << ", \"run_ratios\": " << json_list(s.run_ratios)
+                 << ", \"p50_ns\": " << json_optional(s.p50_ns)
+                 << ", \"p99_ns\": " << json_optional(s.p99_ns)
+                 << ", \"cpu_seconds_per_million\": " << json_optional(s.cpu_seconds_per_million)
+                 << "}";
+        }
+        json << "]}";
     }
-    json << "\n  ],\n";
-    json << "  \"notes\": [";
+    json << "\n  ],\n  \"metrics\": [";
+    for (std::size_t i = 0; i < metrics_.size(); ++i) {
+        const metric& m = metrics_[i];
+        json << (i == 0 ? "\n" : ",\n") << "    {\"name\": " << json_string(m.name)
+             << ", \"system\": " << json_string(m.system) << ", \"value\": "
+             << json_number(m.value) << ", \"unit\": " << json_string(m.unit) << "}";
+    }
+    json << "\n  ],\n  \"notes\": [";
     for (std::size_t i = 0; i < notes_.size(); ++i)
         json << (i == 0 ? "" : ", ") << json_string(notes_[i]);
     json << "]\n}\n";

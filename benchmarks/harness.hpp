@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// The benchmarks' shared harness: a common command line, interleaved coil-versus-baseline runs,
-/// min/median/max reporting, the environment banner and the JSON result file.
+/// The benchmarks' shared harness: a common command line, rows of N systems measured in
+/// interleaved rounds, min/median/max, latency percentiles and CPU per op, the environment
+/// banner and the JSON result file (its schema: benchmarks/README.md).
 ///
 /// A benchmark program describes itself with a `program`, then hands `run_program` a body that
 /// calls `harness::compare` once per row:
@@ -11,7 +12,11 @@
 /// {
 ///     coil::bench::program p{"bench_x", "what it measures", "raw liburing"};
 ///     return coil::bench::run_program(argc, argv, p, [](coil::bench::harness& h) {
-///         h.compare("nop batch 1", coil_side, baseline_side);
+///         h.compare("nop batch 1", coil_side, baseline_side);   // two systems
+///         h.compare_systems("append+fdatasync",                  // N systems
+///                           {{"coil", coil_side}, {"raw liburing", raw_side},
+///                            {"pwrite", blocking_side}},
+///                           "pwrite");
 ///     });
 /// }
 /// @endcode
@@ -40,7 +45,8 @@ struct options {
     bool quick = false;
     /// Only rows whose name matches this regex (ECMAScript, unanchored) run; empty: all rows.
     std::string filter;
-    /// Run only one side (for profiling it alone): "coil", "baseline" or "both".
+    /// Run only one system (for profiling it alone): its name, "baseline" for a row's
+    /// reference, or "both" (every system).
     std::string side = "both";
     /// What ops/s is divided by: "wall" (elapsed time, the default) or "cpu" (the measuring
     /// thread's CPU time, user + system). On a shared machine the CPU time excludes the slices
@@ -74,15 +80,19 @@ public:
 /// Throws `benchmark_failure` with `why`.
 [[noreturn]] void fail(const std::string& why);
 
-/// Tells a measurement loop when its time is up. Reading the clock costs tens of nanoseconds,
-/// which is a visible share of a one-NOP iteration, so it is read only every `check_every`
-/// calls; the overshoot is a few iterations, and the harness times the whole call anyway.
+/// Tells a measurement loop when its time is up, and collects the latencies it samples.
+/// Reading the clock costs tens of nanoseconds, which is a visible share of a one-NOP
+/// iteration, so `running()` reads it only every `check_every` calls; the overshoot is a few
+/// iterations, and the harness times the whole call anyway.
 class run_clock {
 public:
     static constexpr unsigned check_every = 16;
+    /// By default `sample_latency()` says yes once in this many calls.
+    static constexpr unsigned default_latency_every = 32;
 
-    explicit run_clock(std::chrono::nanoseconds budget)
-        : deadline_(std::chrono::steady_clock::now() + budget)
+    explicit run_clock(std::chrono::nanoseconds budget,
+                       std::vector<std::int64_t>* latencies = nullptr) noexcept
+        : deadline_(std::chrono::steady_clock::now() + budget), latencies_(latencies)
     {
     }
 
@@ -94,14 +104,65 @@ public:
         return std::chrono::steady_clock::now() < deadline_;
     }
 
+    /// Whether the caller should time the operation it is about to start and pass the time to
+    /// `record_latency` (one call in `default_latency_every`, or in what `sample_every` set,
+    /// so timing costs little). False when this run collects no latencies (the warm-up).
+    bool sample_latency() noexcept
+    {
+        return latencies_ != nullptr && ++latency_calls_ % latency_every_ == 0;
+    }
+
+    /// Samples one operation in `n` (n >= 1) from now on: 1 suits slow operations (an
+    /// fdatasync), where timing every one costs nothing measurable.
+    void sample_every(unsigned n) noexcept { latency_every_ = n == 0 ? 1 : n; }
+
+    /// Records one operation's latency (start to completion) for the row's p50/p99. Never
+    /// allocates: the harness reserved room, and samples beyond it are dropped.
+    void record_latency(std::chrono::nanoseconds took) noexcept
+    {
+        if (latencies_ != nullptr && latencies_->size() < latencies_->capacity())
+            latencies_->push_back(took.count());
+    }
+
 private:
     std::chrono::steady_clock::time_point deadline_;
+    std::vector<std::int64_t>* latencies_; // not owned; null: latencies not wanted
     unsigned calls_ = 0;
+    unsigned latency_calls_ = 0;
+    unsigned latency_every_ = default_latency_every;
 };
 
 /// One side of a row: loops while `clock.running()`, leaves no work in flight when it returns
 /// (so the other side starts from a quiet ring), and returns the operations it completed.
+/// It may sample latencies through `clock.sample_latency()` / `clock.record_latency()`.
 using measurement = std::function<std::uint64_t(run_clock& clock)>;
+
+/// What a system that times itself reports for one run (an external program such as fio,
+/// which runs for a duration it was given and prints its own operation count).
+struct self_timed_run {
+    double operations = 0;
+    double seconds = 0;                 ///< the time those operations took, by the system's clock
+    std::optional<double> cpu_seconds;  ///< CPU time it used; absent: the harness's own count
+    std::optional<double> p50_ns;       ///< its own latency percentiles, when it reports them
+    std::optional<double> p99_ns;
+};
+
+/// A self-timed system's run: does about `budget` of work and reports it. The harness still
+/// counts the CPU time of this process and of children waited for during the call, which
+/// covers a program started with fork/exec and reaped before returning.
+using self_timed_measurement = std::function<self_timed_run(std::chrono::nanoseconds budget)>;
+
+/// One system of a row: a name for the table ("coil", "coil fixed", "raw liburing",
+/// "pread x1", "Boost.Asio", "fio") and its measurement. Exactly one of `run` and `self_timed`
+/// is set, unless `skipped` says why the system cannot run here (a peer not installed, a
+/// kernel feature missing): then the row shows it as skipped, with the reason, rather than
+/// dropping it.
+struct system {
+    std::string name;
+    measurement run{};
+    self_timed_measurement self_timed{};
+    std::string skipped{};
+};
 
 /// Throughput samples of one side, in operations per second.
 struct sample_summary {
@@ -128,6 +189,41 @@ struct comparison {
     std::optional<double> ratio_of_medians;
 };
 
+/// What one system of a row measured.
+struct system_result {
+    std::string name;
+    std::string skipped;        ///< non-empty: it did not run, and why
+    sample_summary throughput;  ///< ops/s per run (or ops per CPU second under --clock cpu)
+    /// The median over rounds of this system / the reference, each round's runs having run
+    /// back to back; absent for the reference itself or when either did not run.
+    std::optional<double> ratio;
+    std::vector<double> run_ratios; ///< per round, in round order
+    std::optional<double> p50_ns;   ///< over every latency sampled in the measured runs
+    std::optional<double> p99_ns;
+    /// CPU seconds (user + system, this process and children reaped during the run) per
+    /// million operations, the median over runs.
+    std::optional<double> cpu_seconds_per_million;
+};
+
+/// One row of N systems.
+struct row_result {
+    std::string name;
+    std::string reference;
+    std::vector<system_result> systems;
+
+    /// The system called `name`, or null.
+    const system_result* find(std::string_view system_name) const noexcept;
+};
+
+/// A single figure that is not a throughput: memory per idle connection, heap allocations per
+/// awaited op. Stored in the JSON's "metrics" and printed with the summary.
+struct metric {
+    std::string name;   ///< e.g. "heap allocations per awaited read"
+    std::string system; ///< whose figure it is, e.g. "coil"
+    double value = 0;
+    std::string unit;   ///< e.g. "allocations/op", "bytes/connection"
+};
+
 /// Runs the rows of one program and records their results. Single-threaded.
 class harness {
 public:
@@ -140,11 +236,20 @@ public:
     /// Prints the environment (CPU, cores, kernel, liburing, compiler, load) and the settings.
     void print_environment();
 
-    /// Measures one row: a short unrecorded warm-up of each side, then `opts().runs` runs of
-    /// each, interleaved (the side that goes first alternates from run to run, so slow drift
-    /// such as another process's load or frequency changes falls on both sides alike). Prints
-    /// the row as soon as it is done. Skipped (returns false) when the row does not match
-    /// `--filter`. Measurement failures propagate as `benchmark_failure`.
+    /// Measures one row of N systems: an unrecorded warm-up of each, then `opts().runs` rounds
+    /// in which every system runs once, the order rotating by one from round to round (so
+    /// slow drift such as another process's load or frequency changes falls on every system
+    /// alike, and none always inherits another's cache state). Prints one table for the row:
+    /// system, ops/s median (min..max), ratio to `reference` (the median of the per-round
+    /// ratios), p50/p99 latency when the measurement sampled latencies, and CPU seconds per
+    /// million ops. Skipped systems are listed with their reason. `--side NAME` runs only the
+    /// system called NAME ("baseline": the reference). Returns false when the row does not
+    /// match `--filter`. Measurement failures propagate as `benchmark_failure`.
+    bool compare_systems(const std::string& row, const std::vector<system>& systems,
+                         std::string_view reference);
+
+    /// Measures one row of two systems, "coil" and the program's `baseline_name` (the
+    /// reference), as `compare_systems` does; the row is also kept as a `comparison`.
     bool compare(const std::string& name, const measurement& coil, const measurement& baseline);
 
     /// Whether a row called `name` would run under `--filter`; lets a program skip expensive
@@ -154,23 +259,33 @@ public:
     /// Appends a free-form note to the report (printed at the end and stored in the JSON).
     void note(std::string text);
 
-    /// The rows measured so far.
+    /// Records a figure for the summary and the JSON's "metrics".
+    void add_metric(metric m);
+
+    /// The two-system rows measured so far by `compare`.
     const std::vector<comparison>& rows() const noexcept { return rows_; }
+    /// Every row measured so far (`compare` and `compare_systems`).
+    const std::vector<row_result>& results() const noexcept { return results_; }
 
     /// Prints the closing summary and writes the JSON file if one was asked for. Returns the
     /// process exit status (non-zero when the JSON file could not be written).
     int finish();
 
 private:
-    void print_header();
-    double measure_once(const measurement& m, std::chrono::nanoseconds duration) const;
+    struct one_run {
+        double throughput = 0;
+        double cpu_seconds_per_million = 0;
+    };
+    one_run measure_once(const system& s, std::chrono::nanoseconds duration,
+                         std::vector<std::int64_t>* latencies) const;
 
     program program_;
     options opts_;
     std::vector<comparison> rows_;
+    std::vector<row_result> results_;
+    std::vector<metric> metrics_;
     std::vector<std::string> notes_;
     std::string load_at_start_;
-    bool header_printed_ = false;
 };
 
 /// The machine and build a benchmark runs on, as the banner prints them.

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Tests of the ./dev bench driver's logic (benchmarks/bench.py): the plots' axis parsing,
+bench_echo's JSON converted to the common schema, --compare's verdicts and --list."""
+
+import contextlib
+import io
+import os
+import stat
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+
+def system(name, samples, ratio=None):
+    s = sorted(samples)
+    return {"name": name, "throughput": {"min": s[0], "median": s[len(s) // 2], "max": s[-1],
+                                         "samples": samples},
+            "ratio": ratio, "run_ratios": [], "p50_ns": None, "p99_ns": None,
+            "cpu_seconds_per_million": 1.0}
+
+
+def run_doc(rows, metrics=()):
+    return {"kind": "coil-bench-run", "workloads": [
+        {"name": "storage", "result": {"schema": 1, "rows": rows, "metrics": list(metrics)}}]}
+
+
+class axis_test(unittest.TestCase):
+    def test_a_number_in_a_row_name_is_its_x_and_the_rest_its_group(self):
+        self.assertEqual(bench.axis_of("read 4k random qd32 (1 GiB)"),
+                         ("read 4k random qdN (1 GiB)", "queue depth", 32))
+        self.assertEqual(bench.axis_of("64 B x 1000 conn"), ("64 B x N conn", "connections", 1000))
+        self.assertEqual(bench.axis_of("nop batch 8"), ("nop batch N", "batch", 8))
+        self.assertEqual(bench.axis_of("round trip, 128 tasks"), ("round trip, N tasks", "tasks", 128))
+        self.assertEqual(bench.axis_of("round trip, 1 task"), ("round trip, N tasks", "tasks", 1))
+        self.assertIsNone(bench.axis_of("copy 1 MiB chunks"))
+
+    def test_only_groups_with_two_x_values_are_plotted(self):
+        result = {"rows": [
+            {"name": "nop batch 1", "reference": "b", "systems": [system("coil", [1, 2, 3])]},
+            {"name": "nop batch 8", "reference": "b", "systems": [system("coil", [4, 5, 6]),
+                                                                  {"name": "x", "skipped": "no"}]},
+            {"name": "read qd32", "reference": "b", "systems": [system("coil", [1, 1, 1])]},
+        ]}
+        groups = bench.plot_groups(result)
+        self.assertEqual(list(groups), ["nop batch N"])
+        label, series = groups["nop batch N"]
+        self.assertEqual(label, "batch")
+        self.assertEqual(series, {"coil": [(1, 2, 1, 3), (8, 5, 4, 6)]})
+
+
+class echo_conversion_test(unittest.TestCase):
+    def test_bench_echo_rows_become_common_rows_with_paired_ratios_and_memory_metrics(self):
+        spread = lambda *v: {"median": sorted(v)[len(v) // 2], "min": min(v), "max": max(v),
+                             "samples": list(v)}
+        server = lambda *rps: {"requests_per_second": spread(*rps), "p50_us": spread(10, 10),
+                               "p99_us": spread(30, 30), "server_cpu_us_per_request": spread(2, 2),
+                               "client_cpu_us_per_request": spread(1, 1)}
+        doc = {"program": "bench_echo", "results": [
+            {"size": 64, "connections": 50, "servers": {
+                "coil": server(110, 90, 100), "liburing": server(100, 100, 100),
+                "asio": {"skipped": "Boost missing"}}}],
+            "idle_memory": [{"server": "coil", "connections": 10, "bytes_per_connection": 512.0},
+                            {"server": "asio", "skipped": "Boost missing"}]}
+        out = bench.to_common_schema(doc)
+        self.assertEqual(out["schema"], 1)
+        row = out["rows"][0]
+        self.assertEqual(row["name"], "64 B x 50 conn")
+        self.assertEqual(row["reference"], "liburing")
+        coil = row["systems"][0]
+        self.assertEqual(coil["run_ratios"], [1.1, 0.9, 1.0])
+        self.assertAlmostEqual(coil["ratio"], 1.0)
+        self.assertEqual(coil["p50_ns"], 10000)
+        self.assertEqual(coil["cpu_seconds_per_million"], 2)
+        self.assertEqual(row["systems"][2], {"name": "asio", "skipped": "Boost missing"})
+        self.assertEqual(out["metrics"], [{"name": "resident memory per idle connection",
+                                           "system": "coil", "value": 512.0,
+                                           "unit": "bytes/connection"}])
+
+    def test_common_schema_documents_pass_unchanged(self):
+        doc = {"schema": 1, "program": "bench_ring", "rows": []}
+        self.assertIs(bench.to_common_schema(doc), doc)
+
+
+class compare_test(unittest.TestCase):
+    def compare(self, a_samples, b_samples):
+        a = run_doc([{"name": "append", "reference": "pwrite", "systems": [system("coil", a_samples)]}])
+        b = run_doc([{"name": "append", "reference": "pwrite", "systems": [system("coil", b_samples)]}])
+        return bench.compare_docs(a, b)
+
+    def test_ranges_that_do_not_overlap_are_a_change(self):
+        lines = self.compare([100, 102, 104], [110, 112, 114])
+        self.assertIn("storage / append / coil", lines[1])
+        self.assertIn("+9.8%", lines[1])
+        self.assertTrue(lines[1].endswith("faster"))
+        self.assertTrue(self.compare([110, 112, 114], [100, 102, 104])[1].endswith("slower"))
+
+    def test_overlapping_ranges_are_noise(self):
+        lines = self.compare([100, 105, 110], [104, 108, 112])
+        self.assertTrue(lines[1].endswith("within noise"))
+        self.assertIn("-6..+11%", lines[1])  # (104 - 110) / 105, (112 - 100) / 105
+
+    def test_ratios_metrics_and_rows_present_in_one_run_only_are_reported(self):
+        a = run_doc([{"name": "append", "reference": "pwrite",
+                      "systems": [system("coil", [1, 2, 3], ratio=0.9)]},
+                     {"name": "old row", "reference": "pwrite", "systems": [system("coil", [1])]}],
+                    [{"name": "allocations", "system": "coil", "value": 0, "unit": "allocations/op"}])
+        b = run_doc([{"name": "append", "reference": "pwrite",
+                      "systems": [system("coil", [1, 2, 3], ratio=1.1)]}],
+                    [{"name": "allocations", "system": "coil", "value": 1, "unit": "allocations/op"}])
+        text = "\n".join(bench.compare_docs(a, b))
+        self.assertIn("ratio to pwrite", text)
+        self.assertIn("0.900", text)
+        self.assertIn("1.100", text)
+        self.assertIn("storage / allocations / coil", text)
+        self.assertIn("only in A: 1 row/system pair(s), e.g. storage / old row / coil", text)
+
+
+class list_test(unittest.TestCase):
+    def test_list_names_every_workload_and_programs_the_driver_does_not_know(self):
+        with tempfile.TemporaryDirectory() as build:
+            os.makedirs(os.path.join(build, "benchmarks"))
+            for name in ("bench_ring", "bench_new"):
+                path = os.path.join(build, "benchmarks", name)
+                with open(path, "w") as f:
+                    f.write("#!/bin/sh\n")
+                os.chmod(path, stat.S_IRWXU)
+            os.makedirs(os.path.join(build, "benchmarks", "bench_new.p"))  # Meson's object dir
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                bench.main(["list", "--build-dir", build])
+        lines = out.getvalue().splitlines()
+        names = [line.split()[0] for line in lines]
+        self.assertEqual(names, [w[0] for w in bench.WORKLOADS] + ["new"])
+        self.assertNotIn("not built", lines[0])  # bench_ring is there
+        self.assertIn("(not built)", lines[1])   # bench_runtime is not
+
+
+if __name__ == "__main__":
+    unittest.main()
