@@ -283,7 +283,8 @@ bench::self_timed_run fio_reads(const std::string& fio, const std::string& path,
     const std::string command = fmt::format(
         "{} --name=coil-bench --filename={} --readonly --ioengine=io_uring --rw=randread "
         "--bs=4k --iodepth={} --size={} --direct={} --invalidate=0 --norandommap "
-        "--randrepeat=0 --time_based --runtime={}ms --output-format=json 2>&1",
+        "--randrepeat=0 --time_based --runtime={}ms --lat_percentiles=1 --output-format=json "
+        "2>&1",
         fio, path, depth, file_size, direct ? 1 : 0, ms);
     std::FILE* pipe = ::popen(command.c_str(), "r");
     if (pipe == nullptr)
@@ -301,10 +302,13 @@ bench::self_timed_run fio_reads(const std::string& fio, const std::string& path,
     bench::self_timed_run run;
     run.operations = *ios;
     run.seconds = *runtime_ms / 1000.0;
-    const std::size_t clat = output.find("\"clat_ns\"", read_at);
-    if (clat != std::string::npos) {
-        run.p50_ns = json_number(output, clat, "50.000000");
-        run.p99_ns = json_number(output, clat, "99.000000");
+    // Submission to completion (lat_ns, with lat_percentiles=1), as the other systems time a
+    // read; clat_ns would leave out the submission.
+    const std::size_t lat = output.find("\"lat_ns\"", read_at);
+    const std::size_t percentiles = output.find("\"percentile\"", lat);
+    if (lat != std::string::npos && percentiles != std::string::npos) {
+        run.p50_ns = json_number(output, percentiles, "50.000000");
+        run.p99_ns = json_number(output, percentiles, "99.000000");
     }
     return run;
 }
