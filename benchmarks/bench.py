@@ -27,7 +27,7 @@ import time
 # The workloads in run order: name, program, what it measures, and the arguments of a default
 # and of a --quick run. Programs found in the build tree but not listed here (a new bench_*)
 # run after these with `default_args`/`quick_args`, named after the program.
-default_args = ["--runs", "3", "--duration", "0.5"]
+default_args = ["--runs", "5", "--duration", "0.3"]
 quick_args = ["--runs", "2", "--duration", "0.15"]
 WORKLOADS = [
     ("ring", "bench_ring", "coil::io::ring vs raw liburing: NOP batches, 4 KiB random reads",
@@ -39,8 +39,9 @@ WORKLOADS = [
      default_args, quick_args + ["--quick"]),
     ("timers", "bench_timers", "10,000 sleeps armed and cancelled; stop cost with ops in flight",
      default_args, quick_args + ["--quick"]),
+    # fdatasync takes milliseconds and varies with the disk's other traffic: longer runs.
     ("storage", "bench_storage", "durable log append (fdatasync), 1 MiB file copy",
-     default_args, quick_args + ["--quick"]),
+     ["--runs", "5", "--duration", "1"], quick_args + ["--quick"]),
     ("echo", "bench_echo",
      "TCP echo: coil vs liburing, epoll, Asio servers; memory per idle connection",
      default_args + ["--idle-connections", "5000"],
@@ -266,6 +267,15 @@ def fmt_count(v):
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
 
 
+def fmt_compact(v):
+    if v is None:
+        return "-"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= scale:
+            return f"{v / scale:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
 def fmt_ns(v):
     if v is None:
         return "-"
@@ -282,8 +292,8 @@ def summary_table(result):
     unit = result.get("unit", "ops/s")
     for row in result.get("rows", []):
         lines.append(f"  {row['name']}  (reference: {row['reference']})")
-        lines.append(f"    {'system':<26} {unit + ' (median)':>20} {'p50':>9} {'p99':>9} "
-                     f"{'CPU s/Mop':>10} {'ratio':>7}")
+        lines.append(f"    {'system':<26} {unit + ' (median)':>20} {'min..max':>17} {'p50':>9} "
+                     f"{'p99':>9} {'CPU s/Mop':>10} {'ratio':>7}")
         for s in row["systems"]:
             if "skipped" in s:
                 lines.append(f"    {s['name']:<26} skipped: {s['skipped']}")
@@ -291,7 +301,9 @@ def summary_table(result):
             ratio = "1" if s["name"] == row["reference"] else (
                 f"{s['ratio']:.3f}" if s.get("ratio") is not None else "-")
             cpu = s.get("cpu_seconds_per_million")
-            lines.append(f"    {s['name']:<26} {fmt_count(s['throughput']['median']):>20} "
+            t = s["throughput"]
+            spread = f"{fmt_compact(t['min'])}..{fmt_compact(t['max'])}"
+            lines.append(f"    {s['name']:<26} {fmt_count(t['median']):>20} {spread:>17} "
                          f"{fmt_ns(s.get('p50_ns')):>9} {fmt_ns(s.get('p99_ns')):>9} "
                          f"{'-' if cpu is None else f'{cpu:.3f}':>10} {ratio:>7}")
     for m in result.get("metrics", []):
@@ -414,7 +426,8 @@ def cmd_run(args):
     tty = sys.stderr.isatty()
     gnuplot = shutil.which("gnuplot")
     extra = args.program_args
-    settings = "quick (2 rounds x 0.15 s)" if args.quick else "default (3 rounds x 0.5 s)"
+    settings = ("quick (2 rounds x 0.15 s)" if args.quick
+                else "default (5 rounds x 0.3 s; storage 5 x 1 s)")
     load_before = load_average()
     meter = other_load()
     print(f"coil benchmarks, {len(chosen)} workload(s), settings {settings}"
@@ -533,6 +546,57 @@ def compare_docs(a, b):
     return lines
 
 
+def markdown_lines(run):
+    """A merged run as Markdown tables (for docs/benchmarks.md)."""
+    m = run.get("machine", {})
+    lines = [f"Machine: {m.get('cpu')}, {m.get('cores')} CPUs; {m.get('kernel')}; liburing "
+             f"{m.get('liburing')}; {m.get('compiler')}; {m.get('build')}. Settings: "
+             f"{run.get('settings')}. Load average {m.get('load_average_before')} before, "
+             f"{m.get('load_average_after')} after; other processes kept "
+             f"{m.get('other_load_cpus') or 0:.2f} CPUs busy on average.", ""]
+    for w in run.get("workloads", []):
+        r = w.get("result")
+        lines.append(f"#### {w['name']} (`{w['program']}`, {w.get('seconds', 0):.0f} s)")
+        lines.append("")
+        if not r:
+            lines += [f"{w['status']}", ""]
+            continue
+        unit = r.get("unit", "ops/s")
+        if r.get("rows"):
+            lines.append(f"| row (reference) | system | {unit} (median) | min..max | p50 | p99 "
+                         "| CPU s/Mop | ratio |")
+            lines.append("|---|---|--:|--:|--:|--:|--:|--:|")
+        for row in r.get("rows", []):
+            first = f"{row['name']} ({row['reference']})"
+            for s in row["systems"]:
+                if "skipped" in s:
+                    lines.append(f"| {first} | {s['name']} | skipped: {s['skipped']} | | | | | |")
+                    first = ""
+                    continue
+                t = s["throughput"]
+                cpu = s.get("cpu_seconds_per_million")
+                ratio = "1" if s["name"] == row["reference"] else (
+                    f"{s['ratio']:.3f}" if s.get("ratio") is not None else "-")
+                lines.append(f"| {first} | {s['name']} | {fmt_count(t['median'])} | "
+                             f"{fmt_compact(t['min'])}..{fmt_compact(t['max'])} | "
+                             f"{fmt_ns(s.get('p50_ns'))} | {fmt_ns(s.get('p99_ns'))} | "
+                             f"{'-' if cpu is None else f'{cpu:.3f}'} | {ratio} |")
+                first = ""
+        lines.append("")
+        for metric in r.get("metrics", []):
+            lines.append(f"* {metric['name']} ({metric['system']}): {metric['value']:.4g} "
+                         f"{metric['unit']}")
+        if r.get("metrics"):
+            lines.append("")
+    return lines
+
+
+def cmd_markdown(args):
+    with open(args.run) as f:
+        print("\n".join(markdown_lines(json.load(f))))
+    return 0
+
+
 def cmd_compare(args):
     docs = []
     for path in (args.a, args.b):
@@ -565,8 +629,11 @@ def main(argv):
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
+    md = sub.add_parser("markdown", help="a merged run as Markdown tables")
+    md.add_argument("run")
     args = p.parse_args(argv)
-    return {"run": cmd_run, "list": cmd_list, "compare": cmd_compare}[args.command](args)
+    return {"run": cmd_run, "list": cmd_list, "compare": cmd_compare,
+            "markdown": cmd_markdown}[args.command](args)
 
 
 if __name__ == "__main__":

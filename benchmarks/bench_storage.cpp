@@ -55,8 +55,8 @@ void expect(long got, std::size_t wanted, const char* system, const char* what)
                          wanted));
 }
 
-// Times every group (start of the first write to the fdatasync's completion): an fdatasync
-// takes far longer than reading the clock.
+// Times every group of the log (first write to the fdatasync's completion) or every chunk of
+// the copy (read to write): each takes far longer than reading the clock.
 class group_timer {
 public:
     explicit group_timer(bench::run_clock& clock) noexcept
@@ -230,6 +230,7 @@ coil::task<void> coil_copy_loop(const copy_setup& s, bench::run_clock& clock, st
 {
     std::uint64_t offset = 0;
     while (clock.running()) {
+        group_timer timer(clock);
         coil::result<std::size_t> n = co_await coil::read(s.source.fd(), s.buffer, offset);
         if (!n || *n != chunk_size)
             fail(fmt::format("coil: a 1 MiB read gave {}", n ? std::to_string(*n) : n.error().message()));
@@ -264,6 +265,7 @@ std::uint64_t chunk_loop(const copy_setup& s, bench::run_clock& clock, CopyChunk
     std::uint64_t offset = 0;
     std::uint64_t ops = 0;
     while (clock.running()) {
+        group_timer timer(clock);
         copy_chunk(offset);
         offset = (offset + chunk_size) % s.size;
         ++ops;
@@ -391,7 +393,7 @@ int main(int argc, char** argv)
                  {"copy_file_range", [&](bench::run_clock& c) { return kernel_copy(s, c); }}},
                 "read+write loop");
             h.note(fmt::format("{}: one op is one 1 MiB chunk read and written, so ops/s is "
-                               "MiB/s; the target file is not synced (page-cache copy)",
+                               "MiB/s, p50/p99 are per chunk; the target file is not synced (page-cache copy)",
                                copy_row));
         }
         h.note("append rows: one op is one 4 KiB record made durable (group 1: each followed by "

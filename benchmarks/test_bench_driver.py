@@ -119,6 +119,22 @@ class compare_test(unittest.TestCase):
         self.assertIn("only in A: 1 row/system pair(s), e.g. storage / old row / coil", text)
 
 
+class markdown_test(unittest.TestCase):
+    def test_a_run_becomes_one_table_per_workload_with_skipped_systems_named(self):
+        doc = run_doc([{"name": "append", "reference": "pwrite",
+                        "systems": [system("coil", [90, 100, 110], ratio=0.95),
+                                    system("pwrite", [100, 105, 110]),
+                                    {"name": "Boost.Asio", "skipped": "not installed"}]}],
+                      [{"name": "allocations", "system": "coil", "value": 0, "unit": "allocations/op"}])
+        doc["workloads"][0].update({"program": "bench_storage", "seconds": 12})
+        lines = bench.markdown_lines(doc)
+        self.assertIn("#### storage (`bench_storage`, 12 s)", lines)
+        self.assertIn("| append (pwrite) | coil | 100 | 90..110 | - | - | 1.000 | 0.950 |", lines)
+        self.assertIn("|  | pwrite | 105 | 100..110 | - | - | 1.000 | 1 |", lines)
+        self.assertIn("|  | Boost.Asio | skipped: not installed | | | | | |", lines)
+        self.assertIn("* allocations (coil): 0 allocations/op", lines)
+
+
 class list_test(unittest.TestCase):
     def test_list_names_every_workload_and_programs_the_driver_does_not_know(self):
         with tempfile.TemporaryDirectory() as build:
