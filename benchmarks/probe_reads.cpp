@@ -5,13 +5,18 @@
 //
 //   probe_reads FILE [--depth N] [--seconds S] [--misalign BYTES] [--entries N] [--no-defer]
 //               [--offsets splitmix|xorshift|sequential] [--fixed]
+//   probe_reads FILE --system pread|coil|coil-fixed [--depth N] [--seconds S]
 //
-// It prints reads per wall second and per CPU second of this thread (user + system), the
-// latter being what a shared machine disturbs least. Not named bench_*: `./dev bench` does not
-// run it.
+// It prints the reads done, reads per wall second and per CPU second of this thread (user +
+// system), the latter being what a shared machine disturbs least. `--system` runs one of
+// bench_files' own loops (read_systems.hpp) alone instead of the raw loop, so that a profile
+// (callgrind, strace -c, perf stat) of one system has no harness and no other system in it.
+// Not named bench_*: `./dev bench` does not run it.
 
 #include "bench_data.hpp"
+#include "read_systems.hpp"
 
+#include <fmt/core.h>
 #include <liburing.h>
 
 #include <fcntl.h>
@@ -31,12 +36,34 @@ namespace {
 
 constexpr std::size_t read_size = 4096;
 
-double thread_cpu_seconds()
+struct cpu_times {
+    double user = 0;
+    double system = 0;
+};
+
+cpu_times thread_cpu() noexcept
 {
     rusage usage{};
     ::getrusage(RUSAGE_THREAD, &usage);
-    return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-           static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    return {static_cast<double>(usage.ru_utime.tv_sec) +
+                static_cast<double>(usage.ru_utime.tv_usec) / 1e6,
+            static_cast<double>(usage.ru_stime.tv_sec) +
+                static_cast<double>(usage.ru_stime.tv_usec) / 1e6};
+}
+
+void report(const char* what, std::uint64_t reads, std::chrono::steady_clock::time_point start,
+            cpu_times cpu_start)
+{
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const cpu_times cpu_end = thread_cpu();
+    const double user = cpu_end.user - cpu_start.user;
+    const double system = cpu_end.system - cpu_start.system;
+    const auto n = static_cast<double>(reads);
+    std::printf("%s: %llu reads, %.0f reads/s wall, %.0f reads per CPU second (user %.0f ns + "
+                "system %.0f ns per read)\n",
+                what, static_cast<unsigned long long>(reads), n / wall, n / (user + system),
+                user * 1e9 / n, system * 1e9 / n);
 }
 
 [[noreturn]] void die(const std::string& what)
@@ -60,6 +87,7 @@ int main(int argc, char** argv)
     bool defer = true;
     bool fixed = false;
     std::string offsets = "splitmix";
+    std::string system = "raw";
     for (int i = 2; i < argc; ++i) {
         const std::string arg = argv[i];
         auto value = [&]() -> std::string {
@@ -81,6 +109,8 @@ int main(int argc, char** argv)
             fixed = true;
         else if (arg == "--offsets")
             offsets = value();
+        else if (arg == "--system")
+            system = value();
         else
             die("unknown argument " + arg);
     }
@@ -90,6 +120,28 @@ int main(int argc, char** argv)
     struct stat st {};
     ::fstat(fd, &st);
     const auto size = static_cast<std::uint64_t>(st.st_size);
+
+    if (system != "raw") {
+        namespace reads = coil::bench::reads;
+        reads::aligned_arena arena(reads::max_depth * read_size);
+        reads::coil_side coil;
+        coil::file registered = coil.open_registered(path, O_RDONLY);
+        coil::bench::run_clock clock(std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::duration<double>(seconds)));
+        const auto start = std::chrono::steady_clock::now();
+        const cpu_times cpu_start = thread_cpu();
+        std::uint64_t reads_done = 0;
+        if (system == "pread")
+            reads_done = reads::pread_threads(fd, size, 1, arena, clock);
+        else if (system == "coil")
+            reads_done = coil.plain(fd, size, depth, arena, clock);
+        else if (system == "coil-fixed")
+            reads_done = coil.fixed(registered, size, depth, clock);
+        else
+            die("unknown system " + system);
+        report(system.c_str(), reads_done, start, cpu_start);
+        return 0;
+    }
 
     io_uring ring{};
     io_uring_params params{};
@@ -155,7 +207,7 @@ int main(int argc, char** argv)
         queue(slot);
     const auto start = std::chrono::steady_clock::now();
     const auto deadline = start + std::chrono::duration<double>(seconds);
-    const double cpu_start = thread_cpu_seconds();
+    const cpu_times cpu_start = thread_cpu();
     std::uint64_t reads = 0;
     unsigned in_flight = depth;
     bool refill = true;
@@ -180,12 +232,11 @@ int main(int argc, char** argv)
         io_uring_cq_advance(&ring, n);
         reads += n;
     }
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double cpu = thread_cpu_seconds() - cpu_start;
-    std::printf("depth %u misalign %zu entries %u defer %d offsets %s fixed %d: %.0f reads/s wall, "
-                "%.0f reads per CPU second\n",
-                depth, misalign, entries, defer ? 1 : 0, offsets.c_str(), fixed ? 1 : 0,
-                static_cast<double>(reads) / wall, static_cast<double>(reads) / cpu);
+    const std::string what = fmt::format("raw depth {} misalign {} entries {} defer {} offsets {} "
+                                         "fixed {}",
+                                         depth, misalign, entries, defer ? 1 : 0, offsets,
+                                         fixed ? 1 : 0);
+    report(what.c_str(), reads, start, cpu_start);
     io_uring_queue_exit(&ring);
     std::free(memory);
     ::close(fd);
