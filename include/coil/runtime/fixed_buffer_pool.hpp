@@ -172,20 +172,16 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
-        executor* ex = detail::executor_of(h);
-        if (ex == nullptr) [[unlikely]]
-            detail::throw_no_executor();
-        executor_ = ex;
-        detail::stop_scope* scope = detail::scope_of(h);
-        if (scope != nullptr && scope->stop_requested()) {
-            cancelled_ = true;
+        const detail::wait_start start = detail::begin_wait(h);
+        executor_ = start.ex;
+        cancelled_ = start.stopped;
+        if (start.stopped)
             return false;
-        }
         wake_.handle = h;
         cancel = &cancel_thunk;
         ready = &ready_thunk;
-        if (scope != nullptr)
-            scope->add(*this);
+        if (start.scope != nullptr)
+            start.scope->add(*this);
         pool_->waiting_.push_back(*this);
         return true;
     }

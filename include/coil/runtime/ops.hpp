@@ -21,6 +21,7 @@
 #include <coil/runtime/operation.hpp>
 
 #include <chrono>
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -313,6 +314,30 @@ inline operation<ops::statx> statx(int dirfd, const char* path, int flags, unsig
     return operation<ops::statx>({dirfd, path, flags, mask, out});
 }
 
+namespace detail {
+
+/// Where a cancellable wait that is not a ring op (a sleep, a pool's `acquire`) starts: the
+/// executor running the coroutine and its stop scope (null: none). `stopped`: the scope was
+/// stopped already, so the wait must end at once with `operation_canceled`.
+struct wait_start {
+    executor* ex;
+    stop_scope* scope;
+    bool stopped;
+};
+
+/// Finds them for `h`; throws `std::logic_error` outside an executor (a misuse).
+template <class Promise>
+wait_start begin_wait(std::coroutine_handle<Promise> h)
+{
+    executor* ex = executor_of(h);
+    if (ex == nullptr) [[unlikely]]
+        throw_no_executor();
+    stop_scope* scope = scope_of(h);
+    return {ex, scope, scope != nullptr && scope->stop_requested()};
+}
+
+} // namespace detail
+
 /// The awaiter of `sleep_for` / `sleep_until`: a timer in the executor's timer heap (no SQE,
 /// no system call). Yields success when the time has come, `operation_canceled` when a stop
 /// request came first. Destroying it disarms the timer.
@@ -327,21 +352,16 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
-        executor* ex = detail::executor_of(h);
-        if (ex == nullptr) [[unlikely]]
-            detail::throw_no_executor();
-        executor_ = ex;
-        cancelled_ = false;
-        detail::stop_scope* scope = detail::scope_of(h);
-        if (scope != nullptr && scope->stop_requested()) {
-            cancelled_ = true;
+        const detail::wait_start start = detail::begin_wait(h);
+        executor_ = start.ex;
+        cancelled_ = start.stopped;
+        if (start.stopped)
             return false;
-        }
         wake_.handle = h;
         cancel = &cancel_thunk;
-        if (scope != nullptr)
-            scope->add(*this);
-        ex->arm_timer(*this, when_, &fire_thunk);
+        if (start.scope != nullptr)
+            start.scope->add(*this);
+        start.ex->arm_timer(*this, when_, &fire_thunk);
         return true;
     }
 
