@@ -81,9 +81,13 @@ std::optional<double> json_number(const std::string& json, std::size_t after, co
     return std::strtod(json.c_str() + colon + 1, nullptr);
 }
 
+// fio reads for about `budget` and reports its own figures: throughput over its job's run time
+// (or, with `cpu_clock`, over the job's CPU time, as the harness's --clock cpu measures the
+// other systems), its job's CPU time (usr_cpu + sys_cpu, so fio's process start-up is not
+// charged to its reads), and its submission-to-completion percentiles.
 bench::self_timed_run fio_reads(const std::string& fio, const std::string& path,
                                 std::uint64_t file_size, unsigned depth, bool direct,
-                                std::chrono::nanoseconds budget)
+                                bool cpu_clock, std::chrono::nanoseconds budget)
 {
     const auto ms = std::max<long long>(
         100, std::chrono::duration_cast<std::chrono::milliseconds>(budget).count());
@@ -110,6 +114,14 @@ bench::self_timed_run fio_reads(const std::string& fio, const std::string& path,
     bench::self_timed_run run;
     run.operations = *ios;
     run.seconds = *runtime_ms / 1000.0;
+    // The job's CPU, in percent of its run time; these keys follow the job's "read" object.
+    std::optional<double> user = json_number(output, read_at, "usr_cpu");
+    std::optional<double> system = json_number(output, read_at, "sys_cpu");
+    if (user && system) {
+        run.cpu_seconds = (*user + *system) / 100.0 * run.seconds;
+        if (cpu_clock && *run.cpu_seconds > 0)
+            run.seconds = *run.cpu_seconds;
+    }
     // Submission to completion (lat_ns, with lat_percentiles=1), as the other systems time a
     // read; clat_ns would leave out the submission.
     const std::size_t lat = output.find("\"lat_ns\"", read_at);
@@ -182,7 +194,8 @@ void measure_rows(context& c, const row_files& files, const std::string& size_na
             const bool direct = (files.open_flags & O_DIRECT) != 0;
             systems.push_back({.name = "fio",
                                .self_timed = [&, depth, direct](std::chrono::nanoseconds budget) {
-                                   return fio_reads(*c.fio, path, size, depth, direct, budget);
+                                   return fio_reads(*c.fio, path, size, depth, direct,
+                                                    c.h.opts().clock == "cpu", budget);
                                }});
         } else {
             systems.push_back({.name = "fio",

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <string>
 
 namespace coil {
@@ -115,14 +116,19 @@ void executor::unregister_buffers(std::uint16_t first, unsigned count) noexcept
 {
     if (count == 0 || std::size_t{first} + count > buffer_entry_taken_.size())
         return;
-    // Emptied one system call per entry run: a null entry of length 0 is an empty one. Ops in
-    // flight keep the pages they resolved (docs/lifetimes.md).
+    // Ops in flight keep the pages they resolved (docs/lifetimes.md).
     submit_before_unregistering();
-    const ::iovec empty{nullptr, 0};
-    for (unsigned i = 0; i < count; ++i) {
-        (void)ring_.update_buffers(first + i, std::span<const ::iovec>(&empty, 1));
-        buffer_entry_taken_[first + i] = false;
+    // One update for the whole run (a null entry of length 0 is an empty one). Without memory
+    // for the array, one update per entry does the same.
+    try {
+        const std::vector<::iovec> empty(count, ::iovec{nullptr, 0});
+        (void)ring_.update_buffers(first, empty);
+    } catch (const std::bad_alloc&) {
+        const ::iovec empty{nullptr, 0};
+        for (unsigned i = 0; i < count; ++i)
+            (void)ring_.update_buffers(first + i, std::span<const ::iovec>(&empty, 1));
     }
+    std::fill_n(buffer_entry_taken_.begin() + first, count, false);
     buffers_taken_ -= count;
 }
 
