@@ -18,6 +18,8 @@
 #include <fmt/core.h>
 
 #include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 // Only for the raw liburing systems.
@@ -319,6 +321,32 @@ std::uint64_t kernel_copy(const copy_setup& s, bench::run_clock& clock)
     });
 }
 
+// cp(1) copying the whole source to `target`, again and again until the budget is spent: a
+// program a user would run instead, timed by this loop (a self-timed system; the harness
+// charges it the CPU time of the reaped cp processes). cp truncates its target first, so it
+// gets a file of its own: the other systems overwrite allocated blocks of theirs.
+bench::self_timed_run cp_copies(const copy_setup& s, const scratch_file& cp_target,
+                                std::chrono::nanoseconds budget)
+{
+    const auto start = steady::now();
+    bench::self_timed_run run;
+    do {
+        std::string source = s.source.path();
+        std::string target = cp_target.path();
+        char cp[] = "cp";
+        char* argv[] = {cp, source.data(), target.data(), nullptr};
+        pid_t pid = 0;
+        if (int error = ::posix_spawnp(&pid, "cp", nullptr, nullptr, argv, environ))
+            fail("cannot start cp: " + errno_text(error));
+        int status = 0;
+        if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail("cp failed");
+        run.operations += static_cast<double>(s.size / chunk_size);
+    } while (steady::now() - start < budget);
+    run.seconds = std::chrono::duration<double>(steady::now() - start).count();
+    return run;
+}
+
 // Fills the copy source with a non-zero pattern (a hole would make reads cheaper) and
 // flushes it once, so the copy rows read from the page cache and never wait for the
 // source's writeback.
@@ -341,7 +369,7 @@ int main(int argc, char** argv)
     bench::program prog{
         "bench_storage",
         "a durable log (4 KiB appends + fdatasync, each or per 16) and a 1 MiB-chunk file copy: "
-        "coil, coil's ring with linked SQEs, raw liburing, blocking calls, copy_file_range",
+        "coil, coil's ring with linked SQEs, raw liburing, blocking calls, copy_file_range, cp",
         "blocking system calls",
         {{"data-dir", "where the log and copy files go, created and removed by this program "
                       "(default $COIL_BENCH_DIR, else " COIL_BENCH_DATA_DIR ")",
@@ -381,6 +409,7 @@ int main(int argc, char** argv)
         if (h.selected(copy_row)) {
             scratch_file source(dir, "coil-bench-copy-source.dat");
             scratch_file target(dir, "coil-bench-copy-target.dat");
+            scratch_file cp_target(dir, "coil-bench-copy-cp-target.dat");
             fill_source(source, copy_size);
             std::vector<std::byte> buffer(chunk_size);
             const copy_setup s{source, target, copy_size, buffer};
@@ -390,7 +419,8 @@ int main(int argc, char** argv)
                  {"raw liburing, in order", [&](bench::run_clock& c) { return raw_copy(raw, false, s, c); }},
                  {"raw liburing, linked", [&](bench::run_clock& c) { return raw_copy(raw, true, s, c); }},
                  {"read+write loop", [&](bench::run_clock& c) { return blocking_copy(s, c); }},
-                 {"copy_file_range", [&](bench::run_clock& c) { return kernel_copy(s, c); }}},
+                 {"copy_file_range", [&](bench::run_clock& c) { return kernel_copy(s, c); }},
+                 {"cp (coreutils)", {}, [&](std::chrono::nanoseconds budget) { return cp_copies(s, cp_target, budget); }}},
                 "read+write loop");
             h.note(fmt::format("{}: one op is one 1 MiB chunk read and written, so ops/s is "
                                "MiB/s, p50/p99 are per chunk; the target file is not synced (page-cache copy)",

@@ -427,6 +427,7 @@ harness::one_run harness::measure_once(const system& s, std::chrono::nanoseconds
     double operations = 0;
     double seconds = 0;
     std::optional<double> reported_cpu;
+    one_run out;
     if (s.run) {
         run_clock clock(duration, latencies);
         operations = static_cast<double>(s.run(clock));
@@ -436,14 +437,10 @@ harness::one_run harness::measure_once(const system& s, std::chrono::nanoseconds
         operations = r.operations;
         seconds = r.seconds;
         reported_cpu = r.cpu_seconds;
-        // Its own percentiles are one sample per run; the harness keeps them like any other.
-        if (latencies != nullptr && r.p50_ns && r.p99_ns && latencies->size() + 2 <= latencies->capacity()) {
-            latencies->push_back(static_cast<std::int64_t>(*r.p50_ns));
-            latencies->push_back(static_cast<std::int64_t>(*r.p99_ns));
-        }
+        out.reported_p50_ns = r.p50_ns;
+        out.reported_p99_ns = r.p99_ns;
     }
     const double cpu = reported_cpu ? *reported_cpu : process_cpu_seconds() - cpu_start;
-    one_run out;
     out.throughput = seconds > 0 ? operations / seconds : 0;
     out.cpu_seconds_per_million = operations > 0 ? cpu / operations * 1e6 : 0;
     return out;
@@ -475,7 +472,7 @@ bool harness::compare_systems(const std::string& row, const std::vector<system>&
         if (runs[i])
             measure_once(systems[i], warm_up, nullptr);
 
-    std::vector<std::vector<double>> throughput(n), cpu(n);
+    std::vector<std::vector<double>> throughput(n), cpu(n), reported_p50(n), reported_p99(n);
     std::vector<std::vector<std::int64_t>> latencies(n);
     for (auto& l : latencies)
         l.reserve(latency_room);
@@ -487,6 +484,10 @@ bool harness::compare_systems(const std::string& row, const std::vector<system>&
             one_run r = measure_once(systems[i], opts_.duration, &latencies[i]);
             throughput[i].push_back(r.throughput);
             cpu[i].push_back(r.cpu_seconds_per_million);
+            if (r.reported_p50_ns && r.reported_p99_ns) {
+                reported_p50[i].push_back(*r.reported_p50_ns);
+                reported_p99[i].push_back(*r.reported_p99_ns);
+            }
         }
     }
 
@@ -513,6 +514,9 @@ bool harness::compare_systems(const std::string& row, const std::vector<system>&
         if (!latencies[i].empty()) {
             r.p50_ns = quantile(latencies[i], 0.50);
             r.p99_ns = quantile(latencies[i], 0.99);
+        } else if (!reported_p50[i].empty()) {
+            r.p50_ns = median_of(reported_p50[i]);
+            r.p99_ns = median_of(reported_p99[i]);
         }
         result.systems.push_back(std::move(r));
     }

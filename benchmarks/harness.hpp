@@ -143,7 +143,8 @@ struct self_timed_run {
     double operations = 0;
     double seconds = 0;                 ///< the time those operations took, by the system's clock
     std::optional<double> cpu_seconds;  ///< CPU time it used; absent: the harness's own count
-    std::optional<double> p50_ns;       ///< its own latency percentiles, when it reports them
+    /// Its own latency percentiles, when it reports them; the row shows the median over runs.
+    std::optional<double> p50_ns;
     std::optional<double> p99_ns;
 };
 
@@ -275,6 +276,8 @@ private:
     struct one_run {
         double throughput = 0;
         double cpu_seconds_per_million = 0;
+        std::optional<double> reported_p50_ns; // from a self-timed system
+        std::optional<double> reported_p99_ns;
     };
     one_run measure_once(const system& s, std::chrono::nanoseconds duration,
                          std::vector<std::int64_t>* latencies) const;

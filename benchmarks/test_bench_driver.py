@@ -5,7 +5,9 @@ bench_echo's JSON converted to the common schema, --compare's verdicts and --lis
 
 import contextlib
 import io
+import json
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -153,6 +155,39 @@ class list_test(unittest.TestCase):
         self.assertEqual(names, [w[0] for w in bench.WORKLOADS] + ["new"])
         self.assertNotIn("not built", lines[0])  # bench_ring is there
         self.assertIn("(not built)", lines[1])   # bench_runtime is not
+
+
+@unittest.skipUnless(os.environ.get("COIL_BENCH_BUILD_DIR"),
+                     "COIL_BENCH_BUILD_DIR (a build tree with bench_switch) not set")
+class run_test(unittest.TestCase):
+    def test_a_run_of_one_workload_writes_the_merged_json_and_its_plot(self):
+        build = os.environ["COIL_BENCH_BUILD_DIR"]
+        with tempfile.TemporaryDirectory() as results:
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                status = bench.main(["run", "--build-dir", build, "--results-dir", results,
+                                     "--quick", "--only", "switch", "--",
+                                     "--runs", "1", "--duration", "0.02"])
+            self.assertEqual(status, 0, out.getvalue())
+            runs = [f for f in os.listdir(results) if f.endswith(".json")]
+            self.assertEqual(len(runs), 1)
+            with open(os.path.join(results, runs[0])) as f:
+                run = json.load(f)
+            self.assertEqual(run["kind"], "coil-bench-run")
+            self.assertEqual(run["machine"]["cores"], os.cpu_count())
+            (switch,) = run["workloads"]
+            self.assertEqual(switch["status"], "ok")
+            rows = [r["name"] for r in switch["result"]["rows"]]
+            self.assertEqual(rows, ["round trip, 1 task", "round trip, 128 tasks"])
+            allocations = [m for m in switch["result"]["metrics"] if m["system"] == "coil"]
+            self.assertEqual(len(allocations), 5)
+            self.assertTrue(all(m["value"] == 0 for m in allocations))
+            self.assertIn("=== summary", out.getvalue())
+            if shutil.which("gnuplot"):
+                self.assertEqual(switch["plots"], [runs[0][:-5] + "-switch-round-trip-n-tasks.svg"])
+                self.assertTrue(os.path.exists(os.path.join(results, switch["plots"][0])))
+            else:
+                self.assertIn("plots:   skipped", out.getvalue())
 
 
 if __name__ == "__main__":
