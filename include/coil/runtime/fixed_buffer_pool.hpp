@@ -157,7 +157,7 @@ private:
 };
 
 /// The awaiter of `fixed_buffer_pool::acquire()`.
-class [[nodiscard]] fixed_buffer_pool::acquire_awaiter : private detail::cancellable,
+class [[nodiscard]] fixed_buffer_pool::acquire_awaiter : private detail::cancellable_wait,
                                                          private detail::rearm_waiter {
 public:
     explicit acquire_awaiter(fixed_buffer_pool& pool) noexcept : pool_(&pool) {}
@@ -172,16 +172,9 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
-        const detail::wait_start start = detail::begin_wait(h);
-        executor_ = start.ex;
-        cancelled_ = start.stopped;
-        if (start.stopped)
+        if (!begin_wait(h, &cancel_thunk))
             return false;
-        wake_.handle = h;
-        cancel = &cancel_thunk;
         ready = &ready_thunk;
-        if (start.scope != nullptr)
-            start.scope->add(*this);
         pool_->waiting_.push_back(*this);
         return true;
     }
@@ -211,10 +204,7 @@ private:
     }
 
     fixed_buffer_pool* pool_;
-    executor* executor_ = nullptr;
-    detail::resumption wake_;
     fixed_buffer lease_; // handed over by the pool before the waiter is resumed
-    bool cancelled_ = false;
 };
 
 inline fixed_buffer_pool::acquire_awaiter fixed_buffer_pool::acquire() noexcept

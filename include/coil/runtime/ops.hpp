@@ -316,32 +316,43 @@ inline operation<ops::statx> statx(int dirfd, const char* path, int flags, unsig
 
 namespace detail {
 
-/// Where a cancellable wait that is not a ring op (a sleep, a pool's `acquire`) starts: the
-/// executor running the coroutine and its stop scope (null: none). `stopped`: the scope was
-/// stopped already, so the wait must end at once with `operation_canceled`.
-struct wait_start {
-    executor* ex;
-    stop_scope* scope;
-    bool stopped;
-};
+/// The state every cancellable wait that is not a ring op (a sleep, a pool's `acquire`) keeps:
+/// its executor, the coroutine to resume, and whether a stop request ended it.
+class cancellable_wait : protected cancellable {
+protected:
+    /// Starts the wait of `h`: finds its executor (throws `std::logic_error` outside one) and
+    /// its stop scope, and links the wait into the scope so that a stop request calls
+    /// `on_cancel`. Returns false, with `cancelled_` set, when the scope was stopped already:
+    /// the wait then ends at once.
+    template <class Promise>
+    bool begin_wait(std::coroutine_handle<Promise> h, cancel_fn on_cancel)
+    {
+        executor* ex = executor_of(h);
+        if (ex == nullptr) [[unlikely]]
+            throw_no_executor();
+        executor_ = ex;
+        stop_scope* scope = scope_of(h);
+        cancelled_ = scope != nullptr && scope->stop_requested();
+        if (cancelled_)
+            return false;
+        wake_.handle = h;
+        cancel = on_cancel;
+        if (scope != nullptr)
+            scope->add(*this);
+        return true;
+    }
 
-/// Finds them for `h`; throws `std::logic_error` outside an executor (a misuse).
-template <class Promise>
-wait_start begin_wait(std::coroutine_handle<Promise> h)
-{
-    executor* ex = executor_of(h);
-    if (ex == nullptr) [[unlikely]]
-        throw_no_executor();
-    stop_scope* scope = scope_of(h);
-    return {ex, scope, scope != nullptr && scope->stop_requested()};
-}
+    executor* executor_ = nullptr;
+    resumption wake_;
+    bool cancelled_ = false;
+};
 
 } // namespace detail
 
 /// The awaiter of `sleep_for` / `sleep_until`: a timer in the executor's timer heap (no SQE,
 /// no system call). Yields success when the time has come, `operation_canceled` when a stop
 /// request came first. Destroying it disarms the timer.
-class [[nodiscard]] sleep_awaiter : private detail::cancellable, private detail::timer_entry {
+class [[nodiscard]] sleep_awaiter : private detail::cancellable_wait, private detail::timer_entry {
 public:
     using clock = std::chrono::steady_clock;
     explicit sleep_awaiter(clock::time_point when) noexcept : when_(when) {}
@@ -352,16 +363,9 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
-        const detail::wait_start start = detail::begin_wait(h);
-        executor_ = start.ex;
-        cancelled_ = start.stopped;
-        if (start.stopped)
+        if (!begin_wait(h, &cancel_thunk))
             return false;
-        wake_.handle = h;
-        cancel = &cancel_thunk;
-        if (start.scope != nullptr)
-            start.scope->add(*this);
-        start.ex->arm_timer(*this, when_, &fire_thunk);
+        executor_->arm_timer(*this, when_, &fire_thunk);
         return true;
     }
 
@@ -388,9 +392,6 @@ private:
     }
 
     clock::time_point when_;
-    executor* executor_ = nullptr;
-    detail::resumption wake_;
-    bool cancelled_ = false;
 };
 
 /// Suspends the task for `d`. Yields success when the time has passed, `operation_canceled`
