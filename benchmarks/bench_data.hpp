@@ -89,6 +89,21 @@ private:
 /// `fallback` (the build tree's bench-data directory).
 std::string data_directory(const harness& h, const std::string& fallback);
 
+/// Asks the run clock once per round of many coroutines' ops, as a raw loop asks it once per
+/// batch: the first coroutine (the leader) asks and publishes the answer; the others read it.
+/// Asking in every coroutine would charge coil 128 clock checks per round to the raw loop's one.
+struct round_clock {
+    run_clock& clock;
+    bool running = true;
+
+    bool check(bool leader) noexcept
+    {
+        if (leader)
+            running = clock.running();
+        return running;
+    }
+};
+
 /// A 4 KiB-aligned random offset inside a file of `size` bytes (a power-of-two page count).
 inline std::uint64_t random_page_offset(splitmix64& rng, std::uint64_t size) noexcept
 {

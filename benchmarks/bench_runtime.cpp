@@ -19,7 +19,6 @@
 #include <liburing.h>
 
 #include <array>
-#include <cerrno>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -34,8 +33,6 @@ using bench::fail;
 constexpr unsigned ring_entries = 256;
 constexpr std::size_t read_size = 4096;
 constexpr std::uint64_t read_seed = 0x636f696c'72756e74; // "coilrunt"
-
-std::string errno_text(int error) { return std::generic_category().message(error); }
 
 using bench::raw_nops;
 using bench::raw_ring;
@@ -52,20 +49,7 @@ raw_ring make_raw_ring()
 
 // --- NOP round trips -------------------------------------------------------------------------
 
-// Asks the run clock once per round of the tasks' ops, as the baseline asks it once per batch:
-// the first task (the leader) asks and publishes the answer; the others read it. Asking in
-// every task would charge coil 128 clock checks per round to the baseline's one.
-struct round_clock {
-    bench::run_clock& clock;
-    bool running = true;
-
-    bool check(bool leader) noexcept
-    {
-        if (leader)
-            running = clock.running();
-        return running;
-    }
-};
+using bench::round_clock;
 
 coil::task<void> nop_loop(round_clock& clock, bool leader, std::uint64_t& ops)
 {
@@ -134,54 +118,14 @@ std::uint64_t coil_reads(coil::executor& ex, unsigned depth, const bench::read_f
     return ops;
 }
 
-// `depth` reads in flight, each slot refilled with its next read as it completes.
+// `depth` reads in flight, each slot refilled with its next read as it completes (the shared
+// raw loop, raw_liburing.cpp), into one vector of buffers.
 std::uint64_t raw_reads(raw_ring& raw, unsigned depth, const bench::read_file& file,
                         bench::run_clock& clock)
 {
-    io_uring* ring = raw.get();
-    std::vector<bench::splitmix64> rngs;
-    for (unsigned i = 0; i < depth; ++i)
-        rngs.emplace_back(read_seed + i);
     std::vector<std::byte> buffers(depth * read_size);
-    std::vector<std::uint64_t> offsets(depth);
-    auto queue = [&](unsigned slot) {
-        io_uring_sqe* sqe = io_uring_get_sqe(ring);
-        if (sqe == nullptr)
-            fail("raw liburing: the SQ is full");
-        offsets[slot] = bench::random_page_offset(rngs[slot], file.size());
-        io_uring_prep_read(sqe, file.fd(), buffers.data() + slot * read_size, read_size,
-                           offsets[slot]);
-        io_uring_sqe_set_data64(sqe, slot);
-    };
-    for (unsigned slot = 0; slot < depth; ++slot)
-        queue(slot);
-    std::uint64_t ops = 0;
-    unsigned in_flight = depth;
-    bool refill = true;
-    while (in_flight != 0) {
-        refill = refill && clock.running();
-        int ret = io_uring_submit_and_wait(ring, 1);
-        if (ret < 0 && ret != -EINTR)
-            fail("raw liburing: io_uring_submit_and_wait: " + errno_text(-ret));
-        unsigned head = 0;
-        unsigned n = 0;
-        io_uring_cqe* cqe = nullptr;
-        io_uring_for_each_cqe(ring, head, cqe)
-        {
-            const auto slot = static_cast<unsigned>(io_uring_cqe_get_data64(cqe));
-            if (cqe->res != static_cast<int>(read_size))
-                fail(fmt::format("raw liburing: a {}-byte read at {} gave {}", read_size,
-                                 offsets[slot], cqe->res));
-            if (refill)
-                queue(slot);
-            else
-                --in_flight;
-            ++n;
-        }
-        io_uring_cq_advance(ring, n);
-        ops += n;
-    }
-    return ops;
+    return bench::raw_reads(raw, file.fd(), file.size(), depth, read_seed, buffers,
+                            bench::raw_read_mode::plain, clock);
 }
 
 } // namespace

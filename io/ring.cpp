@@ -82,7 +82,9 @@ static_assert(kernel_opcode(opcode::recvmsg) == IORING_OP_RECVMSG);
 static_assert(kernel_opcode(opcode::sendmsg) == IORING_OP_SENDMSG);
 static_assert(kernel_opcode(opcode::shutdown) == IORING_OP_SHUTDOWN);
 static_assert(kernel_opcode(opcode::send_zc) == IORING_OP_SEND_ZC);
-static_assert(opcode_count == 25, "a new opcode needs its kernel number checked above");
+static_assert(kernel_opcode(opcode::read_fixed) == IORING_OP_READ_FIXED);
+static_assert(kernel_opcode(opcode::write_fixed) == IORING_OP_WRITE_FIXED);
+static_assert(opcode_count == 27, "a new opcode needs its kernel number checked above");
 // ring::for_each_completion reads CQEs in place as coil::io::completion.
 static_assert(sizeof(completion) == sizeof(io_uring_cqe));
 static_assert(offsetof(completion, user_data) == offsetof(io_uring_cqe, user_data));
@@ -123,6 +125,7 @@ static_assert((static_cast<unsigned>(sqe_flags::drain | sqe_flags::link | sqe_fl
                                      sqe_flags::async) &
                buffer_select) == 0);
 
+static_assert(static_cast<unsigned>(sqe_flags::fixed_file) == IOSQE_FIXED_FILE);
 static_assert(static_cast<unsigned>(sqe_flags::drain) == IOSQE_IO_DRAIN);
 static_assert(static_cast<unsigned>(sqe_flags::link) == IOSQE_IO_LINK);
 static_assert(static_cast<unsigned>(sqe_flags::hard_link) == IOSQE_IO_HARDLINK);
@@ -867,6 +870,129 @@ int ring::register_buffer_ring_(void* ring_memory, unsigned entries, std::uint16
 int ring::unregister_buffer_ring_(std::uint16_t group) noexcept
 {
     return io_uring_unregister_buf_ring(&state_->uring, group);
+}
+
+// --- registered buffers and files -----------------------------------------------------------
+
+namespace {
+
+std::error_code register_result(int ret) noexcept
+{
+    if (ret >= 0)
+        return success();
+    return std::error_code(-ret, std::generic_category());
+}
+
+// The sparse registration first (one system call, no array); a kernel before 5.19 refuses the
+// flag with EINVAL, and then `fallback` registers the same empty table from placeholder entries.
+template <class Fallback>
+std::error_code register_sparse(int sparse_ret, Fallback&& fallback)
+{
+    if (sparse_ret != -EINVAL)
+        return register_result(sparse_ret);
+    const int ret = fallback();
+    if (ret == -EINVAL)
+        return make_error_code(errc::unsupported_operation);
+    return register_result(ret);
+}
+
+// An update answers how many entries it replaced; it stops at the first entry it cannot take
+// and answers the count before it (or the error, if that was the first). The rest is asked
+// again, so the caller gets the error of the entry that failed.
+template <class Update>
+std::error_code update_entries(std::size_t count, Update&& update) noexcept
+{
+    unsigned done = 0;
+    while (done < count) {
+        const int ret = update(done);
+        if (ret < 0)
+            return register_result(ret);
+        if (ret == 0)
+            return std::make_error_code(std::errc::invalid_argument);
+        done += static_cast<unsigned>(ret);
+    }
+    return success();
+}
+
+} // namespace
+
+std::error_code ring::register_buffers(std::span<const ::iovec> buffers) noexcept
+{
+    std::error_code ec = register_result(io_uring_register_buffers(
+        &state_->uring, buffers.data(), static_cast<unsigned>(buffers.size())));
+    if (!ec)
+        registered_buffers_ = static_cast<unsigned>(buffers.size());
+    return ec;
+}
+
+std::error_code ring::register_buffers_sparse(unsigned count)
+{
+    std::error_code ec =
+        register_sparse(io_uring_register_buffers_sparse(&state_->uring, count), [&] {
+            // Linux 5.13..5.18: IORING_REGISTER_BUFFERS2 takes null entries as empty ones.
+            std::vector<::iovec> empty(count, ::iovec{nullptr, 0});
+            std::vector<__u64> tags(count, 0);
+            return io_uring_register_buffers_tags(&state_->uring, empty.data(), tags.data(),
+                                                  count);
+        });
+    if (!ec)
+        registered_buffers_ = count;
+    return ec;
+}
+
+std::error_code ring::update_buffers(unsigned first, std::span<const ::iovec> buffers) noexcept
+{
+    return update_entries(buffers.size(), [&](unsigned done) {
+        return io_uring_register_buffers_update_tag(&state_->uring, first + done,
+                                                    buffers.data() + done, nullptr,
+                                                    static_cast<unsigned>(buffers.size() - done));
+    });
+}
+
+std::error_code ring::unregister_buffers() noexcept
+{
+    std::error_code ec = register_result(io_uring_unregister_buffers(&state_->uring));
+    if (!ec)
+        registered_buffers_ = 0;
+    return ec;
+}
+
+std::error_code ring::register_files(std::span<const int> fds) noexcept
+{
+    std::error_code ec = register_result(
+        io_uring_register_files(&state_->uring, fds.data(), static_cast<unsigned>(fds.size())));
+    if (!ec)
+        registered_files_ = static_cast<unsigned>(fds.size());
+    return ec;
+}
+
+std::error_code ring::register_files_sparse(unsigned count)
+{
+    std::error_code ec =
+        register_sparse(io_uring_register_files_sparse(&state_->uring, count), [&] {
+            std::vector<int> empty(count, -1);
+            return io_uring_register_files(&state_->uring, empty.data(), count);
+        });
+    if (!ec)
+        registered_files_ = count;
+    return ec;
+}
+
+std::error_code ring::update_files(unsigned first, std::span<const int> fds) noexcept
+{
+    return update_entries(fds.size(), [&](unsigned done) {
+        return io_uring_register_files_update(&state_->uring, first + done,
+                                              fds.data() + done,
+                                              static_cast<unsigned>(fds.size() - done));
+    });
+}
+
+std::error_code ring::unregister_files() noexcept
+{
+    std::error_code ec = register_result(io_uring_unregister_files(&state_->uring));
+    if (!ec)
+        registered_files_ = 0;
+    return ec;
 }
 
 #undef COIL_CLAIM_SQE

@@ -107,7 +107,8 @@ void spawned_promise_base::check_not_joined() const
 executor* executor::current() noexcept { return current_executor; }
 
 executor::executor(const executor_options& options)
-    : thread_(std::this_thread::get_id()), pid_(::getpid()), ring_(options.entries, options.ring)
+    : thread_(std::this_thread::get_id()), pid_(::getpid()), ring_(options.entries, options.ring),
+      file_slots_(options.file_slots), buffer_slots_(options.buffer_slots)
 {
     if (options.ring.cap_outstanding)
         throw std::system_error(EINVAL, std::generic_category(),
@@ -150,6 +151,15 @@ executor::~executor()
     }
     dropped.clear();
     current_executor = previous;
+    // A registered file or buffer pool that outlives its executor would later empty an entry
+    // of a table that is gone (docs/lifetimes.md): stop here, saying which.
+    if (files_taken_ != 0 || buffers_taken_ != 0) {
+        std::fprintf(stderr, "coil: executor destroyed while %zu registered file slot(s) and %zu "
+                             "registered buffer(s) are still in use: destroy every registered "
+                             "coil::file and fixed_buffer_pool before their executor\n",
+                     files_taken_, buffers_taken_);
+        std::terminate();
+    }
     // Nothing is in flight now: the wake-up read completed and was reaped.
     ::close(wake_fd_);
 }

@@ -11,17 +11,46 @@ namespace coil {
 file& file::operator=(file&& other) noexcept
 {
     if (this != &other) {
+        unregister_slot();
         if (fd_ >= 0)
             ::close(fd_);
         fd_ = std::exchange(other.fd_, -1);
+        slot_ = std::exchange(other.slot_, -1);
+        registered_with_ = std::exchange(other.registered_with_, nullptr);
     }
     return *this;
 }
 
 file::~file()
 {
+    unregister_slot();
     if (fd_ >= 0)
         ::close(fd_);
+}
+
+result<void> file::register_slot()
+{
+    executor* ex = executor::current();
+    if (ex == nullptr)
+        detail::throw_no_executor();
+    if (slot_ >= 0)
+        return {};
+    if (fd_ < 0)
+        return std::make_error_code(std::errc::bad_file_descriptor);
+    result<std::uint32_t> slot = ex->register_file(fd_);
+    if (!slot)
+        return slot.error();
+    slot_ = static_cast<int>(*slot);
+    registered_with_ = ex;
+    return {};
+}
+
+void file::unregister_slot() noexcept
+{
+    if (slot_ < 0)
+        return;
+    registered_with_->unregister_file(static_cast<std::uint32_t>(std::exchange(slot_, -1)));
+    registered_with_ = nullptr;
 }
 
 task<result<file>> file::open(std::string path, int flags, unsigned mode)

@@ -9,6 +9,7 @@
 #include <coil/io/ring.hpp>
 #include <coil/runtime/executor.hpp>
 #include <coil/runtime/file.hpp>
+#include <coil/runtime/fixed_buffer_pool.hpp>
 #include <coil/runtime/join_handle.hpp>
 #include <coil/runtime/operation.hpp>
 #include <coil/runtime/ops.hpp>

@@ -39,6 +39,8 @@ enum class opcode : std::uint8_t {
     sendmsg,
     shutdown,
     send_zc,
+    read_fixed,
+    write_fixed,
 };
 
 /// One row of the opcode table: coil's opcode, the kernel's `IORING_OP_*` number for it
@@ -77,6 +79,8 @@ inline constexpr opcode_info opcode_table[] = {
     {opcode::sendmsg, 9, "sendmsg"},
     {opcode::shutdown, 34, "shutdown"},
     {opcode::send_zc, 47, "send_zc"},
+    {opcode::read_fixed, 4, "read_fixed"},
+    {opcode::write_fixed, 5, "write_fixed"},
 };
 
 /// How many opcodes coil wraps.
@@ -96,7 +100,7 @@ constexpr bool opcode_table_is_indexed() noexcept
 
 static_assert(detail::opcode_table_is_indexed(),
               "opcode_table must list the opcodes in the order of their enum values");
-static_assert(static_cast<std::size_t>(opcode::send_zc) + 1 == opcode_count,
+static_assert(static_cast<std::size_t>(opcode::write_fixed) + 1 == opcode_count,
               "every opcode needs a row in opcode_table");
 
 /// The kernel's `IORING_OP_*` number for `op`.

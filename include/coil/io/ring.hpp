@@ -60,6 +60,10 @@ namespace coil::io {
 /// io/ring.cpp), so they go into the SQE as they are.
 enum class sqe_flags : std::uint8_t {
     none = 0,
+    /// The op's `fd` is an index into the ring's registered file table, not a descriptor
+    /// (`IOSQE_FIXED_FILE`; see `register_files`). The kernel skips its per-op descriptor
+    /// lookup and reference count; an empty or out-of-range slot completes with `-EBADF`.
+    fixed_file = 1U << 0,
     /// Start only after every earlier op has completed (`IOSQE_IO_DRAIN`).
     drain = 1U << 1,
     /// The next queued op starts only after this one succeeds (`IOSQE_IO_LINK`).
@@ -294,6 +298,40 @@ public:
         detail::prepare_rw(*s, kernel_opcode(opcode::write), fd, buffer.data(),
                            clamp_length(buffer.size()), offset, static_cast<std::uint8_t>(flags),
                            user_data);
+        return detail::success();
+    }
+    /// Reads into part of registered buffer `buffer_index` (`IORING_OP_READ_FIXED`): `buffer`
+    /// must lie inside the memory registered at that index (see `register_buffers`), else the
+    /// op completes with `-EFAULT`; an index past the table, or an empty slot, completes with
+    /// `-EFAULT` too (`-EINVAL` on some kernels). The kernel uses the pages it pinned at
+    /// registration instead of mapping the buffer for each op. Borrowed like `add_read`.
+    std::error_code add_read_fixed(int fd, std::span<std::byte> buffer, std::uint64_t offset,
+                                   std::uint16_t buffer_index, std::uint64_t user_data,
+                                   sqe_flags flags = sqe_flags::none) noexcept
+    {
+        sqe* s;
+        if (!claim_inline_<opcode::read_fixed>(s))
+            return claim_failure_(opcode::read_fixed);
+        detail::prepare_rw(*s, kernel_opcode(opcode::read_fixed), fd, buffer.data(),
+                           clamp_length(buffer.size()), offset, static_cast<std::uint8_t>(flags),
+                           user_data);
+        s->buf_index = buffer_index;
+        return detail::success();
+    }
+    /// Writes part of registered buffer `buffer_index` (`IORING_OP_WRITE_FIXED`); the same
+    /// rules as `add_read_fixed`.
+    std::error_code add_write_fixed(int fd, std::span<const std::byte> buffer,
+                                    std::uint64_t offset, std::uint16_t buffer_index,
+                                    std::uint64_t user_data,
+                                    sqe_flags flags = sqe_flags::none) noexcept
+    {
+        sqe* s;
+        if (!claim_inline_<opcode::write_fixed>(s))
+            return claim_failure_(opcode::write_fixed);
+        detail::prepare_rw(*s, kernel_opcode(opcode::write_fixed), fd, buffer.data(),
+                           clamp_length(buffer.size()), offset, static_cast<std::uint8_t>(flags),
+                           user_data);
+        s->buf_index = buffer_index;
         return detail::success();
     }
     /// Scatter read. The iovec array and every buffer it names are borrowed until completion.
@@ -546,6 +584,55 @@ public:
         }
     }
 
+    // --- registered buffers and files ----------------------------------------------------
+    // A ring has one buffer table and one file table. Registering pins buffer pages (charged to
+    // RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK) and takes a reference on each file,
+    // so fixed ops skip the per-op page mapping and descriptor lookup. Each call is one
+    // `io_uring_register` system call, made on the thread that uses the ring (with
+    // `single_issuer` the kernel refuses any other with `EEXIST`). Errors are the kernel's
+    // errno values (`std::generic_category()`): `EBUSY` a table is already registered, `ENXIO`
+    // none is, `EINVAL` a bad size or entry, `EFAULT` bad memory, `ENOMEM` the locked-memory
+    // limit, `EBADF` a descriptor that is not open, and `errc::unsupported_operation` a kernel
+    // that has no such registration.
+    //
+    // Lifetimes (docs/lifetimes.md): an op queued with a buffer index or a fixed-file slot
+    // holds its own reference to the buffer or file as the kernel resolves it, so updating or
+    // unregistering an entry while such an op is in flight does not fail and does not disturb
+    // that op. The buffer's memory itself must outlive every op queued on it, registered or
+    // not: the kernel writes into the pinned pages, which the caller may not free or reuse
+    // until the op's completion is reaped.
+
+    /// Registers `buffers` as the ring's buffer table: entry `i` is buffer index `i` for
+    /// `add_read_fixed` / `add_write_fixed`. At most 16384 entries of at most 1 GiB each; a
+    /// null entry of length 0 leaves that index empty.
+    std::error_code register_buffers(std::span<const ::iovec> buffers) noexcept;
+    /// Registers a table of `count` empty buffer entries, to be filled by `update_buffers`
+    /// (`IORING_RSRC_REGISTER_SPARSE`, Linux 5.19; on 5.13..5.18 the same table is registered
+    /// from null entries; older kernels give `errc::unsupported_operation`).
+    std::error_code register_buffers_sparse(unsigned count);
+    /// Replaces entries `first..first+buffers.size()-1` of the buffer table (a null entry of
+    /// length 0 empties one). Linux 5.13; older kernels give `errc::unsupported_operation`.
+    std::error_code update_buffers(unsigned first, std::span<const ::iovec> buffers) noexcept;
+    /// Removes the buffer table. Ops in flight keep the buffers they resolved.
+    std::error_code unregister_buffers() noexcept;
+    /// Entries in the buffer table (0 when none is registered).
+    unsigned registered_buffer_count() const noexcept { return registered_buffers_; }
+
+    /// Registers `fds` as the ring's file table: slot `i` is what an op queued with
+    /// `sqe_flags::fixed_file` and fd `i` works on. `-1` leaves a slot empty. The table holds
+    /// its own reference to each file: closing the descriptor afterwards does not close the
+    /// slot. At most `RLIMIT_NOFILE` slots.
+    std::error_code register_files(std::span<const int> fds) noexcept;
+    /// Registers a table of `count` empty slots (`IORING_RSRC_REGISTER_SPARSE`, Linux 5.19;
+    /// older kernels get the same table from `-1` entries).
+    std::error_code register_files_sparse(unsigned count);
+    /// Replaces slots `first..first+fds.size()-1` (`-1` empties one).
+    std::error_code update_files(unsigned first, std::span<const int> fds) noexcept;
+    /// Removes the file table. Ops in flight keep the files they resolved.
+    std::error_code unregister_files() noexcept;
+    /// Slots in the file table (0 when none is registered).
+    unsigned registered_file_count() const noexcept { return registered_files_; }
+
     // --- shutdown -------------------------------------------------------------------------
 
     /// Asks the kernel to cancel every op in flight: one `IORING_OP_ASYNC_CANCEL` with
@@ -747,6 +834,9 @@ private:
     // cancel_all completions, which are swallowed there; a fault plan in test builds). io/ring.cpp
     // keeps it up to date; the inline paths fall back to peek_ / pop_ when it is false.
     bool direct_cq_ = true;
+    // Entries in the registered buffer and file tables; 0 when none is registered.
+    unsigned registered_buffers_ = 0;
+    unsigned registered_files_ = 0;
     // outstanding_: SQEs queued whose final CQE (one without IORING_CQE_F_MORE) has not been
     // handed to the caller; with cap_outstanding it never exceeds cq_entries.
     unsigned outstanding_ = 0;

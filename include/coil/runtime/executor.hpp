@@ -19,9 +19,12 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <sys/types.h>
 #include <thread>
 #include <vector>
+
+struct iovec;
 
 namespace coil {
 
@@ -51,6 +54,14 @@ struct executor_options {
                              .sqpoll_idle = std::chrono::milliseconds(1000),
                              .strict = false,
                              .cap_outstanding = false};
+    /// Slots of the executor's registered file table (direct descriptors), which
+    /// `coil::file::register_slot()` fills. Registered sparse, on first use; must not exceed
+    /// `RLIMIT_NOFILE`. 0: no file table (registering a file then fails with `EMFILE`).
+    unsigned file_slots = 256;
+    /// Entries of the executor's registered buffer table, shared by its `fixed_buffer_pool`s.
+    /// Registered sparse, on first use; at most 16384. 0: no buffer table (a pool then fails
+    /// with `ENOBUFS`).
+    unsigned buffer_slots = 1024;
 };
 
 /// Counters an executor keeps (beside its ring's `io::ring_stats`).
@@ -192,6 +203,28 @@ public:
     /// Closes `fd`, a result that arrived for nobody (the op's awaiter is gone), and counts it.
     void close_orphan(int fd) noexcept;
 
+    // --- registered tables (runtime/fixed.cpp; used by coil::file and fixed_buffer_pool) -----
+    // Each call is one io_uring_register system call, on the executor's thread. The tables are
+    // registered sparse the first time they are needed; what a fixed op in flight keeps when
+    // its entry is emptied is in docs/lifetimes.md.
+
+    /// Puts `fd` into a free slot of the file table and returns the slot. The table takes its
+    /// own reference to the file. Errors: `EMFILE` every slot is taken (or
+    /// `executor_options::file_slots` is 0), and the kernel's errno (`EBADF`, ...).
+    result<std::uint32_t> register_file(int fd);
+    /// Empties `slot`. Ops in flight on it keep their file until they complete.
+    void unregister_file(std::uint32_t slot) noexcept;
+    /// Puts `buffers` into a run of free entries of the buffer table and returns the first
+    /// index. Errors: `ENOBUFS` no run of that many entries is free (or
+    /// `executor_options::buffer_slots` is 0), and the kernel's errno (`ENOMEM`: the
+    /// locked-memory limit, `EFAULT`, `EINVAL`).
+    result<std::uint16_t> register_buffers(std::span<const ::iovec> buffers);
+    /// Empties entries `first..first+count-1`. Ops in flight on them keep their pages.
+    void unregister_buffers(std::uint16_t first, unsigned count) noexcept;
+    /// File slots and buffer entries now taken.
+    std::size_t registered_files() const noexcept { return files_taken_; }
+    std::size_t registered_buffers() const noexcept { return buffers_taken_; }
+
     /// Whether the calling thread is the executor's thread.
     bool on_executor_thread() const noexcept { return std::this_thread::get_id() == thread_; }
 
@@ -240,6 +273,7 @@ private:
     void submit_pending_cancels() noexcept;
     bool submit_cancel(std::uint64_t target) noexcept;
     void fire_due_timers();
+    void submit_before_unregistering() noexcept;
     void drain_once(const char* what) noexcept;
     void shutdown() noexcept;
     void track(detail::spawned_promise_base& p) noexcept;
@@ -287,6 +321,14 @@ private:
     bool running_loop_ = false;      // inside run()
     bool stop_now_ = false;          // stop() was called on this thread, or taken from remote
     bool shutting_down_ = false;
+    // The registered tables: which entries are taken (true) and how many. Sized and registered
+    // (sparse) with the ring on first use; the ring frees the tables with itself.
+    std::vector<bool> file_slot_taken_;
+    std::vector<bool> buffer_entry_taken_;
+    std::size_t files_taken_ = 0;
+    std::size_t buffers_taken_ = 0;
+    unsigned file_slots_ = 0;    // executor_options::file_slots
+    unsigned buffer_slots_ = 0;  // executor_options::buffer_slots
     std::uint16_t next_buffer_group_ = 0;          // never handed out yet from here on
     std::vector<std::uint16_t> free_buffer_groups_; // handed out and given back
     executor_stats stats_;

@@ -19,7 +19,7 @@
 namespace coil {
 
 /// An open file. Owns its descriptor: the destructor closes it synchronously (`close(2)`) if
-/// `close()` was not awaited. Move-only. All operations run on the current executor; each
+/// `close()` was not awaited, after emptying its registered slot if it has one. Move-only. All operations run on the current executor; each
 /// borrows its buffer until the `co_await` completes.
 ///
 /// @code
@@ -33,7 +33,11 @@ public:
     file() noexcept = default;
     /// Takes ownership of `fd`.
     explicit file(int fd) noexcept : fd_(fd) {}
-    file(file&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    file(file&& other) noexcept
+        : fd_(std::exchange(other.fd_, -1)), slot_(std::exchange(other.slot_, -1)),
+          registered_with_(std::exchange(other.registered_with_, nullptr))
+    {
+    }
     file& operator=(file&& other) noexcept;
     file(const file&) = delete;
     file& operator=(const file&) = delete;
@@ -45,20 +49,58 @@ public:
     /// Creates (or truncates) `path` for reading and writing.
     static task<result<file>> create(std::string path, unsigned mode = 0644);
 
-    /// Closes the descriptor through the ring. The file no longer owns it afterwards, even if
-    /// close reports an error (as with `close(2)`, the descriptor is gone either way).
-    operation<ops::close> close() noexcept { return coil::close(std::exchange(fd_, -1)); }
+    /// Closes the descriptor through the ring (emptying its registered slot first, if any).
+    /// The file no longer owns it afterwards, even if close reports an error (as with
+    /// `close(2)`, the descriptor is gone either way).
+    operation<ops::close> close() noexcept
+    {
+        unregister_slot();
+        return coil::close(std::exchange(fd_, -1));
+    }
+
+    // --- a registered file slot (a direct descriptor) --------------------------------------
+
+    /// Puts the file into a slot of the current executor's registered file table
+    /// (`executor_options::file_slots`). From then on every read and write of this object
+    /// names the slot with `IOSQE_FIXED_FILE`, so the kernel skips its per-op descriptor
+    /// lookup and reference counting; the descriptor stays open and owned as before. Call it
+    /// in a task on the executor the file's ops will run on. Errors: `EMFILE` every slot is
+    /// taken, `EBADF` the file is not open; registering twice is a no-op. Throws
+    /// `std::logic_error` outside an executor. The file must be closed or destroyed (or
+    /// `unregister_slot()` called) before that executor is destroyed (docs/lifetimes.md).
+    result<void> register_slot();
+    /// Empties the file's slot; its ops go through the descriptor again. Ops in flight on the
+    /// slot keep the file until they complete. A no-op when not registered.
+    void unregister_slot() noexcept;
+    /// The file's slot in its executor's file table, or -1.
+    int registered_slot() const noexcept { return slot_; }
 
     /// One read at `offset`; may return fewer bytes than asked (0 at end of file).
     operation<ops::read> read_at(std::span<std::byte> buffer, std::uint64_t offset) const noexcept
     {
-        return coil::read(fd_, buffer, offset);
+        return operation<ops::read>({target(), buffer, offset, target_flags()});
     }
     /// One write at `offset`; may write fewer bytes than given.
     operation<ops::write> write_at(std::span<const std::byte> buffer,
                                    std::uint64_t offset) const noexcept
     {
-        return coil::write(fd_, buffer, offset);
+        return operation<ops::write>({target(), buffer, offset, target_flags()});
+    }
+    /// One read at `offset` into registered memory (`coil::read_fixed`; see
+    /// `fixed_buffer_pool`), through the file's slot when it has one. With both, the kernel
+    /// neither looks up the file nor maps the buffer: the cheapest read coil has.
+    operation<ops::read_fixed> read_fixed_at(fixed_buffer_view buffer,
+                                             std::uint64_t offset) const noexcept
+    {
+        return operation<ops::read_fixed>(
+            {target(), buffer.bytes, offset, buffer.index, target_flags()});
+    }
+    /// One write at `offset` from registered memory; as `read_fixed_at`.
+    operation<ops::write_fixed> write_fixed_at(fixed_buffer_view buffer,
+                                               std::uint64_t offset) const noexcept
+    {
+        return operation<ops::write_fixed>(
+            {target(), buffer.bytes, offset, buffer.index, target_flags()});
     }
     /// Reads exactly `buffer.size()` bytes at `offset`, looping over short reads. Fails with
     /// `io::errc::end_of_file` if the file ends first.
@@ -86,11 +128,23 @@ public:
     int native_handle() const noexcept { return fd_; }
     bool is_open() const noexcept { return fd_ >= 0; }
     explicit operator bool() const noexcept { return is_open(); }
-    /// Gives up ownership of the descriptor.
-    int release() noexcept { return std::exchange(fd_, -1); }
+    /// Gives up ownership of the descriptor (emptying its registered slot first, if any).
+    int release() noexcept
+    {
+        unregister_slot();
+        return std::exchange(fd_, -1);
+    }
 
 private:
+    int target() const noexcept { return slot_ >= 0 ? slot_ : fd_; }
+    io::sqe_flags target_flags() const noexcept
+    {
+        return slot_ >= 0 ? io::sqe_flags::fixed_file : io::sqe_flags::none;
+    }
+
     int fd_ = -1;
+    int slot_ = -1;                        // the registered slot, or -1
+    executor* registered_with_ = nullptr;  // whose file table holds slot_
 };
 
 } // namespace coil

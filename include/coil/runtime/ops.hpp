@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// The awaitable file and descriptor operations: read, write, readv, writev, fsync, fdatasync,
-/// fallocate, poll, nop, openat, close, statx; sleep_for / sleep_until (the executor's timer
-/// heap) and yield.
+/// The awaitable file and descriptor operations: read, write, read_fixed, write_fixed, readv,
+/// writev, fsync, fdatasync, fallocate, poll, nop, openat, close, statx; sleep_for /
+/// sleep_until (the executor's timer heap) and yield.
 ///
 /// Each function returns an `operation<...>` to `co_await`; it yields a `result<T>` holding the
 /// value or a `std::error_code` (`std::generic_category()` errno values). No I/O error throws.
@@ -21,6 +21,7 @@
 #include <coil/runtime/operation.hpp>
 
 #include <chrono>
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -30,6 +31,14 @@ struct iovec;
 struct statx;
 
 namespace coil {
+
+/// Registered memory an op can name: `bytes` lies inside the buffer registered at `index` of
+/// the executor's buffer table (`fixed_buffer_pool` hands these out). A non-owning view:
+/// whoever owns the buffer keeps it alive until the op completes.
+struct fixed_buffer_view {
+    std::span<std::byte> bytes;
+    std::uint16_t index = 0;
+};
 
 /// An offset meaning "the file's current position" (for pipes, sockets and other streams).
 inline constexpr std::uint64_t current_position = ~std::uint64_t{0};
@@ -58,13 +67,15 @@ struct nop {
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
+// `flags` is `io::sqe_flags::fixed_file` when `fd` is a slot of the executor's file table.
 struct read {
     int fd;
     std::span<std::byte> buffer;
     std::uint64_t offset;
+    io::sqe_flags flags;
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_read(fd, buffer, offset, ud);
+        return r.add_read(fd, buffer, offset, ud, flags);
     }
     result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
 };
@@ -73,9 +84,36 @@ struct write {
     int fd;
     std::span<const std::byte> buffer;
     std::uint64_t offset;
+    io::sqe_flags flags;
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_write(fd, buffer, offset, ud);
+        return r.add_write(fd, buffer, offset, ud, flags);
+    }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
+};
+
+struct read_fixed {
+    int fd;
+    std::span<std::byte> buffer;
+    std::uint64_t offset;
+    std::uint16_t buffer_index;
+    io::sqe_flags flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_read_fixed(fd, buffer, offset, buffer_index, ud, flags);
+    }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
+};
+
+struct write_fixed {
+    int fd;
+    std::span<const std::byte> buffer;
+    std::uint64_t offset;
+    std::uint16_t buffer_index;
+    io::sqe_flags flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_write_fixed(fd, buffer, offset, buffer_index, ud, flags);
     }
     result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
 };
@@ -186,14 +224,35 @@ struct statx {
 inline operation<ops::read> read(int fd, std::span<std::byte> buffer,
                                  std::uint64_t offset = current_position) noexcept
 {
-    return operation<ops::read>({fd, buffer, offset});
+    return operation<ops::read>({fd, buffer, offset, io::sqe_flags::none});
 }
 
 /// Writes `buffer` at `offset` (or `current_position`). Yields the count (maybe short).
 inline operation<ops::write> write(int fd, std::span<const std::byte> buffer,
                                    std::uint64_t offset = current_position) noexcept
 {
-    return operation<ops::write>({fd, buffer, offset});
+    return operation<ops::write>({fd, buffer, offset, io::sqe_flags::none});
+}
+
+/// Reads up to `buffer.bytes.size()` bytes at `offset` into registered memory
+/// (`IORING_OP_READ_FIXED`; see `fixed_buffer_pool`): the kernel uses the pages pinned at
+/// registration instead of mapping the buffer per op. Yields the count; 0 at end of file.
+/// Memory outside the registered buffer `buffer.index`, or an empty entry, yields `EFAULT`.
+/// The buffer must stay valid (its lease held) until the co_await completes.
+inline operation<ops::read_fixed> read_fixed(int fd, fixed_buffer_view buffer,
+                                             std::uint64_t offset = current_position) noexcept
+{
+    return operation<ops::read_fixed>(
+        {fd, buffer.bytes, offset, buffer.index, io::sqe_flags::none});
+}
+
+/// Writes registered memory at `offset` (`IORING_OP_WRITE_FIXED`); as `read_fixed`. Yields the
+/// count (maybe short).
+inline operation<ops::write_fixed> write_fixed(int fd, fixed_buffer_view buffer,
+                                               std::uint64_t offset = current_position) noexcept
+{
+    return operation<ops::write_fixed>(
+        {fd, buffer.bytes, offset, buffer.index, io::sqe_flags::none});
 }
 
 /// Scatter read. The iovec array and its buffers must stay valid until completion.
@@ -255,10 +314,45 @@ inline operation<ops::statx> statx(int dirfd, const char* path, int flags, unsig
     return operation<ops::statx>({dirfd, path, flags, mask, out});
 }
 
+namespace detail {
+
+/// The state every cancellable wait that is not a ring op (a sleep, a pool's `acquire`) keeps:
+/// its executor, the coroutine to resume, and whether a stop request ended it.
+class cancellable_wait : protected cancellable {
+protected:
+    /// Starts the wait of `h`: finds its executor (throws `std::logic_error` outside one) and
+    /// its stop scope, and links the wait into the scope so that a stop request calls
+    /// `on_cancel`. Returns false, with `cancelled_` set, when the scope was stopped already:
+    /// the wait then ends at once.
+    template <class Promise>
+    bool begin_wait(std::coroutine_handle<Promise> h, cancel_fn on_cancel)
+    {
+        executor* ex = executor_of(h);
+        if (ex == nullptr) [[unlikely]]
+            throw_no_executor();
+        executor_ = ex;
+        stop_scope* scope = scope_of(h);
+        cancelled_ = scope != nullptr && scope->stop_requested();
+        if (cancelled_)
+            return false;
+        wake_.handle = h;
+        cancel = on_cancel;
+        if (scope != nullptr)
+            scope->add(*this);
+        return true;
+    }
+
+    executor* executor_ = nullptr;
+    resumption wake_;
+    bool cancelled_ = false;
+};
+
+} // namespace detail
+
 /// The awaiter of `sleep_for` / `sleep_until`: a timer in the executor's timer heap (no SQE,
 /// no system call). Yields success when the time has come, `operation_canceled` when a stop
 /// request came first. Destroying it disarms the timer.
-class [[nodiscard]] sleep_awaiter : private detail::cancellable, private detail::timer_entry {
+class [[nodiscard]] sleep_awaiter : private detail::cancellable_wait, private detail::timer_entry {
 public:
     using clock = std::chrono::steady_clock;
     explicit sleep_awaiter(clock::time_point when) noexcept : when_(when) {}
@@ -269,21 +363,9 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
-        executor* ex = detail::executor_of(h);
-        if (ex == nullptr) [[unlikely]]
-            detail::throw_no_executor();
-        executor_ = ex;
-        cancelled_ = false;
-        detail::stop_scope* scope = detail::scope_of(h);
-        if (scope != nullptr && scope->stop_requested()) {
-            cancelled_ = true;
+        if (!begin_wait(h, &cancel_thunk))
             return false;
-        }
-        wake_.handle = h;
-        cancel = &cancel_thunk;
-        if (scope != nullptr)
-            scope->add(*this);
-        ex->arm_timer(*this, when_, &fire_thunk);
+        executor_->arm_timer(*this, when_, &fire_thunk);
         return true;
     }
 
@@ -310,9 +392,6 @@ private:
     }
 
     clock::time_point when_;
-    executor* executor_ = nullptr;
-    detail::resumption wake_;
-    bool cancelled_ = false;
 };
 
 /// Suspends the task for `d`. Yields success when the time has passed, `operation_canceled`

@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: MIT
+// Registered buffers and files in the runtime: fixed_buffer_pool leases, read_fixed /
+// write_fixed, coil::file in a registered slot, bad indexes, pool exhaustion (try_acquire and
+// a waiting acquire), emptying a slot with a read in flight, and executor shutdown.
+
+#include "runtime_test_support.hpp"
+
+#include <coil/coil.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <unistd.h>
+
+#include <cstring>
+#include <stop_token>
+#include <system_error>
+#include <vector>
+
+using namespace coil_test;
+
+namespace {
+
+constexpr std::size_t block = 4096;
+
+std::vector<std::byte> bytes_at(const std::vector<std::byte>& all, std::size_t offset,
+                                std::size_t count)
+{
+    return {all.begin() + static_cast<std::ptrdiff_t>(offset),
+            all.begin() + static_cast<std::ptrdiff_t>(offset + count)};
+}
+
+std::vector<std::byte> copy_of(std::span<const std::byte> s) { return {s.begin(), s.end()}; }
+
+} // namespace
+
+TEST_CASE("runtime: a file in a registered slot reads and writes through registered buffers",
+          "[runtime][fixed]")
+{
+    temp_dir dir;
+    const std::vector<std::byte> contents = pattern(16 * block);
+    dir.create_file("data", contents);
+    coil::executor ex;
+    coil::fixed_buffer_pool pool(ex, 4, block);
+    CHECK(pool.count() == 4);
+    CHECK(pool.available() == 4);
+    CHECK(ex.registered_buffers() == 4);
+
+    auto body = [&]() -> coil::task<void> {
+        coil::result<coil::file> f = co_await coil::file::open(dir.file("data"), O_RDWR);
+        REQUIRE(f.ok());
+        REQUIRE(f->registered_slot() == -1);
+        coil::result<void> registered = f->register_slot();
+        REQUIRE(registered.ok());
+        CHECK(f->registered_slot() >= 0);
+        CHECK(ex.registered_files() == 1);
+        // Registering twice changes nothing.
+        const int slot = f->registered_slot();
+        coil::result<void> again = f->register_slot();
+        CHECK(again.ok());
+        CHECK(f->registered_slot() == slot);
+
+        coil::fixed_buffer a = pool.try_acquire();
+        coil::fixed_buffer b = pool.try_acquire();
+        REQUIRE(a);
+        REQUIRE(b);
+        CHECK(a.index() != b.index());
+        CHECK(pool.available() == 2);
+
+        // Fixed buffer and fixed file together, then each alone.
+        coil::result<std::size_t> n = co_await f->read_fixed_at(a, 5 * block);
+        REQUIRE(n.ok());
+        CHECK(*n == block);
+        CHECK(copy_of(a.bytes()) == bytes_at(contents, 5 * block, block));
+        n = co_await f->read_at(b.bytes().first(100), 7 * block + 3);
+        REQUIRE(n.ok());
+        CHECK(*n == 100);
+        CHECK(copy_of(b.bytes().first(100)) == bytes_at(contents, 7 * block + 3, 100));
+        n = co_await coil::read_fixed(f->native_handle(), b.view(10, 50), 9 * block);
+        REQUIRE(n.ok());
+        CHECK(*n == 50);
+        CHECK(copy_of(b.bytes().subspan(10, 50)) == bytes_at(contents, 9 * block, 50));
+
+        // A fixed write of part of a buffer through the slot lands those bytes.
+        std::memset(a.bytes().data(), 0x5a, block);
+        n = co_await f->write_fixed_at(a.view(0, 300), 2 * block);
+        REQUIRE(n.ok());
+        CHECK(*n == 300);
+        std::vector<std::byte> back(300);
+        REQUIRE(::pread(f->native_handle(), back.data(), back.size(), 2 * block) == 300);
+        CHECK(back == std::vector<std::byte>(300, std::byte{0x5a}));
+
+        // Without the slot the same calls go through the descriptor.
+        f->unregister_slot();
+        CHECK(f->registered_slot() == -1);
+        CHECK(ex.registered_files() == 0);
+        n = co_await f->read_fixed_at(a, 0);
+        REQUIRE(n.ok());
+        CHECK(copy_of(a.bytes()) == bytes_at(contents, 0, block));
+        co_return;
+    };
+    ex.run(body());
+    CHECK(pool.available() == 4); // the leases returned themselves
+}
+
+TEST_CASE("runtime: a fixed read naming a bad buffer index or foreign memory fails with EFAULT",
+          "[runtime][fixed][errors]")
+{
+    temp_dir dir;
+    dir.create_file("data", pattern(2 * block));
+    coil::executor ex(coil::executor_options{.buffer_slots = 8});
+    coil::fixed_buffer_pool pool(ex, 2, block);
+    std::vector<std::byte> foreign(block, std::byte{0x11});
+
+    auto body = [&]() -> coil::task<void> {
+        coil::result<coil::file> f = co_await coil::file::open(dir.file("data"));
+        REQUIRE(f.ok());
+        coil::fixed_buffer lease = pool.try_acquire();
+        REQUIRE(lease);
+        // An index past the table, an empty entry of it, and memory that is not the buffer.
+        coil::result<std::size_t> past =
+            co_await f->read_fixed_at({lease.bytes(), 8}, 0);
+        coil::result<std::size_t> empty =
+            co_await f->read_fixed_at({lease.bytes(), 7}, 0);
+        coil::result<std::size_t> wrong =
+            co_await f->read_fixed_at({foreign, lease.index()}, 0);
+        CHECK(past.error() == std::errc::bad_address);
+        CHECK(empty.error() == std::errc::bad_address);
+        CHECK(wrong.error() == std::errc::bad_address);
+    };
+    ex.run(body());
+    CHECK(foreign == std::vector<std::byte>(block, std::byte{0x11}));
+}
+
+TEST_CASE("runtime: an exhausted pool gives empty leases from try_acquire and serves waiting "
+          "acquires in order as leases come back",
+          "[runtime][fixed][exhaustion]")
+{
+    coil::executor ex;
+    coil::fixed_buffer_pool pool(ex, 2, 512);
+    std::vector<int> served;
+
+    auto waiter = [&](int id) -> coil::task<void> {
+        coil::result<coil::fixed_buffer> lease = co_await pool.acquire();
+        REQUIRE(lease.ok());
+        REQUIRE(*lease);
+        served.push_back(id);
+        co_await coil::yield();
+    };
+    auto body = [&]() -> coil::task<void> {
+        coil::fixed_buffer a = pool.try_acquire();
+        coil::fixed_buffer b = pool.try_acquire();
+        REQUIRE(a);
+        REQUIRE(b);
+        coil::fixed_buffer none = pool.try_acquire();
+        CHECK_FALSE(none);
+        CHECK(none.size() == 0);
+        CHECK(pool.exhaustions() == 1);
+
+        auto first = ex.spawn(waiter(1));
+        auto second = ex.spawn(waiter(2));
+        co_await coil::yield();
+        co_await coil::yield();
+        CHECK(served.empty()); // both wait: nothing is free
+        CHECK(pool.exhaustions() == 3);
+
+        a.release();
+        CHECK_FALSE(a);
+        // Waiter 1 took the buffer over: a try_acquire now cannot overtake it.
+        coil::fixed_buffer overtaker = pool.try_acquire();
+        CHECK_FALSE(overtaker);
+        co_await std::move(first);
+        REQUIRE_FALSE(served.empty());
+        CHECK(served.front() == 1);
+        // Waiter 1 dropped its lease, which went straight to waiter 2, not to the pool.
+        CHECK(pool.available() == 0);
+        co_await std::move(second);
+        CHECK(served == std::vector<int>{1, 2});
+        CHECK(pool.available() == 1);
+        b = coil::fixed_buffer(); // move-assigning an empty lease releases b
+        CHECK(pool.available() == 2);
+    };
+    ex.run(body());
+    CHECK(pool.available() == 2);
+}
+
+TEST_CASE("runtime: a stop request ends a waiting acquire with operation_canceled",
+          "[runtime][fixed][exhaustion]")
+{
+    coil::executor ex;
+    coil::fixed_buffer_pool pool(ex, 1, 512);
+    std::stop_source source;
+    auto waiting = [&]() -> coil::task<std::error_code> {
+        coil::result<coil::fixed_buffer> lease = co_await pool.acquire();
+        co_return lease.ok() ? std::error_code() : lease.error();
+    };
+    auto body = [&]() -> coil::task<std::error_code> {
+        coil::fixed_buffer held = pool.try_acquire();
+        REQUIRE(held);
+        auto handle = ex.spawn(coil::with_stop_token(source.get_token(), waiting()));
+        co_await coil::yield();
+        source.request_stop();
+        std::error_code ec = co_await std::move(handle);
+        co_return ec;
+    };
+    std::error_code ec = ex.run(body());
+    CHECK(ec == std::errc::operation_canceled);
+    CHECK(pool.available() == 1);
+}
+
+TEST_CASE("runtime: emptying a file's slot while a fixed read waits on it leaves the read "
+          "intact",
+          "[runtime][fixed][lifetime]")
+{
+    pipe_fds p = make_pipe();
+    coil::executor ex;
+    coil::fixed_buffer_pool pool(ex, 1, 64);
+    coil::file reader(p.read_end.release());
+
+    auto read_one = [&]() -> coil::task<std::vector<std::byte>> {
+        coil::fixed_buffer lease = pool.try_acquire();
+        REQUIRE(lease);
+        coil::result<std::size_t> n =
+            co_await reader.read_fixed_at(lease.view(0, 5), coil::current_position);
+        REQUIRE(n.ok());
+        co_return copy_of(lease.bytes().first(*n));
+    };
+    auto body = [&]() -> coil::task<std::vector<std::byte>> {
+        coil::result<void> registered = reader.register_slot();
+        REQUIRE(registered.ok());
+        auto pending = ex.spawn(read_one());
+        co_await coil::yield();
+        CHECK(ex.in_flight() >= 1);
+        reader.unregister_slot(); // the read took its own reference when it was issued
+        CHECK(ex.registered_files() == 0);
+        write_fully(p.write_end.get(), bytes_of("hello"));
+        std::vector<std::byte> got = co_await std::move(pending);
+        co_return got;
+    };
+    CHECK(string_of(ex.run(body())) == "hello");
+}
+
+TEST_CASE("runtime: the executor's tables have a size: a full file table gives EMFILE and a "
+          "full buffer table refuses a pool; pools share and reuse the table",
+          "[runtime][fixed][limits]")
+{
+    temp_dir dir;
+    dir.create_file("a", pattern(16));
+    dir.create_file("b", pattern(16));
+    coil::executor ex(coil::executor_options{.file_slots = 1, .buffer_slots = 8});
+
+    {
+        coil::fixed_buffer_pool first(ex, 4, 256);
+        coil::fixed_buffer_pool second(ex, 4, 256);
+        CHECK(first.first_index() != second.first_index());
+        CHECK(ex.registered_buffers() == 8);
+        try {
+            coil::fixed_buffer_pool third(ex, 1, 256);
+            FAIL("a pool was registered into a full table");
+        } catch (const std::system_error& e) {
+            CHECK(e.code() == std::errc::no_buffer_space);
+            CHECK(std::string(e.what()).find("buffer_slots") != std::string::npos);
+        }
+    }
+    CHECK(ex.registered_buffers() == 0);
+    coil::fixed_buffer_pool whole(ex, 8, 256); // the entries came back
+    CHECK(whole.first_index() == 0);
+
+    auto body = [&]() -> coil::task<void> {
+        coil::result<coil::file> a = co_await coil::file::open(dir.file("a"));
+        coil::result<coil::file> b = co_await coil::file::open(dir.file("b"));
+        REQUIRE(a.ok());
+        REQUIRE(b.ok());
+        coil::result<void> ra = a->register_slot();
+        coil::result<void> rb = b->register_slot();
+        CHECK(ra.ok());
+        REQUIRE_FALSE(rb.ok());
+        CHECK(rb.error() == std::errc::too_many_files_open);
+        CHECK(b->registered_slot() == -1);
+        coil::result<void> closed = co_await a->close(); // closing empties the slot
+        CHECK(closed.ok());
+        CHECK(ex.registered_files() == 0);
+        rb = b->register_slot();
+        CHECK(rb.ok());
+    };
+    ex.run(body());
+    CHECK(ex.registered_files() == 0); // b was destroyed with the task's frame
+}
+
+TEST_CASE("runtime: stopping an executor with fixed reads in flight on registered slots "
+          "cancels them and empties every slot",
+          "[runtime][fixed][shutdown]")
+{
+    std::vector<pipe_fds> pipes;
+    for (int i = 0; i < 4; ++i)
+        pipes.push_back(make_pipe());
+    std::size_t in_flight_before_stop = 0;
+    {
+        coil::executor ex;
+        coil::fixed_buffer_pool pool(ex, 4, 64);
+        auto blocked_read = [&](int fd) -> coil::task<void> {
+            coil::file f(::dup(fd));
+            coil::result<void> registered = f.register_slot();
+            REQUIRE(registered.ok());
+            coil::fixed_buffer lease = pool.try_acquire();
+            REQUIRE(lease);
+            coil::result<std::size_t> n = co_await f.read_fixed_at(lease, coil::current_position);
+            (void)n;
+            FAIL("a read on an empty pipe completed");
+        };
+        auto root = [&]() -> coil::task<void> {
+            for (pipe_fds& p : pipes)
+                ex.spawn(blocked_read(p.read_end.get())).detach();
+            co_await coil::yield();
+            co_await coil::yield();
+            in_flight_before_stop = ex.in_flight();
+            CHECK(ex.registered_files() == 4);
+            ex.stop();
+            co_await coil::yield();
+        };
+        try {
+            ex.run(root());
+            FAIL("run() returned normally after stop()");
+        } catch (const std::system_error& e) {
+            CHECK(e.code() == std::errc::operation_canceled);
+        }
+        CHECK(ex.registered_files() == 0);
+        CHECK(pool.available() == 4);
+    }
+    CHECK(in_flight_before_stop >= 4);
+}
