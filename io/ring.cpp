@@ -246,6 +246,9 @@ struct ring::state {
     unsigned internal_pending = 0;
     // IORING_ASYNC_CANCEL_ANY answered -EINVAL (before Linux 5.19): cancel_all cannot help.
     bool cancel_any_unsupported = false;
+    // cancel_all() was called and drain() has not yet seen outstanding_ reach 0: drain()
+    // cancels again what one cancel missed.
+    bool cancel_all_requested = false;
 
 #if COIL_FAULT_INJECTION
     // The plan this ring obeys (the thread's scoped_faults at construction), or null. With a
@@ -1156,28 +1159,53 @@ void ring::cancel_all()
         if (!refresh_sq_limit_())
             return;
     }
+    // A chain the caller left open (its last queued SQE links to whatever comes next) would
+    // take the cancel in, and the kernel would start the cancel only once that op completed:
+    // never, for a poll that never fires (found by fuzz/ring_ops_fuzz.cpp). The kernel ends an
+    // open chain at the end of every submission anyway, so ending it here changes nothing
+    // else. Not with SQPOLL, whose kernel thread may be reading that SQE already.
+    if (!sqpoll() && unsubmitted() != 0)
+        s.uring.sq.sqes[(sq_tail_ - 1) & sq_mask_].flags &=
+            static_cast<std::uint8_t>(~(IOSQE_IO_LINK | IOSQE_IO_HARDLINK));
     io_uring_sqe* sqe = &s.uring.sq.sqes[sq_tail_ & sq_mask_];
     io_uring_prep_cancel64(sqe, 0, static_cast<int>(async_cancel_any));
     sqe->user_data = internal_user_data;
     ++sq_tail_;
     ++outstanding_;
     ++s.internal_pending;
+    s.cancel_all_requested = true;
     direct_cq_ = false; // route every CQE through the backlog until the cancel's is swallowed
     static_cast<void>(submit());
 }
 
 std::size_t ring::drain()
 {
+    state& s = *state_;
+    // One cancel_all() can miss an op: an op linked behind one that completed in the same
+    // submission is still being handed on (kernel task work) when the cancel looks for it, so
+    // nothing finds it, and a read of an empty pipe then waits for ever (found by
+    // fuzz/ring_ops_fuzz.cpp). So after a cancel_all(), drain() waits in bounded steps, and
+    // when a step brings no completion and the last cancel has completed, it cancels again.
+    // An op the kernel cannot interrupt only costs a cancel per step while it runs.
+    std::chrono::milliseconds step{1};
     std::size_t discarded = 0;
     while (outstanding_ != 0) {
-        auto done = wait(1);
+        const bool recancel = s.cancel_all_requested && !s.cancel_any_unsupported && s.ext_arg;
+        auto done = recancel ? wait(1, step) : wait(1);
         if (!done)
             throw std::system_error(done.error(), "coil: ring::drain: waiting failed");
+        std::size_t got = 0;
         for (const completion& c : *done) {
             static_cast<void>(c);
-            ++discarded;
+            ++got;
+        }
+        discarded += got;
+        if (recancel && got == 0 && s.internal_pending == 0 && outstanding_ != 0) {
+            cancel_all();
+            step = std::min(2 * step, std::chrono::milliseconds(100));
         }
     }
+    s.cancel_all_requested = false;
     return discarded;
 }
 
