@@ -8,6 +8,7 @@
 
 #include "fault_injection.hpp"
 #include "fault_plans.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 #include <coil/runtime/stream.hpp>
@@ -292,7 +293,7 @@ TEST_CASE("runtime faults: nops, pipe round trips and exact file reads deliver e
             std::size_t file_bytes = 0;
             constexpr std::size_t per_pipe = 48 * 1024;
             {
-                coil::executor ex(small_ring());
+                coil::executor ex(coil_test::executor_options(small_ring()));
                 coil::file f(::dup(raw.get()));
                 auto root = [&]() -> coil::task<void> {
                     std::vector<coil::join_handle<void>> all;
@@ -344,7 +345,7 @@ TEST_CASE("runtime faults: deadlines end idle reads timed_out, deliver data that
             std::size_t delivered = 0;
             std::size_t slept = 0;
             {
-                coil::executor ex(small_ring());
+                coil::executor ex(coil_test::executor_options(small_ring()));
                 auto idle_read = [&](int fd, std::chrono::milliseconds d) -> coil::task<void> {
                     std::array<std::byte, 64> buffer{};
                     ++t.awaited;
@@ -441,7 +442,7 @@ TEST_CASE("runtime faults: with a shrunken SQ, a deadline that fires while the o
     std::size_t readers_canceled = 0;
     bool deferred_timed_out = false;
     {
-        coil::executor ex(small_ring());
+        coil::executor ex(coil_test::executor_options(small_ring()));
         auto reader = [&](int fd) -> coil::task<void> {
             std::array<std::byte, 16> buffer{};
             ++t.awaited;
@@ -508,7 +509,7 @@ TEST_CASE("runtime faults: a multishot poll stream sees every eventfd write, and
             std::size_t stopped_values = 0;
             bool stopped_ended = false;
             {
-                coil::executor ex(small_ring());
+                coil::executor ex(coil_test::executor_options(small_ring()));
                 auto consumer = [&]() -> coil::task<void> {
                     // A small bound, so the stream also pauses and re-arms under the faults.
                     auto ready = coil::poll_multishot(counted_fd.get(), POLLIN, {.bound = 4});
@@ -628,7 +629,7 @@ TEST_CASE("runtime faults: stop requests from the executor thread and from anoth
             std::size_t sleep_won = 0;
             std::size_t losers_with_data = 0;
             {
-                coil::executor ex(small_ring());
+                coil::executor ex(coil_test::executor_options(small_ring()));
                 std::stop_source local;
                 std::stop_source remote;
                 auto blocked_read = [&](int fd, std::size_t& canceled) -> coil::task<void> {
@@ -743,7 +744,7 @@ TEST_CASE("runtime faults: stop() and executor destruction with hundreds of read
             {
                 frame_census frames(3 * per_kind);
                 {
-                    coil::executor ex(small_ring());
+                    coil::executor ex(coil_test::executor_options(small_ring()));
                     spawn_blocked(ex, frames, pipes, per_kind, completed);
                     auto root = [&]() -> coil::task<void> {
                         for (int i = 0; i < 5; ++i)
@@ -764,7 +765,7 @@ TEST_CASE("runtime faults: stop() and executor destruction with hundreds of read
             {
                 frame_census frames(3 * per_kind);
                 {
-                    coil::executor ex(small_ring());
+                    coil::executor ex(coil_test::executor_options(small_ring()));
                     spawn_blocked(ex, frames, pipes, per_kind, completed);
                     std::thread stopper([&] {
                         std::this_thread::sleep_for(30ms);
@@ -788,7 +789,7 @@ TEST_CASE("runtime faults: stop() and executor destruction with hundreds of read
                 frame_census frames(3 * per_kind);
                 frame_census late(3 * per_kind);
                 {
-                    coil::executor ex(small_ring());
+                    coil::executor ex(coil_test::executor_options(small_ring()));
                     spawn_blocked(ex, frames, pipes, per_kind, completed);
                     auto root = [&]() -> coil::task<void> {
                         (void)co_await coil::sleep_for(20ms);
