@@ -582,6 +582,7 @@ std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
 std::error_code ring::add_readv(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
                                 std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_iovecs(buffers.data(), buffers.size(), "add_readv");
     COIL_CLAIM_SQE(opcode::readv);
     io_uring_prep_readv(sqe, fd, buffers.data(), static_cast<unsigned>(buffers.size()), offset);
     finish(sqe, user_data, flags);
@@ -591,6 +592,7 @@ std::error_code ring::add_readv(int fd, std::span<const ::iovec> buffers, std::u
 std::error_code ring::add_writev(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
                                  std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_iovecs(buffers.data(), buffers.size(), "add_writev");
     COIL_CLAIM_SQE(opcode::writev);
     io_uring_prep_writev(sqe, fd, buffers.data(), static_cast<unsigned>(buffers.size()), offset);
     finish(sqe, user_data, flags);
@@ -647,6 +649,7 @@ std::error_code ring::add_cancel(std::uint64_t target, std::uint64_t user_data)
 std::error_code ring::add_openat(int dirfd, const char* path, int open_flags, unsigned mode,
                                  std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_string(path, "add_openat");
     COIL_CLAIM_SQE(opcode::openat);
     io_uring_prep_openat(sqe, dirfd, path, open_flags, mode);
     finish(sqe, user_data, flags);
@@ -664,6 +667,8 @@ std::error_code ring::add_close(int fd, std::uint64_t user_data, sqe_flags flags
 std::error_code ring::add_statx(int dirfd, const char* path, int statx_flags, unsigned mask,
                                 struct ::statx* out, std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_string(path, "add_statx");
+    detail::check_kernel_memory(out, sizeof(struct ::statx), "add_statx");
     COIL_CLAIM_SQE(opcode::statx);
     io_uring_prep_statx(sqe, dirfd, path, statx_flags, mask, out);
     finish(sqe, user_data, flags);
@@ -673,6 +678,7 @@ std::error_code ring::add_statx(int dirfd, const char* path, int statx_flags, un
 std::error_code ring::add_timeout(const timespec64* when, unsigned count, timeout_clock clock,
                                   std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_memory(when, sizeof(timespec64), "add_timeout");
     COIL_CLAIM_SQE(opcode::timeout);
     // The kernel only reads the timespec; liburing's prototype is not const-correct.
     io_uring_prep_timeout(sqe,
@@ -685,6 +691,7 @@ std::error_code ring::add_timeout(const timespec64* when, unsigned count, timeou
 std::error_code ring::add_multishot_timeout(const timespec64* interval, unsigned count,
                                             std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_memory(interval, sizeof(timespec64), "add_multishot_timeout");
     COIL_CLAIM_SQE(opcode::timeout);
     // For a multishot timeout the kernel reads `off` as the number of firings, not as a
     // completion count.
@@ -697,6 +704,7 @@ std::error_code ring::add_multishot_timeout(const timespec64* interval, unsigned
 
 std::error_code ring::add_link_timeout(const timespec64* when, std::uint64_t user_data)
 {
+    detail::check_kernel_memory(when, sizeof(timespec64), "add_link_timeout");
     COIL_CLAIM_SQE(opcode::link_timeout);
     io_uring_prep_link_timeout(
         sqe, reinterpret_cast<__kernel_timespec*>(const_cast<timespec64*>(when)), 0);
@@ -740,6 +748,9 @@ std::error_code ring::add_accept(int fd, ::sockaddr* peer, ::socklen_t* peer_len
                                  int accept_flags, std::uint64_t user_data, accept_mode mode,
                                  sqe_flags flags)
 {
+    detail::check_kernel_memory(peer_length, sizeof(::socklen_t), "add_accept");
+    if (peer_length != nullptr)
+        detail::check_kernel_memory(peer, *peer_length, "add_accept");
     COIL_CLAIM_SQE(opcode::accept);
     io::sqe& s = as_sqe(sqe);
     // The address goes in `addr`, the pointer to its length in `addr2`.
@@ -754,6 +765,7 @@ std::error_code ring::add_accept(int fd, ::sockaddr* peer, ::socklen_t* peer_len
 std::error_code ring::add_connect(int fd, const ::sockaddr* address, ::socklen_t length,
                                   std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_memory(address, length, "add_connect");
     COIL_CLAIM_SQE(opcode::connect);
     // The address length goes in `off`, by value.
     detail::prepare_rw(as_sqe(sqe), kernel_opcode(opcode::connect), fd, address, 0, length,
@@ -764,6 +776,7 @@ std::error_code ring::add_connect(int fd, const ::sockaddr* address, ::socklen_t
 std::error_code ring::add_recv(int fd, std::span<std::byte> buffer, int msg_flags,
                                std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_memory(buffer.data(), clamp_length(buffer.size()), "add_recv");
     COIL_CLAIM_SQE(opcode::recv);
     io::sqe& s = as_sqe(sqe);
     detail::prepare_rw(s, kernel_opcode(opcode::recv), fd, buffer.data(),
@@ -792,6 +805,7 @@ std::error_code ring::add_recv_provided(int fd, std::uint16_t buffer_group, int 
 std::error_code ring::add_send(int fd, std::span<const std::byte> buffer, int msg_flags,
                                std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_memory(buffer.data(), clamp_length(buffer.size()), "add_send");
     COIL_CLAIM_SQE(opcode::send);
     io::sqe& s = as_sqe(sqe);
     // `addr2` (a destination address, Linux 6.0) stays 0: the socket's peer.
@@ -804,6 +818,7 @@ std::error_code ring::add_send(int fd, std::span<const std::byte> buffer, int ms
 std::error_code ring::add_send_zc(int fd, std::span<const std::byte> buffer, int msg_flags,
                                   std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_memory(buffer.data(), clamp_length(buffer.size()), "add_send_zc");
     COIL_CLAIM_SQE(opcode::send_zc);
     io::sqe& s = as_sqe(sqe);
     // ioprio (the IORING_RECVSEND_* flags) stays 0: no fixed buffer, no poll first.
@@ -816,6 +831,7 @@ std::error_code ring::add_send_zc(int fd, std::span<const std::byte> buffer, int
 std::error_code ring::add_recvmsg(int fd, ::msghdr* message, int msg_flags,
                                   std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_message(message, "add_recvmsg");
     COIL_CLAIM_SQE(opcode::recvmsg);
     io::sqe& s = as_sqe(sqe);
     // `len` counts messages: one.
@@ -828,6 +844,7 @@ std::error_code ring::add_recvmsg(int fd, ::msghdr* message, int msg_flags,
 std::error_code ring::add_sendmsg(int fd, const ::msghdr* message, int msg_flags,
                                   std::uint64_t user_data, sqe_flags flags)
 {
+    detail::check_kernel_message(message, "add_sendmsg");
     COIL_CLAIM_SQE(opcode::sendmsg);
     io::sqe& s = as_sqe(sqe);
     detail::prepare_rw(s, kernel_opcode(opcode::sendmsg), fd, message, 1, 0,

@@ -33,6 +33,7 @@
 #pragma once
 
 #include <coil/io/completion.hpp>
+#include <coil/io/detail/kernel_memory.hpp>
 #include <coil/io/opcode.hpp>
 #include <coil/io/result.hpp>
 #include <coil/io/sqe.hpp>
@@ -276,6 +277,7 @@ public:
     std::error_code add_read(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                              std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
+        detail::check_kernel_memory(buffer.data(), clamp_length(buffer.size()), "add_read");
         sqe* s;
         if (!claim_inline_<opcode::read>(s))
             return claim_failure_(opcode::read);
@@ -288,6 +290,7 @@ public:
     std::error_code add_write(int fd, std::span<const std::byte> buffer, std::uint64_t offset,
                               std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
+        detail::check_kernel_memory(buffer.data(), clamp_length(buffer.size()), "add_write");
         sqe* s;
         if (!claim_inline_<opcode::write>(s))
             return claim_failure_(opcode::write);
