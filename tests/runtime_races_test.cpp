@@ -743,7 +743,7 @@ std::uint64_t parse_number(const char* text, const char* what)
 int main(int argc, char* argv[])
 {
     std::uint64_t seed = 0x5eedc0110003;
-    std::uint64_t rounds = 40;
+    std::uint64_t rounds = 100;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if ((arg == "--seed" || arg == "--rounds") && i + 1 < argc) {
