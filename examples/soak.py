@@ -79,7 +79,9 @@ class tally:
         self.bytes = 0
 
 
-async def echo_client(port, rng, t, stop):
+async def client_loop(port, t, stop, exchanges):
+    """Connects again and again until `stop`; `exchanges(reader, writer)` runs one connection's
+    exchanges and returns True if it left the connection open for a normal close."""
     while not stop.is_set():
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -88,87 +90,87 @@ async def echo_client(port, rng, t, stop):
             await asyncio.sleep(0.01)
             continue
         try:
-            for _ in range(rng.randint(1, 20)):
-                size = rng.choice([1, 7, 100, 1500, 4096, 16384, 65536])
-                payload = rng.randbytes(size)
-                fate = rng.random()
-                writer.write(payload)
-                if fate < 0.05:            # reset with the echo in flight
-                    abort_connection(writer)
-                    t.resets += 1
-                    break
-                if fate < 0.10:            # vanish: close without reading the echo
-                    writer.close()
-                    t.vanished += 1
-                    break
-                await writer.drain()
-                try:
-                    echoed = await asyncio.wait_for(reader.readexactly(size), 30)
-                except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
-                    t.broken += 1
-                    break
-                if echoed == payload:
-                    t.verified += 1
-                    t.bytes += size
-                else:
-                    t.mismatched += 1
-                    break
-            else:
+            if await exchanges(reader, writer):
                 writer.close()
         except ConnectionError:
             t.broken += 1
         finally:
             if not writer.is_closing():
                 writer.close()
+
+
+def settle(t, ok, size):
+    """Counts a completed exchange; returns whether the connection may go on."""
+    if ok:
+        t.verified += 1
+        t.bytes += size
+    else:
+        t.mismatched += 1
+    return ok
+
+
+async def echo_client(port, rng, t, stop):
+    async def exchanges(reader, writer):
+        for _ in range(rng.randint(1, 20)):
+            size = rng.choice([1, 7, 100, 1500, 4096, 16384, 65536])
+            payload = rng.randbytes(size)
+            fate = rng.random()
+            writer.write(payload)
+            if fate < 0.05:            # reset with the echo in flight
+                abort_connection(writer)
+                t.resets += 1
+                return False
+            if fate < 0.10:            # vanish: close without reading the echo
+                writer.close()
+                t.vanished += 1
+                return False
+            await writer.drain()
+            try:
+                echoed = await asyncio.wait_for(reader.readexactly(size), 30)
+            except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+                t.broken += 1
+                return False
+            if not settle(t, echoed == payload, size):
+                return False
+        return True
+
+    await client_loop(port, t, stop, exchanges)
 
 
 async def http_client(port, files, rng, t, stop):
     names = list(files)
-    while not stop.is_set():
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            t.refused += 1
-            await asyncio.sleep(0.01)
-            continue
-        try:
-            for _ in range(rng.randint(1, 10)):
-                name = rng.choice(names)
-                fate = rng.random()
-                request = f"GET /{name} HTTP/1.1\r\nHost: soak\r\n\r\n".encode()
-                if fate < 0.05:            # reset halfway through the request head
-                    writer.write(request[: rng.randint(1, len(request) - 1)])
-                    await writer.drain()
-                    abort_connection(writer)
-                    t.resets += 1
-                    break
-                writer.write(request)
-                if fate < 0.10:            # vanish before the response
-                    writer.close()
-                    t.vanished += 1
-                    break
+
+    async def exchanges(reader, writer):
+        for _ in range(rng.randint(1, 10)):
+            name = rng.choice(names)
+            fate = rng.random()
+            request = f"GET /{name} HTTP/1.1\r\nHost: soak\r\n\r\n".encode()
+            if fate < 0.05:            # reset halfway through the request head
+                writer.write(request[: rng.randint(1, len(request) - 1)])
                 await writer.drain()
-                try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-                    m = re.search(rb"[Cc]ontent-[Ll]ength: *(\d+)", head)
-                    body = await asyncio.wait_for(reader.readexactly(int(m.group(1))), 30) if m else b""
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
-                        asyncio.TimeoutError):
-                    t.broken += 1
-                    break
-                if head.startswith(b"HTTP/1.1 200") and body == files[name]:
-                    t.verified += 1
-                    t.bytes += len(body)
-                else:
-                    t.mismatched += 1
-                    break
-            else:
+                abort_connection(writer)
+                t.resets += 1
+                return False
+            writer.write(request)
+            if fate < 0.10:            # vanish before the response
                 writer.close()
-        except ConnectionError:
-            t.broken += 1
-        finally:
-            if not writer.is_closing():
-                writer.close()
+                t.vanished += 1
+                return False
+            await writer.drain()
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                m = re.search(rb"[Cc]ontent-[Ll]ength: *(\d+)", head)
+                body = await asyncio.wait_for(reader.readexactly(int(m.group(1))), 30) if m else b""
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
+                    asyncio.TimeoutError):
+                t.broken += 1
+                return False
+            ok = head.startswith(b"HTTP/1.1 200") and body == files[name]
+            if not settle(t, ok, len(body)):
+                return False
+        return True
+
+    await client_loop(port, t, stop, exchanges)
 
 
 def still_answers_echo(port):

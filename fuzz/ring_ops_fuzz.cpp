@@ -148,6 +148,13 @@ private:
         return {memory_.iovecs.data(), count};
     }
 
+    /// A descriptor for a read or write, and whether it is harmless (huge lengths allowed).
+    std::pair<int, bool> descriptor()
+    {
+        const bool harmless = in_.below(2) == 0;
+        return {harmless ? fds_.harmless(in_) : fds_.any(in_), harmless};
+    }
+
     /// Sometimes a link to the next op (even to none: the chain is left open). Never
     /// IOSQE_IO_DRAIN: the kernel starts nothing queued after a drain barrier, not even a
     /// cancel, until every op before it has completed, so one poll that never fires would
@@ -193,28 +200,24 @@ private:
             queued(ud, ring_.add_nop(ud, flags()));
             break;
         case 1: {
-            const bool harmless = in_.below(2) == 0;
-            const int fd = harmless ? fds_.harmless(in_) : fds_.any(in_);
+            const auto [fd, harmless] = descriptor();
             queued(ud, ring_.add_read(fd, buffer(harmless), in_.below(2) ? ~0ULL : in_.u64(), ud,
                                       flags()));
             break;
         }
         case 2: {
-            const bool harmless = in_.below(2) == 0;
-            const int fd = harmless ? fds_.harmless(in_) : fds_.any(in_);
+            const auto [fd, harmless] = descriptor();
             queued(ud, ring_.add_write(fd, buffer(harmless), in_.below(2) ? ~0ULL : in_.u64(), ud,
                                        flags()));
             break;
         }
         case 3: {
-            const bool harmless = in_.below(2) == 0;
-            const int fd = harmless ? fds_.harmless(in_) : fds_.any(in_);
+            const auto [fd, harmless] = descriptor();
             queued(ud, ring_.add_readv(fd, iovecs(harmless), ~0ULL, ud, flags()));
             break;
         }
         case 4: {
-            const bool harmless = in_.below(2) == 0;
-            const int fd = harmless ? fds_.harmless(in_) : fds_.any(in_);
+            const auto [fd, harmless] = descriptor();
             queued(ud, ring_.add_writev(fd, iovecs(harmless), ~0ULL, ud, flags()));
             break;
         }

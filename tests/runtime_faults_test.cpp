@@ -47,16 +47,7 @@ namespace {
 void check_fired(const char* scenario, const named_plan& p, const fault_counts& c,
                  unsigned can_meet)
 {
-    std::printf("  %-14s %-16s fired: ebusy %llu, eagain %llu, eintr %llu, partial %llu, "
-                "sq fills %llu, stalls %llu, shortened %llu, reordered %llu\n",
-                scenario, p.name, static_cast<unsigned long long>(c.ebusy),
-                static_cast<unsigned long long>(c.eagain),
-                static_cast<unsigned long long>(c.eintr),
-                static_cast<unsigned long long>(c.partial_submits),
-                static_cast<unsigned long long>(c.sq_fills),
-                static_cast<unsigned long long>(c.stalls),
-                static_cast<unsigned long long>(c.shortened),
-                static_cast<unsigned long long>(c.reordered));
+    std::printf("  %-14s %-16s fired: %s\n", scenario, p.name, coil_test::describe(c).c_str());
     const unsigned expected = p.injects & can_meet;
     CHECK(expected != 0); // else the cell is n/a and the caller should not have run it
     if (p.injects == every_fault) {

@@ -42,17 +42,8 @@ public:
         if (!scope_)
             return;
         const coil::io::testing::fault_counts c = scope_->counts();
-        std::fprintf(stderr,
-                     "fault_hook: plan %s fired: ebusy %llu, eagain %llu, eintr %llu, partial "
-                     "submits %llu, sq fills %llu, stalls %llu, shortened %llu, reordered %llu\n",
-                     plan_->name, static_cast<unsigned long long>(c.ebusy),
-                     static_cast<unsigned long long>(c.eagain),
-                     static_cast<unsigned long long>(c.eintr),
-                     static_cast<unsigned long long>(c.partial_submits),
-                     static_cast<unsigned long long>(c.sq_fills),
-                     static_cast<unsigned long long>(c.stalls),
-                     static_cast<unsigned long long>(c.shortened),
-                     static_cast<unsigned long long>(c.reordered));
+        std::fprintf(stderr, "fault_hook: plan %s fired: %s\n", plan_->name,
+                     coil_test::describe(c).c_str());
         std::uint64_t fired = 0;
         for (unsigned bit = 1; bit < coil_test::every_fault; bit <<= 1)
             if (plan_->injects & bit)
