@@ -652,15 +652,18 @@ bool run_round(std::uint64_t seed, totals& sum)
 
     // The data. A round that ran to the end accounts for every byte and count exactly. In a
     // stopped round, stop() destroys tasks without resuming them, so the result of an op that
-    // completed during its drain reaches nobody: a read's bytes left the kernel unseen (a gap
-    // of at most one read, 1024 bytes), a write's bytes reached the kernel uncounted (at most
-    // the one write in flight). Nothing is ever doubled, reordered or corrupted.
+    // completed but whose task was not resumed before stop() reaches nobody: a read's bytes
+    // left the kernel unseen (a gap of at most one read, 1024 bytes), a write's bytes reached
+    // the kernel uncounted (at most the one write in flight, which the reader may even have
+    // read). Nothing is ever doubled, reordered or corrupted.
     for (auto& s : rs.streams) {
         set_nonblocking(s->read_end.get());
         const std::vector<std::byte> rest = drain_bytes(s->read_end.get());
         const std::uint64_t got = s->received.size();
+        // A write that completed during the drain may also have been read already: the
+        // reader was resumed in the loop turn before stop(), the writer never again.
         const std::uint64_t limit = s->written + (stopped ? s->pending : 0);
-        bool prefix = got <= s->written;
+        bool prefix = got <= limit;
         for (std::uint64_t i = 0; prefix && i < got; ++i)
             prefix = s->received[i] == pattern(s->id, i);
         // The smallest gap after which `rest` continues the pattern.
