@@ -7,6 +7,7 @@
 // eventfd count is accounted for (neither lost nor doubled). docs/reliability.md, "Races".
 //
 //   test_runtime_races [--seed N] [--rounds N]     N decimal or 0x-hex
+//   test_runtime_races --round SEED                 only the round a failure named
 
 #include "test_executor.hpp"
 #include "test_support.hpp"
@@ -723,8 +724,9 @@ bool run_round(std::uint64_t seed, totals& sum)
 
     if (book.failures.empty())
         return true;
-    std::fprintf(stderr, "races: round seed 0x%llx (%s) failed:\n",
-                 static_cast<unsigned long long>(seed), stopped ? "stopped" : "ran to the end");
+    std::fprintf(stderr, "races: round seed 0x%llx (%s) failed (again: --round 0x%llx):\n",
+                 static_cast<unsigned long long>(seed), stopped ? "stopped" : "ran to the end",
+                 static_cast<unsigned long long>(seed));
     for (const auto& f : book.failures)
         std::fprintf(stderr, "  %s\n", f.c_str());
     return false;
@@ -747,14 +749,28 @@ int main(int argc, char* argv[])
 {
     std::uint64_t seed = 0x5eedc0110003;
     std::uint64_t rounds = 100;
+    std::optional<std::uint64_t> one_round;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
-        if ((arg == "--seed" || arg == "--rounds") && i + 1 < argc) {
-            (arg == "--seed" ? seed : rounds) = parse_number(argv[++i], arg.c_str() + 2);
+        if ((arg == "--seed" || arg == "--rounds" || arg == "--round") && i + 1 < argc) {
+            const std::uint64_t v = parse_number(argv[++i], arg.c_str() + 2);
+            if (arg == "--seed")
+                seed = v;
+            else if (arg == "--rounds")
+                rounds = v;
+            else
+                one_round = v;
         } else {
-            std::fprintf(stderr, "usage: %s [--seed N] [--rounds N]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--seed N] [--rounds N] | --round SEED\n", argv[0]);
             return 2;
         }
+    }
+    if (one_round) {
+        totals sum;
+        const bool ok = run_round(*one_round, sum);
+        std::printf("races: round seed 0x%llx: %s\n", static_cast<unsigned long long>(*one_round),
+                    ok ? "passed" : "FAILED");
+        return ok ? 0 : 1;
     }
     std::printf("races: seed 0x%llx, %llu rounds, SQ entries %s (reproduce: %s --seed 0x%llx)\n",
                 static_cast<unsigned long long>(seed), static_cast<unsigned long long>(rounds),
