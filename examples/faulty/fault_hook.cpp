@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <optional>
 
 namespace {
@@ -28,7 +27,11 @@ public:
         for (const auto& p : coil_test::all_plans()) {
             if (std::strcmp(p.name, name) == 0) {
                 plan_.emplace(p);
-                scope_ = std::make_unique<coil::io::testing::scoped_faults>(p.plan);
+                // Never destroyed: ~scoped_faults restores the thread's current plan, a
+                // thread_local that exit() destroys before any static object, so destroying the
+                // scope here would write to freed memory (ASan saw it). The pointer stays in
+                // this static object, so LeakSanitizer sees it as reachable.
+                scope_ = new coil::io::testing::scoped_faults(p.plan);
                 std::fprintf(stderr, "fault_hook: plan %s installed\n", p.name);
                 return;
             }
@@ -60,7 +63,7 @@ public:
 
 private:
     std::optional<coil_test::named_plan> plan_;
-    std::unique_ptr<coil::io::testing::scoped_faults> scope_;
+    coil::io::testing::scoped_faults* scope_ = nullptr;
 };
 
 // Constructed on the main thread before main(), destroyed after it returns.
