@@ -113,10 +113,8 @@ coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool)
 // Waits for SIGINT or SIGTERM, then asks everything to stop.
 coil::task<void> watch_signals(int fd, std::stop_source& stop)
 {
-    signalfd_siginfo info{};
-    auto n = co_await coil::read(fd, std::as_writable_bytes(std::span(&info, 1)));
-    if (n && *n == sizeof(info))
-        fmt::print(stderr, "echo_server: signal {}, shutting down\n", info.ssi_signo);
+    if (const auto signal = co_await coil_examples::next_shutdown_signal(fd))
+        fmt::print(stderr, "echo_server: signal {}, shutting down\n", *signal);
     stop.request_stop();
 }
 

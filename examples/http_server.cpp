@@ -743,12 +743,11 @@ coil::task<void> accept_connections(net::listener& server, coil::nursery& n, ser
 // Waits for SIGINT or SIGTERM, then starts the graceful shutdown.
 coil::task<void> watch_signals(int fd, server_state& srv, std::stop_source& accepting)
 {
-    signalfd_siginfo info{};
-    auto n = co_await coil::read(fd, std::as_writable_bytes(std::span(&info, 1)));
-    if (!n) {
+    const auto signal = co_await coil_examples::next_shutdown_signal(fd);
+    if (!signal) {
         co_return; // cancelled: the server ended on its own
     }
-    fmt::print(stderr, "http_server: signal {}, finishing responses in flight\n", info.ssi_signo);
+    fmt::print(stderr, "http_server: signal {}, finishing responses in flight\n", *signal);
     srv.stopping = true;
     accepting.request_stop();
     for (int fd_of_idle : srv.idle) {

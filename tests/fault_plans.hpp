@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace coil_test {
@@ -91,6 +92,23 @@ inline std::uint64_t counter_of(const fault_counts& c, fault_bit bit)
     case every_fault: break;
     }
     return 0;
+}
+
+/// How often each fault fired, as one line's text ("ebusy 3, eagain 0, ...").
+inline std::string describe(const fault_counts& c)
+{
+    char text[256];
+    std::snprintf(text, sizeof text,
+                  "ebusy %llu, eagain %llu, eintr %llu, partial %llu, sq fills %llu, stalls %llu, "
+                  "shortened %llu, reordered %llu",
+                  static_cast<unsigned long long>(c.ebusy), static_cast<unsigned long long>(c.eagain),
+                  static_cast<unsigned long long>(c.eintr),
+                  static_cast<unsigned long long>(c.partial_submits),
+                  static_cast<unsigned long long>(c.sq_fills),
+                  static_cast<unsigned long long>(c.stalls),
+                  static_cast<unsigned long long>(c.shortened),
+                  static_cast<unsigned long long>(c.reordered));
+    return text;
 }
 
 inline const char* name_of(fault_bit bit)

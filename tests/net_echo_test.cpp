@@ -6,6 +6,7 @@
 
 #include "net_test_support.hpp"
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -88,7 +89,7 @@ TEST_CASE("net: 200 concurrent connections, each sending 20 messages of random s
     auto server = net::listener::bind(net::address::loopback_v4(0));
     REQUIRE(server);
     const auto at = *server->local_address();
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::size_t> {
         net::buffer_pool pool(ex, 256, 16 * 1024);
         std::stop_source stop;
@@ -157,7 +158,7 @@ TEST_CASE("net: 10,000 idle connections stay open while 10 active ones are echoe
     coil::executor_options small;
     small.entries = 64;
     small.ring.cq_entries = 128;
-    coil::executor ex(small);
+    coil::executor ex(coil_test::executor_options(small));
     std::size_t in_flight_with_idle = 0;
     unsigned char idle_answered = 0;
     auto body = [&]() -> coil::task<std::size_t> {
@@ -204,7 +205,7 @@ TEST_CASE("net: peers that reset mid-stream end their own connections; the other
     auto server = net::listener::bind(net::address::loopback_v4(0));
     REQUIRE(server);
     const auto at = *server->local_address();
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto rude = [&](std::size_t i) -> coil::task<void> {
         auto c = co_await net::stream_socket::connect(at);
         if (!c)

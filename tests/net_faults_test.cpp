@@ -9,6 +9,7 @@
 
 #include "fault_injection.hpp"
 #include "fault_plans.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -77,7 +78,7 @@ TEST_CASE("net faults: an echo server and 30 clients exchange every byte under e
         std::size_t accepted = 0;
         std::size_t good = 0;
         {
-            coil::executor ex;
+            coil::executor ex(coil_test::executor_options());
             auto body = [&]() -> coil::task<void> {
                 // A small pool, so that receives also run dry and re-arm.
                 net::buffer_pool pool(ex, 8, 2048);

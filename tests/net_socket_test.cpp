@@ -4,6 +4,7 @@
 // pending, peers that reset, accepts at the descriptor limit, connections accepted for nobody.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 #include <coil/net/address.hpp>
@@ -135,7 +136,7 @@ TEST_CASE("net: a connection over TCP and Unix sockets carries bytes both ways a
         CHECK_FALSE(client->is_open());
         co_return std::pair{co_await server_side, *back};
     };
-    auto [seen, back] = coil::run(body());
+    auto [seen, back] = coil_test::run(body());
     const std::string expected(reinterpret_cast<const char*>(payload.data()), payload.size());
     CHECK(seen.size() == expected.size());
     CHECK(back.size() == expected.size());
@@ -157,7 +158,7 @@ TEST_CASE("net: connecting to a port nobody listens on fails with connection_ref
         auto c = co_await net::stream_socket::connect(free_port);
         co_return c ? std::error_code() : c.error();
     };
-    CHECK(coil::run(body()) == std::errc::connection_refused);
+    CHECK(coil_test::run(body()) == std::errc::connection_refused);
     auto in_use = net::listener::bind(net::address::loopback_v4(0));
     REQUIRE(in_use);
     auto again = net::listener::bind(*in_use->local_address(), {.reuse_address = false});
@@ -170,7 +171,7 @@ TEST_CASE("net: a multishot accept stream takes 50 connections, each served", "[
     REQUIRE(server);
     const auto at = *server->local_address();
     constexpr int clients = 50;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto serve = [](net::stream_socket conn) -> coil::task<void> {
         auto got = co_await read_until_eof(conn);
         if (got)
@@ -220,7 +221,7 @@ TEST_CASE("net: a receive stream over a pool far too small for the load still de
     REQUIRE(server);
     const auto at = *server->local_address();
     const std::vector<std::byte> payload = coil_test::pattern(1 << 20);
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     std::uint64_t exhaustions = 0;
     std::size_t chunks = 0;
     auto body = [&]() -> coil::task<std::vector<std::byte>> {
@@ -279,7 +280,7 @@ TEST_CASE("net: close() cancels a receive pending on the socket", "[net][socket]
     auto server = net::listener::bind(net::address::loopback_v4(0));
     REQUIRE(server);
     const auto at = *server->local_address();
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::error_code> {
         auto c = co_await net::stream_socket::connect(at);
         REQUIRE(c);
@@ -307,7 +308,7 @@ TEST_CASE("net: a peer that resets mid-stream ends only its own connection", "[n
     auto server = net::listener::bind(net::address::loopback_v4(0));
     REQUIRE(server);
     const auto at = *server->local_address();
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::pair<std::error_code, std::string>> {
         auto rude = co_await net::stream_socket::connect(at);
         auto polite = co_await net::stream_socket::connect(at);
@@ -352,7 +353,7 @@ TEST_CASE("net: connections accepted for nobody are closed, and the peers see th
     auto server = net::listener::bind(net::address::loopback_v4(0));
     REQUIRE(server);
     const auto at = *server->local_address();
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<int> {
         std::vector<net::stream_socket> clients;
         {
@@ -389,7 +390,7 @@ TEST_CASE("net: accepting at the descriptor limit delivers EMFILE and the listen
     const auto at = *server->local_address();
     rlimit original{};
     REQUIRE(::getrlimit(RLIMIT_NOFILE, &original) == 0);
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::pair<bool, bool>> {
         auto connections = server->connections();
         // Connect first (the client's socket needs a descriptor), then lower the limit so
@@ -425,7 +426,7 @@ TEST_CASE("net: stream_socket::cancel ends a pending receive and leaves the sock
     auto server = net::listener::bind(net::address::loopback_v4(0));
     REQUIRE(server);
     const auto at = *server->local_address();
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::pair<std::error_code, std::string>> {
         auto c = co_await net::stream_socket::connect(at);
         REQUIRE(c);

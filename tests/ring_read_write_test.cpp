@@ -241,6 +241,9 @@ TEST_CASE("ring: a read longer than the kernel's per-op limit is clamped, not re
     // A span longer than MAX_RW_COUNT (and than the SQE's 32-bit length) over a small buffer:
     // the length is clamped as read(2) clamps it, and the 100-byte file ends the read long
     // before the buffer does, so nothing beyond the buffer is written.
+    if (COIL_ASAN)
+        SKIP("the span is longer than its buffer on purpose, which ASan builds report when the op "
+             "is queued (tests/ring_asan_test.cpp)");
     temp_dir dir;
     unique_fd file = dir.create_file("tiny", filled(100, 0x5a));
     ring ring(4);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -89,6 +90,57 @@ TEST_CASE("ring: cancel_all and drain take back 100 pending reads, polls and a t
     auto done = collect(ring, 1);
     REQUIRE(done.size() == 1);
     CHECK(done[0] == completion{500, 0, 0});
+}
+
+TEST_CASE("ring: cancel_all takes back a poll whose link chain was left open",
+          "[ring][shutdown][cancel]")
+{
+    // The poll asks to link to the next SQE, and none follows before cancel_all. Had the
+    // ring's own cancel joined that chain, the kernel would start it only after the poll
+    // completed, which it never does: drain() would block for ever. (Found by the ring fuzz
+    // target.) Once submitted, with or without more SQEs after it, the same holds.
+    const bool submitted_first = GENERATE(false, true);
+    INFO("submitted first = " << submitted_first);
+    ring ring(8);
+    pipe_fds pipe = make_pipe();
+    REQUIRE_FALSE(ring.add_poll(pipe.read_end.get(), POLLIN, 1, coil::io::poll_mode::oneshot,
+                                coil::io::sqe_flags::link));
+    if (submitted_first)
+        REQUIRE(ring.submit().ok());
+    ring.cancel_all();
+    // A bounded wait rather than drain(), so that a regression fails instead of hanging.
+    const auto done = take(ring.wait(1, std::chrono::seconds(10)));
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 1);
+    CHECK(done[0].result == -ECANCELED);
+    CHECK(ring.drain() == 0); // only the ring's own cancel was left, and it is swallowed
+    CHECK(ring.outstanding() == 0);
+}
+
+TEST_CASE("ring: cancel_all and drain take back a read linked behind a nop of the same submission",
+          "[ring][shutdown][cancel]")
+{
+    // The nop completes while the submission is processed and hands its linked read on as
+    // kernel task work; the cancel of that same submission runs before the read is armed and
+    // finds nothing. drain() must cancel again rather than wait for ever (found by the ring
+    // fuzz target). A regression would hang: the alarm turns that into a failure.
+    ring ring(8);
+    if (!ring.has_ext_arg())
+        SKIP("drain() re-cancels in timed steps, which need IORING_FEAT_EXT_ARG (Linux 5.11)");
+    pipe_fds pipe = make_pipe();
+    std::array<std::byte, 16> buffer{};
+    REQUIRE_FALSE(ring.add_nop(1, coil::io::sqe_flags::link));
+    REQUIRE_FALSE(ring.add_read(pipe.read_end.get(), buffer, current_position, 2));
+    ring.cancel_all();
+    ::alarm(20);
+    CHECK(ring.drain() == 2);
+    ::alarm(0);
+    CHECK(ring.outstanding() == 0);
+    // The ring works on.
+    REQUIRE_FALSE(ring.add_nop(3));
+    auto done = collect(ring, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0] == completion{3, 0, 0});
 }
 
 TEST_CASE("ring: completions reaped around a cancel_all are delivered, the ring's own never",

@@ -4,6 +4,7 @@
 // overflow the CQ, and option checks.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -60,7 +61,7 @@ TEST_CASE("runtime: 10,000 idle reads on a 64-entry ring leave another task free
     CAPTURE(deferred);
     coil::executor_options options = small_ring(64, 128);
     options.ring.single_issuer = deferred;
-    coil::executor ex(options);
+    coil::executor ex(coil_test::executor_options(options));
 
     auto body = [&]() -> coil::task<std::uint64_t> {
         std::vector<coil::join_handle<std::uint64_t>> readers;
@@ -109,7 +110,7 @@ TEST_CASE("runtime: 5,000 ops that wait on each other in a chain all complete on
     pipes.reserve(links + 1);
     for (std::size_t i = 0; i <= links; ++i)
         pipes.push_back(coil_test::make_pipe());
-    coil::executor ex(small_ring(8, 16));
+    coil::executor ex(coil_test::executor_options(small_ring(8, 16)));
 
     auto relay = [&](std::size_t i) -> coil::task<bool> {
         std::array<std::byte, 1> b{};
@@ -143,7 +144,7 @@ TEST_CASE("runtime: 5,000 ops that wait on each other in a chain all complete on
 TEST_CASE("runtime: a 1-entry submission queue runs ops with deadlines and sleeps",
           "[runtime][admission][timeout]")
 {
-    coil::executor ex(small_ring(1, 0));
+    coil::executor ex(coil_test::executor_options(small_ring(1, 0)));
     auto p = coil_test::make_pipe();
     auto body = [&]() -> coil::task<int> {
         int ok = 0;
@@ -168,7 +169,7 @@ TEST_CASE("runtime: an executor refuses a ring that caps pending ops, naming the
     coil::executor_options options;
     options.ring.cap_outstanding = true;
     try {
-        coil::executor ex(options);
+        coil::executor ex(coil_test::executor_options(options));
         FAIL("the executor accepted cap_outstanding");
     } catch (const std::system_error& e) {
         CHECK(std::string(e.what()).find("cap_outstanding") != std::string::npos);

@@ -4,6 +4,7 @@
 // buffers, and 10,000 socket round trips with send_all and receive, after a warm-up.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -132,7 +133,7 @@ TEST_CASE("runtime: 10,000 awaited file reads allocate nothing after a warm-up",
 {
     coil_test::temp_dir dir;
     auto fd = dir.create_file("pattern", coil_test::pattern(slice * slices));
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
         std::size_t warm = co_await read_many(fd.get(), 100, false);
         allocations.store(0);

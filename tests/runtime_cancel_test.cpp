@@ -3,6 +3,7 @@
 // completion, and from another thread.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -54,7 +55,7 @@ TEST_CASE("runtime: an op whose stop was requested before it was awaited never r
     std::stop_source source;
     source.request_stop();
 
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     const coil::executor_stats before = ex.stats();
     coil::result<std::size_t> r = ex.run(coil::with_stop_token(source.get_token(), read_pipe(p.read_end.get())));
     REQUIRE_FALSE(r.ok());
@@ -85,7 +86,7 @@ TEST_CASE("runtime: a stop requested by the task itself, after ops that saw its 
 {
     auto p = coil_test::make_pipe(); // empty and blocking: a submitted read would wait forever
     std::stop_source source;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<coil::result<std::size_t>> {
         for (int i = 0; i < 3; ++i) { // the token is read, found unstopped, and remembered
             coil::result<void> done = co_await coil::nop();
@@ -110,7 +111,7 @@ TEST_CASE("runtime: a stop from another thread ends a loop of nops, which the ke
           "[runtime][cancel][threads]")
 {
     std::stop_source source;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     std::atomic<std::uint64_t> completed{0};
     std::thread canceller([&] {
         while (completed.load(std::memory_order_relaxed) < 1000)
@@ -139,7 +140,7 @@ TEST_CASE("runtime: a stop requested by another task cancels a pipe read in flig
 {
     auto p = coil_test::make_pipe();
     std::stop_source source;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
 
     auto body = [&]() -> coil::task<coil::result<std::size_t>> {
         coil::join_handle<coil::result<std::size_t>> reader =
@@ -187,7 +188,7 @@ TEST_CASE("runtime: a stop requested after a sleep cancels a sleeping task and a
         co_await ex->spawn(stopper());
         co_return std::pair{co_await s, co_await q};
     };
-    auto [slept, polled] = coil::run(body());
+    auto [slept, polled] = coil_test::run(body());
     CHECK(is_canceled(slept));
     CHECK(is_canceled(polled));
 }
@@ -196,7 +197,7 @@ TEST_CASE("runtime: a stop requested after an op completed leaves its real resul
           "[runtime][cancel]")
 {
     auto p = coil_test::make_pipe();
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
 
     SECTION("the stop comes after the co_await returned")
     {
@@ -244,7 +245,7 @@ TEST_CASE("runtime: a stop requested from another thread cancels a read the exec
 {
     auto p = coil_test::make_pipe();
     std::stop_source source;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     const pid_t executor_tid = coil_test::current_tid();
     std::atomic<bool> saw_blocked{false};
 
@@ -270,7 +271,7 @@ TEST_CASE("runtime: a stop requested inside a posted function cancels a blocked 
     // it must still reach the kernel before the executor blocks again.
     auto p = coil_test::make_pipe();
     std::stop_source source;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     const pid_t executor_tid = coil_test::current_tid();
     bool stopped_on_executor_thread = false;
     std::thread poster([&] {
@@ -296,7 +297,7 @@ TEST_CASE("runtime: a stop from another thread cancels every op of a when_all in
     for (int i = 0; i < 8; ++i)
         pipes.push_back(coil_test::make_pipe());
     std::stop_source source;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     const pid_t executor_tid = coil_test::current_tid();
 
     std::thread canceller([&] {
@@ -329,7 +330,7 @@ TEST_CASE("runtime: a stop request cancels the ops of its own scope and no other
         pipes.push_back(coil_test::make_pipe());
     std::stop_source a;
     std::stop_source b;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
         std::vector<coil::join_handle<coil::result<std::size_t>>> in_a;
         std::vector<coil::join_handle<coil::result<std::size_t>>> in_b;
@@ -375,7 +376,7 @@ TEST_CASE("runtime: one stop request cancels 50,000 pending reads of its scope, 
     REQUIRE(efd.get() >= 0);
     std::stop_source a;
     std::stop_source b;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto read_counter = [](int fd) -> coil::task<coil::result<std::size_t>> {
         std::uint64_t v = 0;
         co_return co_await coil::read(fd, std::as_writable_bytes(std::span(&v, 1)));

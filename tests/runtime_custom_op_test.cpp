@@ -5,6 +5,7 @@
 // when the kernel no longer reads the buffer.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -93,7 +94,7 @@ std::pair<coil_test::unique_fd, coil_test::unique_fd> tcp_pair()
 TEST_CASE("runtime: a user-defined op queued with add_sqe is awaitable like coil's own",
           "[runtime][custom_op]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     if (!ex.ring().supports_kernel_opcode(op_fadvise))
         SKIP("this kernel has no IORING_OP_FADVISE");
     coil_test::temp_dir dir;
@@ -109,7 +110,7 @@ TEST_CASE("runtime: a user-defined op queued with add_sqe is awaitable like coil
 TEST_CASE("runtime: a zero-copy send resumes its coroutine only after its notification",
           "[runtime][custom_op][send_zc]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     if (!ex.ring().supports_kernel_opcode(op_send_zc))
         SKIP("this kernel has no IORING_OP_SEND_ZC (Linux 6.0)");
     // Not a structured binding: clang 14 cannot capture one in a lambda.

@@ -2,6 +2,7 @@
 // Exceptions: through nested tasks, out of executor::run, and out of spawned tasks via join handles.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -49,7 +50,7 @@ TEST_CASE("runtime: an exception thrown three tasks deep reaches executor::run",
     for (bool suspend_first : {false, true}) {
         INFO("suspends before throwing: " << suspend_first);
         int reached_after = 0;
-        coil::executor ex;
+        coil::executor ex(coil_test::executor_options());
         try {
             (void)ex.run(level1(suspend_first, reached_after));
             FAIL("run() did not throw");
@@ -86,18 +87,18 @@ TEST_CASE("runtime: a task can catch a nested exception and throw another", "[ru
         }
         co_return "not thrown";
     };
-    CHECK(coil::run(top()) == "translated from level 3");
+    CHECK(coil_test::run(top()) == "translated from level 3");
 }
 
 TEST_CASE("runtime: a root task that throws before suspending rethrows from run", "[runtime][exceptions]")
 {
-    CHECK_THROWS_AS(coil::run(throws_at_once()), std::invalid_argument);
+    CHECK_THROWS_AS(coil_test::run(throws_at_once()), std::invalid_argument);
 }
 
 TEST_CASE("runtime: a spawned task's exception is rethrown where its join handle is awaited",
           "[runtime][exceptions][spawn]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::string> {
         int reached = 0;
         coil::join_handle<std::string> h = ex.spawn(level1(true, reached));
@@ -131,7 +132,7 @@ TEST_CASE("runtime: a spawned task's exception is rethrown where its join handle
 TEST_CASE("runtime: a detached task's exception is counted, not lost and not fatal",
           "[runtime][exceptions][spawn]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<int> {
         ex.spawn(throws_at_once()).detach();
         coil::result<void> r = co_await coil::nop();
@@ -143,7 +144,7 @@ TEST_CASE("runtime: a detached task's exception is counted, not lost and not fat
 
 TEST_CASE("runtime: join_handle::get returns the value of a finished spawned task", "[runtime][spawn]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto value = []() -> coil::task<int> {
         coil::result<void> r = co_await coil::nop();
         co_return r.ok() ? 42 : 0;

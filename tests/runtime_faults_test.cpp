@@ -8,6 +8,7 @@
 
 #include "fault_injection.hpp"
 #include "fault_plans.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 #include <coil/runtime/stream.hpp>
@@ -46,16 +47,7 @@ namespace {
 void check_fired(const char* scenario, const named_plan& p, const fault_counts& c,
                  unsigned can_meet)
 {
-    std::printf("  %-14s %-16s fired: ebusy %llu, eagain %llu, eintr %llu, partial %llu, "
-                "sq fills %llu, stalls %llu, shortened %llu, reordered %llu\n",
-                scenario, p.name, static_cast<unsigned long long>(c.ebusy),
-                static_cast<unsigned long long>(c.eagain),
-                static_cast<unsigned long long>(c.eintr),
-                static_cast<unsigned long long>(c.partial_submits),
-                static_cast<unsigned long long>(c.sq_fills),
-                static_cast<unsigned long long>(c.stalls),
-                static_cast<unsigned long long>(c.shortened),
-                static_cast<unsigned long long>(c.reordered));
+    std::printf("  %-14s %-16s fired: %s\n", scenario, p.name, coil_test::describe(c).c_str());
     const unsigned expected = p.injects & can_meet;
     CHECK(expected != 0); // else the cell is n/a and the caller should not have run it
     if (p.injects == every_fault) {
@@ -292,7 +284,7 @@ TEST_CASE("runtime faults: nops, pipe round trips and exact file reads deliver e
             std::size_t file_bytes = 0;
             constexpr std::size_t per_pipe = 48 * 1024;
             {
-                coil::executor ex(small_ring());
+                coil::executor ex(coil_test::executor_options(small_ring()));
                 coil::file f(::dup(raw.get()));
                 auto root = [&]() -> coil::task<void> {
                     std::vector<coil::join_handle<void>> all;
@@ -344,7 +336,7 @@ TEST_CASE("runtime faults: deadlines end idle reads timed_out, deliver data that
             std::size_t delivered = 0;
             std::size_t slept = 0;
             {
-                coil::executor ex(small_ring());
+                coil::executor ex(coil_test::executor_options(small_ring()));
                 auto idle_read = [&](int fd, std::chrono::milliseconds d) -> coil::task<void> {
                     std::array<std::byte, 64> buffer{};
                     ++t.awaited;
@@ -441,7 +433,7 @@ TEST_CASE("runtime faults: with a shrunken SQ, a deadline that fires while the o
     std::size_t readers_canceled = 0;
     bool deferred_timed_out = false;
     {
-        coil::executor ex(small_ring());
+        coil::executor ex(coil_test::executor_options(small_ring()));
         auto reader = [&](int fd) -> coil::task<void> {
             std::array<std::byte, 16> buffer{};
             ++t.awaited;
@@ -508,7 +500,7 @@ TEST_CASE("runtime faults: a multishot poll stream sees every eventfd write, and
             std::size_t stopped_values = 0;
             bool stopped_ended = false;
             {
-                coil::executor ex(small_ring());
+                coil::executor ex(coil_test::executor_options(small_ring()));
                 auto consumer = [&]() -> coil::task<void> {
                     // A small bound, so the stream also pauses and re-arms under the faults.
                     auto ready = coil::poll_multishot(counted_fd.get(), POLLIN, {.bound = 4});
@@ -628,7 +620,7 @@ TEST_CASE("runtime faults: stop requests from the executor thread and from anoth
             std::size_t sleep_won = 0;
             std::size_t losers_with_data = 0;
             {
-                coil::executor ex(small_ring());
+                coil::executor ex(coil_test::executor_options(small_ring()));
                 std::stop_source local;
                 std::stop_source remote;
                 auto blocked_read = [&](int fd, std::size_t& canceled) -> coil::task<void> {
@@ -743,7 +735,7 @@ TEST_CASE("runtime faults: stop() and executor destruction with hundreds of read
             {
                 frame_census frames(3 * per_kind);
                 {
-                    coil::executor ex(small_ring());
+                    coil::executor ex(coil_test::executor_options(small_ring()));
                     spawn_blocked(ex, frames, pipes, per_kind, completed);
                     auto root = [&]() -> coil::task<void> {
                         for (int i = 0; i < 5; ++i)
@@ -764,7 +756,7 @@ TEST_CASE("runtime faults: stop() and executor destruction with hundreds of read
             {
                 frame_census frames(3 * per_kind);
                 {
-                    coil::executor ex(small_ring());
+                    coil::executor ex(coil_test::executor_options(small_ring()));
                     spawn_blocked(ex, frames, pipes, per_kind, completed);
                     std::thread stopper([&] {
                         std::this_thread::sleep_for(30ms);
@@ -788,7 +780,7 @@ TEST_CASE("runtime faults: stop() and executor destruction with hundreds of read
                 frame_census frames(3 * per_kind);
                 frame_census late(3 * per_kind);
                 {
-                    coil::executor ex(small_ring());
+                    coil::executor ex(coil_test::executor_options(small_ring()));
                     spawn_blocked(ex, frames, pipes, per_kind, completed);
                     auto root = [&]() -> coil::task<void> {
                         (void)co_await coil::sleep_for(20ms);

@@ -2,6 +2,7 @@
 // coil::file: create, open, exact reads and writes, size, stat, allocate, punch_hole and close.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -56,7 +57,7 @@ TEST_CASE("runtime: a file written with write_all_at reads back exactly with rea
         CHECK(closed.ok());
         CHECK_FALSE(f.is_open());
     };
-    coil::run(body());
+    coil_test::run(body());
 
     // The bytes really are on disk, as seen by a plain read(2).
     coil_test::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -91,7 +92,7 @@ TEST_CASE("runtime: read_exact_at past the end of a file fails with end_of_file"
         CHECK(buffer == coil_test::pattern(64, 36));
         co_return errors;
     };
-    std::vector<std::error_code> errors = coil::run(body());
+    std::vector<std::error_code> errors = coil_test::run(body());
     REQUIRE(errors.size() == 3);
     CHECK(errors[0] == coil::io::make_error_code(coil::io::errc::end_of_file));
     CHECK(errors[1] == coil::io::make_error_code(coil::io::errc::end_of_file));
@@ -107,7 +108,7 @@ TEST_CASE("runtime: file::open of a missing path yields no_such_file_or_director
         coil::result<coil::file> f = co_await coil::file::open(path);
         co_return f.error();
     };
-    CHECK(is_error(coil::run(body()), std::errc::no_such_file_or_directory));
+    CHECK(is_error(coil_test::run(body()), std::errc::no_such_file_or_directory));
 }
 
 TEST_CASE("runtime: file::stat, allocate and punch_hole change what the kernel reports",
@@ -176,7 +177,7 @@ TEST_CASE("runtime: file::stat, allocate and punch_hole change what the kernel r
         coil::result<void> closed = co_await f.close();
         CHECK(closed.ok());
     };
-    coil::run(body());
+    coil_test::run(body());
 }
 
 TEST_CASE("runtime: a file closes its descriptor when destroyed without close", "[runtime][file]")
@@ -188,7 +189,7 @@ TEST_CASE("runtime: a file closes its descriptor when destroyed without close", 
         REQUIRE(f.ok());
         co_return f->native_handle();
     };
-    const int fd = coil::run(body());
+    const int fd = coil_test::run(body());
     REQUIRE(fd >= 0);
     // The file object died with the coroutine frame; its descriptor is closed.
     CHECK(::fcntl(fd, F_GETFD) == -1);
@@ -202,7 +203,7 @@ TEST_CASE("runtime: a file closes its descriptor when destroyed without close", 
         coil::result<void> second = co_await f->close(); // fd -1: EBADF, not a stray close
         co_return std::pair{first.ok(), is_error(second.error(), std::errc::bad_file_descriptor)};
     };
-    auto [first_ok, second_ebadf] = coil::run(closer());
+    auto [first_ok, second_ebadf] = coil_test::run(closer());
     CHECK(first_ok);
     CHECK(second_ebadf);
 }

@@ -4,6 +4,7 @@
 // task's exception, and a forked child that inherits a running executor.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -67,7 +68,7 @@ TEST_CASE("runtime: a frame destroyed while its resumption is queued is never re
     frame_census frames(2);
     bool c_resumed = false;
     bool b_resumed = false;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto root = [&]() -> coil::task<int> {
         coil::task<void> c = blocked_read(frame_guard(frames, 0), p.read_end.get(), c_resumed);
         c.handle().resume(); // C's read is queued
@@ -97,7 +98,7 @@ TEST_CASE("runtime: a coroutine awaiting a join_handle that is destroyed is not 
 {
     frame_census frames(1);
     bool joiner_resumed = false;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto worker = []() -> coil::task<int> {
         for (int i = 0; i < 5; ++i)
             co_await coil::yield();
@@ -133,7 +134,7 @@ TEST_CASE("runtime: 500 opens whose tasks are destroyed leak no descriptor", "[r
     const std::size_t before = open_fd_count();
     std::uint64_t closed = 0;
     {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto opener = [](std::string path) -> coil::task<void> {
         auto f = co_await coil::file::open(path);
         (void)f;
@@ -165,7 +166,7 @@ TEST_CASE("runtime: opens in flight at shutdown leak no descriptor", "[runtime][
     const std::string path = dir.file("data");
     const std::size_t before = open_fd_count();
     {
-        coil::executor ex;
+        coil::executor ex(coil_test::executor_options());
         auto opener = [](std::string path) -> coil::task<void> {
             auto f = co_await coil::file::open(path);
             (void)f;
@@ -187,7 +188,7 @@ TEST_CASE("runtime: a detached task's exception is reported when its handle is d
           "finished",
           "[runtime][lifetime][exceptions]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto thrower = []() -> coil::task<void> {
         co_await coil::yield();
         throw std::runtime_error("lost?");
@@ -215,7 +216,7 @@ TEST_CASE("runtime: a forked child that stops its inherited executor leaves the 
     options.ring.sqpoll = sqpoll;
     std::unique_ptr<coil::executor> exp;
     try {
-        exp = std::make_unique<coil::executor>(options);
+        exp = std::make_unique<coil::executor>(coil_test::executor_options(options));
     } catch (const std::system_error& e) {
         SKIP("cannot create the ring: " << e.what());
     }

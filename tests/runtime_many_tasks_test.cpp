@@ -2,6 +2,7 @@
 // 10,000 concurrent tasks, each reading its own slice of one file, every byte verified.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -37,7 +38,7 @@ TEST_CASE("runtime: 10,000 concurrent tasks each read and verify their own slice
 {
     coil_test::temp_dir dir;
     auto fd = dir.create_file("pattern", coil_test::pattern(task_count * slice));
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
 
     SECTION("as a when_all of 10,000 tasks")
     {

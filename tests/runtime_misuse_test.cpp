@@ -4,6 +4,7 @@
 // twice, an awaited operation moved.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -57,7 +58,7 @@ TEST_CASE("runtime: co_await of an op in a coroutine no executor runs throws log
 TEST_CASE("runtime: run() nested inside a task of the same executor throws logic_error",
           "[runtime][misuse]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::string> {
         try {
             (void)ex.run(awaits_a_nop());
@@ -73,7 +74,7 @@ TEST_CASE("runtime: run() nested inside a task of the same executor throws logic
 TEST_CASE("runtime: run() on a thread other than the executor's throws logic_error",
           "[runtime][misuse][threads]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     std::exception_ptr error;
     std::thread other([&] {
         try {
@@ -91,7 +92,7 @@ TEST_CASE("runtime: run() on a thread other than the executor's throws logic_err
 TEST_CASE("runtime: a join_handle awaited twice throws logic_error the second time",
           "[runtime][misuse]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::string> {
         auto h = ex.spawn(awaits_a_nop());
         int first = co_await h;
@@ -109,7 +110,7 @@ TEST_CASE("runtime: a join_handle awaited twice throws logic_error the second ti
 TEST_CASE("runtime: a join_handle awaited by two coroutines at once throws for the second",
           "[runtime][misuse]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto slow = []() -> coil::task<int> {
         for (int i = 0; i < 3; ++i)
             co_await coil::yield();
@@ -136,7 +137,7 @@ TEST_CASE("runtime: a join_handle awaited by two coroutines at once throws for t
 
 TEST_CASE("runtime: an empty join_handle awaited throws logic_error", "[runtime][misuse]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = []() -> coil::task<bool> {
         coil::join_handle<int> empty;
         try {

@@ -2,6 +2,7 @@
 // with_nursery: every child is joined before it returns, and the first exception is rethrown.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -73,7 +74,7 @@ TEST_CASE("runtime: with_nursery returns only after every child has finished", "
         all_finished_at_return = finished == children;
         all_destroyed_at_return = census.destroyed == static_cast<std::size_t>(children);
     };
-    coil::run(body());
+    coil_test::run(body());
     CHECK(active_after_spawn == static_cast<std::size_t>(children)); // each suspended at least once
     CHECK(all_finished_at_return);
     CHECK(all_destroyed_at_return);
@@ -86,7 +87,7 @@ TEST_CASE("runtime: with_nursery rethrows the first child exception after cancel
     auto p = coil_test::make_pipe();
     std::optional<std::error_code> sibling_ended;
     bool sibling_ended_before_rethrow = false;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<void> {
         try {
             co_await coil::with_nursery([&](coil::nursery& n) -> coil::task<void> {
@@ -125,7 +126,7 @@ TEST_CASE("runtime: an exception of the nursery body stops the children and is r
             throw std::logic_error("body failed");
         });
     };
-    CHECK_THROWS_AS(coil::run(body()), std::logic_error);
+    CHECK_THROWS_AS(coil_test::run(body()), std::logic_error);
     REQUIRE(child_ended.has_value());
     CHECK(is_canceled(*child_ended));
 }
@@ -146,7 +147,7 @@ TEST_CASE("runtime: nursery::request_stop cancels the children's ops and with_nu
             n.request_stop();
         });
     };
-    coil::run(body());
+    coil_test::run(body());
     for (const auto& e : ended) {
         REQUIRE(e.has_value());
         CHECK(is_canceled(*e));

@@ -2,6 +2,7 @@
 // Every awaitable op of the runtime against real files, pipes and eventfds, successes and errors.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -56,7 +57,7 @@ TEST_CASE("runtime: a read of a pipe yields the bytes written", "[runtime][read]
         REQUIRE(*w == 11);
         co_return co_await read_some(p.read_end.get(), 64, coil::current_position);
     };
-    read_outcome out = coil::run(body());
+    read_outcome out = coil_test::run(body());
     REQUIRE(out.count.ok());
     CHECK(*out.count == 11);
     CHECK(out.data == "hello, coil");
@@ -77,7 +78,7 @@ TEST_CASE("runtime: a read blocked on an empty pipe completes when another task 
         REQUIRE(written.ok());
         co_return r;
     };
-    read_outcome out = coil::run(body());
+    read_outcome out = coil_test::run(body());
     REQUIRE(out.count.ok());
     CHECK(out.data == "late");
 }
@@ -93,7 +94,7 @@ TEST_CASE("runtime: writes and reads at file offsets round-trip the data", "[run
         REQUIRE(second.value() == 3);
         co_return co_await read_some(fd.get(), 6, 2);
     };
-    read_outcome out = coil::run(body());
+    read_outcome out = coil_test::run(body());
     REQUIRE(out.count.ok());
     CHECK(out.data == "23abc7");
 }
@@ -102,17 +103,17 @@ TEST_CASE("runtime: a read at end of file yields 0", "[runtime][read]")
 {
     coil_test::temp_dir dir;
     auto fd = dir.create_file("short", bytes_of("xyz"));
-    read_outcome at_end = coil::run(read_some(fd.get(), 16, 3));
+    read_outcome at_end = coil_test::run(read_some(fd.get(), 16, 3));
     REQUIRE(at_end.count.ok());
     CHECK(*at_end.count == 0);
-    read_outcome past_end = coil::run(read_some(fd.get(), 16, 1000));
+    read_outcome past_end = coil_test::run(read_some(fd.get(), 16, 1000));
     REQUIRE(past_end.count.ok());
     CHECK(*past_end.count == 0);
 
     // A pipe whose write end is closed is at end of file too.
     auto p = coil_test::make_pipe();
     p.write_end.reset();
-    read_outcome pipe_end = coil::run(read_some(p.read_end.get(), 16, coil::current_position));
+    read_outcome pipe_end = coil_test::run(read_some(p.read_end.get(), 16, coil::current_position));
     REQUIRE(pipe_end.count.ok());
     CHECK(*pipe_end.count == 0);
 }
@@ -138,7 +139,7 @@ TEST_CASE("runtime: ops on a bad descriptor yield bad_file_descriptor", "[runtim
         errors.push_back((co_await coil::read(-1, buffer, 0)).error());
         co_return errors;
     };
-    std::vector<std::error_code> errors = coil::run(body());
+    std::vector<std::error_code> errors = coil_test::run(body());
     REQUIRE(errors.size() == 9);
     for (const std::error_code& ec : errors) {
         INFO(ec.message());
@@ -168,7 +169,7 @@ TEST_CASE("runtime: a read of an empty O_NONBLOCK pipe fails with EAGAIN or wait
         read_outcome second = co_await read_some(p.read_end.get(), 16, coil::current_position);
         co_return std::pair{first, second};
     };
-    auto [first, second] = coil::run(body());
+    auto [first, second] = coil_test::run(body());
     if (first.count.ok()) {
         // This kernel kept the read pending until the write.
         CHECK(first.data == "ready");
@@ -214,8 +215,8 @@ TEST_CASE("runtime: readv and writev round-trip scattered buffers", "[runtime][r
         joined.append(z.data(), *r - x.size() - y.size());
         co_return joined;
     };
-    CHECK(coil::run(body(fd.get(), fd.get(), 100)) == "first-second-third");
-    CHECK(coil::run(body(p.write_end.get(), p.read_end.get(), coil::current_position)) ==
+    CHECK(coil_test::run(body(fd.get(), fd.get(), 100)) == "first-second-third");
+    CHECK(coil_test::run(body(p.write_end.get(), p.read_end.get(), coil::current_position)) ==
           "first-second-third");
 
     // The file has a hole of zeros before offset 100, and the data after it.
@@ -240,7 +241,7 @@ TEST_CASE("runtime: fsync and fdatasync of a written temp file succeed", "[runti
         coil::result<void> data = co_await coil::fdatasync(fd.get());
         CHECK(data.ok());
     };
-    coil::run(body());
+    coil_test::run(body());
     std::array<char, 11> back{};
     REQUIRE(::pread(fd.get(), back.data(), back.size(), 0) == 11);
     CHECK(std::string(back.data(), back.size()) == "durablemore");
@@ -306,7 +307,7 @@ TEST_CASE("runtime: fallocate allocates, keeps the size, punches holes and zeroe
         coil::result<void> bad = co_await coil::fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE, 0, block);
         CHECK(is_error(bad.error(), std::errc::operation_not_supported));
     };
-    coil::run(body());
+    coil_test::run(body());
 }
 
 TEST_CASE("runtime: a poll on an eventfd yields POLLIN once it is written", "[runtime][poll]")
@@ -324,7 +325,7 @@ TEST_CASE("runtime: a poll on an eventfd yields POLLIN once it is written", "[ru
         co_await s;
         co_return revents;
     };
-    coil::result<std::uint32_t> revents = coil::run(body());
+    coil::result<std::uint32_t> revents = coil_test::run(body());
     REQUIRE(revents.ok());
     CHECK((*revents & POLLIN) != 0);
 
@@ -336,7 +337,7 @@ TEST_CASE("runtime: a poll on an eventfd yields POLLIN once it is written", "[ru
         REQUIRE(out.ok());
         co_return std::pair{*in, *out};
     };
-    auto [in, out] = coil::run(again());
+    auto [in, out] = coil_test::run(again());
     CHECK((in & POLLIN) != 0);
     CHECK((out & POLLOUT) != 0);
 }
@@ -386,12 +387,12 @@ TEST_CASE("runtime: openat, statx and close work on a real file and report their
             co_await coil::openat(AT_FDCWD, present.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
         CHECK(is_error(exists.error(), std::errc::file_exists));
     };
-    coil::run(body());
+    coil_test::run(body());
 }
 
 TEST_CASE("runtime: a nop completes successfully through the ring", "[runtime][nop]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     const auto started_before = ex.stats().ops_started;
     auto body = []() -> coil::task<int> {
         int ok = 0;
@@ -407,7 +408,7 @@ TEST_CASE("runtime: a nop completes successfully through the ring", "[runtime][n
 TEST_CASE("runtime: an operation awaited again once done runs again", "[runtime][read]")
 {
     auto p = coil_test::make_pipe();
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::string> {
         std::array<std::byte, 8> buffer{};
         auto read_one = coil::read(p.read_end.get(), std::span(buffer).first(1));
@@ -448,7 +449,7 @@ TEST_CASE("runtime: sleep_for and sleep_until complete successfully, not before 
         out.ok.push_back((co_await coil::sleep_until(clock::now() - 1s)).ok());
         co_return out;
     };
-    outcome out = coil::run(body());
+    outcome out = coil_test::run(body());
     CHECK(out.ok == std::vector<bool>{true, true, true, true});
     // Not a measure of speed: a timer on CLOCK_MONOTONIC (steady_clock's clock) never fires
     // before its time, whatever the load, so these can only fail if the sleep did not sleep.

@@ -3,6 +3,7 @@
 // resume a task that waits for it.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -43,7 +44,7 @@ struct event {
 TEST_CASE("runtime: a function posted from another thread wakes the executor and resumes a task",
           "[runtime][post][threads]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     const pid_t executor_tid = coil_test::current_tid();
     const std::thread::id executor_thread = std::this_thread::get_id();
     event ready;
@@ -74,7 +75,7 @@ TEST_CASE("runtime: a function posted from another thread wakes the executor and
 TEST_CASE("runtime: 2,000 posts from two threads each run exactly once", "[runtime][post][threads]")
 {
     constexpr int per_thread = 1000;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     std::vector<int> runs(2 * per_thread, 0); // touched only on the executor thread
     int total = 0;
     bool wrong_thread = false;
@@ -115,7 +116,7 @@ TEST_CASE("runtime: 2,000 posts from two threads each run exactly once", "[runti
 
 TEST_CASE("runtime: a function posted before run() runs during run()", "[runtime][post]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     event ready;
     ex.post([&] { ready.set(ex); });
     auto body = [&]() -> coil::task<bool> {
@@ -127,7 +128,7 @@ TEST_CASE("runtime: a function posted before run() runs during run()", "[runtime
 
 TEST_CASE("runtime: posted work can spawn tasks that do I/O", "[runtime][post][threads]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     const pid_t executor_tid = coil_test::current_tid();
     event done;
     int nops = 0;
@@ -155,7 +156,7 @@ TEST_CASE("runtime: posted work can spawn tasks that do I/O", "[runtime][post][t
 TEST_CASE("runtime: a posted function that throws is counted and the others still run once",
           "[runtime][post]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     int first = 0;
     int third = 0;
     event third_ran;
@@ -184,7 +185,7 @@ TEST_CASE("runtime: a posted function that throws is counted and the others stil
 TEST_CASE("runtime: a function posted as the last task ends still runs before run() returns",
           "[runtime][post]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     int ran = 0;
     auto body = [&]() -> coil::task<void> {
         ex.post([&] { ++ran; });
@@ -201,7 +202,7 @@ TEST_CASE("runtime: functions posted while no run() is active run at the next ru
     int ran = 0;
     auto token = std::make_shared<int>(0);
     {
-        coil::executor ex;
+        coil::executor ex(coil_test::executor_options());
         ex.post([&] { ++ran; });
         auto body = []() -> coil::task<void> { co_return; };
         ex.run(body());
@@ -216,7 +217,7 @@ TEST_CASE("runtime: functions posted while no run() is active run at the next ru
 TEST_CASE("runtime: a stop() made while no run() is active does not stop the next run()",
           "[runtime][post][stop]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     ex.stop();
     std::thread([&] { ex.stop(); }).join();
     auto body = []() -> coil::task<int> {

@@ -3,6 +3,7 @@
 // a task whose op is in flight, free every frame exactly once and never after the kernel is done.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -67,7 +68,7 @@ TEST_CASE("runtime: stopping an executor with 1,000 reads in flight destroys eve
     std::size_t completed = 0;
     std::size_t in_flight_before_stop = 0;
     {
-        coil::executor ex(coil::executor_options{.entries = 1024});
+        coil::executor ex(coil_test::executor_options(coil::executor_options{.entries = 1024}));
         auto root = [&](frame_guard guard) -> coil::task<void> {
             // Keep half the join handles in this frame and detach the other half, so both
             // ownership paths are taken when the frames go.
@@ -127,7 +128,7 @@ TEST_CASE("runtime: a stop() from another thread ends run() with every blocked f
     frame_census frames(count);
     frame_census bodies(count);
     std::size_t completed = 0;
-    coil::executor ex(coil::executor_options{.entries = 1024});
+    coil::executor ex(coil_test::executor_options(coil::executor_options{.entries = 1024}));
     const pid_t executor_tid = coil_test::current_tid();
     std::thread stopper([&] {
         (void)coil_test::wait_until_blocked_in_ring(executor_tid);
@@ -167,7 +168,7 @@ TEST_CASE("runtime: destroying an executor destroys spawned tasks that never ran
     std::size_t completed = 0;
     std::vector<coil::join_handle<void>> outliving; // destroyed after the executor
     {
-        coil::executor ex;
+        coil::executor ex(coil_test::executor_options());
         for (std::size_t i = 0; i < count; ++i) {
             auto h = ex.spawn(guarded_read(frame_guard(frames, i), bodies, i, p.read_end.get(), completed));
             if (i % 2 == 0)
@@ -196,7 +197,7 @@ TEST_CASE("runtime: stopping an executor while a when_any waits destroys its chi
     frame_census frames(3);
     frame_census bodies(3);
     std::size_t completed = 0;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto root = [&]() -> coil::task<void> {
         auto stopper = [](coil::executor& e) -> coil::task<void> {
             coil::result<void> r = co_await coil::nop();
@@ -224,7 +225,7 @@ TEST_CASE("runtime: destroying a task whose read is in flight cancels and drains
     frame_census frames(1);
     frame_census bodies(1);
     std::size_t completed = 0;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto root = [&]() -> coil::task<std::string> {
         {
             // Start the reader by hand, as a driver would, and drop it while its read (into a

@@ -3,6 +3,7 @@
 // consumer slower than the producer, cancellation mid-stream, and destruction while armed.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 #include <coil/runtime/stream.hpp>
@@ -59,7 +60,7 @@ TEST_CASE("runtime: a multishot poll stream delivers readiness until every value
     auto efd = make_eventfd();
     constexpr std::uint64_t count = 100;
     constexpr std::uint64_t total = count * (count + 1) / 2;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     std::size_t events = 0;
     std::size_t arms = 0;
     auto body = [&]() -> coil::task<std::uint64_t> {
@@ -93,7 +94,7 @@ TEST_CASE("runtime: a stream whose consumer is slower than its producer pauses, 
     auto efd = make_eventfd();
     constexpr std::uint64_t count = 200;
     constexpr std::uint64_t total = count * (count + 1) / 2;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     std::size_t pauses = 0;
     std::size_t arms = 0;
     auto body = [&]() -> coil::task<std::uint64_t> {
@@ -128,7 +129,7 @@ TEST_CASE("runtime: a stop request ends a stream with operation_canceled after i
     const bool from_other_thread = GENERATE(false, true);
     CAPTURE(from_other_thread);
     std::stop_source source;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto consumer = [&]() -> coil::task<std::pair<int, bool>> {
         auto ready = coil::poll_multishot(efd.get(), POLLIN);
         int events = 0;
@@ -168,7 +169,7 @@ TEST_CASE("runtime: stream::stop ends a stream; a stream stopped before it start
           "[runtime][stream][cancel]")
 {
     auto efd = make_eventfd();
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<int> {
         int checks = 0;
         {
@@ -205,7 +206,7 @@ TEST_CASE("runtime: a repeating timer stream delivers exactly its count of ticks
           "consumer",
           "[runtime][stream][timer]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     const bool slow = GENERATE(false, true);
     CAPTURE(slow);
     std::size_t pauses = 0;
@@ -236,7 +237,7 @@ TEST_CASE("runtime: a repeating timer stream delivers exactly its count of ticks
 
 TEST_CASE("runtime: an endless timer stream ends when stopped", "[runtime][stream][timer]")
 {
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<int> {
         auto ticks = coil::ticks(1ms);
         int n = 0;

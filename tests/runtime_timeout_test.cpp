@@ -2,6 +2,7 @@
 // with_timeout: a linked deadline that ends a blocked op with timed_out, and leaves a prompt op alone.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -25,7 +26,7 @@ bool is_error(const std::error_code& ec, std::errc e) { return ec == std::make_e
 TEST_CASE("runtime: with_timeout ends a blocked pipe read with timed_out", "[runtime][timeout]")
 {
     auto p = coil_test::make_pipe();
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<coil::result<std::size_t>> {
         std::array<std::byte, 16> buffer{};
         co_return co_await coil::with_timeout(coil::read(p.read_end.get(), buffer), 5ms);
@@ -54,7 +55,7 @@ TEST_CASE("runtime: with_timeout ends a blocked poll with timed_out", "[runtime]
     auto body = [&]() -> coil::task<coil::result<std::uint32_t>> {
         co_return co_await coil::with_timeout(coil::poll(efd.get(), POLLIN), 2ms);
     };
-    coil::result<std::uint32_t> r = coil::run(body());
+    coil::result<std::uint32_t> r = coil_test::run(body());
     REQUIRE_FALSE(r.ok());
     CHECK(is_error(r.error(), std::errc::timed_out));
 }
@@ -64,7 +65,7 @@ TEST_CASE("runtime: a with_timeout that does not fire yields the op's real resul
 {
     auto p = coil_test::make_pipe();
     coil_test::write_fully(p.write_end.get(), bytes_of("in time"));
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<std::string> {
         std::array<char, 16> buffer{};
         // The data is already there: the read wins, and the hour-long deadline is cancelled
@@ -102,7 +103,7 @@ TEST_CASE("runtime: an op with a timeout that fails on its own reports its own e
         std::array<std::byte, 8> buffer{};
         co_return co_await coil::with_timeout(coil::read(1 << 29, buffer, 0), 1h);
     };
-    coil::result<std::size_t> r = coil::run(body());
+    coil::result<std::size_t> r = coil_test::run(body());
     REQUIRE_FALSE(r.ok());
     CHECK(is_error(r.error(), std::errc::bad_file_descriptor));
 }
@@ -123,7 +124,7 @@ TEST_CASE("runtime: a stop request beats a pending timeout with operation_cancel
         source.request_stop();
         co_return co_await r;
     };
-    coil::result<std::size_t> r = coil::run(body());
+    coil::result<std::size_t> r = coil_test::run(body());
     REQUIRE_FALSE(r.ok());
     CHECK(is_error(r.error(), std::errc::operation_canceled));
 }

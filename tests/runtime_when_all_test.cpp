@@ -2,6 +2,7 @@
 // when_all: every task's value in order; a throwing child stops its siblings and is rethrown.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -73,7 +74,7 @@ TEST_CASE("runtime: when_all yields every task's result in argument order", "[ru
         co_return co_await coil::when_all(read_file_at(fd.get(), 0, 3), just_nop(nops),
                                           square_after_nop(9), read_file_at(fd.get(), 7, 10));
     };
-    auto [first, nothing, square, last] = coil::run(body());
+    auto [first, nothing, square, last] = coil_test::run(body());
     CHECK(first == "abc");
     CHECK(nothing == coil::detail::void_result{});
     CHECK(nops == 1);
@@ -89,7 +90,7 @@ TEST_CASE("runtime: the vector form of when_all yields results in order", "[runt
             tasks.push_back(square_after_nop(i));
         co_return co_await coil::when_all(std::move(tasks));
     };
-    std::vector<int> squares = coil::run(body());
+    std::vector<int> squares = coil_test::run(body());
     REQUIRE(squares.size() == 100);
     for (int i = 0; i < 100; ++i)
         CHECK(squares[static_cast<std::size_t>(i)] == i * i);
@@ -102,14 +103,14 @@ TEST_CASE("runtime: the vector form of when_all yields results in order", "[runt
         auto done = co_await coil::when_all(std::move(tasks));
         co_return done.size();
     };
-    CHECK(coil::run(voids()) == 20);
+    CHECK(coil_test::run(voids()) == 20);
     CHECK(nops == 20);
 
     auto empty = []() -> coil::task<std::size_t> {
         auto none = co_await coil::when_all(std::vector<coil::task<int>>{});
         co_return none.size();
     };
-    CHECK(coil::run(empty()) == 0);
+    CHECK(coil_test::run(empty()) == 0);
 }
 
 TEST_CASE("runtime: when_all rethrows a child's exception after stopping its siblings",
@@ -118,7 +119,7 @@ TEST_CASE("runtime: when_all rethrows a child's exception after stopping its sib
     auto p = coil_test::make_pipe();
     std::optional<std::error_code> sibling_ended;
     bool sibling_ended_before_rethrow = false;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<void> {
         try {
             (void)co_await coil::when_all(blocked_read(p.read_end.get(), sibling_ended),
@@ -153,7 +154,7 @@ TEST_CASE("runtime: the vector form of when_all rethrows the first exception and
         (void)co_await coil::when_all(std::move(tasks));
     };
     try {
-        coil::run(body());
+        coil_test::run(body());
         FAIL("when_all did not throw");
     } catch (const std::runtime_error& e) {
         CHECK(std::string(e.what()) == "first");

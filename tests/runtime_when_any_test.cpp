@@ -2,6 +2,7 @@
 // when_any: the first task to finish wins; the losers' ops are cancelled and awaited before it returns.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -61,7 +62,7 @@ TEST_CASE("runtime: when_any with a nop winner cancels a blocked pipe read befor
 {
     auto p = coil_test::make_pipe();
     std::optional<std::error_code> loser_ended;
-    coil::executor ex;
+    coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<void> {
         auto outcome =
             co_await coil::when_any(blocked_read(p.read_end.get(), loser_ended), nop_then(7));
@@ -87,7 +88,7 @@ TEST_CASE("runtime: when_any with a short sleep winner cancels a blocked pipe re
         const bool loser_done_first = loser_ended.has_value() && is_canceled(*loser_ended);
         co_return std::pair{winner.index(), loser_done_first};
     };
-    auto [index, loser_done_first] = coil::run(body());
+    auto [index, loser_done_first] = coil_test::run(body());
     CHECK(index == 0);
     CHECK(loser_done_first);
 }
@@ -116,7 +117,7 @@ TEST_CASE("runtime: when_any yields the read that gets data, with its bytes", "[
         co_await w;
         co_return result.winner;
     };
-    auto result = coil::run(body());
+    auto result = coil_test::run(body());
     REQUIRE(result.index() == 1);
     CHECK(std::get<1>(result) == "winner");
     REQUIRE(quiet_ended.has_value());
@@ -140,7 +141,7 @@ TEST_CASE("runtime: the vector form of when_any yields the winner's index and ca
                 REQUIRE(ended[i].has_value()); // every loser ended before when_any returned
         co_return result;
     };
-    coil::when_any_result<int> result = coil::run(body());
+    coil::when_any_result<int> result = coil_test::run(body());
     CHECK(result.index == 3);
     CHECK(result.value == 30);
     for (std::size_t i = 0; i < 5; ++i) {
@@ -170,7 +171,7 @@ TEST_CASE("runtime: when_any rethrows the winner's exception after the losers en
             throw;
         }
     };
-    CHECK_THROWS_AS(coil::run(body()), std::runtime_error);
+    CHECK_THROWS_AS(coil_test::run(body()), std::runtime_error);
     CHECK(loser_ended_before_rethrow);
     REQUIRE(loser_ended.has_value());
     CHECK(is_canceled(*loser_ended));
@@ -192,7 +193,7 @@ TEST_CASE("runtime: when_any of void tasks reports which one finished", "[runtim
         auto v = co_await coil::when_any(blocked(p.read_end.get()), prompt());
         co_return v.index();
     };
-    CHECK(coil::run(body()) == 1);
+    CHECK(coil_test::run(body()) == 1);
 }
 
 TEST_CASE("runtime: when_any loses no data: eventfd reads raced against short timers sum to what "
@@ -249,7 +250,7 @@ TEST_CASE("runtime: when_any loses no data: eventfd reads raced against short ti
         }
         co_return sum;
     };
-    const std::uint64_t sum = coil::run(body());
+    const std::uint64_t sum = coil_test::run(body());
     writer.join();
     REQUIRE_FALSE(write_failed);
     CHECK(sum == total);

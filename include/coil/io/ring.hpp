@@ -33,6 +33,7 @@
 #pragma once
 
 #include <coil/io/completion.hpp>
+#include <coil/io/detail/kernel_memory.hpp>
 #include <coil/io/opcode.hpp>
 #include <coil/io/result.hpp>
 #include <coil/io/sqe.hpp>
@@ -280,6 +281,7 @@ public:
     std::error_code add_read(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                              std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
+        detail::check_kernel_memory(buffer.data(), clamp_length(buffer.size()), "add_read");
         sqe* s;
         if (!claim_inline_<opcode::read>(s))
             return claim_failure_(opcode::read);
@@ -292,6 +294,7 @@ public:
     std::error_code add_write(int fd, std::span<const std::byte> buffer, std::uint64_t offset,
                               std::uint64_t user_data, sqe_flags flags = sqe_flags::none) noexcept
     {
+        detail::check_kernel_memory(buffer.data(), clamp_length(buffer.size()), "add_write");
         sqe* s;
         if (!claim_inline_<opcode::write>(s))
             return claim_failure_(opcode::write);
@@ -645,13 +648,20 @@ public:
     /// it, and from then on `cancel_all()` does nothing: only `drain()` remains, which then
     /// waits for every op to finish by itself (forever, for a poll that never fires).
     /// Does nothing when no op is outstanding. Errors of the submit are not reported: the
-    /// cancel then stays queued for the next submit or wait.
+    /// cancel then stays queued for the next submit or wait. If the last op queued asks to
+    /// link to the next (`sqe_flags::link`) and is not yet submitted, that chain is ended
+    /// first, so the cancel cannot be held behind it. An op queued with `sqe_flags::drain`
+    /// holds back everything after it, the cancel included, until every op before it has
+    /// completed (the kernel's rule).
     void cancel_all();
 
     /// Waits for and discards completions until `outstanding()` is 0, and returns how many
     /// completions it discarded (those of multishot ops each count; the ring's own are not
     /// counted). Call it after `cancel_all()` to take back every op. Blocks for as long as an
-    /// op takes to complete. Throws `std::system_error` if waiting fails.
+    /// op takes to complete. After a `cancel_all()` (and with `has_ext_arg()`) it waits in
+    /// steps of 1 ms doubling to 100 ms, and cancels again when a step brings nothing: one
+    /// cancel can miss an op that the kernel was handing on at that moment (an op linked behind
+    /// one that completed in the same submission). Throws `std::system_error` if waiting fails.
     std::size_t drain();
 
     // --- introspection --------------------------------------------------------------------

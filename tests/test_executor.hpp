@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: MIT
+// The ring size every test's executor uses: the test's own choice, shrunk by
+// COIL_TEST_SQ_ENTRIES (and COIL_TEST_CQ_ENTRIES) so that the whole suite can run on a tiny
+// ring (docs/testing.md, "The tiny ring").
+#pragma once
+
+#include <coil/runtime/executor.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace coil_test {
+
+/// The value of the environment variable `name`, or 0 when it is unset or empty. A value that
+/// is not an integer in 1..65536 throws, so that a typo cannot quietly run the suite on the
+/// normal ring.
+inline unsigned ring_size_from_environment(const char* name)
+{
+    const char* text = std::getenv(name);
+    if (text == nullptr || *text == '\0')
+        return 0;
+    char* end = nullptr;
+    const unsigned long value = std::strtoul(text, &end, 10);
+    if (*end != '\0' || value == 0 || value > 65536)
+        throw std::invalid_argument(std::string(name) + " must be an integer in 1..65536, not '" +
+                                    text + "'");
+    return static_cast<unsigned>(value);
+}
+
+/// COIL_TEST_SQ_ENTRIES: the most submission entries a test's executor may have (0: unset).
+inline unsigned tiny_ring_entries() { return ring_size_from_environment("COIL_TEST_SQ_ENTRIES"); }
+
+/// `base` (a test's own ring size, or the executor's defaults), with at most
+/// COIL_TEST_SQ_ENTRIES submission entries and at most COIL_TEST_CQ_ENTRIES completion entries
+/// (never fewer than the SQ's) when those are set. A test that picked a smaller ring keeps it.
+inline coil::executor_options executor_options(coil::executor_options base = {})
+{
+    const unsigned sq = tiny_ring_entries();
+    const unsigned cq = ring_size_from_environment("COIL_TEST_CQ_ENTRIES");
+    if (sq != 0)
+        base.entries = std::min(base.entries, sq);
+    if (cq != 0) {
+        const unsigned own = base.ring.cq_entries == 0 ? 2 * base.entries : base.ring.cq_entries;
+        base.ring.cq_entries = std::max(base.entries, std::min(own, cq));
+    }
+    return base;
+}
+
+/// `coil::run` on an executor with `executor_options()`.
+template <class T>
+T run(coil::task<T> t)
+{
+    coil::executor ex(executor_options());
+    return ex.run(std::move(t));
+}
+
+} // namespace coil_test
