@@ -1133,23 +1133,9 @@ int main(int argc, char** argv)
             if (o.name == "idle-connections" && o.value == "10000")
                 o.value = "1000";
     }
-    if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) {
-        for (bench::extra_option& o : prog.extra_options)
-            if ((o.name == "server-cpu" || o.name == "client-cpu"))
-                o.value = "-1";
-    }
-    bench::harness h(prog, opts);
-    try {
-        h.print_environment();
+    return bench::run_server_benchmark(prog, opts, [](bench::harness& h) {
         echo_benchmark b(h);
         b.run();
         return b.finish();
-    } catch (const bench::benchmark_failure& e) {
-        std::fflush(stdout);
-        fmt::print(stderr, "\nbenchmark FAILED: {}\n", e.what());
-    } catch (const std::exception& e) {
-        std::fflush(stdout);
-        fmt::print(stderr, "\nbenchmark stopped by an error: {}\n", e.what());
-    }
-    return 1;
+    });
 }

@@ -280,34 +280,16 @@ run_result run_wrk(const std::string& wrk, const fs::path& script, int cpu, unsi
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0)
         fail("pipe2: " + errno_text(errno));
-    const pid_t pid = ::fork();
-    if (pid < 0)
-        fail("fork: " + errno_text(errno));
-    if (pid == 0) {
-        if (cpu >= 0) {
-            cpu_set_t set;
-            CPU_ZERO(&set);
-            CPU_SET(cpu, &set);
-            (void)::sched_setaffinity(0, sizeof(set), &set);
-        }
-        ::dup2(out[1], STDOUT_FILENO);
-        const std::vector<std::string> args{wrk,
-                                            "-t1",
-                                            "-c" + std::to_string(connections),
-                                            "-d" + std::to_string(seconds) + "s",
-                                            "--timeout",
-                                            "10s",
-                                            "-s",
-                                            script.string(),
-                                            fmt::format("http://127.0.0.1:{}/{}", port, name)};
-        std::vector<char*> argv;
-        for (const std::string& a : args)
-            argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        ::execv(argv[0], argv.data());
-        std::fprintf(stderr, "cannot run %s: %s\n", argv[0], std::strerror(errno));
-        ::_exit(127);
-    }
+    const std::vector<std::string> args{wrk,
+                                        "-t1",
+                                        "-c" + std::to_string(connections),
+                                        "-d" + std::to_string(seconds) + "s",
+                                        "--timeout",
+                                        "10s",
+                                        "-s",
+                                        script.string(),
+                                        fmt::format("http://127.0.0.1:{}/{}", port, name)};
+    const pid_t pid = bench::spawn_pinned(args, cpu, out[1], false);
     ::close(out[1]);
     std::string text;
     char chunk[4096];
@@ -681,24 +663,10 @@ int main(int argc, char** argv)
              COIL_BENCH_DATA_DIR},
         },
     };
-    bench::options opts = bench::parse_command_line(argc, argv, prog);
-    if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) {
-        for (bench::extra_option& o : prog.extra_options)
-            if (o.name == "server-cpu" || o.name == "client-cpu")
-                o.value = "-1";
-    }
-    bench::harness h(prog, opts);
-    try {
-        h.print_environment();
+    const bench::options opts = bench::parse_command_line(argc, argv, prog);
+    return bench::run_server_benchmark(prog, opts, [](bench::harness& h) {
         http_benchmark b(h);
         b.run();
         return b.finish();
-    } catch (const bench::benchmark_failure& e) {
-        std::fflush(stdout);
-        fmt::print(stderr, "\nbenchmark FAILED: {}\n", e.what());
-    } catch (const std::exception& e) {
-        std::fflush(stdout);
-        fmt::print(stderr, "\nbenchmark stopped by an error: {}\n", e.what());
-    }
-    return 1;
+    });
 }

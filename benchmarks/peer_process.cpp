@@ -63,30 +63,7 @@ server_process::server_process(const process_spec& spec, int cpu) : name_(spec.n
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0)
         fail("pipe2: " + errno_text(errno));
-    pid_ = ::fork();
-    if (pid_ < 0)
-        fail("fork: " + errno_text(errno));
-    if (pid_ == 0) {
-        if (cpu >= 0) {
-            cpu_set_t set;
-            CPU_ZERO(&set);
-            CPU_SET(cpu, &set);
-            (void)::sched_setaffinity(0, sizeof(set), &set);
-        }
-        ::dup2(out[1], STDOUT_FILENO);
-        if (spec.quiet) {
-            const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-            if (null >= 0)
-                ::dup2(null, STDERR_FILENO);
-        }
-        std::vector<char*> argv;
-        for (const std::string& a : spec.argv)
-            argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        ::execv(argv[0], argv.data());
-        std::fprintf(stderr, "cannot run %s: %s\n", argv[0], std::strerror(errno));
-        ::_exit(127);
-    }
+    pid_ = spawn_pinned(spec.argv, cpu, out[1], spec.quiet);
     ::close(out[1]);
     if (spec.port) {
         ::close(out[0]);
@@ -198,6 +175,56 @@ int server_process::stop()
     }
     pid_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+pid_t spawn_pinned(const std::vector<std::string>& argv, int cpu, int stdout_fd, bool quiet)
+{
+    const pid_t pid = ::fork();
+    if (pid < 0)
+        fail("fork: " + errno_text(errno));
+    if (pid != 0)
+        return pid;
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        (void)::sched_setaffinity(0, sizeof(set), &set);
+    }
+    ::dup2(stdout_fd, STDOUT_FILENO);
+    if (quiet) {
+        const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0)
+            ::dup2(null, STDERR_FILENO);
+    }
+    std::vector<char*> args;
+    for (const std::string& a : argv)
+        args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+}
+
+int run_server_benchmark(program& prog, const options& opts,
+                         const std::function<int(harness&)>& body)
+{
+    if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+        for (extra_option& o : prog.extra_options)
+            if (o.name == "server-cpu" || o.name == "client-cpu")
+                o.value = "-1";
+    }
+    harness h(prog, opts);
+    try {
+        h.print_environment();
+        return body(h);
+    } catch (const benchmark_failure& e) {
+        std::fflush(stdout);
+        fmt::print(stderr, "\nbenchmark FAILED: {}\n", e.what());
+    } catch (const std::exception& e) {
+        std::fflush(stdout);
+        fmt::print(stderr, "\nbenchmark stopped by an error: {}\n", e.what());
+    }
+    return 1;
 }
 
 std::uint16_t free_port()

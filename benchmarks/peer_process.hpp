@@ -10,12 +10,17 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace coil::bench {
+
+class harness;
+struct options;
+struct program;
 
 /// How to start one server.
 struct process_spec {
@@ -63,6 +68,17 @@ private:
     pid_t pid_ = -1;
     std::uint16_t port_ = 0;
 };
+
+/// Starts `argv` (argv[0] is the program's path) in a child process pinned to `cpu` (-1: not
+/// pinned), its stdout going to `stdout_fd` and, with `quiet`, its stderr to /dev/null.
+/// Returns the child's pid; fails when it cannot fork.
+pid_t spawn_pinned(const std::vector<std::string>& argv, int cpu, int stdout_fd, bool quiet);
+
+/// The `main` of a server benchmark: unpins servers and client on a one-CPU machine (options
+/// `server-cpu` and `client-cpu`), prints the environment, runs `body`, and turns a
+/// `benchmark_failure` or any other exception into a message and exit status 1.
+int run_server_benchmark(program& prog, const options& opts,
+                         const std::function<int(harness&)>& body);
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for servers that cannot be told to
 /// pick one and print it, such as nginx).
