@@ -202,12 +202,28 @@ public:
 // What both clients measure around a run, and their latency percentiles.
 class run_meter {
 public:
-    run_meter(const server_process& server, bool keep_latencies)
+    run_meter(server_process& server, bool keep_latencies)
         : server_(server), keep_latencies_(keep_latencies),
           server_cpu_before_(server.cpu_seconds()), client_cpu_before_(process_cpu_seconds())
     {
         if (keep_latencies)
             latencies_.reserve(1 << 20);
+    }
+
+    /// Called after each wait for events: fails when no request completed for 10 s (a server
+    /// that hangs), or when the server process is gone.
+    void watch(std::uint64_t requests, std::size_t in_flight, std::size_t connections,
+               std::size_t size)
+    {
+        if (requests != requests_then_) {
+            requests_then_ = requests;
+            last_progress_ = clock_type::now();
+            return;
+        }
+        server_.check_alive();
+        if (clock_type::now() - last_progress_ > std::chrono::seconds(10))
+            fail(fmt::format("no echo for 10 s: {} of {} connections wait for their {}-byte "
+                             "message", in_flight, connections, size));
     }
 
     /// One request took from `started` to now.
@@ -241,11 +257,13 @@ public:
     }
 
 private:
-    const server_process& server_;
+    server_process& server_;
     bool keep_latencies_;
     double server_cpu_before_;
     double client_cpu_before_;
     clock_type::time_point start_ = clock_type::now();
+    clock_type::time_point last_progress_ = start_;
+    std::uint64_t requests_then_ = 0;
     std::vector<std::uint32_t> latencies_; // ns, one per request of the run
 };
 
@@ -329,8 +347,6 @@ public:
         for (auto& c : connections_)
             start_message(c);
         std::array<epoll_event, 512> events{};
-        auto last_progress = clock_type::now();
-        std::uint64_t requests_then = 0;
         while (in_flight_ != 0) {
             const int n = ::epoll_wait(epoll_, events.data(), int(events.size()), 1000);
             if (n < 0) {
@@ -347,15 +363,7 @@ public:
                 if ((e.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0)
                     receive(c, more);
             }
-            if (n == 0 || requests_ == requests_then) {
-                server_.check_alive();
-                if (clock_type::now() - last_progress > std::chrono::seconds(10))
-                    fail(fmt::format("no echo for 10 s: {} of {} connections wait for their "
-                                     "{}-byte message", in_flight_, connections_.size(), size_));
-            } else {
-                requests_then = requests_;
-                last_progress = clock_type::now();
-            }
+            meter.watch(requests_, in_flight_, connections_.size(), size_);
         }
         meter_ = nullptr;
         return meter.finish(requests_, size_);
@@ -523,8 +531,6 @@ public:
         in_flight_ = 0;
         for (auto& c : connections_)
             start_message(c);
-        auto last_progress = clock_type::now();
-        std::uint64_t requests_then = 0;
         // Until every echo is in and every send's CQE reaped: none may be left for the next run.
         while (in_flight_ != 0 || sends_in_flight_ != 0) {
             __kernel_timespec one_second{1, 0};
@@ -543,15 +549,7 @@ public:
                 ++seen;
             }
             io_uring_cq_advance(&ring_, seen);
-            if (requests_ == requests_then) {
-                server_.check_alive();
-                if (clock_type::now() - last_progress > std::chrono::seconds(10))
-                    fail(fmt::format("no echo for 10 s: {} of {} connections wait for their "
-                                     "{}-byte message", in_flight_, connections_.size(), size_));
-            } else {
-                requests_then = requests_;
-                last_progress = clock_type::now();
-            }
+            meter.watch(requests_, in_flight_, connections_.size(), size_);
         }
         // Sends still in flight have all completed: every message came back whole.
         meter_ = nullptr;
