@@ -4,6 +4,7 @@
 
 #include <coil/io/buffer_ring.hpp>
 
+#include <coil/io/completion.hpp>
 #include <coil/io/ring.hpp>
 
 #include <liburing.h>
@@ -26,6 +27,9 @@ namespace {
 // index arithmetic unambiguous).
 constexpr unsigned max_buffer_ring_entries = 32768;
 
+// IOU_PBUF_RING_INC (Linux 6.12), which liburing 2.3's header does not have.
+constexpr std::uint16_t pbuf_ring_incremental = 2;
+
 // The layout coil writes: io_uring_buf entries of 16 bytes, the ring's tail overlaying the
 // `resv` field of entry 0 (so filling an entry must never write `resv`).
 static_assert(sizeof(io_uring_buf) == 16);
@@ -46,8 +50,10 @@ std::string describe(std::uint16_t group, unsigned count, std::size_t buffer_siz
 
 } // namespace
 
-buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size_t buffer_size)
-    : ring_(&r), group_(group), count_(count), buffer_size_(buffer_size)
+buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size_t buffer_size,
+                         buffer_ring_options options)
+    : ring_(&r), group_(group), count_(count), buffer_size_(buffer_size),
+      incremental_(options.incremental)
 {
     if (count == 0 || count > max_buffer_ring_entries || (count & (count - 1)) != 0)
         throw std::system_error(EINVAL, std::generic_category(),
@@ -80,11 +86,24 @@ buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size
     }
     buffers_ = static_cast<std::byte*>(mapping_) + ring_bytes;
 
-    if (int ret = ring_->register_buffer_ring_(mapping_, count, group); ret < 0) {
+    int ret = ring_->register_buffer_ring_(mapping_, count, group,
+                                           incremental_ ? pbuf_ring_incremental : 0);
+    if (ret == -EINVAL && incremental_) {
+        // Whether it is the flag the kernel does not know: the same ring without it.
+        if (ring_->register_buffer_ring_(mapping_, count, group) == 0) {
+            static_cast<void>(ring_->unregister_buffer_ring_(group));
+            ret = -ENOTSUP;
+        }
+    }
+    if (ret < 0) {
         ::munmap(mapping_, mapped_bytes_);
         std::string what = describe(group, count, buffer_size) +
                            "io_uring_register_buf_ring failed: ";
         switch (-ret) {
+        case ENOTSUP:
+            what += "incremental buffer consumption needs Linux 6.12 (IOU_PBUF_RING_INC): "
+                    "upgrade the kernel, or leave buffer_ring_options::incremental off";
+            break;
         case EINVAL:
             what += "provided buffer rings need Linux 5.19 (IORING_REGISTER_PBUF_RING): upgrade "
                     "the kernel, or receive into your own buffers with ring::add_recv";
@@ -113,12 +132,16 @@ buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size
     }
 
     // Everything to the kernel. The mapping is fresh (zeroed), so the tail starts at 0.
+    with_kernel_ = std::make_unique<std::uint8_t[]>(count);
+    if (incremental_)
+        filled_ = std::make_unique<std::uint32_t[]>(count);
     auto* entries = static_cast<io_uring_buf*>(mapping_);
     for (unsigned id = 0; id < count; ++id) {
         io_uring_buf& entry = entries[id];
         entry.addr = reinterpret_cast<std::uintptr_t>(buffers_ + id * buffer_size_);
         entry.len = static_cast<std::uint32_t>(buffer_size_);
         entry.bid = static_cast<std::uint16_t>(id);
+        with_kernel_[id] = 1;
     }
     tail_ = static_cast<std::uint16_t>(count);
     available_ = count;
@@ -146,18 +169,22 @@ void buffer_ring::give_back(std::uint16_t id) noexcept
 {
     if (id >= count_)
         contract_violation("coil: buffer_ring::give_back: buffer id out of range");
-    // A full ring has no free entry: writing one would overwrite an entry the kernel may
-    // still pick (a buffer given back twice, or a completion not passed to note_used).
-    if (available_ >= count_)
-        contract_violation("coil: buffer_ring::give_back: every buffer is already with the "
-                           "kernel (given back twice, or note_used not called for a completion "
-                           "with has_buffer())");
+    // Writing an entry for a buffer the kernel holds would let it fill the buffer twice; and
+    // a full ring has no free entry: writing one would overwrite an entry the kernel may still
+    // pick (a buffer given back twice, or a completion not passed to take or note_used).
+    if (with_kernel_[id] != 0 || available_ >= count_)
+        contract_violation("coil: buffer_ring::give_back: the buffer is with the kernel (given "
+                           "back twice, or take/note_used not called for a completion with "
+                           "has_buffer(), or an incremental buffer not yet taken as last)");
     auto* entries = static_cast<io_uring_buf*>(mapping_);
     // Fill the free entry at the tail (addr, len, bid only: entry 0's resv is the tail).
     io_uring_buf& entry = entries[tail_ & (count_ - 1)];
     entry.addr = reinterpret_cast<std::uintptr_t>(buffers_ + static_cast<std::size_t>(id) * buffer_size_);
     entry.len = static_cast<std::uint32_t>(buffer_size_);
     entry.bid = id;
+    with_kernel_[id] = 1;
+    if (incremental_)
+        filled_[id] = 0;
     ++tail_;
     ++available_;
     // Release: the entry's fields are visible to the kernel before the tail that covers it.
@@ -166,12 +193,45 @@ void buffer_ring::give_back(std::uint16_t id) noexcept
 
 void buffer_ring::note_used(std::uint16_t id) noexcept
 {
+    if (incremental_)
+        contract_violation("coil: buffer_ring::note_used: this ring consumes buffers "
+                           "incrementally: use take(), which tracks where each piece starts");
     if (id >= count_)
         contract_violation("coil: buffer_ring::note_used: buffer id out of range");
-    if (available_ == 0)
-        contract_violation("coil: buffer_ring::note_used: no buffer is with the kernel (a "
+    if (with_kernel_[id] == 0 || available_ == 0)
+        contract_violation("coil: buffer_ring::note_used: the buffer is not with the kernel (a "
                            "completion noted twice?)");
+    with_kernel_[id] = 0;
     --available_;
+}
+
+buffer_piece buffer_ring::take(const completion& c) noexcept
+{
+    if (!c.has_buffer())
+        contract_violation("coil: buffer_ring::take: the completion carries no buffer");
+    const std::uint16_t id = c.buffer_id();
+    if (id >= count_)
+        contract_violation("coil: buffer_ring::take: buffer id out of range");
+    if (with_kernel_[id] == 0 || available_ == 0)
+        contract_violation("coil: buffer_ring::take: the buffer is not with the kernel (a "
+                           "completion taken twice, or from another group?)");
+    const auto size = static_cast<std::uint32_t>(c.result > 0 ? c.result : 0);
+    buffer_piece piece{id, 0, size, true};
+    if (incremental_) {
+        piece.offset = filled_[id];
+        if (size > buffer_size_ - piece.offset)
+            contract_violation("coil: buffer_ring::take: the piece does not fit in its buffer "
+                               "(completions taken out of the order they were reaped?)");
+        filled_[id] += size;
+        piece.last = !c.buffer_more();
+    } else if (size > buffer_size_) {
+        contract_violation("coil: buffer_ring::take: more bytes than the buffer holds");
+    }
+    if (piece.last) {
+        with_kernel_[id] = 0;
+        --available_;
+    }
+    return piece;
 }
 
 } // namespace coil::io

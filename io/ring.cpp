@@ -878,12 +878,16 @@ std::error_code ring::add_cancel_fd(int fd, std::uint64_t user_data)
 
 // --- provided-buffer rings (for buffer_ring, io/buffer_ring.cpp) ----------------------------
 
-int ring::register_buffer_ring_(void* ring_memory, unsigned entries, std::uint16_t group) noexcept
+int ring::register_buffer_ring_(void* ring_memory, unsigned entries, std::uint16_t group,
+                                std::uint16_t flags) noexcept
 {
     io_uring_buf_reg registration{};
     registration.ring_addr = reinterpret_cast<std::uintptr_t>(ring_memory);
     registration.ring_entries = entries;
     registration.bgid = group;
+    // liburing 2.3 names the field `pad`; the kernel has read it as `flags` since 6.4
+    // (IOU_PBUF_RING_MMAP, IOU_PBUF_RING_INC), and refused non-zero values before.
+    registration.pad = flags;
     return io_uring_register_buf_ring(&state_->uring, &registration, 0);
 }
 

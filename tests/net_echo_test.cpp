@@ -107,6 +107,42 @@ TEST_CASE("net: 200 concurrent connections, each sending 20 messages of random s
     CHECK(ex.in_flight() == 0);
 }
 
+TEST_CASE("net: 100 connections' messages share the buffers of an incremental pool (8 x 64 "
+          "KiB) and every byte comes back",
+          "[net][echo][incremental]")
+{
+    if (!coil_test::incremental_buffers_supported())
+        SKIP("this kernel has no incremental buffer consumption (Linux 6.12)");
+    REQUIRE(raise_fd_limit(2048));
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex(coil_test::executor_options());
+    unsigned lent_after = 1;
+    unsigned available_after = 0;
+    auto body = [&]() -> coil::task<std::size_t> {
+        net::buffer_pool pool(ex, 8, 64 * 1024, net::buffer_pool_options{.incremental = true});
+        REQUIRE(pool.incremental());
+        std::stop_source stop;
+        auto server_task = ex.spawn(coil_test::serve_echo(*server, pool, stop.get_token()));
+        std::vector<coil::task<bool>> clients;
+        for (std::size_t i = 0; i < 100; ++i)
+            clients.push_back(talk(at, 1000 + i, 20, 16 * 1024));
+        auto results = co_await coil::when_all(std::move(clients));
+        stop.request_stop();
+        const std::size_t accepted = co_await server_task;
+        CHECK(accepted == 100);
+        lent_after = pool.lent();
+        available_after = pool.available();
+        co_return static_cast<std::size_t>(std::count(results.begin(), results.end(), true));
+    };
+    CHECK(ex.run(body()) == 100);
+    CHECK(lent_after == 0);
+    // Every buffer is back with the kernel (still filling, or full and given back): none lost.
+    CHECK(available_after == 8);
+    CHECK(ex.in_flight() == 0);
+}
+
 TEST_CASE("net: 10,000 idle connections stay open while 10 active ones are echoed, on a 64-entry "
           "ring",
           "[net][echo][scale]")

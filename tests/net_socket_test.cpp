@@ -3,6 +3,7 @@
 // multishot accept, multishot receive over a buffer pool that runs dry, closing with ops
 // pending, peers that reset, accepts at the descriptor limit, connections accepted for nobody.
 
+#include "net_test_support.hpp"
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
 
@@ -217,6 +218,10 @@ TEST_CASE("net: a receive stream over a pool far too small for the load still de
           "byte in order",
           "[net][receive][buffer_pool]")
 {
+    const bool incremental = GENERATE(false, true);
+    CAPTURE(incremental);
+    if (incremental && !coil_test::incremental_buffers_supported())
+        SKIP("this kernel has no incremental buffer consumption (Linux 6.12)");
     auto server = net::listener::bind(net::address::loopback_v4(0));
     REQUIRE(server);
     const auto at = *server->local_address();
@@ -225,7 +230,8 @@ TEST_CASE("net: a receive stream over a pool far too small for the load still de
     std::uint64_t exhaustions = 0;
     std::size_t chunks = 0;
     auto body = [&]() -> coil::task<std::vector<std::byte>> {
-        net::buffer_pool pool(ex, 4, 1024); // 4 KiB of buffers for 1 MiB of data
+        // 4 KiB of buffers for 1 MiB of data.
+        net::buffer_pool pool(ex, 4, 1024, net::buffer_pool_options{.incremental = incremental});
         auto sender = [&]() -> coil::task<void> {
             auto c = co_await net::stream_socket::connect(at);
             REQUIRE(c);

@@ -4,11 +4,29 @@
 #pragma once
 
 #include <coil/coil.hpp>
+#include <coil/io/buffer_ring.hpp>
+#include <coil/io/ring.hpp>
 
 #include <cstddef>
 #include <stop_token>
+#include <system_error>
 
 namespace coil_test {
+
+/// Whether this kernel consumes provided buffers incrementally (Linux 6.12): tries it on a
+/// ring of its own.
+inline bool incremental_buffers_supported()
+{
+    coil::io::ring r(2);
+    try {
+        coil::io::buffer_ring probe(r, 0, 1, 64, coil::io::buffer_ring_options{.incremental = true});
+        return true;
+    } catch (const std::system_error& e) {
+        if (e.code() == std::errc::not_supported || e.code() == std::errc::invalid_argument)
+            return false;
+        throw;
+    }
+}
 
 /// Echoes every chunk received on `conn` until the peer ends or an error.
 inline coil::task<void> echo(coil::net::stream_socket conn, coil::net::buffer_pool& pool)

@@ -257,3 +257,175 @@ TEST_CASE("ring: a buffer group can be registered once per ring, and again once 
     // The buffers do not overlap.
     CHECK(again.buffer(1).data() == again.buffer(0).data() + 4096);
 }
+
+namespace {
+
+// An incrementally consumed buffer ring, or a SKIP when the kernel has none (Linux 6.12).
+std::unique_ptr<buffer_ring> make_incremental(ring& r, std::uint16_t group, unsigned count,
+                                              std::size_t size)
+{
+    try {
+        return std::make_unique<buffer_ring>(r, group, count, size,
+                                             coil::io::buffer_ring_options{.incremental = true});
+    } catch (const std::system_error& e) {
+        if (e.code() == std::errc::not_supported) {
+            CHECK_THAT(e.what(), Catch::Matchers::ContainsSubstring("Linux 6.12"));
+            SKIP("this kernel has no incremental buffer consumption (Linux 6.12): " << e.what());
+        }
+        if (e.code() == std::errc::invalid_argument &&
+            std::string_view(e.what()).find("need Linux 5.19") != std::string_view::npos)
+            SKIP("this kernel has no provided buffer rings (Linux 5.19): " << e.what());
+        throw;
+    }
+}
+
+// The data completions of a multishot recv, one at a time, taken from `buffers` in the order
+// they were reaped (a wait may reap several).
+struct piece_reader {
+    ring& r;
+    buffer_ring& buffers;
+    std::vector<std::byte>& into;
+    std::vector<completion> reaped{};
+    std::size_t next = 0;
+
+    coil::io::buffer_piece operator()()
+    {
+        while (next == reaped.size()) {
+            reaped = collect(r, 1);
+            next = 0;
+        }
+        const completion d = reaped[next++];
+        skip_without_multishot_recv(d);
+        REQUIRE(d.result > 0);
+        REQUIRE(d.more());
+        REQUIRE(d.has_buffer());
+        const coil::io::buffer_piece piece = buffers.take(d);
+        CHECK(piece.last == !d.buffer_more());
+        CHECK(piece.size == static_cast<std::uint32_t>(d.result));
+        auto bytes = buffers.bytes(piece);
+        into.insert(into.end(), bytes.begin(), bytes.end());
+        return piece;
+    }
+};
+
+} // namespace
+
+TEST_CASE("ring: an incremental buffer ring puts small receives one after another in the same "
+          "buffer, and hands the buffer over once the kernel has filled it",
+          "[ring][buffer_ring][recv][incremental]")
+{
+    connection c = make_connection(socket_family::ipv4);
+    ring ring(8);
+    auto buffers = make_incremental(ring, 9, 2, 256);
+    CHECK(buffers->incremental());
+    REQUIRE_FALSE(ring.add_recv_provided(c.server.get(), buffers->group(), 0,
+                                         recv_mode::multishot, 1));
+    REQUIRE(ring.submit().ok());
+
+    std::vector<std::byte> expected;
+    std::vector<std::byte> received;
+    piece_reader next_piece{ring, *buffers, received};
+    auto send = [&](std::size_t n, unsigned seed) {
+        const std::vector<std::byte> chunk = pattern(n, seed);
+        expected.insert(expected.end(), chunk.begin(), chunk.end());
+        send_all(c.client.get(), chunk);
+    };
+
+    send(100, 1);
+    const coil::io::buffer_piece first = next_piece();
+    CHECK(first.offset == 0);
+    CHECK(first.size == 100);
+    CHECK_FALSE(first.last); // 156 bytes of the buffer are left: the kernel keeps it
+    CHECK(buffers->with_kernel(first.id));
+    CHECK(buffers->available() == 2);
+
+    // The piece expected next: buffer `id`, `size` bytes at `offset`, `last` or not.
+    auto expect_piece = [&](std::uint16_t id, std::uint32_t offset, std::uint32_t size,
+                            bool last) {
+        const coil::io::buffer_piece p = next_piece();
+        CHECK(p.id == id);
+        CHECK(p.offset == offset);
+        CHECK(p.size == size);
+        CHECK(p.last == last);
+    };
+
+    send(100, 2);
+    expect_piece(first.id, 100, 100, false);
+
+    // 100 more bytes: the first buffer takes 56 and is full, the other one takes the rest.
+    send(100, 3);
+    expect_piece(first.id, 200, 56, true);
+    CHECK_FALSE(buffers->with_kernel(first.id));
+    CHECK(buffers->available() == 1);
+    const coil::io::buffer_piece fourth = next_piece();
+    CHECK(fourth.id != first.id);
+    CHECK(fourth.offset == 0);
+    CHECK(fourth.size == 44);
+    CHECK_FALSE(fourth.last);
+    CHECK(received == expected);
+
+    // The full buffer goes back and is filled from its start again after the other one.
+    buffers->give_back(first.id);
+    CHECK(buffers->available() == 2);
+    send(212, 4); // fills the second buffer exactly
+    std::uint32_t in_second = 0;
+    while (in_second < 212) {
+        const coil::io::buffer_piece p = next_piece();
+        CHECK(p.id == fourth.id);
+        in_second += p.size;
+        CHECK(p.last == (in_second == 212));
+    }
+    send(10, 5);
+    const coil::io::buffer_piece again = next_piece();
+    CHECK(again.id == first.id);
+    CHECK(again.offset == 0);
+    CHECK(received == expected);
+
+    CHECK(next_piece.next == next_piece.reaped.size());
+    c.client.reset();
+    for (bool ended = false; !ended;)
+        for (const completion& d : collect(ring, 1)) {
+            if (d.has_buffer())
+                static_cast<void>(buffers->take(d));
+            ended = !d.more();
+            CHECK(d.result == 0);
+        }
+}
+
+TEST_CASE("ring: receives on two sockets share an incremental buffer, each piece where the "
+          "previous one ended",
+          "[ring][buffer_ring][recv][incremental]")
+{
+    connection a = make_connection(socket_family::ipv4);
+    connection b = make_connection(socket_family::local);
+    ring ring(8);
+    auto buffers = make_incremental(ring, 10, 1, 4096);
+    REQUIRE_FALSE(ring.add_recv_provided(a.server.get(), buffers->group(), 0, recv_mode::single, 1));
+    REQUIRE_FALSE(ring.add_recv_provided(b.server.get(), buffers->group(), 0, recv_mode::single, 2));
+    REQUIRE(ring.submit().ok());
+
+    const std::vector<std::byte> to_a = pattern(300, 11);
+    const std::vector<std::byte> to_b = pattern(500, 12);
+    send_all(a.client.get(), to_a);
+    auto done = collect(ring, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 1);
+    REQUIRE(done[0].has_buffer());
+    CHECK(done[0].buffer_more());
+    const coil::io::buffer_piece pa = buffers->take(done[0]);
+    send_all(b.client.get(), to_b);
+    done = collect(ring, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 2);
+    REQUIRE(done[0].has_buffer());
+    const coil::io::buffer_piece pb = buffers->take(done[0]);
+
+    CHECK(pa.id == pb.id);
+    CHECK(pa.offset == 0);
+    CHECK(pb.offset == 300);
+    auto got_a = buffers->bytes(pa);
+    auto got_b = buffers->bytes(pb);
+    CHECK(std::vector<std::byte>(got_a.begin(), got_a.end()) == to_a);
+    CHECK(std::vector<std::byte>(got_b.begin(), got_b.end()) == to_b);
+    CHECK(buffers->with_kernel(pa.id)); // 3,296 bytes left in it
+}

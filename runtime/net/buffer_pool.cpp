@@ -11,10 +11,18 @@
 
 namespace coil::net {
 
-buffer_pool::buffer_pool(executor& ex, unsigned count, std::size_t buffer_size)
+buffer_pool::buffer_pool(executor& ex, unsigned count, std::size_t buffer_size,
+                         buffer_pool_options options)
     : executor_(&ex), group_(ex.allocate_buffer_group())
 {
-    ring_ = std::make_unique<io::buffer_ring>(ex.ring_, group_, count, buffer_size);
+    try {
+        ring_ = std::make_unique<io::buffer_ring>(ex.ring_, group_, count, buffer_size,
+                                                  io::buffer_ring_options{options.incremental});
+    } catch (...) {
+        ex.release_buffer_group(group_);
+        throw;
+    }
+    pieces_ = std::make_unique<std::uint32_t[]>(count);
 }
 
 buffer_pool::~buffer_pool()
@@ -34,17 +42,28 @@ buffer_pool::~buffer_pool()
 unsigned buffer_pool::count() const noexcept { return ring_->count(); }
 std::size_t buffer_pool::buffer_size() const noexcept { return ring_->buffer_size(); }
 unsigned buffer_pool::available() const noexcept { return ring_->available(); }
+bool buffer_pool::incremental() const noexcept { return ring_->incremental(); }
 
-void buffer_pool::note_used(std::uint16_t id) noexcept { ring_->note_used(id); }
-
-received_buffer buffer_pool::lend(std::uint16_t id, std::size_t size) noexcept
+std::uint32_t buffer_pool::arrived(const io::completion& c) noexcept
 {
-    ++lent_;
-    return received_buffer(*this, id, size);
+    const io::buffer_piece piece = ring_->take(c);
+    ++pieces_[piece.id];
+    return piece.offset;
 }
 
-void buffer_pool::give_back(std::uint16_t id) noexcept
+received_buffer buffer_pool::lend(std::uint16_t id, std::uint32_t offset,
+                                  std::size_t size) noexcept
 {
+    ++lent_;
+    return received_buffer(*this, id, offset, size);
+}
+
+void buffer_pool::drop(std::uint16_t id) noexcept
+{
+    // The kernel may still be filling the rest of an incremental buffer: it comes back with
+    // the completion that takes its last piece, once that piece is let go of too.
+    if (--pieces_[id] != 0 || ring_->with_kernel(id))
+        return;
     ring_->give_back(id);
     // One buffer is enough for a parked receive to make progress: wake one.
     if (detail::rearm_waiter* w = parked_.pop_front())
@@ -54,7 +73,7 @@ void buffer_pool::give_back(std::uint16_t id) noexcept
 void buffer_pool::returned(std::uint16_t id) noexcept
 {
     --lent_;
-    give_back(id);
+    drop(id);
 }
 
 bool buffer_pool::park(detail::rearm_waiter& waiter) noexcept
@@ -65,9 +84,10 @@ bool buffer_pool::park(detail::rearm_waiter& waiter) noexcept
     return true;
 }
 
-std::span<const std::byte> buffer_pool::bytes(std::uint16_t id, std::size_t size) const noexcept
+std::span<const std::byte> buffer_pool::bytes(std::uint16_t id, std::uint32_t offset,
+                                              std::size_t size) const noexcept
 {
-    return ring_->buffer(id).first(size);
+    return ring_->buffer(id).subspan(offset, size);
 }
 
 } // namespace coil::net

@@ -9,26 +9,55 @@
 /// ring.add_recv_provided(socket, buffers.group(), 0, coil::io::recv_mode::multishot, 7);
 /// for (const coil::io::completion& c : ring.wait(1).value()) {
 ///     if (c.has_buffer()) {
-///         buffers.note_used(c.buffer_id());
-///         consume(buffers.buffer(c.buffer_id()).first(c.result));
-///         buffers.give_back(c.buffer_id());
+///         const coil::io::buffer_piece piece = buffers.take(c);
+///         consume(buffers.bytes(piece));
+///         if (piece.last)
+///             buffers.give_back(piece.id);
 ///     }
 ///     if (!c.more()) { /* re-arm, or stop: 0 is end of stream, -ENOBUFS ran dry */ }
 /// }
 /// @endcode
 ///
 /// Ownership of each buffer goes back and forth: handed to the kernel (by the constructor and
-/// `give_back`), then the caller's from the completion that reports it used (`has_buffer()`)
-/// until it is given back. The kernel writes only into buffers it holds.
+/// `give_back`), then the caller's from the completion that reports it used (`take`, or
+/// `note_used`) until it is given back. The kernel writes only into buffers it holds.
+///
+/// With incremental consumption (`buffer_ring_options::incremental`, Linux 6.12) a receive
+/// takes only the bytes it needs from the current buffer: the next receive, on the same socket
+/// or another one, continues in the same buffer where the last one stopped. A completion then
+/// names a piece of a buffer (`take` says which), and the buffer is the caller's once the
+/// kernel has filled it (`buffer_piece::last`): a few large buffers serve many small receives.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 namespace coil::io {
 
 class ring;
+struct completion;
+
+/// Settings of a `buffer_ring`.
+struct buffer_ring_options {
+    /// Incremental consumption (`IOU_PBUF_RING_INC`, Linux 6.12): each receive uses only the
+    /// bytes it needs from the buffer at the ring's head, and the kernel keeps that buffer
+    /// until it is full. Completions then carry `buffer_more()` while the kernel keeps their
+    /// buffer. A kernel without it makes the constructor throw (`ENOTSUP`).
+    bool incremental = false;
+};
+
+/// What one completion put into a buffer ring's memory (see `buffer_ring::take`).
+struct buffer_piece {
+    std::uint16_t id = 0;     ///< the buffer
+    std::uint32_t offset = 0; ///< where the bytes start in it (always 0 unless incremental)
+    std::uint32_t size = 0;   ///< how many bytes
+    /// Whether the kernel is done with the buffer: it will write no more into it, and it may be
+    /// given back once the caller is done with this piece and any earlier one from it. Always
+    /// true unless incremental, where it is false while the kernel goes on filling the rest.
+    bool last = true;
+};
 
 /// A provided-buffer ring registered with one `ring` as one buffer group. Not copyable or
 /// movable: the kernel holds its address. Not thread-safe: use it on the thread that uses
@@ -44,7 +73,11 @@ public:
     /// not hold (EINVAL), when the memory cannot be mapped (ENOMEM), when the kernel has no
     /// provided-buffer rings (EINVAL from a kernel before 5.19), or when `group` is already
     /// registered on `r` (EEXIST).
-    buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size_t buffer_size);
+    ///
+    /// With `options.incremental`, a kernel without incremental consumption (before 6.12)
+    /// makes it throw `std::system_error` with `ENOTSUP`, naming the kernel it needs.
+    buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size_t buffer_size,
+                buffer_ring_options options = {});
 
     /// Unregisters the group and unmaps its memory. Precondition: no op that selects from
     /// this group is in flight (its final completion has been reaped, or the ring drained):
@@ -60,24 +93,48 @@ public:
     unsigned count() const noexcept { return count_; }
     /// The size of each buffer.
     std::size_t buffer_size() const noexcept { return buffer_size_; }
+    /// Whether the ring consumes buffers incrementally (see `buffer_ring_options`).
+    bool incremental() const noexcept { return incremental_; }
 
     /// The memory of buffer `id`: what a completion with `has_buffer()` and that
     /// `buffer_id()` filled, in its first `result` bytes. Empty for an id `>= count()`.
     std::span<std::byte> buffer(std::uint16_t id) noexcept;
 
+    /// The bytes of `piece`.
+    std::span<std::byte> bytes(const buffer_piece& piece) noexcept
+    {
+        return buffer(piece.id).subspan(piece.offset, piece.size);
+    }
+
+    /// Records what completion `c` (one with `has_buffer()`) put into the ring's memory and
+    /// says where: call it once for every such completion, in the order they were reaped (an
+    /// incremental ring's pieces of one buffer follow each other). When the piece is `last`,
+    /// the buffer is the caller's until `give_back`. Preconditions, checked in every build (a
+    /// violation aborts): `c.has_buffer()`, its buffer is with the kernel, and the piece fits
+    /// in the buffer.
+    buffer_piece take(const completion& c) noexcept;
+
     /// Hands buffer `id` back to the kernel, which may fill it from the next receive on
     /// (publishes the ring's tail with release order). Preconditions, checked in every build
     /// (a violation aborts with a message: it would corrupt the ring the kernel reads):
-    /// `id < count()`, and a buffer is out (`available() < count()`).
+    /// `id < count()`, and the buffer is the caller's (taken with `last` set, or noted used),
+    /// not with the kernel.
     void give_back(std::uint16_t id) noexcept;
+
+    /// Whether buffer `id` is with the kernel (handed over and not yet taken as `last`).
+    bool with_kernel(std::uint16_t id) const noexcept
+    {
+        return id < count_ && with_kernel_[id] != 0;
+    }
 
     /// Buffers the kernel may still pick: handed over and not yet reported used. Counted by
     /// this object: each `give_back` adds one and each `note_used` removes one.
     unsigned available() const noexcept { return available_; }
 
-    /// Records that the kernel used buffer `id`: call it once for every completion with
-    /// `has_buffer()`. Precondition, checked in every build (a violation aborts):
-    /// `id < count()` and `available() > 0`.
+    /// Records that the kernel used buffer `id`: `take` for callers that need only the id.
+    /// Precondition, checked in every build (a violation aborts): the ring is not incremental
+    /// (its completions need `take`, which tracks where each piece starts), `id < count()`
+    /// and the buffer is with the kernel.
     void note_used(std::uint16_t id) noexcept;
 
 private:
@@ -89,11 +146,17 @@ private:
     std::size_t mapped_bytes_ = 0;      // the one mapping: the ring entries, then the buffers
     void* mapping_ = nullptr;
     std::byte* buffers_ = nullptr;      // buffer i starts at buffers_ + i * buffer_size_
+    bool incremental_ = false;
 
     // Touched only by the thread using the ring.
     std::uint16_t tail_ = 0;            // the ring tail as filled; published by give_back
     // available_: buffers handed to the kernel and not reported used; never exceeds count_.
     unsigned available_ = 0;
+    // Per buffer: 1 while the kernel holds it (handed over, not yet taken as last).
+    std::unique_ptr<std::uint8_t[]> with_kernel_;
+    // Incremental rings only, per buffer: bytes the kernel filled since it was handed over
+    // (where its next piece starts).
+    std::unique_ptr<std::uint32_t[]> filled_;
 };
 
 } // namespace coil::io

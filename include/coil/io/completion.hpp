@@ -33,6 +33,11 @@ struct completion {
         return static_cast<std::uint16_t>(flags >> buffer_id_shift);
     }
 
+    /// True when the buffer `buffer_id()` names stays with the kernel after this completion,
+    /// which goes on filling its rest (`IORING_CQE_F_BUF_MORE`): only from a buffer ring with
+    /// incremental consumption (Linux 6.12, see `buffer_ring_options::incremental`).
+    bool buffer_more() const noexcept { return (flags & buffer_more_flag) != 0; }
+
     /// True for the notification of a zero-copy send (`IORING_CQE_F_NOTIF`): it follows the
     /// op's result completion (which has `more()` set) and says that the kernel no longer
     /// reads the buffer. Its `result` is 0 and it carries the op's user_data.
@@ -52,6 +57,8 @@ struct completion {
     static constexpr std::uint32_t buffer_flag = 1U << 0;
     /// `IORING_CQE_F_NOTIF`, restated likewise.
     static constexpr std::uint32_t notification_flag = 1U << 3;
+    /// `IORING_CQE_F_BUF_MORE` (Linux 6.12), which liburing 2.3's header does not have.
+    static constexpr std::uint32_t buffer_more_flag = 1U << 4;
     /// `IORING_CQE_BUFFER_SHIFT`: the buffer id sits in the flags' upper 16 bits.
     static constexpr unsigned buffer_id_shift = 16;
 };

@@ -728,8 +728,10 @@ private:
     struct state;
 
     /// For `buffer_ring`: registers / unregisters the provided-buffer ring at `ring_memory`
-    /// (`entries` entries) as group `group`. Return 0 or `-errno`.
-    int register_buffer_ring_(void* ring_memory, unsigned entries, std::uint16_t group) noexcept;
+    /// (`entries` entries) as group `group`, with the kernel's `IOU_PBUF_RING_*` `flags`.
+    /// Return 0 or `-errno`.
+    int register_buffer_ring_(void* ring_memory, unsigned entries, std::uint16_t group,
+                              std::uint16_t flags = 0) noexcept;
     int unregister_buffer_ring_(std::uint16_t group) noexcept;
 
     inline errc claim_(opcode op, ::io_uring_sqe*& out) noexcept; // only io/ring.cpp calls it

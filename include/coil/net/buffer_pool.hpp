@@ -24,15 +24,19 @@ namespace coil::net {
 
 class buffer_pool;
 
-/// One buffer the kernel filled for a receive: the first `size()` bytes of a pool buffer. It
-/// belongs to the holder until destroyed (or `release()`d), then goes back to the pool for the
-/// kernel to fill again. Move-only. Must not outlive its pool.
+/// Bytes the kernel received into a pool buffer: `size()` bytes of it (all of a buffer's
+/// start, or with an incremental pool a piece of a buffer other receives share). They belong
+/// to the holder until destroyed (or `release()`d); the buffer goes back to the pool for the
+/// kernel to fill again once every piece of it is released. Move-only. Must not outlive its
+/// pool.
 class received_buffer {
 public:
     received_buffer() noexcept = default;
-    received_buffer(buffer_pool& pool, std::uint16_t id, std::size_t size) noexcept;
+    received_buffer(buffer_pool& pool, std::uint16_t id, std::uint32_t offset,
+                    std::size_t size) noexcept;
     received_buffer(received_buffer&& other) noexcept
-        : pool_(std::exchange(other.pool_, nullptr)), id_(other.id_), size_(other.size_)
+        : pool_(std::exchange(other.pool_, nullptr)), id_(other.id_), offset_(other.offset_),
+          size_(other.size_)
     {
     }
     received_buffer& operator=(received_buffer&& other) noexcept
@@ -41,6 +45,7 @@ public:
             release();
             pool_ = std::exchange(other.pool_, nullptr);
             id_ = other.id_;
+            offset_ = other.offset_;
             size_ = other.size_;
         }
         return *this;
@@ -58,7 +63,18 @@ public:
 private:
     buffer_pool* pool_ = nullptr;
     std::uint16_t id_ = 0;
+    std::uint32_t offset_ = 0;
     std::size_t size_ = 0;
+};
+
+/// Settings of a `buffer_pool`.
+struct buffer_pool_options {
+    /// Incremental consumption (Linux 6.12, `IOU_PBUF_RING_INC`): a receive takes only the bytes
+    /// it needs from the buffer the kernel is filling, so a few large buffers serve many
+    /// connections' small messages; a buffer goes back to the kernel once it is full and every
+    /// piece of it is released. On an older kernel the pool's constructor throws
+    /// `std::system_error` (`ENOTSUP`) naming the kernel it needs.
+    bool incremental = false;
 };
 
 /// A pool of equal buffers registered with one executor's ring as a provided-buffer ring
@@ -69,6 +85,11 @@ private:
 /// receive stream then waits (parked here, not spinning) until a buffer comes back and arms
 /// its receive again. No byte is lost or reordered: data stays in the socket meanwhile.
 ///
+/// With `buffer_pool_options::incremental` a buffer is shared: each receive gets the next
+/// piece of the buffer the kernel is filling, whatever socket it came from, and the buffer
+/// returns to the kernel when it is full and all its pieces are released. Size such a pool by
+/// bytes in flight, not by connections: a received_buffer held long keeps its whole buffer out.
+///
 /// Lifetime: create and destroy it on the executor's thread. Every stream receiving over it
 /// must be destroyed before it, and every `received_buffer` released (destroying the pool
 /// with buffers still lent out terminates the program with a message: the kernel or the
@@ -78,7 +99,8 @@ public:
     /// `count` buffers (a power of two up to 32768) of `buffer_size` bytes each. Throws
     /// `std::system_error` when the kernel cannot register the ring (the message names the
     /// cause and the fix).
-    buffer_pool(executor& ex, unsigned count, std::size_t buffer_size);
+    buffer_pool(executor& ex, unsigned count, std::size_t buffer_size,
+                buffer_pool_options options = {});
     ~buffer_pool();
     buffer_pool(const buffer_pool&) = delete;
     buffer_pool& operator=(const buffer_pool&) = delete;
@@ -88,45 +110,52 @@ public:
     std::size_t buffer_size() const noexcept;
     /// Buffers the kernel may fill now.
     unsigned available() const noexcept;
-    /// Buffers lent out as `received_buffer`s.
+    /// Whether buffers are consumed incrementally (see `buffer_pool_options`).
+    bool incremental() const noexcept;
+    /// `received_buffer`s lent out (with an incremental pool, several may share a buffer).
     unsigned lent() const noexcept { return lent_; }
     /// Times a receive found the pool empty.
     std::uint64_t exhaustions() const noexcept { return exhaustions_; }
 
     // --- used by the receive op (not by applications) ------------------------------------
-    /// The kernel used buffer `id` (a completion with `has_buffer()` arrived).
-    void note_used(std::uint16_t id) noexcept;
+    /// A completion with `has_buffer()` arrived (call it in the order they are reaped): the
+    /// piece it names is held until `lend` or `drop`. Returns the piece's offset in its buffer.
+    std::uint32_t arrived(const io::completion& c) noexcept;
     /// A receive ended with `-ENOBUFS`.
     void note_exhausted() noexcept { ++exhaustions_; }
-    /// Lends buffer `id`, filled with `size` bytes.
-    received_buffer lend(std::uint16_t id, std::size_t size) noexcept;
-    /// Gives buffer `id` back to the kernel (not lent: taken from a completion nobody took).
-    void give_back(std::uint16_t id) noexcept;
+    /// Lends the held piece of buffer `id` at `offset`, `size` bytes.
+    received_buffer lend(std::uint16_t id, std::uint32_t offset, std::size_t size) noexcept;
+    /// Lets go of a held piece of buffer `id` that nobody takes (a completion discarded).
+    void drop(std::uint16_t id) noexcept;
     /// Parks `waiter` until a buffer comes back, if none is available; returns whether it did.
     bool park(detail::rearm_waiter& waiter) noexcept;
 
 private:
     friend class received_buffer;
     void returned(std::uint16_t id) noexcept;
-    std::span<const std::byte> bytes(std::uint16_t id, std::size_t size) const noexcept;
+    std::span<const std::byte> bytes(std::uint16_t id, std::uint32_t offset,
+                                     std::size_t size) const noexcept;
 
     executor* executor_;
     std::unique_ptr<io::buffer_ring> ring_;
     std::uint16_t group_;
+    // Per buffer: pieces held (arrived, not yet released or dropped). A buffer goes back to
+    // the kernel when the kernel is done with it and this falls to 0.
+    std::unique_ptr<std::uint32_t[]> pieces_;
     unsigned lent_ = 0;
     std::uint64_t exhaustions_ = 0;
     detail::rearm_queue parked_; // streams waiting for a buffer to arm their receive again
 };
 
 inline received_buffer::received_buffer(buffer_pool& pool, std::uint16_t id,
-                                        std::size_t size) noexcept
-    : pool_(&pool), id_(id), size_(size)
+                                        std::uint32_t offset, std::size_t size) noexcept
+    : pool_(&pool), id_(id), offset_(offset), size_(size)
 {
 }
 
 inline std::span<const std::byte> received_buffer::bytes() const noexcept
 {
-    return pool_ != nullptr ? pool_->bytes(id_, size_) : std::span<const std::byte>();
+    return pool_ != nullptr ? pool_->bytes(id_, offset_, size_) : std::span<const std::byte>();
 }
 
 inline void received_buffer::release() noexcept

@@ -217,21 +217,28 @@ struct receive_provided {
                                    multishot ? io::recv_mode::multishot : io::recv_mode::single,
                                    ud);
     }
-    void arrived(const io::completion& c) noexcept
+    /// Takes the piece a completion names from the pool, in arrival order, and keeps its
+    /// offset (an incremental pool's pieces start where the last one ended) in the stream's
+    /// copy of the completion.
+    void arrived(io::completion& c) noexcept
     {
         if (c.has_buffer())
-            pool->note_used(c.buffer_id());
+            c.user_data = pool->arrived(c);
         if (c.result == -ENOBUFS)
             pool->note_exhausted();
     }
     /// A buffer of received bytes; an empty one at the end of the stream.
     result<received_buffer> complete(const io::completion& c) noexcept
     {
-        if (c.result < 0)
-            return io::error_from_result(c.result);
-        if (c.result == 0 || !c.has_buffer())
+        if (c.result <= 0 || !c.has_buffer()) {
+            if (c.has_buffer())
+                pool->drop(c.buffer_id()); // a buffer with no bytes in it
+            if (c.result < 0)
+                return io::error_from_result(c.result);
             return received_buffer();
-        return pool->lend(c.buffer_id(), static_cast<std::size_t>(c.result));
+        }
+        return pool->lend(c.buffer_id(), static_cast<std::uint32_t>(c.user_data),
+                          static_cast<std::size_t>(c.result));
     }
     /// Data without `more` (the kernel ended the multishot, or single-shot mode): go on. The
     /// end of the stream (0) and errors end it.
@@ -252,7 +259,7 @@ struct receive_provided {
     void discard(const io::completion& c) const noexcept
     {
         if (c.has_buffer())
-            pool->give_back(c.buffer_id());
+            pool->drop(c.buffer_id());
     }
 };
 

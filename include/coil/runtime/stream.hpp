@@ -59,7 +59,10 @@ namespace coil {
 /// after delivering it.
 ///
 /// Optional hooks, for ops that hold resources:
-/// - `arrived(c)`: called for every kernel completion as it arrives (before it is buffered);
+/// - `arrived(c)`: called for every kernel completion as it arrives, with the copy the stream
+///   buffers: it may rewrite the copy's `user_data` to carry what it learned then to
+///   `complete` and `discard` (an incremental buffer's offset, which only arrival order gives;
+///   never `~0`, the stream's own end marker);
 /// - `retry_after(final)`: true when a final completion is internal and the op must simply be
 ///   armed again (not delivered): a provided-buffer receive that ran out of buffers, a
 ///   multishot request the kernel refused that falls back to single-shot;
@@ -75,7 +78,7 @@ concept multishot_op = ring_op<Op> && requires(Op& op, const io::completion& c) 
 namespace detail {
 // The optional hooks of a multishot op (see `stream`).
 template <class Op>
-concept has_arrived = requires(Op& op, const io::completion& c) { op.arrived(c); };
+concept has_arrived = requires(Op& op, io::completion& c) { op.arrived(c); };
 template <class Op>
 concept has_retry_after = requires(Op& op, const io::completion& c) {
     { op.retry_after(c) } -> std::same_as<bool>;
@@ -295,8 +298,9 @@ private:
     {
         return static_cast<stream&>(base).on_completion_(c);
     }
-    bool on_completion_(const io::completion& c) noexcept
+    bool on_completion_(const io::completion& kernel_completion) noexcept
     {
+        io::completion c = kernel_completion;
         if constexpr (detail::has_arrived<Op>)
             op_.arrived(c);
         if (c.more()) {
