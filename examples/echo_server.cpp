@@ -2,6 +2,7 @@
 // echo_server: echoes every byte back, on any number of connections, with one executor.
 //
 //   echo_server --port N [--address HOST] [--buffers COUNT] [--buffer-size BYTES]
+//               [--incremental]
 //
 // The server path io_uring was made for: a multishot accept hands over connections, and each
 // connection has one multishot receive pending over a shared provided-buffer pool, so an idle
@@ -39,6 +40,7 @@ struct options {
     bool have_port = false;
     unsigned buffers = 4096;
     std::size_t buffer_size = 4096;
+    bool incremental = false;
 };
 
 [[noreturn]] void usage(const char* why)
@@ -46,11 +48,13 @@ struct options {
     if (why != nullptr)
         fmt::print(stderr, "echo_server: {}\n", why);
     fmt::print(stderr, "usage: echo_server --port N [--address HOST] [--buffers COUNT] "
-                       "[--buffer-size BYTES]\n"
+                       "[--buffer-size BYTES] [--incremental]\n"
                        "  --port N          TCP port to listen on (0: any free port, printed)\n"
                        "  --address HOST    address to bind (default 127.0.0.1; [::1] for IPv6)\n"
                        "  --buffers COUNT   provided receive buffers, a power of two (4096)\n"
-                       "  --buffer-size N   bytes per receive buffer (4096)\n");
+                       "  --buffer-size N   bytes per receive buffer (4096)\n"
+                       "  --incremental     receives take only the bytes they need from a buffer\n"
+                       "                    (Linux 6.12): use fewer, larger buffers\n");
     std::exit(2);
 }
 
@@ -83,6 +87,8 @@ options parse(int argc, char** argv)
             o.buffers = number<unsigned>(value(), "--buffers");
         } else if (arg == "--buffer-size") {
             o.buffer_size = number<std::size_t>(value(), "--buffer-size");
+        } else if (arg == "--incremental") {
+            o.incremental = true;
         } else if (arg == "--help" || arg == "-h") {
             usage(nullptr);
         } else {
@@ -136,9 +142,10 @@ coil::task<int> serve(const options& o, int signal_fd)
                        : "");
         co_return 1;
     }
+    net::buffer_pool pool(ex, o.buffers, o.buffer_size,
+                          net::buffer_pool_options{.incremental = o.incremental});
     fmt::print("echo_server: listening on {}\n", server->local_address()->to_string());
     std::fflush(stdout);
-    net::buffer_pool pool(ex, o.buffers, o.buffer_size);
     std::stop_source stop;
     auto watcher = ex.spawn(watch_signals(signal_fd, stop));
     co_await coil::with_stop_token(stop.get_token(), coil::with_nursery([&](coil::nursery& n)

@@ -75,7 +75,23 @@ coil::task<void> echo(coil::net::stream_socket conn, coil::net::buffer_pool& poo
     }                                            // each received_buffer goes back to the pool
 }
 
-coil::task<void> accept_loop(net::listener& server, net::buffer_pool& pool, coil::nursery& nursery)
+// The same through receive bundles: each bundle's buffers, in order.
+coil::task<void> echo_bundles(coil::net::stream_socket conn, coil::net::buffer_pool& pool)
+{
+    auto bundles = conn.receive_bundles(pool);
+    while (auto bundle = co_await bundles.next()) {
+        if (!*bundle || (*bundle)->empty())
+            break;
+        for (std::span<const std::byte> part : **bundle)   // each buffer's bytes, in order
+            if (!co_await conn.send_all(part))
+                co_return;
+    }
+}
+
+enum class receiving { plain, bundles };
+
+coil::task<void> accept_loop(net::listener& server, net::buffer_pool& pool, coil::nursery& nursery,
+                             receiving how)
 {
     auto connections = server.connections();     // multishot accept
     while (auto conn = co_await connections.next()) {
@@ -85,7 +101,10 @@ coil::task<void> accept_loop(net::listener& server, net::buffer_pool& pool, coil
             (void)co_await coil::sleep_for(10ms); // EMFILE, ENFILE, ...: back off, go on
             continue;
         }
-        nursery.spawn(echo(std::move(**conn), pool));
+        if (how == receiving::bundles)
+            nursery.spawn(echo_bundles(std::move(**conn), pool));
+        else
+            nursery.spawn(echo(std::move(**conn), pool));
     }
 }
 
@@ -112,7 +131,7 @@ coil::task<std::size_t> echo_client(net::address at, int rounds)
     co_return good;
 }
 
-coil::task<void> server_path()
+coil::task<void> server_path(receiving how)
 {
     coil::executor& ex = *coil::executor::current();
     auto server = net::listener::bind(net::address::loopback_v4(0));
@@ -122,7 +141,7 @@ coil::task<void> server_path()
     std::stop_source stop;
     std::size_t echoed = 0;
     co_await coil::with_nursery([&](coil::nursery& nursery) -> coil::task<void> {
-        nursery.spawn(coil::with_stop_token(stop.get_token(), accept_loop(*server, pool, nursery)));
+        nursery.spawn(coil::with_stop_token(stop.get_token(), accept_loop(*server, pool, nursery, how)));
         std::vector<coil::join_handle<std::size_t>> clients;
         for (int i = 0; i < 8; ++i)
             clients.push_back(ex.spawn(echo_client(at, 20)));
@@ -131,7 +150,8 @@ coil::task<void> server_path()
         stop.request_stop(); // ends the accept loop; the echo tasks end with their clients
     });
     check(echoed == 8 * 20, "every message echoed");
-    fmt::print("server path: {} messages echoed over 8 connections\n", echoed);
+    fmt::print("server path ({}): {} messages echoed over 8 connections\n",
+               how == receiving::bundles ? "receive bundles" : "receive", echoed);
 }
 
 // --- 4. A deadline on a whole send --------------------------------------------------------
@@ -151,7 +171,8 @@ coil::task<void> all()
 {
     addresses();
     co_await sockets();
-    co_await server_path();
+    co_await server_path(receiving::plain);
+    co_await server_path(receiving::bundles);
     co_await send_deadline();
 }
 

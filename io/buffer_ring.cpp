@@ -65,6 +65,14 @@ buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size
                                     "buffer_size must be 1 to 2^32-1 bytes (a ring entry's "
                                     "length is 32 bits)");
 
+    // The bookkeeping first: nothing to undo if it cannot be allocated.
+    with_kernel_ = std::make_unique<std::uint8_t[]>(count);
+    slot_of_ = std::make_unique<std::uint16_t[]>(count);
+    reported_ = std::make_unique<std::uint8_t[]>(count);
+    pending_ = std::make_unique<std::uint16_t[]>(count);
+    if (incremental_)
+        filled_ = std::make_unique<std::uint32_t[]>(count);
+
     // The kernel (before 6.4, without IOU_PBUF_RING_MMAP) pins the ring's pages from user
     // memory and wants the ring page-aligned: map it, and put the buffers right after it.
     const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -132,9 +140,6 @@ buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size
     }
 
     // Everything to the kernel. The mapping is fresh (zeroed), so the tail starts at 0.
-    with_kernel_ = std::make_unique<std::uint8_t[]>(count);
-    if (incremental_)
-        filled_ = std::make_unique<std::uint32_t[]>(count);
     auto* entries = static_cast<io_uring_buf*>(mapping_);
     for (unsigned id = 0; id < count; ++id) {
         io_uring_buf& entry = entries[id];
@@ -142,6 +147,7 @@ buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size
         entry.len = static_cast<std::uint32_t>(buffer_size_);
         entry.bid = static_cast<std::uint16_t>(id);
         with_kernel_[id] = 1;
+        slot_of_[id] = static_cast<std::uint16_t>(id);
     }
     tail_ = static_cast<std::uint16_t>(count);
     available_ = count;
@@ -172,23 +178,55 @@ void buffer_ring::give_back(std::uint16_t id) noexcept
     // Writing an entry for a buffer the kernel holds would let it fill the buffer twice; and
     // a full ring has no free entry: writing one would overwrite an entry the kernel may still
     // pick (a buffer given back twice, or a completion not passed to take or note_used).
-    if (with_kernel_[id] != 0 || available_ >= count_)
+    if (with_kernel_[id] != 0 || available_ + pending_count_ >= count_)
         contract_violation("coil: buffer_ring::give_back: the buffer is with the kernel (given "
                            "back twice, or take/note_used not called for a completion with "
                            "has_buffer(), or an incremental buffer not yet taken as last)");
+    with_kernel_[id] = 1;
+    // In order: behind earlier waiting give-backs, or waiting itself while the entry it would
+    // overwrite has not been reported (a bundle's completion may still read it).
+    if (pending_count_ != 0 || reported_[tail_ & (count_ - 1)] == 0) {
+        pending_[(pending_head_ + pending_count_) & (count_ - 1)] = id;
+        ++pending_count_;
+        return;
+    }
+    publish(id);
+}
+
+void buffer_ring::publish(std::uint16_t id) noexcept
+{
     auto* entries = static_cast<io_uring_buf*>(mapping_);
+    const unsigned slot = tail_ & (count_ - 1);
     // Fill the free entry at the tail (addr, len, bid only: entry 0's resv is the tail).
-    io_uring_buf& entry = entries[tail_ & (count_ - 1)];
+    io_uring_buf& entry = entries[slot];
     entry.addr = reinterpret_cast<std::uintptr_t>(buffers_ + static_cast<std::size_t>(id) * buffer_size_);
     entry.len = static_cast<std::uint32_t>(buffer_size_);
     entry.bid = id;
-    with_kernel_[id] = 1;
+    slot_of_[id] = static_cast<std::uint16_t>(slot);
+    reported_[slot] = 0;
     if (incremental_)
         filled_[id] = 0;
     ++tail_;
     ++available_;
     // Release: the entry's fields are visible to the kernel before the tail that covers it.
     __atomic_store_n(&static_cast<io_uring_buf_ring*>(mapping_)->tail, tail_, __ATOMIC_RELEASE);
+}
+
+void buffer_ring::publish_pending() noexcept
+{
+    while (pending_count_ != 0 && reported_[tail_ & (count_ - 1)] != 0) {
+        const std::uint16_t id = pending_[pending_head_];
+        pending_head_ = (pending_head_ + 1) & (count_ - 1);
+        --pending_count_;
+        publish(id);
+    }
+}
+
+void buffer_ring::reported(std::uint16_t id, unsigned slot) noexcept
+{
+    with_kernel_[id] = 0;
+    reported_[slot] = 1;
+    --available_;
 }
 
 void buffer_ring::note_used(std::uint16_t id) noexcept
@@ -198,11 +236,11 @@ void buffer_ring::note_used(std::uint16_t id) noexcept
                            "incrementally: use take(), which tracks where each piece starts");
     if (id >= count_)
         contract_violation("coil: buffer_ring::note_used: buffer id out of range");
-    if (with_kernel_[id] == 0 || available_ == 0)
+    if (with_kernel_[id] == 0 || available_ == 0 || reported_[slot_of_[id]] != 0)
         contract_violation("coil: buffer_ring::note_used: the buffer is not with the kernel (a "
                            "completion noted twice?)");
-    with_kernel_[id] = 0;
-    --available_;
+    reported(id, slot_of_[id]);
+    publish_pending();
 }
 
 buffer_piece buffer_ring::take(const completion& c) noexcept
@@ -212,7 +250,7 @@ buffer_piece buffer_ring::take(const completion& c) noexcept
     const std::uint16_t id = c.buffer_id();
     if (id >= count_)
         contract_violation("coil: buffer_ring::take: buffer id out of range");
-    if (with_kernel_[id] == 0 || available_ == 0)
+    if (with_kernel_[id] == 0 || available_ == 0 || reported_[slot_of_[id]] != 0)
         contract_violation("coil: buffer_ring::take: the buffer is not with the kernel (a "
                            "completion taken twice, or from another group?)");
     const auto size = static_cast<std::uint32_t>(c.result > 0 ? c.result : 0);
@@ -228,10 +266,46 @@ buffer_piece buffer_ring::take(const completion& c) noexcept
         contract_violation("coil: buffer_ring::take: more bytes than the buffer holds");
     }
     if (piece.last) {
-        with_kernel_[id] = 0;
-        --available_;
+        reported(id, slot_of_[id]);
+        publish_pending();
     }
     return piece;
+}
+
+std::size_t buffer_ring::take(const completion& c, std::span<buffer_piece> pieces) noexcept
+{
+    if (incremental_)
+        contract_violation("coil: buffer_ring::take: receive bundles on an incremental ring are "
+                           "not supported");
+    if (!c.has_buffer())
+        contract_violation("coil: buffer_ring::take: the completion carries no buffer");
+    const std::uint16_t first = c.buffer_id();
+    if (first >= count_)
+        contract_violation("coil: buffer_ring::take: buffer id out of range");
+    std::size_t bytes = static_cast<std::size_t>(c.result > 0 ? c.result : 0);
+    // The kernel fills the buffers it took in ring order, each to its end but the last.
+    const std::size_t used = bytes == 0 ? 1 : (bytes + buffer_size_ - 1) / buffer_size_;
+    if (used > pieces.size() || used > available_)
+        contract_violation("coil: buffer_ring::take: the bundle has more buffers than `pieces` "
+                           "has room for, or than the kernel held");
+    auto* entries = static_cast<io_uring_buf*>(mapping_);
+    const unsigned first_slot = slot_of_[first];
+    for (std::size_t k = 0; k < used; ++k) {
+        const unsigned slot = (first_slot + static_cast<unsigned>(k)) & (count_ - 1);
+        const std::uint16_t id = entries[slot].bid;
+        // Each entry must still hold the buffer the kernel took from it: written by us, with
+        // the kernel, not yet reported.
+        if (id >= count_ || slot_of_[id] != slot || with_kernel_[id] == 0 || reported_[slot] != 0)
+            contract_violation("coil: buffer_ring::take: the bundle's buffers are not the ones "
+                               "the ring handed to the kernel (a completion taken twice, or "
+                               "from another group?)");
+        const std::size_t size = bytes < buffer_size_ ? bytes : buffer_size_;
+        pieces[k] = buffer_piece{id, 0, static_cast<std::uint32_t>(size), true};
+        bytes -= size;
+        reported(id, slot);
+    }
+    publish_pending();
+    return used;
 }
 
 } // namespace coil::io

@@ -114,6 +114,10 @@ constexpr std::uint16_t accept_multishot = 1U << 0; // IORING_ACCEPT_MULTISHOT, 
 static_assert(accept_multishot == IORING_ACCEPT_MULTISHOT);
 constexpr std::uint16_t recv_multishot = 1U << 1; // IORING_RECV_MULTISHOT, Linux 6.0
 static_assert(recv_multishot == IORING_RECV_MULTISHOT);
+// IORING_RECVSEND_BUNDLE and IORING_FEAT_RECVSEND_BUNDLE (Linux 6.10), which liburing 2.3's
+// header does not have.
+constexpr std::uint16_t recvsend_bundle = 1U << 4;
+constexpr std::uint32_t feat_recvsend_bundle = 1U << 14;
 constexpr unsigned async_cancel_all = 1U << 0; // IORING_ASYNC_CANCEL_ALL, Linux 5.19
 static_assert(async_cancel_all == IORING_ASYNC_CANCEL_ALL);
 constexpr unsigned async_cancel_fd = 1U << 1; // IORING_ASYNC_CANCEL_FD, Linux 5.19
@@ -225,6 +229,7 @@ void store_release(unsigned* p, unsigned v) noexcept { __atomic_store_n(p, v, __
 struct ring::state {
     io_uring uring{};
     bool ext_arg = false;        // IORING_FEAT_EXT_ARG: timed waits need no timeout SQE
+    bool recv_bundles = false;   // IORING_FEAT_RECVSEND_BUNDLE (Linux 6.10)
     // The process that created the ring. After a fork the child shares the ring's mappings
     // with the parent (an SQE the child wrote would be the parent's), so a ring object in a
     // child only unmaps and closes (see ~ring).
@@ -408,6 +413,7 @@ ring::ring(unsigned entries, const ring_options& options)
             "keeping them. Upgrade to Linux 5.6 or newer");
     }
     state_->ext_arg = (params.features & IORING_FEAT_EXT_ARG) != 0;
+    state_->recv_bundles = (params.features & feat_recvsend_bundle) != 0;
     state_->owner_pid = ::getpid();
 
     // One cheap enter, so that a policy that allows io_uring_setup but blocks io_uring_enter
@@ -494,6 +500,7 @@ ring::~ring()
 }
 
 bool ring::has_ext_arg() const noexcept { return state_->ext_arg; }
+bool ring::has_recv_bundles() const noexcept { return state_->recv_bundles; }
 
 int ring::fd() const noexcept { return state_->uring.ring_fd; }
 bool ring::single_issuer() const noexcept
@@ -792,6 +799,9 @@ std::error_code ring::add_recv_provided(int fd, std::uint16_t buffer_group, int 
                                         recv_mode mode, std::uint64_t user_data,
                                         sqe_flags flags)
 {
+    const bool bundle = mode == recv_mode::bundle || mode == recv_mode::multishot_bundle;
+    if (bundle && !state_->recv_bundles)
+        return make_error_code(errc::unsupported_operation);
     COIL_CLAIM_SQE(opcode::recv);
     io::sqe& s = as_sqe(sqe);
     // No address and length 0: the kernel takes the buffer, and its whole size, from the group.
@@ -800,8 +810,10 @@ std::error_code ring::add_recv_provided(int fd, std::uint16_t buffer_group, int 
                        user_data);
     s.msg_flags = static_cast<std::uint32_t>(msg_flags);
     s.buf_group = buffer_group;
-    if (mode == recv_mode::multishot)
-        s.ioprio = recv_multishot;
+    if (mode == recv_mode::multishot || mode == recv_mode::multishot_bundle)
+        s.ioprio |= recv_multishot;
+    if (bundle)
+        s.ioprio |= recvsend_bundle;
     return success();
 }
 

@@ -281,6 +281,109 @@ TEST_CASE("net: a receive stream over a pool far too small for the load still de
     CHECK(chunks >= payload.size() / 1024);
 }
 
+TEST_CASE("net: a receive_bundles stream over a small pool carries 1 MiB in order, bundles "
+          "spanning several buffers when data waits",
+          "[net][receive][buffer_pool][bundle]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    const std::vector<std::byte> payload = coil_test::pattern(1 << 20);
+    coil::executor ex(coil_test::executor_options());
+    std::size_t bundles = 0;
+    std::size_t multi_buffer_bundles = 0;
+    std::uint64_t exhaustions = 0;
+    auto body = [&]() -> coil::task<std::vector<std::byte>> {
+        net::buffer_pool pool(ex, 8, 1024); // 8 KiB of buffers for 1 MiB
+        auto sender = [&]() -> coil::task<void> {
+            auto c = co_await net::stream_socket::connect(at);
+            REQUIRE(c);
+            auto sent = co_await c->send_all(payload);
+            REQUIRE(sent.ok());
+            (void)co_await c->shutdown();
+        };
+        auto s = ex.spawn(sender());
+        auto conn = co_await server->accept();
+        REQUIRE(conn);
+        std::vector<std::byte> got;
+        {
+            auto in = conn->receive_bundles(pool);
+            std::vector<net::received_bundle> held;
+            unsigned held_buffers = 0;
+            while (auto bundle = co_await in.next()) {
+                REQUIRE(bundle->ok());
+                if ((*bundle)->empty())
+                    break;
+                ++bundles;
+                REQUIRE((*bundle)->buffers() >= 1);
+                REQUIRE((*bundle)->size() <= (*bundle)->buffers() * pool.buffer_size());
+                if ((*bundle)->buffers() > 1)
+                    ++multi_buffer_bundles;
+                std::size_t in_parts = 0;
+                for (std::span<const std::byte> part : **bundle)
+                    in_parts += part.size();
+                REQUIRE(in_parts == (*bundle)->size());
+                // A consumer that holds bundles until they hold all but one buffer of the
+                // pool: data waits, the pool runs dry.
+                held_buffers += (*bundle)->buffers();
+                held.push_back(std::move(**bundle));
+                if (held_buffers >= pool.count() - 1) {
+                    held_buffers = 0;
+                    for (const auto& b : held)
+                        for (std::span<const std::byte> part : b)
+                            got.insert(got.end(), part.begin(), part.end());
+                    held.clear();
+                    co_await coil::yield();
+                }
+            }
+            for (const auto& b : held)
+                for (std::span<const std::byte> part : b)
+                    got.insert(got.end(), part.begin(), part.end());
+        }
+        co_await s;
+        exhaustions = pool.exhaustions();
+        CHECK(pool.lent() == 0);
+        CHECK(pool.available() == pool.count());
+        co_return got;
+    };
+    auto got = ex.run(body());
+    CHECK(got.size() == payload.size());
+    CHECK(got == payload);
+    CHECK(bundles > 0);
+    CHECK(exhaustions > 0);
+    if (coil_test::recv_bundles_supported())
+        CHECK(multi_buffer_bundles > 0);
+    else
+        CHECK(multi_buffer_bundles == 0);
+}
+
+TEST_CASE("net: receive_bundles over an incremental pool ends with invalid_argument",
+          "[net][receive][buffer_pool][bundle]")
+{
+    if (!coil_test::incremental_buffers_supported())
+        SKIP("this kernel has no incremental buffer consumption (Linux 6.12)");
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::error_code> {
+        net::buffer_pool pool(ex, 4, 4096, net::buffer_pool_options{.incremental = true});
+        auto c = co_await net::stream_socket::connect(at);
+        REQUIRE(c);
+        auto conn = co_await server->accept();
+        REQUIRE(conn);
+        auto in = conn->receive_bundles(pool);
+        auto first = co_await in.next();
+        REQUIRE(first.has_value());
+        REQUIRE_FALSE(first->ok());
+        const std::error_code error = first->error();
+        auto after = co_await in.next();
+        CHECK_FALSE(after.has_value());
+        co_return error;
+    };
+    CHECK(ex.run(body()) == std::errc::invalid_argument);
+}
+
 TEST_CASE("net: close() cancels a receive pending on the socket", "[net][socket][cancel]")
 {
     auto server = net::listener::bind(net::address::loopback_v4(0));

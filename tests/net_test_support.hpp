@@ -8,10 +8,17 @@
 #include <coil/io/ring.hpp>
 
 #include <cstddef>
+#include <span>
 #include <stop_token>
 #include <system_error>
 
 namespace coil_test {
+
+/// Whether this kernel has receive bundles (Linux 6.10).
+inline bool recv_bundles_supported()
+{
+    return coil::io::ring(2).has_recv_bundles();
+}
 
 /// Whether this kernel consumes provided buffers incrementally (Linux 6.12): tries it on a
 /// ring of its own.
@@ -41,10 +48,26 @@ inline coil::task<void> echo(coil::net::stream_socket conn, coil::net::buffer_po
     }
 }
 
+/// `echo` over receive bundles: each bundle's buffers are sent back in order.
+inline coil::task<void> echo_bundles(coil::net::stream_socket conn, coil::net::buffer_pool& pool)
+{
+    auto bundles = conn.receive_bundles(pool);
+    while (auto bundle = co_await bundles.next()) {
+        if (!*bundle || (*bundle)->empty())
+            co_return;
+        for (std::span<const std::byte> part : **bundle) {
+            auto sent = co_await conn.send_all(part);
+            if (!sent)
+                co_return;
+        }
+    }
+}
+
 /// Serves `server` until `stop` is requested; returns how many connections it accepted.
 inline coil::task<std::size_t> serve_echo(coil::net::listener& server,
                                           coil::net::buffer_pool& pool, std::stop_token stop,
-                                          coil::stream_options accept_options = {})
+                                          coil::stream_options accept_options = {},
+                                          bool bundles = false)
 {
     std::size_t accepted = 0;
     co_await coil::with_stop_token(
@@ -57,7 +80,10 @@ inline coil::task<std::size_t> serve_echo(coil::net::listener& server,
                     continue; // transient (EMFILE, ECONNABORTED, ...): go on
                 }
                 ++accepted;
-                n.spawn(echo(std::move(**conn), pool));
+                if (bundles)
+                    n.spawn(echo_bundles(std::move(**conn), pool));
+                else
+                    n.spawn(echo(std::move(**conn), pool));
             }
         }));
     co_return accepted;

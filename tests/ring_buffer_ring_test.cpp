@@ -429,3 +429,159 @@ TEST_CASE("ring: receives on two sockets share an incremental buffer, each piece
     CHECK(std::vector<std::byte>(got_b.begin(), got_b.end()) == to_b);
     CHECK(buffers->with_kernel(pa.id)); // 3,296 bytes left in it
 }
+
+namespace {
+
+// Skips when the kernel has no receive bundles (Linux 6.10).
+void require_bundles(const ring& r)
+{
+    if (!r.has_recv_bundles())
+        SKIP("this kernel has no receive bundles (IORING_FEAT_RECVSEND_BUNDLE, Linux 6.10)");
+}
+
+// Queues a single-shot bundle receive on `fd` and takes its one completion into `pieces`.
+std::vector<coil::io::buffer_piece> receive_bundle(ring& r, buffer_ring& buffers, int fd,
+                                                   std::uint64_t user_data)
+{
+    REQUIRE_FALSE(r.add_recv_provided(fd, buffers.group(), 0, recv_mode::bundle, user_data));
+    auto done = collect(r, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == user_data);
+    REQUIRE(done[0].result > 0);
+    REQUIRE(done[0].has_buffer());
+    std::vector<coil::io::buffer_piece> pieces(buffers.count());
+    pieces.resize(buffers.take(done[0], pieces));
+    return pieces;
+}
+
+std::vector<std::byte> bytes_of(buffer_ring& buffers, const std::vector<coil::io::buffer_piece>& pieces)
+{
+    std::vector<std::byte> out;
+    for (const coil::io::buffer_piece& p : pieces) {
+        auto b = buffers.bytes(p);
+        out.insert(out.end(), b.begin(), b.end());
+    }
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("ring: a receive bundle fills several buffers in ring order, each full but the last, "
+          "and buffers given back in any order are used again in ring order",
+          "[ring][buffer_ring][recv][bundle]")
+{
+    connection c = make_connection(socket_family::ipv4);
+    ring ring(8);
+    require_bundles(ring);
+    auto buffers = make_buffers(ring, 11, 8, 64);
+
+    // Receives bundles until `data` has arrived; returns the buffers in the order they were
+    // filled, checking that each bundle's pieces are full but the last.
+    auto receive_all = [&](const std::vector<std::byte>& data, std::uint64_t user_data) {
+        std::vector<std::byte> received;
+        std::vector<coil::io::buffer_piece> all;
+        while (received.size() < data.size()) {
+            REQUIRE(all.size() < buffers->count());
+            const auto more = receive_bundle(ring, *buffers, c.server.get(), user_data++);
+            for (std::size_t k = 0; k < more.size(); ++k) {
+                CHECK(more[k].offset == 0);
+                CHECK(more[k].last);
+                CHECK_FALSE(buffers->with_kernel(more[k].id));
+                if (k + 1 < more.size())
+                    CHECK(more[k].size == 64);
+            }
+            const auto b = bytes_of(*buffers, more);
+            received.insert(received.end(), b.begin(), b.end());
+            all.insert(all.end(), more.begin(), more.end());
+        }
+        CHECK(received == data);
+        return all;
+    };
+
+    // The kernel decides how many buffers one bundle maps (here at least 4 at once), so
+    // bundles are received until all the data is in.
+    const std::vector<std::byte> first = pattern(300, 21);
+    send_all(c.client.get(), first);
+    const auto pieces = receive_all(first, 1);
+    REQUIRE(pieces.size() == 5);
+    for (std::size_t k = 0; k < pieces.size(); ++k)
+        CHECK(pieces[k].id == k); // a fresh ring hands out its entries in order
+    CHECK(buffers->available() == 3);
+
+    for (auto it = pieces.rbegin(); it != pieces.rend(); ++it)
+        buffers->give_back(it->id);
+    CHECK(buffers->available() == 8);
+    CHECK(buffers->pending() == 0);
+
+    // 500 bytes: the three entries left, then the five given back in reverse order.
+    const std::vector<std::byte> second = pattern(500, 22);
+    send_all(c.client.get(), second);
+    std::vector<std::uint16_t> ids;
+    for (const auto& p : receive_all(second, 10))
+        ids.push_back(p.id);
+    CHECK(ids == std::vector<std::uint16_t>{5, 6, 7, 4, 3, 2, 1, 0});
+    CHECK(buffers->available() == 0);
+}
+
+TEST_CASE("ring: a give-back that would rewrite a ring entry no completion has reported yet waits "
+          "until it is reported",
+          "[ring][buffer_ring][recv][bundle]")
+{
+    connection a = make_connection(socket_family::ipv4);
+    connection b = make_connection(socket_family::ipv4);
+    ring ring(8);
+    require_bundles(ring);
+    auto buffers = make_buffers(ring, 12, 4, 64);
+
+    // A's receive takes entries 0 and 1, B's entries 2 and 3; both completions are read, but
+    // only B's is taken at first, as if the kernel had posted them in the other order.
+    const std::vector<std::byte> to_a = pattern(128, 31);
+    const std::vector<std::byte> to_b = pattern(128, 32);
+    send_all(a.client.get(), to_a);
+    REQUIRE_FALSE(ring.add_recv_provided(a.server.get(), buffers->group(), 0, recv_mode::bundle, 1));
+    auto done_a = collect(ring, 1);
+    REQUIRE(done_a.size() == 1);
+    REQUIRE(done_a[0].result == 128);
+    send_all(b.client.get(), to_b);
+    const auto from_b = receive_bundle(ring, *buffers, b.server.get(), 2);
+    REQUIRE(from_b.size() == 2);
+    CHECK(from_b[0].id == 2);
+    CHECK(from_b[1].id == 3);
+    CHECK(bytes_of(*buffers, from_b) == to_b);
+
+    // Publishing buffer 2 would rewrite entry 0, which A's completion still names.
+    buffers->give_back(2);
+    CHECK(buffers->pending() == 1);
+    CHECK(buffers->available() == 2); // A's two count as the kernel's until reported
+    CHECK(buffers->with_kernel(2));
+
+    std::vector<coil::io::buffer_piece> from_a(4);
+    from_a.resize(buffers->take(done_a[0], from_a));
+    REQUIRE(from_a.size() == 2);
+    CHECK(from_a[0].id == 0);
+    CHECK(from_a[1].id == 1);
+    CHECK(bytes_of(*buffers, from_a) == to_a);
+    CHECK(buffers->pending() == 0); // entry 0 reported: buffer 2 published there
+    CHECK(buffers->available() == 1);
+
+    buffers->give_back(3);
+    buffers->give_back(0);
+    buffers->give_back(1);
+    CHECK(buffers->available() == 4);
+    CHECK(buffers->pending() == 0);
+
+    const std::vector<std::byte> again = pattern(256, 33);
+    send_all(a.client.get(), again);
+    std::vector<std::byte> received;
+    std::vector<std::uint16_t> ids;
+    for (std::uint64_t ud = 3; received.size() < again.size(); ++ud) {
+        REQUIRE(ud < 10);
+        const auto more = receive_bundle(ring, *buffers, a.server.get(), ud);
+        const auto bytes = bytes_of(*buffers, more);
+        received.insert(received.end(), bytes.begin(), bytes.end());
+        for (const auto& p : more)
+            ids.push_back(p.id);
+    }
+    CHECK(received == again);
+    CHECK(ids == std::vector<std::uint16_t>{2, 3, 0, 1});
+}

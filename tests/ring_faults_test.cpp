@@ -444,6 +444,26 @@ TEST_CASE("ring faults: setup refuses a kernel without IORING_FEAT_NODROP, namin
     }
 }
 
+TEST_CASE("ring faults: without IORING_FEAT_RECVSEND_BUNDLE a bundle receive is refused before "
+          "anything is queued, and plain provided receives still are",
+          "[faults][setup][recv]")
+{
+    scoped_faults faults(fault_plan{.hide_features = 1U << 14}); // IORING_FEAT_RECVSEND_BUNDLE
+    ring ring(4);
+    CHECK_FALSE(ring.has_recv_bundles());
+    CHECK(ring.add_recv_provided(0, 1, 0, coil::io::recv_mode::bundle, 1) ==
+          errc::unsupported_operation);
+    CHECK(ring.add_recv_provided(0, 1, 0, coil::io::recv_mode::multishot_bundle, 2) ==
+          errc::unsupported_operation);
+    CHECK(ring.outstanding() == 0);
+    CHECK(ring.unsubmitted() == 0);
+    REQUIRE_FALSE(ring.add_recv_provided(-1, 1, 0, coil::io::recv_mode::single, 3));
+    auto done = collect(ring, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 3);
+    CHECK(done[0].result < 0); // a bad descriptor, reported by the kernel
+}
+
 TEST_CASE("ring faults: without IORING_FEAT_EXT_ARG has_ext_arg() is false and timed waits are "
           "refused",
           "[faults][setup][wait]")

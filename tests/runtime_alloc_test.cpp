@@ -9,6 +9,7 @@
 #include <coil/coil.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 
 #include <sys/socket.h>
 
@@ -16,6 +17,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <span>
+#include <type_traits>
 #include <vector>
 
 // The replacement also works under AddressSanitizer: ASan intercepts malloc and free, which these
@@ -26,6 +29,26 @@ namespace {
 std::atomic<bool> counting{false};
 std::atomic<std::size_t> allocations{0};
 void* volatile probe = nullptr; // volatile: the probe allocation below cannot be optimised away
+
+/// Counts allocations while it lives, if `on`: a helper's measured loop.
+class counted_section {
+public:
+    explicit counted_section(bool on) noexcept : on_(on)
+    {
+        if (on_)
+            counting.store(true, std::memory_order_relaxed);
+    }
+    ~counted_section()
+    {
+        if (on_)
+            counting.store(false, std::memory_order_relaxed);
+    }
+    counted_section(const counted_section&) = delete;
+    counted_section& operator=(const counted_section&) = delete;
+
+private:
+    bool on_;
+};
 
 } // namespace
 
@@ -113,8 +136,7 @@ coil::task<std::size_t> read_many(int fd, std::size_t count, bool measure)
 {
     std::array<std::byte, slice> buffer{};
     std::size_t good = 0;
-    if (measure)
-        counting.store(true, std::memory_order_relaxed);
+    const counted_section counted(measure);
     for (std::size_t i = 0; i < count; ++i) {
         const std::uint64_t offset = (i % slices) * slice;
         coil::result<std::size_t> n = co_await coil::read(fd, buffer, offset);
@@ -122,8 +144,6 @@ coil::task<std::size_t> read_many(int fd, std::size_t count, bool measure)
             buffer[slice - 1] == coil_test::pattern_byte(offset + slice - 1))
             ++good;
     }
-    if (measure)
-        counting.store(false, std::memory_order_relaxed);
     co_return good;
 }
 
@@ -164,8 +184,7 @@ coil::task<std::size_t> read_many_fixed(const coil::file& f, coil::fixed_buffer_
                                         std::size_t count, bool measure)
 {
     std::size_t good = 0;
-    if (measure)
-        counting.store(true, std::memory_order_relaxed);
+    const counted_section counted(measure);
     for (std::size_t i = 0; i < count; ++i) {
         const std::uint64_t offset = (i % slices) * slice;
         coil::fixed_buffer lease = pool.try_acquire();
@@ -174,8 +193,6 @@ coil::task<std::size_t> read_many_fixed(const coil::file& f, coil::fixed_buffer_
             lease.bytes()[slice - 1] == coil_test::pattern_byte(offset + slice - 1))
             ++good;
     }
-    if (measure)
-        counting.store(false, std::memory_order_relaxed);
     co_return good;
 }
 
@@ -217,8 +234,7 @@ coil::task<std::size_t> round_trips(coil::net::stream_socket& a, coil::net::stre
     std::array<std::byte, 512> message{};
     std::array<std::byte, 512> received{};
     std::size_t good = 0;
-    if (measure)
-        counting.store(true, std::memory_order_relaxed);
+    const counted_section counted(measure);
     for (std::size_t i = 0; i < count; ++i) {
         message[0] = static_cast<std::byte>(i);
         auto there = co_await a.send_all(message);
@@ -229,8 +245,6 @@ coil::task<std::size_t> round_trips(coil::net::stream_socket& a, coil::net::stre
             received[0] == message[0])
             ++good;
     }
-    if (measure)
-        counting.store(false, std::memory_order_relaxed);
     co_return good;
 }
 
@@ -251,6 +265,76 @@ TEST_CASE("runtime: 10,000 socket round trips with send_all and receive allocate
         coil::task<std::size_t> measured = round_trips(a, b, 10'000, true);
         std::size_t good = co_await std::move(measured);
         co_return std::pair{warm, good};
+    };
+    auto [warm, good] = ex.run(body());
+    CHECK(warm == 100);
+    CHECK(good == 10'000);
+    CHECK(allocations.load() == 0);
+}
+
+namespace {
+
+/// `count` messages from `a` to `b`, read through `b`'s pool receive stream `in` (plain or
+/// bundles), each released before the next; counts allocations around the loop.
+template <class Stream>
+coil::task<std::size_t> pool_messages(coil::net::stream_socket& a, Stream& in, std::size_t count,
+                                      bool measure)
+{
+    std::array<std::byte, 256> message{};
+    std::size_t good = 0;
+    const counted_section counted(measure);
+    for (std::size_t i = 0; i < count; ++i) {
+        message[0] = static_cast<std::byte>(i);
+        auto sent = co_await a.send_all(message);
+        std::size_t got = 0;
+        bool first_right = false;
+        while (sent && got < message.size()) {
+            auto next = co_await in.next();
+            if (!next || !*next || (*next)->empty())
+                break;
+            if constexpr (std::is_same_v<Stream, coil::net::receive_bundle_stream>) {
+                for (std::span<const std::byte> part : **next) {
+                    if (got == 0)
+                        first_right = part[0] == message[0];
+                    got += part.size();
+                }
+            } else {
+                if (got == 0)
+                    first_right = (*next)->bytes()[0] == message[0];
+                got += (*next)->size();
+            }
+        }
+        if (got == message.size() && first_right)
+            ++good;
+    }
+    co_return good;
+}
+
+} // namespace
+
+TEST_CASE("runtime: 10,000 messages through a pool receive stream, plain or bundles, allocate "
+          "nothing after a warm-up",
+          "[runtime][alloc][net][buffer_pool]")
+{
+    const bool bundles = GENERATE(false, true);
+    CAPTURE(bundles);
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    coil::net::stream_socket a(fds[0]);
+    coil::net::stream_socket b(fds[1]);
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
+        coil::net::buffer_pool pool(ex, 16, 4096);
+        auto measure = [&](auto in) -> coil::task<std::pair<std::size_t, std::size_t>> {
+            std::size_t warm = co_await pool_messages(a, in, 100, false);
+            allocations.store(0);
+            coil::task<std::size_t> measured = pool_messages(a, in, 10'000, true);
+            std::size_t good = co_await std::move(measured);
+            co_return std::pair{warm, good};
+        };
+        if (bundles)
+            co_return co_await measure(b.receive_bundles(pool));
+        co_return co_await measure(b.receive(pool));
     };
     auto [warm, good] = ex.run(body());
     CHECK(warm == 100);

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <span>
 
 namespace coil::net {
 
@@ -23,6 +24,8 @@ buffer_pool::buffer_pool(executor& ex, unsigned count, std::size_t buffer_size,
         throw;
     }
     pieces_ = std::make_unique<std::uint32_t[]>(count);
+    next_in_bundle_ = std::make_unique<std::uint16_t[]>(count);
+    taken_ = std::make_unique<io::buffer_piece[]>(count);
 }
 
 buffer_pool::~buffer_pool()
@@ -48,6 +51,8 @@ std::uint32_t buffer_pool::arrived(const io::completion& c) noexcept
 {
     const io::buffer_piece piece = ring_->take(c);
     ++pieces_[piece.id];
+    // Taking a completion may publish give-backs that waited for its ring entry.
+    wake_parked();
     return piece.offset;
 }
 
@@ -65,7 +70,50 @@ void buffer_pool::drop(std::uint16_t id) noexcept
     if (--pieces_[id] != 0 || ring_->with_kernel(id))
         return;
     ring_->give_back(id);
-    // One buffer is enough for a parked receive to make progress: wake one.
+    wake_parked();
+}
+
+unsigned buffer_pool::arrived_bundle(const io::completion& c) noexcept
+{
+    const std::size_t n = ring_->take(c, std::span(taken_.get(), ring_->count()));
+    for (std::size_t k = 0; k < n; ++k) {
+        ++pieces_[taken_[k].id];
+        if (k + 1 < n)
+            next_in_bundle_[taken_[k].id] = taken_[k + 1].id;
+    }
+    wake_parked();
+    return static_cast<unsigned>(n);
+}
+
+received_bundle buffer_pool::lend_bundle(std::uint16_t first, unsigned buffers,
+                                         std::size_t size) noexcept
+{
+    ++lent_;
+    return received_bundle(*this, first, buffers, size);
+}
+
+void buffer_pool::drop_bundle(std::uint16_t first, unsigned buffers) noexcept
+{
+    std::uint16_t id = first;
+    for (unsigned k = 0; k < buffers; ++k) {
+        const std::uint16_t next = next_in_bundle_[id]; // read before the buffer goes back
+        drop(id);
+        id = next;
+    }
+}
+
+void buffer_pool::returned_bundle(std::uint16_t first, unsigned buffers) noexcept
+{
+    --lent_;
+    drop_bundle(first, buffers);
+}
+
+void buffer_pool::wake_parked() noexcept
+{
+    // One buffer is enough for a parked receive to make progress: wake one, if the kernel has
+    // one (a give-back may be waiting for its ring entry, see buffer_ring::give_back).
+    if (ring_->available() == 0)
+        return;
     if (detail::rearm_waiter* w = parked_.pop_front())
         w->ready(*w);
 }

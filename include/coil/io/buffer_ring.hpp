@@ -27,6 +27,9 @@
 /// or another one, continues in the same buffer where the last one stopped. A completion then
 /// names a piece of a buffer (`take` says which), and the buffer is the caller's once the
 /// kernel has filled it (`buffer_piece::last`): a few large buffers serve many small receives.
+///
+/// With receive bundles (`recv_mode::bundle`, Linux 6.10) one completion fills several
+/// buffers, named by their place in the ring after the first: `take(c, pieces)` lists them.
 #pragma once
 
 #include <cstddef>
@@ -114,14 +117,31 @@ public:
     /// in the buffer.
     buffer_piece take(const completion& c) noexcept;
 
+    /// `take` for a receive bundle's completion (`recv_mode::bundle`), which may have filled
+    /// several buffers: the one it names and those that followed it in the ring, each full
+    /// but the last. Writes one piece per buffer, in data order, to `pieces` and returns how
+    /// many (1 for a completion that is not a bundle). Preconditions, checked in every build
+    /// (a violation aborts): as for `take`, the ring is not incremental, and `pieces` has room
+    /// (at most `count()` are ever needed).
+    std::size_t take(const completion& c, std::span<buffer_piece> pieces) noexcept;
+
     /// Hands buffer `id` back to the kernel, which may fill it from the next receive on
     /// (publishes the ring's tail with release order). Preconditions, checked in every build
     /// (a violation aborts with a message: it would corrupt the ring the kernel reads):
     /// `id < count()`, and the buffer is the caller's (taken with `last` set, or noted used),
     /// not with the kernel.
+    ///
+    /// The entry a give-back writes is the one the kernel consumed `count()` entries earlier.
+    /// If no completion has reported that entry yet (completions taken in another order than
+    /// the kernel consumed the ring), a bundle's completion could still need to read it: the
+    /// buffer then waits (`pending()`) and is published by the `take` that reports the entry.
     void give_back(std::uint16_t id) noexcept;
 
-    /// Whether buffer `id` is with the kernel (handed over and not yet taken as `last`).
+    /// Buffers given back and waiting to be published (see `give_back`).
+    unsigned pending() const noexcept { return pending_count_; }
+
+    /// Whether buffer `id` is with the kernel (handed over, or waiting to be, and not yet
+    /// taken as `last`).
     bool with_kernel(std::uint16_t id) const noexcept
     {
         return id < count_ && with_kernel_[id] != 0;
@@ -138,6 +158,13 @@ public:
     void note_used(std::uint16_t id) noexcept;
 
 private:
+    // Writes buffer `id` into the entry at the tail and publishes the tail.
+    void publish(std::uint16_t id) noexcept;
+    // Publishes the waiting give-backs whose entry has been reported.
+    void publish_pending() noexcept;
+    // Records that the kernel's use of buffer `id`, in the entry at `slot`, was reported.
+    void reported(std::uint16_t id, unsigned slot) noexcept;
+
     // Set once at construction.
     ring* ring_;
     std::uint16_t group_;
@@ -157,6 +184,14 @@ private:
     // Incremental rings only, per buffer: bytes the kernel filled since it was handed over
     // (where its next piece starts).
     std::unique_ptr<std::uint32_t[]> filled_;
+    // Per buffer: the ring entry it was last written to. Per entry: 1 once a completion has
+    // reported the buffer the kernel took from it (the entry may then be rewritten).
+    std::unique_ptr<std::uint16_t[]> slot_of_;
+    std::unique_ptr<std::uint8_t[]> reported_;
+    // Give-backs waiting for their entry to be reported, in order: a circular queue.
+    std::unique_ptr<std::uint16_t[]> pending_;
+    unsigned pending_head_ = 0;
+    unsigned pending_count_ = 0;
 };
 
 } // namespace coil::io

@@ -111,6 +111,13 @@ enum class recv_mode : std::uint8_t {
     /// end of stream (0), an error, running out of buffers (`-ENOBUFS`) or cancellation
     /// (`IORING_RECV_MULTISHOT`, Linux 6.0; an older kernel completes it with `-EINVAL`).
     multishot,
+    /// One completion that may fill several buffers (a receive bundle,
+    /// `IORING_RECVSEND_BUNDLE`, Linux 6.10): `result` bytes spread over the named buffer and
+    /// the ones that followed it in the ring, each full but the last. Read its pieces with
+    /// `buffer_ring::take(c, pieces)`. Not for incremental rings.
+    bundle,
+    /// `multishot` and `bundle` together: a completion per arrival, each a bundle.
+    multishot_bundle,
 };
 
 /// A timespec with the kernel's 64-bit layout (`struct __kernel_timespec`).
@@ -426,6 +433,8 @@ public:
     /// final completion (0 at end of stream, `-ENOBUFS`, `-ECANCELED`, an error) ends the
     /// op; `MSG_WAITALL` is refused with `-EINVAL`. Borrows nothing itself, but the group
     /// must stay registered until the final completion.
+    /// The bundle modes return `errc::unsupported_operation` (nothing queued) on a kernel
+    /// without receive bundles (see `has_recv_bundles`).
     std::error_code add_recv_provided(int fd, std::uint16_t buffer_group, int msg_flags,
                                       recv_mode mode, std::uint64_t user_data,
                                       sqe_flags flags = sqe_flags::none);
@@ -716,6 +725,9 @@ public:
 
     /// Whether the kernel has `IORING_FEAT_EXT_ARG` (Linux 5.11), which timed waits need.
     bool has_ext_arg() const noexcept;
+    /// Whether the kernel has receive bundles (`IORING_FEAT_RECVSEND_BUNDLE`, Linux 6.10), for
+    /// `recv_mode::bundle` and `recv_mode::multishot_bundle`.
+    bool has_recv_bundles() const noexcept;
 
     /// Which setup flags took effect.
     bool single_issuer() const noexcept;

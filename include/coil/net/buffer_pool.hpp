@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <span>
 #include <utility>
@@ -17,6 +18,7 @@ namespace coil {
 class executor;
 namespace io {
 class buffer_ring;
+struct buffer_piece;
 }
 } // namespace coil
 
@@ -64,6 +66,88 @@ private:
     buffer_pool* pool_ = nullptr;
     std::uint16_t id_ = 0;
     std::uint32_t offset_ = 0;
+    std::size_t size_ = 0;
+};
+
+/// The bytes one receive bundle brought (see `stream_socket::receive_bundles`): `buffers()`
+/// pool buffers in order, each full but the last, `size()` bytes in all. Iterating yields each
+/// buffer's bytes. Like `received_buffer` it belongs to the holder until destroyed (or
+/// `release()`d), then every buffer goes back to the pool. Move-only. Must not outlive its
+/// pool.
+class received_bundle {
+public:
+    received_bundle() noexcept = default;
+    received_bundle(buffer_pool& pool, std::uint16_t first, unsigned buffers,
+                    std::size_t size) noexcept
+        : pool_(&pool), first_(first), buffers_(buffers), size_(size)
+    {
+    }
+    received_bundle(received_bundle&& other) noexcept
+        : pool_(std::exchange(other.pool_, nullptr)), first_(other.first_),
+          buffers_(other.buffers_), size_(other.size_)
+    {
+    }
+    received_bundle& operator=(received_bundle&& other) noexcept
+    {
+        if (this != &other) {
+            release();
+            pool_ = std::exchange(other.pool_, nullptr);
+            first_ = other.first_;
+            buffers_ = other.buffers_;
+            size_ = other.size_;
+        }
+        return *this;
+    }
+    ~received_bundle() { release(); }
+
+    /// The bytes received, in all.
+    std::size_t size() const noexcept { return size_; }
+    /// True for the empty bundle that marks the end of the stream (the peer closed its side).
+    bool empty() const noexcept { return size_ == 0; }
+    /// How many pool buffers hold them.
+    unsigned buffers() const noexcept { return buffers_; }
+
+    /// Walks the buffers in order; `*it` is one buffer's bytes.
+    class iterator {
+    public:
+        using value_type = std::span<const std::byte>;
+        using difference_type = std::ptrdiff_t;
+        iterator() noexcept = default;
+        value_type operator*() const noexcept;
+        iterator& operator++() noexcept;
+        iterator operator++(int) noexcept
+        {
+            iterator before = *this;
+            ++*this;
+            return before;
+        }
+        friend bool operator==(const iterator& a, const iterator& b) noexcept
+        {
+            return a.left_ == b.left_;
+        }
+
+    private:
+        friend class received_bundle;
+        iterator(const buffer_pool* pool, std::uint16_t id, unsigned left,
+                 std::size_t bytes) noexcept
+            : pool_(pool), id_(id), left_(left), bytes_(bytes)
+        {
+        }
+        const buffer_pool* pool_ = nullptr;
+        std::uint16_t id_ = 0;
+        unsigned left_ = 0;     // buffers from this one to the end
+        std::size_t bytes_ = 0; // bytes from this buffer to the end
+    };
+    iterator begin() const noexcept { return {pool_, first_, pool_ ? buffers_ : 0, size_}; }
+    iterator end() const noexcept { return {}; }
+
+    /// Hands every buffer back to its pool now.
+    void release() noexcept;
+
+private:
+    buffer_pool* pool_ = nullptr;
+    std::uint16_t first_ = 0;
+    unsigned buffers_ = 0;
     std::size_t size_ = 0;
 };
 
@@ -127,12 +211,23 @@ public:
     received_buffer lend(std::uint16_t id, std::uint32_t offset, std::size_t size) noexcept;
     /// Lets go of a held piece of buffer `id` that nobody takes (a completion discarded).
     void drop(std::uint16_t id) noexcept;
+    /// `arrived` for a receive bundle's completion: holds every buffer it filled, chained in
+    /// order from the one it names. Returns how many. Not for incremental pools.
+    unsigned arrived_bundle(const io::completion& c) noexcept;
+    /// Lends the held bundle of `buffers` buffers from `first`, `size` bytes.
+    received_bundle lend_bundle(std::uint16_t first, unsigned buffers, std::size_t size) noexcept;
+    /// Lets go of a held bundle nobody takes.
+    void drop_bundle(std::uint16_t first, unsigned buffers) noexcept;
     /// Parks `waiter` until a buffer comes back, if none is available; returns whether it did.
     bool park(detail::rearm_waiter& waiter) noexcept;
 
 private:
     friend class received_buffer;
+    friend class received_bundle;
+    friend class received_bundle::iterator;
     void returned(std::uint16_t id) noexcept;
+    void returned_bundle(std::uint16_t first, unsigned buffers) noexcept;
+    void wake_parked() noexcept;
     std::span<const std::byte> bytes(std::uint16_t id, std::uint32_t offset,
                                      std::size_t size) const noexcept;
 
@@ -142,6 +237,10 @@ private:
     // Per buffer: pieces held (arrived, not yet released or dropped). A buffer goes back to
     // the kernel when the kernel is done with it and this falls to 0.
     std::unique_ptr<std::uint32_t[]> pieces_;
+    // Per buffer: the buffer after it in the bundle it arrived in.
+    std::unique_ptr<std::uint16_t[]> next_in_bundle_;
+    // Room for one completion's pieces, for buffer_ring::take.
+    std::unique_ptr<io::buffer_piece[]> taken_;
     unsigned lent_ = 0;
     std::uint64_t exhaustions_ = 0;
     detail::rearm_queue parked_; // streams waiting for a buffer to arm their receive again
@@ -162,6 +261,26 @@ inline void received_buffer::release() noexcept
 {
     if (pool_ != nullptr)
         std::exchange(pool_, nullptr)->returned(id_);
+}
+
+inline void received_bundle::release() noexcept
+{
+    if (pool_ != nullptr)
+        std::exchange(pool_, nullptr)->returned_bundle(first_, buffers_);
+}
+
+inline received_bundle::iterator::value_type received_bundle::iterator::operator*() const noexcept
+{
+    const std::size_t size = bytes_ < pool_->buffer_size() ? bytes_ : pool_->buffer_size();
+    return pool_->bytes(id_, 0, size);
+}
+
+inline received_bundle::iterator& received_bundle::iterator::operator++() noexcept
+{
+    bytes_ -= bytes_ < pool_->buffer_size() ? bytes_ : pool_->buffer_size();
+    if (--left_ != 0)
+        id_ = pool_->next_in_bundle_[id_];
+    return *this;
 }
 
 } // namespace coil::net

@@ -89,6 +89,12 @@ public:
     /// Every chunk the peer sends, in order, as buffers the kernel picked from `pool` (see
     /// `receive_stream`).
     auto receive(buffer_pool& pool, stream_options options = {}) const;
+    /// The same as receive bundles (Linux 6.10): each completion may fill several buffers,
+    /// yielded together as one `received_bundle` (see `receive_bundle_stream`). Fewer
+    /// completions when data arrives faster than it is read. On an older kernel each bundle
+    /// holds one buffer. Not over an incremental pool (the stream ends with
+    /// `invalid_argument`).
+    auto receive_bundles(buffer_pool& pool, stream_options options = {}) const;
     /// `shutdown(2)`: `SHUT_WR` (the default) sends end-of-stream, keeps receiving.
     operation<ops::shutdown> shutdown(int how = SHUT_WR) const noexcept
     {
@@ -205,12 +211,34 @@ struct accept_multishot {
     }
 };
 
-/// Multishot receive over a buffer pool (Linux 6.0; single-shot receives, still over the
-/// pool, where the kernel refuses multishot).
-struct receive_provided {
+/// What receives over a buffer pool share: when to arm again, running dry, falling back from
+/// multishot.
+struct pool_receive_base {
     int fd;
     buffer_pool* pool;
     bool multishot = true;
+
+    /// Data without `more` (the kernel ended the multishot, or single-shot mode): go on. The
+    /// end of the stream (0) and errors end it.
+    bool rearm_after(const io::completion& c) const noexcept { return c.result > 0; }
+    /// The pool ran dry (ENOBUFS): arm again once a buffer is back (see `park`). A kernel
+    /// without multishot receive (EINVAL): fall back to single-shot receives.
+    bool retry_after(const io::completion& c) noexcept
+    {
+        if (c.result == -ENOBUFS)
+            return true;
+        if (c.result == -EINVAL && multishot) {
+            multishot = false;
+            return true;
+        }
+        return false;
+    }
+    bool park(detail::rearm_waiter& waiter) noexcept { return pool->park(waiter); }
+};
+
+/// Multishot receive over a buffer pool (Linux 6.0; single-shot receives, still over the
+/// pool, where the kernel refuses multishot).
+struct receive_provided : pool_receive_base {
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
         return r.add_recv_provided(fd, pool->group(), 0,
@@ -240,26 +268,51 @@ struct receive_provided {
         return pool->lend(c.buffer_id(), static_cast<std::uint32_t>(c.user_data),
                           static_cast<std::size_t>(c.result));
     }
-    /// Data without `more` (the kernel ended the multishot, or single-shot mode): go on. The
-    /// end of the stream (0) and errors end it.
-    bool rearm_after(const io::completion& c) const noexcept { return c.result > 0; }
-    /// The pool ran dry (ENOBUFS): arm again once a buffer is back (see `park`). A kernel
-    /// without multishot receive (EINVAL): fall back to single-shot receives.
-    bool retry_after(const io::completion& c) noexcept
-    {
-        if (c.result == -ENOBUFS)
-            return true;
-        if (c.result == -EINVAL && multishot) {
-            multishot = false;
-            return true;
-        }
-        return false;
-    }
-    bool park(detail::rearm_waiter& waiter) noexcept { return pool->park(waiter); }
     void discard(const io::completion& c) const noexcept
     {
         if (c.has_buffer())
             pool->drop(c.buffer_id());
+    }
+};
+
+/// Multishot receive bundles over a buffer pool (Linux 6.10): each completion may fill several
+/// buffers. Where the kernel has no bundles, plain receives (each a bundle of one buffer).
+struct receive_bundles_provided : pool_receive_base {
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        if (pool->incremental())
+            return std::make_error_code(std::errc::invalid_argument);
+        io::recv_mode mode = multishot ? io::recv_mode::multishot : io::recv_mode::single;
+        if (r.has_recv_bundles())
+            mode = multishot ? io::recv_mode::multishot_bundle : io::recv_mode::bundle;
+        return r.add_recv_provided(fd, pool->group(), 0, mode, ud);
+    }
+    /// Takes every buffer the completion filled, in arrival order; the stream's copy of the
+    /// completion keeps how many.
+    void arrived(io::completion& c) noexcept
+    {
+        if (c.has_buffer())
+            c.user_data = pool->arrived_bundle(c);
+        if (c.result == -ENOBUFS)
+            pool->note_exhausted();
+    }
+    /// The bytes received; an empty bundle at the end of the stream.
+    result<received_bundle> complete(const io::completion& c) noexcept
+    {
+        const auto buffers = static_cast<unsigned>(c.user_data);
+        if (c.result <= 0 || !c.has_buffer()) {
+            if (c.has_buffer())
+                pool->drop_bundle(c.buffer_id(), buffers);
+            if (c.result < 0)
+                return io::error_from_result(c.result);
+            return received_bundle();
+        }
+        return pool->lend_bundle(c.buffer_id(), buffers, static_cast<std::size_t>(c.result));
+    }
+    void discard(const io::completion& c) const noexcept
+    {
+        if (c.has_buffer())
+            pool->drop_bundle(c.buffer_id(), static_cast<unsigned>(c.user_data));
     }
 };
 
@@ -273,7 +326,16 @@ using receive_stream = stream<ops::receive_provided>;
 
 inline auto stream_socket::receive(buffer_pool& pool, stream_options options) const
 {
-    return receive_stream(ops::receive_provided{fd_, &pool}, options);
+    return receive_stream(ops::receive_provided{{fd_, &pool}}, options);
+}
+
+/// The stream `stream_socket::receive_bundles(pool)` returns: `co_await s.next()` yields
+/// `result<received_bundle>`; an empty bundle marks the end.
+using receive_bundle_stream = stream<ops::receive_bundles_provided>;
+
+inline auto stream_socket::receive_bundles(buffer_pool& pool, stream_options options) const
+{
+    return receive_bundle_stream(ops::receive_bundles_provided{{fd_, &pool}}, options);
 }
 
 /// A listening stream socket. Owns its descriptor. Move-only.
