@@ -73,6 +73,8 @@ int main(int argc, char** argv)
         asio::io_context context(1);
         tcp::acceptor acceptor(context,
                                tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port));
+        // TCP_NODELAY, inherited by accepted connections, as in every server bench_echo runs.
+        acceptor.set_option(tcp::no_delay(true));
         asio::signal_set signals(context, SIGINT, SIGTERM);
         signals.async_wait([&](const boost::system::error_code&, int) { context.stop(); });
         std::printf("echo_peer_asio: listening on 127.0.0.1:%u\n",

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -189,6 +190,8 @@ int main(int argc, char** argv)
         die("socket", errno);
     const int on = 1;
     (void)::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    // TCP_NODELAY, inherited by accepted connections, as in every server bench_echo runs.
+    (void)::setsockopt(listener, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     sockaddr_in at{};
     at.sin_family = AF_INET;
     at.sin_port = htons(static_cast<std::uint16_t>(port));

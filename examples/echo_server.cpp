@@ -2,7 +2,7 @@
 // echo_server: echoes every byte back, on any number of connections, with one executor.
 //
 //   echo_server --port N [--address HOST] [--buffers COUNT] [--buffer-size BYTES]
-//               [--incremental]
+//               [--incremental | --bundles]
 //
 // The server path io_uring was made for: a multishot accept hands over connections, and each
 // connection has one multishot receive pending over a shared provided-buffer pool, so an idle
@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -41,6 +42,7 @@ struct options {
     unsigned buffers = 4096;
     std::size_t buffer_size = 4096;
     bool incremental = false;
+    bool bundles = false;
 };
 
 [[noreturn]] void usage(const char* why)
@@ -48,13 +50,15 @@ struct options {
     if (why != nullptr)
         fmt::print(stderr, "echo_server: {}\n", why);
     fmt::print(stderr, "usage: echo_server --port N [--address HOST] [--buffers COUNT] "
-                       "[--buffer-size BYTES] [--incremental]\n"
+                       "[--buffer-size BYTES] [--incremental | --bundles]\n"
                        "  --port N          TCP port to listen on (0: any free port, printed)\n"
                        "  --address HOST    address to bind (default 127.0.0.1; [::1] for IPv6)\n"
                        "  --buffers COUNT   provided receive buffers, a power of two (4096)\n"
                        "  --buffer-size N   bytes per receive buffer (4096)\n"
                        "  --incremental     receives take only the bytes they need from a buffer\n"
-                       "                    (Linux 6.12): use fewer, larger buffers\n");
+                       "                    (Linux 6.12): use fewer, larger buffers\n"
+                       "  --bundles         one receive completion may fill several buffers\n"
+                       "                    (Linux 6.10; plain receives on older kernels)\n");
     std::exit(2);
 }
 
@@ -89,6 +93,8 @@ options parse(int argc, char** argv)
             o.buffer_size = number<std::size_t>(value(), "--buffer-size");
         } else if (arg == "--incremental") {
             o.incremental = true;
+        } else if (arg == "--bundles") {
+            o.bundles = true;
         } else if (arg == "--help" || arg == "-h") {
             usage(nullptr);
         } else {
@@ -101,6 +107,8 @@ options parse(int argc, char** argv)
         usage("--buffers must be a power of two from 1 to 32768");
     if (o.buffer_size == 0)
         usage("--buffer-size must be at least 1");
+    if (o.incremental && o.bundles)
+        usage("--incremental and --bundles do not go together (bundles need whole buffers)");
     return o;
 }
 
@@ -113,6 +121,19 @@ coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool)
             break; // an error (the peer reset) or the end: this connection only
         if (!co_await conn.send_all((*chunk)->bytes()))
             break;
+    }
+}
+
+// The same through receive bundles: each bundle's buffers are sent back in order.
+coil::task<void> echo_bundles(net::stream_socket conn, net::buffer_pool& pool)
+{
+    auto bundles = conn.receive_bundles(pool);
+    while (auto bundle = co_await bundles.next()) {
+        if (!*bundle || (*bundle)->empty())
+            break;
+        for (std::span<const std::byte> part : **bundle)
+            if (!co_await conn.send_all(part))
+                co_return;
     }
 }
 
@@ -133,7 +154,9 @@ coil::task<int> serve(const options& o, int signal_fd)
         fmt::print(stderr, "echo_server: bad address '{}': {}\n", o.host, at.error().message());
         co_return 2;
     }
-    auto server = net::listener::bind(*at);
+    // TCP_NODELAY for every connection: a message that arrived in several chunks goes back in
+    // several sends, and Nagle's algorithm would hold each later one until the peer's ACK.
+    auto server = net::listener::bind(*at, net::listen_options{.no_delay = true});
     if (!server) {
         fmt::print(stderr, "echo_server: cannot listen on {}: {}{}\n", at->to_string(),
                    server.error().message(),
@@ -159,7 +182,10 @@ coil::task<int> serve(const options& o, int signal_fd)
                 (void)co_await coil::sleep_for(10ms);
                 continue;
             }
-            n.spawn(echo(std::move(**conn), pool));
+            if (o.bundles)
+                n.spawn(echo_bundles(std::move(**conn), pool));
+            else
+                n.spawn(echo(std::move(**conn), pool));
         }
     }));
     co_await watcher;

@@ -84,6 +84,8 @@ result<listener> listener::bind(const address& at, listen_options options)
             return io::errno_code(errno);
         if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
             return io::errno_code(errno);
+        if (options.no_delay && ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+            return io::errno_code(errno);
     } else if (at.family() == AF_UNIX && options.remove_stale_path) {
         const auto* un = reinterpret_cast<const sockaddr_un*>(at.data());
         if (un->sun_path[0] != '\0')

@@ -129,6 +129,10 @@ struct listen_options {
     bool reuse_address = true;
     /// SO_REUSEPORT (TCP): several listeners (one per executor) share the port.
     bool reuse_port = false;
+    /// TCP_NODELAY on the listener, which Linux copies to every connection it accepts: small
+    /// writes go out at once instead of waiting for the peer's ACK (Nagle's algorithm). For
+    /// request/response protocols that answer with several sends.
+    bool no_delay = false;
     /// For a Unix path: remove a stale socket file at the path first.
     bool remove_stale_path = true;
 };
