@@ -131,9 +131,8 @@ coil::task<void> echo_bundles(net::stream_socket conn, net::buffer_pool& pool)
     while (auto bundle = co_await bundles.next()) {
         if (!*bundle || (*bundle)->empty())
             break;
-        for (std::span<const std::byte> part : **bundle)
-            if (!co_await conn.send_all(part))
-                co_return;
+        if (!co_await conn.send_all(**bundle))   // its buffers gathered: one sendmsg per 16
+            break;
     }
 }
 

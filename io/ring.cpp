@@ -11,6 +11,7 @@
 #endif
 
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -1097,6 +1098,14 @@ unsigned ring::flush_() noexcept
                                 e.opcode == IORING_OP_SEND || e.opcode == IORING_OP_RECV;
                 if (rw && e.len > 1 && f.roll(f.plan.short_rw)) {
                     e.len = 1 + f.below(e.len - 1);
+                    ++f.counts.shortened;
+                }
+                // A message's iovec count is in its header, the caller's memory: cut there.
+                const bool msg = e.opcode == IORING_OP_SENDMSG || e.opcode == IORING_OP_RECVMSG;
+                auto* header = msg ? reinterpret_cast<::msghdr*>(e.addr) : nullptr;
+                if (header != nullptr && header->msg_iovlen > 1 && f.roll(f.plan.short_rw)) {
+                    header->msg_iovlen =
+                        1 + f.below(static_cast<unsigned>(header->msg_iovlen - 1));
                     ++f.counts.shortened;
                 }
             }

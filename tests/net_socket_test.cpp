@@ -395,6 +395,74 @@ TEST_CASE("net: a receive_bundles stream over a small pool carries 1 MiB in orde
         CHECK(multi_buffer_bundles == 0);
 }
 
+TEST_CASE("net: send_all(bundle) forwards every bundle whole through a socket whose send "
+          "buffer is far smaller than a bundle",
+          "[net][receive][buffer_pool][bundle]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    const std::vector<std::byte> payload = coil_test::pattern(1 << 20);
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::vector<std::byte>> {
+        net::buffer_pool pool(ex, 32, 16 * 1024);
+        // source -> middle: the bundles; middle -> sink: each bundle sent whole, through a
+        // 4 KiB send buffer, so sendmsg comes back short and the rest is queued again.
+        auto source = co_await net::stream_socket::connect(at);
+        REQUIRE(source);
+        auto middle_in = co_await server->accept();
+        REQUIRE(middle_in);
+        auto middle_out = co_await net::stream_socket::connect(at);
+        REQUIRE(middle_out);
+        auto sink = co_await server->accept();
+        REQUIRE(sink);
+        const int small = 4096;
+        REQUIRE(::setsockopt(middle_out->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
+
+        auto send_source = [&]() -> coil::task<void> {
+            auto sent = co_await source->send_all(payload);
+            REQUIRE(sent.ok());
+            (void)co_await source->shutdown();
+        };
+        auto forward = [&]() -> coil::task<std::size_t> {
+            std::size_t multi = 0;
+            auto in = middle_in->receive_bundles(pool);
+            while (auto bundle = co_await in.next()) {
+                REQUIRE(bundle->ok());
+                if ((*bundle)->empty())
+                    break;
+                multi += (*bundle)->buffers() > 1 ? 1 : 0;
+                auto sent = co_await middle_out->send_all(**bundle);
+                REQUIRE(sent.ok());
+            }
+            (void)co_await middle_out->shutdown();
+            co_return multi;
+        };
+        auto s = ex.spawn(send_source());
+        auto f = ex.spawn(forward());
+        std::vector<std::byte> got;
+        std::array<std::byte, 8192> chunk;
+        for (;;) {
+            auto n = co_await sink->receive(chunk);
+            REQUIRE(n);
+            if (*n == 0)
+                break;
+            got.insert(got.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(*n));
+            if (got.size() % (64 * 1024) < *n)
+                (void)co_await coil::sleep_for(std::chrono::milliseconds(1)); // a slow reader
+        }
+        co_await s;
+        const std::size_t multi = co_await f;
+        if (coil_test::recv_bundles_supported())
+            CHECK(multi > 0);
+        CHECK(pool.lent() == 0);
+        co_return got;
+    };
+    auto got = ex.run(body());
+    CHECK(got.size() == payload.size());
+    CHECK(got == payload);
+}
+
 TEST_CASE("net: receive_bundles over an incremental pool ends with invalid_argument",
           "[net][receive][buffer_pool][bundle]")
 {

@@ -55,11 +55,8 @@ inline coil::task<void> echo_bundles(coil::net::stream_socket conn, coil::net::b
     while (auto bundle = co_await bundles.next()) {
         if (!*bundle || (*bundle)->empty())
             co_return;
-        for (std::span<const std::byte> part : **bundle) {
-            auto sent = co_await conn.send_all(part);
-            if (!sent)
-                co_return;
-        }
+        if (!co_await conn.send_all(**bundle))   // its buffers gathered: one sendmsg per 16
+            break;
     }
 }
 
