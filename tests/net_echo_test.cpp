@@ -133,6 +133,17 @@ echo_outcome run_echo_load(const echo_load& load)
     return out;
 }
 
+/// Every client got every byte back, every connection was accepted, and afterwards the pool
+/// has every buffer back with the kernel (none lent, none lost) and nothing is in flight.
+void check_all_echoed(const echo_outcome& out, std::size_t clients, unsigned buffers)
+{
+    CHECK(out.good_clients == clients);
+    CHECK(out.accepted == clients);
+    CHECK(out.lent_after == 0);
+    CHECK(out.available_after == buffers);
+    CHECK(out.in_flight_after == 0);
+}
+
 } // namespace
 
 TEST_CASE("net: 200 concurrent connections, each sending 20 messages of random sizes up to 64 "
@@ -141,11 +152,7 @@ TEST_CASE("net: 200 concurrent connections, each sending 20 messages of random s
 {
     const echo_outcome out = run_echo_load({.buffers = 256, .buffer_size = 16 * 1024,
                                             .clients = 200});
-    CHECK(out.good_clients == 200);
-    CHECK(out.accepted == 200);
-    CHECK(out.lent_after == 0);
-    CHECK(out.available_after == 256);
-    CHECK(out.in_flight_after == 0);
+    check_all_echoed(out, 200, 256);
 }
 
 TEST_CASE("net: 100 connections' messages share the buffers of an incremental pool (8 x 64 "
@@ -157,12 +164,8 @@ TEST_CASE("net: 100 connections' messages share the buffers of an incremental po
     const echo_outcome out = run_echo_load({.buffers = 8, .buffer_size = 64 * 1024,
                                             .pool_options = {.incremental = true},
                                             .max_message = 16 * 1024, .first_seed = 1000});
-    CHECK(out.good_clients == 100);
-    CHECK(out.accepted == 100);
-    CHECK(out.lent_after == 0);
-    // Every buffer is back with the kernel (still filling, or full and given back): none lost.
-    CHECK(out.available_after == 8);
-    CHECK(out.in_flight_after == 0);
+    // Every buffer is back with the kernel, still filling or full and given back.
+    check_all_echoed(out, 100, 8);
 }
 
 TEST_CASE("net: 100 connections echoed through receive bundles get every byte back",
@@ -171,11 +174,7 @@ TEST_CASE("net: 100 connections echoed through receive bundles get every byte ba
     // On a kernel without bundles each bundle holds one buffer: the same test, still valid.
     const echo_outcome out = run_echo_load({.buffers = 256, .buffer_size = 4096,
                                             .bundles = true, .first_seed = 2000});
-    CHECK(out.good_clients == 100);
-    CHECK(out.accepted == 100);
-    CHECK(out.lent_after == 0);
-    CHECK(out.available_after == 256);
-    CHECK(out.in_flight_after == 0);
+    check_all_echoed(out, 100, 256);
 }
 
 TEST_CASE("net: 10,000 idle connections stay open while 10 active ones are echoed, on a 64-entry "

@@ -19,6 +19,7 @@
 #include <new>
 #include <span>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 // The replacement also works under AddressSanitizer: ASan intercepts malloc and free, which these
@@ -130,6 +131,19 @@ namespace {
 constexpr std::size_t slice = 256;
 constexpr std::size_t slices = 64;
 
+/// Runs `loop(100, false)` as a warm-up, zeroes the allocation count, then
+/// `loop(10'000, true)`, whose frame is allocated before its loop starts counting. Yields how
+/// many of each came out right.
+template <class Loop>
+coil::task<std::pair<std::size_t, std::size_t>> warm_then_measure(Loop loop)
+{
+    const std::size_t warm = co_await loop(100, false);
+    allocations.store(0);
+    coil::task<std::size_t> measured = loop(10'000, true);
+    const std::size_t good = co_await std::move(measured);
+    co_return std::pair{warm, good};
+}
+
 /// Reads `count` slices of the file in turn, checking each; counts allocations only around the
 /// measured loop.
 coil::task<std::size_t> read_many(int fd, std::size_t count, bool measure)
@@ -154,15 +168,9 @@ TEST_CASE("runtime: 10,000 awaited file reads allocate nothing after a warm-up",
     coil_test::temp_dir dir;
     auto fd = dir.create_file("pattern", coil_test::pattern(slice * slices));
     coil::executor ex(coil_test::executor_options());
-    auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
-        std::size_t warm = co_await read_many(fd.get(), 100, false);
-        allocations.store(0);
-        // The measured loop runs inside this one coroutine frame (allocated before counting).
-        coil::task<std::size_t> measured = read_many(fd.get(), 10'000, true);
-        std::size_t good = co_await std::move(measured);
-        co_return std::pair{warm, good};
-    };
-    auto [warm, good] = ex.run(body());
+    // The measured loop runs inside one coroutine frame (allocated before counting).
+    auto [warm, good] = ex.run(warm_then_measure(
+        [&](std::size_t count, bool measure) { return read_many(fd.get(), count, measure); }));
     const std::size_t counted = allocations.load();
     CHECK(warm == 100);
     CHECK(good == 10'000);
@@ -211,12 +219,11 @@ TEST_CASE("runtime: 10,000 fixed reads through a registered slot, each with a fr
         coil::result<void> registered = f.register_slot();
         if (!registered)
             co_return std::pair{std::size_t{0}, std::size_t{0}};
-        std::size_t warm = co_await read_many_fixed(f, pool, 100, false);
-        allocations.store(0);
-        coil::task<std::size_t> measured = read_many_fixed(f, pool, 10'000, true);
-        std::size_t good = co_await std::move(measured);
+        auto counts = co_await warm_then_measure([&](std::size_t count, bool measure) {
+            return read_many_fixed(f, pool, count, measure);
+        });
         f.unregister_slot();
-        co_return std::pair{warm, good};
+        co_return counts;
     };
     auto [warm, good] = ex.run(body());
     CHECK(warm == 100);
@@ -259,14 +266,8 @@ TEST_CASE("runtime: 10,000 socket round trips with send_all and receive allocate
     coil::net::stream_socket a(fds[0]);
     coil::net::stream_socket b(fds[1]);
     coil::executor ex;
-    auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
-        std::size_t warm = co_await round_trips(a, b, 100, false);
-        allocations.store(0);
-        coil::task<std::size_t> measured = round_trips(a, b, 10'000, true);
-        std::size_t good = co_await std::move(measured);
-        co_return std::pair{warm, good};
-    };
-    auto [warm, good] = ex.run(body());
+    auto [warm, good] = ex.run(warm_then_measure(
+        [&](std::size_t count, bool measure) { return round_trips(a, b, count, measure); }));
     CHECK(warm == 100);
     CHECK(good == 10'000);
     CHECK(allocations.load() == 0);
@@ -326,11 +327,9 @@ TEST_CASE("runtime: 10,000 messages through a pool receive stream, plain or bund
     auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
         coil::net::buffer_pool pool(ex, 16, 4096);
         auto measure = [&](auto in) -> coil::task<std::pair<std::size_t, std::size_t>> {
-            std::size_t warm = co_await pool_messages(a, in, 100, false);
-            allocations.store(0);
-            coil::task<std::size_t> measured = pool_messages(a, in, 10'000, true);
-            std::size_t good = co_await std::move(measured);
-            co_return std::pair{warm, good};
+            co_return co_await warm_then_measure([&](std::size_t count, bool counted) {
+                return pool_messages(a, in, count, counted);
+            });
         };
         if (bundles)
             co_return co_await measure(b.receive_bundles(pool));
