@@ -166,6 +166,27 @@ coil::task<void> send_deadline()
     fmt::print("send deadline: {}\n", sent.error().message());
 }
 
+// --- 5. Datagram sockets ------------------------------------------------------------------
+coil::task<void> datagrams()
+{
+    auto server = net::datagram_socket::bind(net::address::loopback_v4(0)); // UDP, any port
+    auto client = net::datagram_socket::open(AF_INET);                     // port at first send
+    check(server && client, "datagram sockets");
+    const net::address at = *server->local_address();
+    auto sent = co_await client->send_to(bytes_of("ping"), at);  // the address is copied
+    check(sent && *sent == 4, "send_to");
+    std::array<std::byte, 1500> buffer;
+    auto got = co_await server->receive_from(buffer);           // result<datagram>
+    check(got && got->size == 4 && !got->truncated, "receive_from");
+    auto answered = co_await server->send_to(std::span(buffer).first(got->size), got->from);
+    check(static_cast<bool>(answered), "answer");
+    std::array<std::byte, 2> small;                              // too small for "ping"
+    auto cut = co_await client->receive_from(small);
+    check(cut && cut->size == 2 && cut->truncated, "a truncated datagram says so");
+    fmt::print("datagrams: 'ping' from {}, answered; into 2 bytes: truncated {}\n",
+               got->from.to_string(), cut->truncated);
+}
+
 coil::task<void> all()
 {
     addresses();
@@ -173,6 +194,7 @@ coil::task<void> all()
     co_await server_path(receiving::plain);
     co_await server_path(receiving::bundles);
     co_await send_deadline();
+    co_await datagrams();
 }
 
 } // namespace

@@ -32,6 +32,8 @@ struct fault_plan {
     /// A READ/WRITE/READV/WRITEV/SEND/RECV SQE's length (iovec count) is cut before the kernel
     /// sees it: a genuinely short transfer. For SENDMSG/RECVMSG the iovec count in the message
     /// header is cut (the header is the caller's memory: one reused for a retry keeps the cut).
+    /// Sends and receives on datagram and seqpacket sockets are never cut: the kernel moves
+    /// their messages whole.
     unsigned short_rw = 0;
     /// A reaped completion is held back behind a later one of another op (ops complete out of
     /// order; an op's completion may come after its cancel's). Held completions are ready: a

@@ -1081,6 +1081,31 @@ int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void
                            flags, static_cast<sigset_t*>(arg), arg_size);
 }
 
+#if COIL_FAULT_INJECTION
+namespace {
+
+// Whether a short transfer is one the kernel could really give this SQE. Files, pipes and
+// stream sockets move any prefix; a datagram or seqpacket socket moves whole messages, so a cut
+// there would drop the rest of one, which the kernel never does on its own. (A fixed-file
+// SQE's fd is a table slot, which says nothing about its type: left alone.)
+bool may_cut(const io_uring_sqe& e) noexcept
+{
+    const bool on_socket = e.opcode == IORING_OP_SEND || e.opcode == IORING_OP_RECV ||
+                           e.opcode == IORING_OP_SENDMSG || e.opcode == IORING_OP_RECVMSG;
+    if (!on_socket)
+        return true;
+    if (e.flags & IOSQE_FIXED_FILE)
+        return false;
+    int type = 0;
+    ::socklen_t length = sizeof(type);
+    if (::getsockopt(e.fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0)
+        return true; // not a socket: the op fails on its own
+    return type == SOCK_STREAM;
+}
+
+} // namespace
+#endif
+
 unsigned ring::flush_() noexcept
 {
     // liburing's sqe_head serves as the tail the kernel has been shown.
@@ -1093,6 +1118,8 @@ unsigned ring::flush_() noexcept
             testing::detail::fault_state& f = *state_->faults;
             for (unsigned i = sq.sqe_head; i != sq_tail_; ++i) {
                 io_uring_sqe& e = sq.sqes[i & sq.ring_mask];
+                if (f.plan.short_rw == 0 || !may_cut(e))
+                    continue;
                 const bool rw = e.opcode == IORING_OP_READ || e.opcode == IORING_OP_WRITE ||
                                 e.opcode == IORING_OP_READV || e.opcode == IORING_OP_WRITEV ||
                                 e.opcode == IORING_OP_SEND || e.opcode == IORING_OP_RECV;

@@ -2,7 +2,8 @@
 // Networking with faults injected at the ring's kernel boundary (the coil_faulty build): an echo
 // server (multishot accept, multishot receive over a buffer pool, sends) and its clients (connect,
 // send, receive) under each fault alone and all together. Every connection completes its exchange
-// with every byte verified, the server accepts them all, and the fault is seen to fire.
+// with every byte verified, the server accepts them all, and the fault is seen to fire. A UDP
+// echo under the same faults gets every datagram back whole: short_rw never cuts a datagram.
 
 #include "net_test_support.hpp"
 #include "runtime_test_support.hpp"
@@ -103,5 +104,98 @@ TEST_CASE("net faults: an echo server and 30 clients exchange every byte under e
                              << ", stalls " << c.stalls << ", shortened " << c.shortened
                              << ", reordered " << c.reordered);
         CHECK(fired(p, c) > 0);
+    }
+}
+
+namespace {
+
+// Sends `rounds` datagrams of random sizes to `at` one at a time, checking each echo; odd
+// clients connect to `at` and use send and receive, even ones send_to and receive_from.
+coil::task<bool> datagram_talk(net::address at, std::size_t id, int rounds)
+{
+    auto s = net::datagram_socket::bind(net::address::loopback_v4(0));
+    const bool connected = id % 2 == 1;
+    if (!s || (connected && !s->connect(at)))
+        co_return false;
+    std::mt19937 rng(static_cast<unsigned>(id));
+    std::vector<std::byte> out(1400);
+    std::vector<std::byte> back(2048);
+    for (int m = 0; m < rounds; ++m) {
+        const std::size_t size = rng() % (out.size() + 1);
+        for (std::size_t i = 0; i < size; ++i)
+            out[i] = static_cast<std::byte>((id * 5 + static_cast<std::size_t>(m) * 11 + i) & 0xff);
+        if (connected) {
+            auto sent = co_await s->send(std::span(out).first(size));
+            auto got = co_await s->receive(back);
+            if (!sent || *sent != size || !got || *got != size ||
+                !std::equal(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(size),
+                            back.begin()))
+                co_return false;
+            continue;
+        }
+        auto sent = co_await s->send_to(std::span(out).first(size), at);
+        auto got = co_await s->receive_from(back);
+        if (!sent || *sent != size || !got || got->size != size || got->truncated ||
+            !std::equal(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(size), back.begin()))
+            co_return false;
+    }
+    co_return true;
+}
+
+// Echoes datagrams, each to its sender, until stopped; yields how many went back whole.
+coil::task<std::size_t> datagram_echo(net::datagram_socket& server)
+{
+    std::vector<std::byte> buffer(2048);
+    std::size_t echoed = 0;
+    for (;;) {
+        auto got = co_await server.receive_from(buffer);
+        if (!got || got->truncated)
+            co_return echoed;
+        auto sent = co_await server.send_to(std::span(buffer).first(got->size), got->from);
+        if (!sent || *sent != got->size)
+            co_return echoed;
+        ++echoed;
+    }
+}
+
+} // namespace
+
+TEST_CASE("net faults: datagrams go back and forth whole under each fault, and short_rw never "
+          "cuts one",
+          "[net][faults][datagram]")
+{
+    constexpr std::size_t clients = 10;
+    constexpr int rounds = 20;
+    for (const coil_test::named_plan& p : coil_test::all_plans()) {
+        CAPTURE(p.name);
+        auto server = net::datagram_socket::bind(net::address::loopback_v4(0));
+        REQUIRE(server);
+        const auto at = *server->local_address();
+        scoped_faults faults(p.plan);
+        std::size_t echoed = 0;
+        std::size_t good = 0;
+        {
+            coil::executor ex(coil_test::executor_options());
+            auto body = [&]() -> coil::task<void> {
+                std::stop_source stop;
+                auto server_task =
+                    ex.spawn(coil::with_stop_token(stop.get_token(), datagram_echo(*server)));
+                std::vector<coil::task<bool>> talking;
+                for (std::size_t i = 0; i < clients; ++i)
+                    talking.push_back(datagram_talk(at, i, rounds));
+                auto results = co_await coil::when_all(std::move(talking));
+                good = static_cast<std::size_t>(std::count(results.begin(), results.end(), true));
+                stop.request_stop();
+                echoed = co_await server_task;
+            };
+            ex.run(body());
+            CHECK(ex.in_flight() == 0);
+        }
+        CHECK(good == clients);
+        CHECK(echoed == clients * rounds);
+        // A cut datagram would have failed its client: a short send or a truncated receive.
+        // (short_rw may still cut the executor's own eventfd read, which it re-arms.)
+        if (p.injects != coil_test::shorten)
+            CHECK(fired(p, faults.counts()) > 0);
     }
 }

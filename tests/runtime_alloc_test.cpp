@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Awaiting an op allocates nothing: this program replaces the global operator new and counts the
 // allocations made across 10,000 awaited file reads, 10,000 fixed reads with leased registered
-// buffers, and 10,000 socket round trips with send_all and receive, after a warm-up.
+// buffers, 10,000 socket round trips with send_all and receive, and 10,000 datagram round trips
+// with send_to and receive_from, after a warm-up.
 
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
@@ -256,6 +257,53 @@ coil::task<std::size_t> round_trips(coil::net::stream_socket& a, coil::net::stre
 }
 
 } // namespace
+
+namespace {
+
+/// `count` datagrams from `a` to `b` and back with send_to and receive_from (each carrying
+/// the peer's address in its op), all in this one frame; counts allocations around the loop.
+coil::task<std::size_t> datagram_round_trips(coil::net::datagram_socket& a,
+                                             coil::net::datagram_socket& b,
+                                             const coil::net::address& b_at, std::size_t count,
+                                             bool measure)
+{
+    std::array<std::byte, 512> message{};
+    std::array<std::byte, 512> received{};
+    std::size_t good = 0;
+    const counted_section counted(measure);
+    for (std::size_t i = 0; i < count; ++i) {
+        message[0] = static_cast<std::byte>(i);
+        auto there = co_await a.send_to(message, b_at);
+        auto got = co_await b.receive_from(received);
+        auto back = co_await b.send_to(std::span(received).first(got ? got->size : 0),
+                                       got ? got->from : b_at);
+        auto returned = co_await a.receive_from(received);
+        if (there && got && back && returned && got->size == message.size() &&
+            returned->size == message.size() && received[0] == message[0])
+            ++good;
+    }
+    co_return good;
+}
+
+} // namespace
+
+TEST_CASE("runtime: 10,000 datagram round trips with send_to and receive_from allocate nothing "
+          "after a warm-up",
+          "[runtime][alloc][net]")
+{
+    auto a = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(0));
+    auto b = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(0));
+    REQUIRE(a);
+    REQUIRE(b);
+    const coil::net::address b_at = *b->local_address();
+    coil::executor ex;
+    auto [warm, good] = ex.run(warm_then_measure([&](std::size_t count, bool measure) {
+        return datagram_round_trips(*a, *b, b_at, count, measure);
+    }));
+    CHECK(warm == 100);
+    CHECK(good == 10'000);
+    CHECK(allocations.load() == 0);
+}
 
 TEST_CASE("runtime: 10,000 socket round trips with send_all and receive allocate nothing after "
           "a warm-up",

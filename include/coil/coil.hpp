@@ -17,6 +17,7 @@
 #include <coil/runtime/stream.hpp>
 #include <coil/net/address.hpp>
 #include <coil/net/buffer_pool.hpp>
+#include <coil/net/datagram.hpp>
 #include <coil/net/ops.hpp>
 #include <coil/net/socket.hpp>
 #include <coil/runtime/nursery.hpp>

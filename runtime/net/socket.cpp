@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Stream sockets and listeners: connecting, binding, sending everything, closing after
+// Stream sockets, listeners and datagram sockets: connecting, binding, closing after
 // cancelling what is pending on the descriptor.
 
+#include <coil/net/datagram.hpp>
 #include <coil/net/socket.hpp>
 #include <coil/runtime/executor.hpp>
 
@@ -21,6 +22,24 @@ result<address> name_of(int fd, bool peer)
         return io::errno_code(errno);
     a.resize(length);
     return a;
+}
+
+// Closing alone does not cancel a receive pending on the descriptor (the kernel holds its own
+// reference to the file): cancel first, then close.
+task<result<void>> cancel_then_close(int fd)
+{
+    executor* ex = executor::current();
+    if (ex != nullptr && ex->ring().supports(io::opcode::async_cancel))
+        (void)co_await net::cancel_fd(fd); // ENOENT (nothing pending) is success here
+    if (::close(fd) != 0)
+        co_return io::errno_code(errno);
+    co_return result<void>();
+}
+
+int set_flag(int fd, int level, int name)
+{
+    const int one = 1;
+    return ::setsockopt(fd, level, name, &one, sizeof(one));
 }
 
 } // namespace
@@ -50,26 +69,21 @@ task<result<stream_socket>> stream_socket::connect(address to)
 
 task<result<void>> stream_socket::close()
 {
-    if (fd_ < 0)
+    if (!is_open())
         co_return result<void>();
-    executor* ex = executor::current();
-    if (ex != nullptr && ex->ring().supports(io::opcode::async_cancel))
-        (void)co_await net::cancel_fd(fd_); // ENOENT (nothing pending) is success here
-    if (::close(std::exchange(fd_, -1)) != 0)
-        co_return io::errno_code(errno);
-    co_return result<void>();
+    co_return co_await cancel_then_close(fd_.release());
 }
 
 result<void> stream_socket::set_no_delay(bool on) const noexcept
 {
     const int value = on ? 1 : 0;
-    if (::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &value, sizeof(value)) != 0)
+    if (::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &value, sizeof(value)) != 0)
         return io::errno_code(errno);
     return {};
 }
 
-result<address> stream_socket::local_address() const { return name_of(fd_, false); }
-result<address> stream_socket::peer_address() const { return name_of(fd_, true); }
+result<address> stream_socket::local_address() const { return name_of(fd_.get(), false); }
+result<address> stream_socket::peer_address() const { return name_of(fd_.get(), true); }
 
 result<listener> listener::bind(const address& at, listen_options options)
 {
@@ -77,14 +91,12 @@ result<listener> listener::bind(const address& at, listen_options options)
     if (fd < 0)
         return io::errno_code(errno);
     listener l(fd);
-    const int one = 1;
     if (at.is_ip()) {
-        if (options.reuse_address &&
-            ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+        if (options.reuse_address && set_flag(fd, SOL_SOCKET, SO_REUSEADDR) != 0)
             return io::errno_code(errno);
-        if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+        if (options.reuse_port && set_flag(fd, SOL_SOCKET, SO_REUSEPORT) != 0)
             return io::errno_code(errno);
-        if (options.no_delay && ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+        if (options.no_delay && set_flag(fd, IPPROTO_TCP, TCP_NODELAY) != 0)
             return io::errno_code(errno);
     } else if (at.family() == AF_UNIX && options.remove_stale_path) {
         const auto* un = reinterpret_cast<const sockaddr_un*>(at.data());
@@ -98,6 +110,56 @@ result<listener> listener::bind(const address& at, listen_options options)
     return l;
 }
 
-result<address> listener::local_address() const { return name_of(fd_, false); }
+result<address> listener::local_address() const { return name_of(fd_.get(), false); }
+
+result<datagram_socket> datagram_socket::open(int family)
+{
+    if (family != AF_INET && family != AF_INET6 && family != AF_UNIX)
+        return io::errno_code(EAFNOSUPPORT);
+    const int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, family == AF_UNIX ? 0 : IPPROTO_UDP);
+    if (fd < 0)
+        return io::errno_code(errno);
+    return datagram_socket(fd);
+}
+
+result<datagram_socket> datagram_socket::bind(const address& at, datagram_options options)
+{
+    auto s = open(at.family());
+    if (!s)
+        return s;
+    const int fd = s->fd();
+    if (at.is_ip()) {
+        if (options.reuse_address && set_flag(fd, SOL_SOCKET, SO_REUSEADDR) != 0)
+            return io::errno_code(errno);
+        if (options.reuse_port && set_flag(fd, SOL_SOCKET, SO_REUSEPORT) != 0)
+            return io::errno_code(errno);
+        if (options.broadcast && set_flag(fd, SOL_SOCKET, SO_BROADCAST) != 0)
+            return io::errno_code(errno);
+    } else if (options.remove_stale_path) {
+        const auto* un = reinterpret_cast<const sockaddr_un*>(at.data());
+        if (un->sun_path[0] != '\0')
+            ::unlink(un->sun_path); // a socket file left by an earlier run
+    }
+    if (::bind(fd, at.data(), at.size()) != 0)
+        return io::errno_code(errno);
+    return s;
+}
+
+result<void> datagram_socket::connect(const address& to) const noexcept
+{
+    if (::connect(fd_.get(), to.data(), to.size()) != 0)
+        return io::errno_code(errno);
+    return {};
+}
+
+task<result<void>> datagram_socket::close()
+{
+    if (!is_open())
+        co_return result<void>();
+    co_return co_await cancel_then_close(fd_.release());
+}
+
+result<address> datagram_socket::local_address() const { return name_of(fd_.get(), false); }
+result<address> datagram_socket::peer_address() const { return name_of(fd_.get(), true); }
 
 } // namespace coil::net

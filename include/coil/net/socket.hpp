@@ -19,6 +19,7 @@
 #include <coil/io/ring.hpp>
 #include <coil/net/address.hpp>
 #include <coil/net/buffer_pool.hpp>
+#include <coil/net/detail/owned_fd.hpp>
 #include <coil/net/ops.hpp>
 #include <coil/runtime/operation.hpp>
 #include <coil/runtime/stream.hpp>
@@ -107,35 +108,25 @@ public:
     stream_socket() noexcept = default;
     /// Takes ownership of `fd`.
     explicit stream_socket(int fd) noexcept : fd_(fd) {}
-    stream_socket(stream_socket&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    stream_socket& operator=(stream_socket&& other) noexcept
-    {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    ~stream_socket() { reset(); }
 
     /// Connects to `to` (a socket of its family, then `connect`). The socket op goes through
     /// the ring where the kernel has it (Linux 5.19), else through socket(2).
     static task<result<stream_socket>> connect(address to);
 
-    int fd() const noexcept { return fd_; }
-    bool is_open() const noexcept { return fd_ >= 0; }
+    int fd() const noexcept { return fd_.get(); }
+    bool is_open() const noexcept { return fd_.get() >= 0; }
     /// Gives up ownership of the descriptor.
-    int release() noexcept { return std::exchange(fd_, -1); }
+    int release() noexcept { return fd_.release(); }
 
     /// Receives up to `buffer.size()` bytes; 0 means the peer closed its side.
     operation<ops::recv> receive(std::span<std::byte> buffer, int flags = 0) const noexcept
     {
-        return net::recv(fd_, buffer, flags);
+        return net::recv(fd_.get(), buffer, flags);
     }
     /// Sends some of `buffer` (maybe short); never raises SIGPIPE.
     operation<ops::send> send(std::span<const std::byte> buffer) const noexcept
     {
-        return net::send(fd_, buffer);
+        return net::send(fd_.get(), buffer);
     }
     /// Sends all of `buffer`, queueing the rest again after a short send (one awaitable,
     /// nothing allocated); `buffer` is borrowed until the `co_await` completes.
@@ -143,20 +134,20 @@ public:
     /// interrupts it yields `operation_canceled` / `timed_out`, however much was sent.
     operation<ops::send_all> send_all(std::span<const std::byte> buffer) const noexcept
     {
-        return net::send_all(fd_, buffer);
+        return net::send_all(fd_.get(), buffer);
     }
     /// Sends all of a receive bundle's bytes, its buffers gathered into `sendmsg(2)` calls
     /// (one for up to 16 buffers) instead of one send per buffer; otherwise as `send_all`.
     operation<ops::send_all_bundle> send_all(const received_bundle& bundle) const noexcept
     {
         return operation<ops::send_all_bundle>(
-            {fd_, bundle.begin(), 0, bundle.size(), MSG_NOSIGNAL});
+            {fd_.get(), bundle.begin(), 0, bundle.size(), MSG_NOSIGNAL});
     }
     /// A zero-copy send (Linux 6.0): `buffer` is borrowed until the kernel's notification,
     /// which the `co_await` waits for. Worth it for large buffers.
     operation<ops::send_zc> send_zero_copy(std::span<const std::byte> buffer) const noexcept
     {
-        return net::send_zc(fd_, buffer);
+        return net::send_zc(fd_.get(), buffer);
     }
     /// Every chunk the peer sends, in order, as buffers the kernel picked from `pool` (see
     /// `receive_stream`).
@@ -170,12 +161,12 @@ public:
     /// `shutdown(2)`: `SHUT_WR` (the default) sends end-of-stream, keeps receiving.
     operation<ops::shutdown> shutdown(int how = SHUT_WR) const noexcept
     {
-        return net::shutdown(fd_, how);
+        return net::shutdown(fd_.get(), how);
     }
     /// Cancels every op pending on the socket, without closing it: their awaiters resume with
     /// `operation_canceled` (or their real result, if they completed first). Yields how many
     /// ops it found.
-    operation<ops::cancel_fd> cancel() const noexcept { return net::cancel_fd(fd_); }
+    operation<ops::cancel_fd> cancel() const noexcept { return net::cancel_fd(fd_.get()); }
     /// Cancels every op pending on the socket (closing alone would not: the kernel holds its
     /// own reference), waits for that, then closes it.
     task<result<void>> close();
@@ -186,12 +177,7 @@ public:
     result<address> peer_address() const;
 
 private:
-    void reset() noexcept
-    {
-        if (fd_ >= 0)
-            ::close(std::exchange(fd_, -1));
-    }
-    int fd_ = -1;
+    detail::owned_fd fd_;
 };
 
 /// Options for `listener::bind`.
@@ -402,7 +388,7 @@ using receive_stream = stream<ops::receive_provided>;
 
 inline auto stream_socket::receive(buffer_pool& pool, stream_options options) const
 {
-    return receive_stream(ops::receive_provided{{fd_, &pool}}, options);
+    return receive_stream(ops::receive_provided{{fd_.get(), &pool}}, options);
 }
 
 /// The stream `stream_socket::receive_bundles(pool)` returns: `co_await s.next()` yields
@@ -411,55 +397,40 @@ using receive_bundle_stream = stream<ops::receive_bundles_provided>;
 
 inline auto stream_socket::receive_bundles(buffer_pool& pool, stream_options options) const
 {
-    return receive_bundle_stream(ops::receive_bundles_provided{{fd_, &pool}}, options);
+    return receive_bundle_stream(ops::receive_bundles_provided{{fd_.get(), &pool}}, options);
 }
 
 /// A listening stream socket. Owns its descriptor. Move-only.
 class listener {
 public:
     listener() noexcept = default;
-    listener(listener&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    listener& operator=(listener&& other) noexcept
-    {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    ~listener() { reset(); }
 
     /// socket + bind + listen at `at` (synchronous: setup, not I/O). Port 0 picks a free
     /// port (see `local_address`). Errors are errno values, e.g. `address_in_use`.
     static result<listener> bind(const address& at, listen_options options = {});
 
-    int fd() const noexcept { return fd_; }
-    bool is_open() const noexcept { return fd_ >= 0; }
+    int fd() const noexcept { return fd_.get(); }
+    bool is_open() const noexcept { return fd_.get() >= 0; }
     result<address> local_address() const;
     /// Stops listening now: closes the descriptor. An accept still pending on it must be
     /// cancelled first (its stream stopped, or `cancel_fd`): the kernel holds its own reference.
-    void close() noexcept { reset(); }
+    void close() noexcept { fd_.reset(); }
 
     /// Accepts one connection.
     operation<ops::accept_socket> accept() const noexcept
     {
-        return operation<ops::accept_socket>({fd_});
+        return operation<ops::accept_socket>({fd_.get()});
     }
     /// Every incoming connection, as a stream (multishot accept). Transient errors (EMFILE,
     /// ENFILE, ECONNABORTED, ...) are delivered and the stream goes on.
     stream<ops::accept_multishot> connections(stream_options options = {}) const
     {
-        return stream<ops::accept_multishot>(ops::accept_multishot{fd_}, options);
+        return stream<ops::accept_multishot>(ops::accept_multishot{fd_.get()}, options);
     }
 
 private:
     explicit listener(int fd) noexcept : fd_(fd) {}
-    void reset() noexcept
-    {
-        if (fd_ >= 0)
-            ::close(std::exchange(fd_, -1));
-    }
-    int fd_ = -1;
+    detail::owned_fd fd_;
 };
 
 using tcp_listener = listener;

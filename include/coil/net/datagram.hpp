@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// `coil::net::datagram_socket`: UDP over IPv4 and IPv6, and Unix datagram sockets, with
+/// awaitable `send_to` / `receive_from` (and `send` / `receive` once connected).
+///
+/// @code
+/// auto server = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(5353));
+/// std::array<std::byte, 1500> buffer;
+/// auto got = co_await server->receive_from(buffer);   // result<datagram>
+/// if (got && !got->truncated)
+///     co_await server->send_to(std::span(buffer).first(got->size), got->from);
+/// @endcode
+#pragma once
+
+#include <coil/io/completion.hpp>
+#include <coil/io/result.hpp>
+#include <coil/io/ring.hpp>
+#include <coil/net/address.hpp>
+#include <coil/net/detail/owned_fd.hpp>
+#include <coil/net/ops.hpp>
+#include <coil/runtime/operation.hpp>
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <span>
+#include <utility>
+
+namespace coil::net {
+
+/// What `datagram_socket::receive_from` yields.
+struct datagram {
+    /// Bytes of the datagram written into the buffer (0 is a valid, empty datagram: a datagram
+    /// socket has no end-of-stream).
+    std::size_t size = 0;
+    /// The sender (empty for an unbound Unix datagram sender).
+    address from;
+    /// The datagram was longer than the buffer: `size` bytes arrived, the rest is discarded by
+    /// the kernel (a datagram is read whole or not at all).
+    bool truncated = false;
+};
+
+namespace ops {
+
+/// `sendmsg(2)` of one buffer to one address. The address is copied into the op, so the
+/// caller's need not outlive the call; the buffer is borrowed until the `co_await` completes.
+/// The message header and its iovec live in the op (in the awaiter): nothing is allocated.
+struct send_to {
+    int fd;
+    std::span<const std::byte> buffer;
+    address to;
+    int flags;
+    ::iovec iov{};
+    ::msghdr message{};
+
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        iov = {const_cast<std::byte*>(buffer.data()), buffer.size()};
+        message = {};
+        message.msg_name = to.data();
+        message.msg_namelen = to.size();
+        message.msg_iov = &iov;
+        message.msg_iovlen = 1;
+        return r.add_sendmsg(fd, &message, flags, ud);
+    }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return byte_count(c); }
+};
+
+/// `recvmsg(2)` of one datagram into one buffer, with the sender's address. The kernel writes
+/// the address and the message flags into the op's own header, read back on completion.
+struct receive_from {
+    int fd;
+    std::span<std::byte> buffer;
+    int flags;
+    address from{};
+    ::iovec iov{};
+    ::msghdr message{};
+
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        iov = {buffer.data(), buffer.size()};
+        message = {};
+        message.msg_name = from.data();
+        message.msg_namelen = from.capacity();
+        message.msg_iov = &iov;
+        message.msg_iovlen = 1;
+        return r.add_recvmsg(fd, &message, flags, ud);
+    }
+    result<datagram> complete(const io::completion& c) noexcept
+    {
+        if (c.result < 0)
+            return io::error_from_result(c.result);
+        datagram d;
+        // With MSG_TRUNC in `flags` the kernel reports the datagram's whole length.
+        const auto length = static_cast<std::size_t>(c.result);
+        d.size = length < buffer.size() ? length : buffer.size();
+        d.truncated = (message.msg_flags & MSG_TRUNC) != 0 || length > buffer.size();
+        from.resize(message.msg_namelen < from.capacity() ? message.msg_namelen : from.capacity());
+        d.from = from;
+        return d;
+    }
+};
+
+} // namespace ops
+
+/// Options for `datagram_socket::bind`.
+struct datagram_options {
+    /// SO_REUSEADDR.
+    bool reuse_address = false;
+    /// SO_REUSEPORT: several sockets (one per executor) share the port, the kernel spreading
+    /// datagrams between them by flow.
+    bool reuse_port = false;
+    /// SO_BROADCAST: `send_to` may name a broadcast address.
+    bool broadcast = false;
+    /// For a Unix path: remove a stale socket file at the path first.
+    bool remove_stale_path = true;
+};
+
+/// A datagram socket (UDP over IPv4 or IPv6, or a Unix datagram socket). Owns its descriptor
+/// (closed by the destructor, synchronously; `close()` first cancels the ops pending on it).
+/// Move-only. Every datagram is sent and received whole: a send never sends part of one, a
+/// receive into a buffer too small for one says so (`datagram::truncated`).
+class datagram_socket {
+public:
+    datagram_socket() noexcept = default;
+    /// Takes ownership of `fd`.
+    explicit datagram_socket(int fd) noexcept : fd_(fd) {}
+
+    /// A socket bound to `at` (port 0: the kernel picks one, see `local_address`).
+    static result<datagram_socket> bind(const address& at, datagram_options options = {});
+    /// An unbound socket of `family` (AF_INET, AF_INET6 or AF_UNIX). An IP socket gets a port
+    /// at its first send; an unbound Unix socket can send but not be answered.
+    static result<datagram_socket> open(int family);
+
+    /// Sets the default peer: `send` and `receive` then need no address, and datagrams from
+    /// other addresses are dropped by the kernel. Immediate (a datagram socket has no
+    /// handshake), so not awaited.
+    result<void> connect(const address& to) const noexcept;
+
+    int fd() const noexcept { return fd_.get(); }
+    bool is_open() const noexcept { return fd_.get() >= 0; }
+    /// Gives up ownership of the descriptor.
+    int release() noexcept { return fd_.release(); }
+
+    /// Sends `buffer` as one datagram to `to`; yields the count (all of it, or an error such
+    /// as `message_size` for a datagram too large for the protocol).
+    operation<ops::send_to> send_to(std::span<const std::byte> buffer, const address& to,
+                                    int flags = MSG_NOSIGNAL) const noexcept
+    {
+        return operation<ops::send_to>({fd_.get(), buffer, to, flags});
+    }
+    /// Receives one datagram into `buffer`, with its sender. `flags`: `MSG_PEEK` leaves it
+    /// queued.
+    operation<ops::receive_from> receive_from(std::span<std::byte> buffer,
+                                              int flags = 0) const noexcept
+    {
+        return operation<ops::receive_from>({fd_.get(), buffer, flags});
+    }
+    /// Sends one datagram to the connected peer.
+    operation<ops::send> send(std::span<const std::byte> buffer) const noexcept
+    {
+        return net::send(fd_.get(), buffer);
+    }
+    /// Receives one datagram from the connected peer; yields the bytes written into `buffer`
+    /// (a longer datagram is cut to the buffer; use `receive_from` to learn that it was).
+    operation<ops::recv> receive(std::span<std::byte> buffer, int flags = 0) const noexcept
+    {
+        return net::recv(fd_.get(), buffer, flags);
+    }
+    /// Cancels every op pending on the socket without closing it (see `stream_socket`).
+    operation<ops::cancel_fd> cancel() const noexcept { return net::cancel_fd(fd_.get()); }
+    /// Cancels every op pending on the socket, waits for that, then closes it.
+    task<result<void>> close();
+
+    result<address> local_address() const;
+    /// The connected peer (`not_connected` before `connect`).
+    result<address> peer_address() const;
+
+private:
+    detail::owned_fd fd_;
+};
+
+using udp_socket = datagram_socket;
+using unix_datagram_socket = datagram_socket;
+
+} // namespace coil::net

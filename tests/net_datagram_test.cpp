@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: MIT
+// Datagram sockets: UDP over IPv4 and IPv6 and Unix datagram sockets carrying datagrams whole,
+// with their senders; truncation into a small buffer; empty datagrams; connected sockets and
+// the kernel's filter on them; cancellation, deadlines and close with a receive pending; errors
+// for bad families, oversize datagrams and closed descriptors; many receives pending at once.
+
+#include "runtime_test_support.hpp"
+#include "test_executor.hpp"
+#include "test_support.hpp"
+
+#include <coil/coil.hpp>
+#include <coil/net/datagram.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <random>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+using coil_test::bytes_of;
+namespace net = coil::net;
+
+namespace {
+
+// A bound address of each kind: a free port, or a fresh path in `dir`.
+net::address bind_address(const std::string& kind, const coil_test::temp_dir& dir,
+                          const char* name)
+{
+    if (kind == "ipv4")
+        return net::address::loopback_v4(0);
+    if (kind == "ipv6")
+        return net::address::loopback_v6(0);
+    return *net::address::unix_path(dir.file(name));
+}
+
+// Sends `bytes` to `to` as one datagram; the test fails unless all of it went.
+coil::task<void> send_whole(const net::datagram_socket& s, std::span<const std::byte> bytes,
+                            const net::address& to)
+{
+    auto sent = co_await s.send_to(bytes, to);
+    REQUIRE(sent);
+    REQUIRE(*sent == bytes.size());
+}
+
+std::vector<std::byte> message(std::size_t id, std::size_t size)
+{
+    std::vector<std::byte> m(size);
+    for (std::size_t i = 0; i < size; ++i)
+        m[i] = static_cast<std::byte>((id * 31 + i * 7) & 0xff);
+    return m;
+}
+
+} // namespace
+
+TEST_CASE("net: datagrams of every size from 0 to 1,400 bytes go both ways whole, each with "
+          "its sender, over UDP and Unix datagram sockets",
+          "[net][datagram]")
+{
+    const std::string kind = GENERATE("ipv4", "ipv6", "unix");
+    CAPTURE(kind);
+    coil_test::temp_dir dir;
+    auto server = net::datagram_socket::bind(bind_address(kind, dir, "server"));
+    auto client = net::datagram_socket::bind(bind_address(kind, dir, "client"));
+    REQUIRE(server);
+    REQUIRE(client);
+    const net::address server_at = *server->local_address();
+    const net::address client_at = *client->local_address();
+
+    constexpr std::size_t count = 200;
+    coil::executor ex(coil_test::executor_options());
+    // The server echoes `count` datagrams to whoever sent each; the client sends them one at
+    // a time and checks each answer.
+    auto serve = [&]() -> coil::task<std::size_t> {
+        std::array<std::byte, 2048> buffer;
+        std::size_t good_senders = 0;
+        for (std::size_t i = 0; i < count; ++i) {
+            auto got = co_await server->receive_from(buffer);
+            if (!got || got->truncated)
+                co_return good_senders;
+            if (got->from == client_at)
+                ++good_senders;
+            auto sent = co_await server->send_to(std::span(buffer).first(got->size), got->from);
+            if (!sent || *sent != got->size)
+                co_return good_senders;
+        }
+        co_return good_senders;
+    };
+    auto talk = [&]() -> coil::task<std::size_t> {
+        std::array<std::byte, 2048> back;
+        std::size_t good = 0;
+        std::mt19937 rng(7);
+        for (std::size_t i = 0; i < count; ++i) {
+            const std::size_t size = i < 2 ? i : rng() % 1401; // 0 and 1 byte first
+            const auto m = message(i, size);
+            auto sent = co_await client->send_to(m, server_at);
+            auto got = co_await client->receive_from(back);
+            if (sent && *sent == size && got && got->size == size && !got->truncated &&
+                got->from == server_at &&
+                std::equal(m.begin(), m.end(), back.begin()))
+                ++good;
+        }
+        co_return good;
+    };
+    auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
+        auto server_task = ex.spawn(serve());
+        const std::size_t good = co_await talk();
+        co_return std::pair{good, co_await server_task};
+    };
+    auto [good, senders] = ex.run(body());
+    CHECK(good == count);
+    CHECK(senders == count);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: a datagram longer than the buffer arrives cut and says so, and the next one "
+          "arrives whole",
+          "[net][datagram]")
+{
+    auto a = net::datagram_socket::bind(net::address::loopback_v4(0));
+    auto b = net::datagram_socket::bind(net::address::loopback_v4(0));
+    REQUIRE(a);
+    REQUIRE(b);
+    const auto b_at = *b->local_address();
+    coil::executor ex(coil_test::executor_options());
+    struct seen {
+        net::datagram first, second, third;
+        std::string first_bytes, second_bytes;
+    };
+    auto body = [&]() -> coil::task<seen> {
+        const auto long_one = message(1, 100);
+        co_await send_whole(*a, long_one, b_at);
+        co_await send_whole(*a, bytes_of("short"), b_at);
+        co_await send_whole(*a, long_one, b_at);
+        std::array<std::byte, 10> small;
+        std::array<std::byte, 64> enough;
+        seen s;
+        auto first = co_await b->receive_from(small);
+        REQUIRE(first);
+        s.first = *first;
+        s.first_bytes = coil_test::string_of(std::span(small).first(first->size));
+        auto second = co_await b->receive_from(enough);
+        REQUIRE(second);
+        s.second = *second;
+        s.second_bytes = coil_test::string_of(std::span(enough).first(second->size));
+        // MSG_TRUNC: the kernel reports the whole length; the size stays the buffer's.
+        auto third = co_await b->receive_from(small, MSG_TRUNC);
+        REQUIRE(third);
+        s.third = *third;
+        co_return s;
+    };
+    const seen s = ex.run(body());
+    CHECK(s.first.size == 10);
+    CHECK(s.first.truncated);
+    const auto long_one = message(1, 100);
+    CHECK(s.first_bytes == coil_test::string_of(std::span(long_one).first(10)));
+    CHECK(s.second.size == 5);
+    CHECK_FALSE(s.second.truncated);
+    CHECK(s.second_bytes == "short");
+    CHECK(s.third.size == 10);
+    CHECK(s.third.truncated);
+}
+
+TEST_CASE("net: an empty datagram is a datagram, not an end of stream", "[net][datagram]")
+{
+    coil_test::temp_dir dir;
+    auto a = net::datagram_socket::bind(*net::address::unix_path(dir.file("a")));
+    auto b = net::datagram_socket::bind(*net::address::unix_path(dir.file("b")));
+    REQUIRE(a);
+    REQUIRE(b);
+    const auto a_at = *a->local_address();
+    const auto b_at = *b->local_address();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::vector<std::size_t>> {
+        co_await send_whole(*a, {}, b_at);
+        co_await send_whole(*a, bytes_of("after"), b_at);
+        std::array<std::byte, 16> buffer;
+        std::vector<std::size_t> sizes;
+        for (int i = 0; i < 2; ++i) {
+            auto got = co_await b->receive_from(buffer);
+            REQUIRE(got);
+            REQUIRE(got->from == a_at);
+            sizes.push_back(got->size);
+        }
+        co_return sizes;
+    };
+    CHECK(ex.run(body()) == std::vector<std::size_t>{0, 5});
+}
+
+TEST_CASE("net: a connected datagram socket sends and receives without addresses, and the "
+          "kernel drops datagrams from anyone else",
+          "[net][datagram]")
+{
+    auto a = net::datagram_socket::bind(net::address::loopback_v6(0));
+    auto b = net::datagram_socket::bind(net::address::loopback_v6(0));
+    auto stranger = net::datagram_socket::open(AF_INET6);
+    REQUIRE(a);
+    REQUIRE(b);
+    REQUIRE(stranger);
+    CHECK(a->peer_address().error() == std::errc::not_connected);
+    REQUIRE(a->connect(*b->local_address()));
+    REQUIRE(b->connect(*a->local_address()));
+    CHECK(a->peer_address().value() == *b->local_address());
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::string> {
+        // The stranger's datagram reaches b's port first; b is connected to a, so it is dropped.
+        co_await send_whole(*stranger, bytes_of("from a stranger"), *b->local_address());
+        auto sent = co_await a->send(bytes_of("from a"));
+        REQUIRE(sent);
+        std::array<std::byte, 64> buffer;
+        auto n = co_await b->receive(buffer);
+        REQUIRE(n);
+        auto back = co_await b->send(std::span(buffer).first(*n));
+        REQUIRE(back);
+        auto m = co_await a->receive(buffer);
+        REQUIRE(m);
+        co_return coil_test::string_of(std::span(buffer).first(*m));
+    };
+    CHECK(ex.run(body()) == "from a");
+}
+
+TEST_CASE("net: a pending receive_from ends with operation_canceled on a stop request, "
+          "timed_out at its deadline, and through cancel() and close(); the socket goes on "
+          "after the first three",
+          "[net][datagram][cancel]")
+{
+    auto s = net::datagram_socket::bind(net::address::loopback_v4(0));
+    auto peer = net::datagram_socket::open(AF_INET);
+    REQUIRE(s);
+    REQUIRE(peer);
+    const auto at = *s->local_address();
+    coil::executor ex(coil_test::executor_options());
+    struct outcome {
+        std::error_code stopped, deadline, cancelled, after, closed;
+    };
+    auto receive_error = [&](std::chrono::nanoseconds deadline) -> coil::task<std::error_code> {
+        std::array<std::byte, 16> buffer;
+        auto got = deadline.count() != 0 ? co_await s->receive_from(buffer).with_timeout(deadline)
+                                         : co_await s->receive_from(buffer);
+        co_return got ? std::error_code() : got.error();
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        std::stop_source stop;
+        auto stopped = ex.spawn(coil::with_stop_token(stop.get_token(), receive_error({})));
+        co_await coil::yield();
+        stop.request_stop();
+        o.stopped = co_await stopped;
+
+        o.deadline = co_await receive_error(std::chrono::milliseconds(20));
+
+        auto cancelled = ex.spawn(receive_error({}));
+        co_await coil::yield();
+        auto found = co_await s->cancel();
+        REQUIRE(found);
+        o.cancelled = co_await cancelled;
+
+        // Still usable: a datagram sent now is received.
+        co_await send_whole(*peer, bytes_of("still here"), at);
+        o.after = co_await receive_error({});
+
+        auto closed = ex.spawn(receive_error({}));
+        co_await coil::yield();
+        auto closed_ok = co_await s->close();
+        REQUIRE(closed_ok);
+        o.closed = co_await closed;
+        co_return o;
+    };
+    const outcome o = ex.run(body());
+    CHECK(o.stopped == std::errc::operation_canceled);
+    CHECK(o.deadline == std::errc::timed_out);
+    CHECK(o.cancelled == std::errc::operation_canceled);
+    CHECK_FALSE(o.after);
+    CHECK(o.closed == std::errc::operation_canceled);
+    CHECK_FALSE(s->is_open());
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: datagram misuse gets clear errors: a foreign family, an oversize datagram, an "
+          "unknown family, an address in use, a closed socket",
+          "[net][datagram]")
+{
+    CHECK(net::datagram_socket::open(AF_PACKET).error() == std::errc::address_family_not_supported);
+    CHECK(net::datagram_socket::bind(net::address()).error() ==
+          std::errc::address_family_not_supported);
+    auto a = net::datagram_socket::bind(net::address::loopback_v4(0));
+    REQUIRE(a);
+    CHECK(net::datagram_socket::bind(*a->local_address()).error() == std::errc::address_in_use);
+    {
+        // With SO_REUSEPORT on both, two sockets share a port.
+        auto first = net::datagram_socket::bind(net::address::loopback_v4(0), {.reuse_port = true});
+        REQUIRE(first);
+        auto second = net::datagram_socket::bind(*first->local_address(), {.reuse_port = true});
+        CHECK(second);
+    }
+    net::datagram_socket closed;
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::vector<std::error_code>> {
+        std::vector<std::error_code> errors;
+        const auto v6 = net::address::loopback_v6(9);
+        auto foreign = co_await a->send_to(bytes_of("x"), v6); // an IPv6 address, IPv4 socket
+        errors.push_back(foreign ? std::error_code() : foreign.error());
+        const std::vector<std::byte> huge(70'000); // above UDP's 65,507-byte payload
+        auto oversize = co_await a->send_to(huge, *a->local_address());
+        errors.push_back(oversize ? std::error_code() : oversize.error());
+        std::array<std::byte, 8> buffer;
+        auto on_closed = co_await closed.receive_from(buffer);
+        errors.push_back(on_closed ? std::error_code() : on_closed.error());
+        co_return errors;
+    };
+    const auto errors = ex.run(body());
+    REQUIRE(errors.size() == 3);
+    CHECK((errors[0] == std::errc::address_family_not_supported ||
+           errors[0] == std::errc::invalid_argument));
+    CHECK(errors[1] == std::errc::message_size);
+    CHECK(errors[2] == std::errc::bad_file_descriptor);
+}
+
+TEST_CASE("net: 300 datagram sockets each with a receive pending on a small ring all get "
+          "their datagram",
+          "[net][datagram]")
+{
+    constexpr std::size_t sockets = 300;
+    std::vector<net::datagram_socket> receivers;
+    std::vector<net::address> addresses;
+    for (std::size_t i = 0; i < sockets; ++i) {
+        auto s = net::datagram_socket::bind(net::address::loopback_v4(0));
+        REQUIRE(s);
+        addresses.push_back(*s->local_address());
+        receivers.push_back(std::move(*s));
+    }
+    auto sender = net::datagram_socket::open(AF_INET);
+    REQUIRE(sender);
+    coil::executor_options options;
+    options.entries = 16;
+    coil::executor ex(coil_test::executor_options(options));
+    auto receive_one = [](net::datagram_socket& s, std::size_t i) -> coil::task<bool> {
+        std::array<std::byte, 64> buffer;
+        auto got = co_await s.receive_from(buffer);
+        const auto expected = message(i, 48);
+        co_return got && got->size == expected.size() &&
+            std::equal(expected.begin(), expected.end(), buffer.begin());
+    };
+    auto body = [&]() -> coil::task<std::size_t> {
+        std::vector<coil::task<bool>> waiting;
+        for (std::size_t i = 0; i < sockets; ++i)
+            waiting.push_back(receive_one(receivers[i], i));
+        auto all = ex.spawn(coil::when_all(std::move(waiting)));
+        co_await coil::yield();
+        for (std::size_t i = 0; i < sockets; ++i) {
+            auto sent = co_await sender->send_to(message(i, 48), addresses[i]);
+            if (!sent)
+                co_return 0;
+        }
+        auto results = co_await all;
+        co_return static_cast<std::size_t>(std::count(results.begin(), results.end(), true));
+    };
+    CHECK(ex.run(body()) == sockets);
+    CHECK(ex.in_flight() == 0);
+}
