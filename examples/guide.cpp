@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -61,6 +62,29 @@ coil::task<std::uint64_t> file_round_trip(std::string path)
     (void)co_await f->close();
     ::unlink(path.c_str());
     co_return size.value_or(0);
+}
+
+// --- 2a. Replacing a file durably ----------------------------------------------------------
+coil::task<coil::result<void>> replace_file(std::string path, std::span<const std::byte> contents)
+{
+    const std::string temporary = path + ".tmp";
+    auto f = co_await coil::file::create(temporary);
+    if (!f)
+        co_return f.error();
+    if (auto w = co_await f->write_all_at(contents, 0); !w)
+        co_return w.error();
+    if (auto s = co_await f->fdatasync(); !s)                      // the bytes are on disk
+        co_return s.error();
+    (void)co_await f->close();
+    if (auto r = co_await coil::rename(temporary.c_str(), path.c_str()); !r) // atomically
+        co_return r.error();
+    std::string parent = std::filesystem::path(path).parent_path().string();
+    if (parent.empty())
+        parent = ".";
+    auto dir = co_await coil::file::open(parent, O_RDONLY | O_DIRECTORY);
+    if (!dir)
+        co_return dir.error();
+    co_return co_await dir->fsync();                               // and so is the new name
 }
 
 // --- 2b. Registered buffers and files -------------------------------------------------------
@@ -231,6 +255,21 @@ int main()
     auto size = coil::run(file_round_trip("coil_guide.tmp"));
     fmt::print("2. file of {} bytes written, synced and read back\n", size);
     check(size == 10000, "file round trip");
+
+    {
+        const std::string_view first = "first version", second = "second version";
+        auto one = coil::run(replace_file("coil_guide_config.tmp", std::as_bytes(std::span(first))));
+        auto two = coil::run(replace_file("coil_guide_config.tmp", std::as_bytes(std::span(second))));
+        std::string back(64, '\0');
+        const int fd = ::open("coil_guide_config.tmp", O_RDONLY | O_CLOEXEC);
+        const ssize_t n = fd >= 0 ? ::read(fd, back.data(), back.size()) : -1;
+        back.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+        if (fd >= 0)
+            ::close(fd);
+        ::unlink("coil_guide_config.tmp");
+        fmt::print("2a. a file replaced twice, durably: '{}'\n", back);
+        check(one && two && back == second, "durable replace");
+    }
 
     {
         coil::executor ex;

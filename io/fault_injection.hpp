@@ -4,6 +4,8 @@
 // a scoped_faults lives obeys. Private: never installed, never part of libcoil.
 #pragma once
 
+#include <coil/io/opcode.hpp>
+
 #include <cstdint>
 #include <memory>
 
@@ -41,6 +43,10 @@ struct fault_plan {
     unsigned reorder = 0;
     /// `IORING_FEAT_*` bits ring setup pretends the kernel lacks. Not a probability.
     std::uint32_t hide_features = 0;
+    /// coil opcodes the probe pretends the kernel lacks, one bit per `io::opcode` value
+    /// (`hidden(opcode::x)`): `supports()` says no and their `add_*` calls refuse with
+    /// `unsupported_operation`. Not a probability.
+    std::uint64_t hide_opcodes = 0;
 };
 
 /// How often each fault fired, summed over every ring of a scope.
@@ -54,6 +60,12 @@ struct fault_counts {
     std::uint64_t shortened = 0;
     std::uint64_t reordered = 0;
 };
+
+/// The `fault_plan::hide_opcodes` bit of `op`.
+constexpr std::uint64_t hidden(opcode op) noexcept
+{
+    return std::uint64_t{1} << static_cast<unsigned>(op);
+}
 
 namespace detail {
 

@@ -85,7 +85,14 @@ static_assert(kernel_opcode(opcode::shutdown) == IORING_OP_SHUTDOWN);
 static_assert(kernel_opcode(opcode::send_zc) == IORING_OP_SEND_ZC);
 static_assert(kernel_opcode(opcode::read_fixed) == IORING_OP_READ_FIXED);
 static_assert(kernel_opcode(opcode::write_fixed) == IORING_OP_WRITE_FIXED);
-static_assert(opcode_count == 27, "a new opcode needs its kernel number checked above");
+static_assert(kernel_opcode(opcode::unlinkat) == IORING_OP_UNLINKAT);
+static_assert(kernel_opcode(opcode::renameat) == IORING_OP_RENAMEAT);
+static_assert(kernel_opcode(opcode::mkdirat) == IORING_OP_MKDIRAT);
+static_assert(kernel_opcode(opcode::symlinkat) == IORING_OP_SYMLINKAT);
+static_assert(kernel_opcode(opcode::linkat) == IORING_OP_LINKAT);
+// IORING_OP_FTRUNCATE (55, Linux 6.9) is newer than liburing 2.3's header: its number is
+// checked against the kernel by tests/ring_file_ops_test.cpp (a truncate that takes effect).
+static_assert(opcode_count == 33, "a new opcode needs its kernel number checked above");
 // ring::for_each_completion reads CQEs in place as coil::io::completion.
 static_assert(sizeof(completion) == sizeof(io_uring_cqe));
 static_assert(offsetof(completion, user_data) == offsetof(io_uring_cqe, user_data));
@@ -442,6 +449,17 @@ ring::ring(unsigned entries, const ring_options& options)
         }
     }
 
+#if COIL_FAULT_INJECTION
+    if (state_->faults) {
+        for (std::size_t i = 0; i < opcode_count; ++i) {
+            if (state_->faults->plan.hide_opcodes & (std::uint64_t{1} << i)) {
+                const unsigned op = opcode_table[i].kernel_opcode;
+                supported_[op >> 6] &= ~(std::uint64_t{1} << (op & 63U));
+            }
+        }
+    }
+#endif
+
     // An optimisation only (Linux 5.18): a kernel or a policy that refuses it costs nothing.
     if (io_uring_register_ring_fd(&u) == 1) {
         state_->registered = true;
@@ -682,6 +700,71 @@ std::error_code ring::add_statx(int dirfd, const char* path, int statx_flags, un
     detail::check_kernel_memory(out, sizeof(struct ::statx), "add_statx");
     COIL_CLAIM_SQE(opcode::statx);
     io_uring_prep_statx(sqe, dirfd, path, statx_flags, mask, out);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
+std::error_code ring::add_unlinkat(int dirfd, const char* path, int unlink_flags,
+                                  std::uint64_t user_data, sqe_flags flags)
+{
+    detail::check_kernel_string(path, "add_unlinkat");
+    COIL_CLAIM_SQE(opcode::unlinkat);
+    io_uring_prep_unlinkat(sqe, dirfd, path, unlink_flags);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
+std::error_code ring::add_renameat(int old_dirfd, const char* old_path, int new_dirfd,
+                                  const char* new_path, unsigned rename_flags,
+                                  std::uint64_t user_data, sqe_flags flags)
+{
+    detail::check_kernel_string(old_path, "add_renameat");
+    detail::check_kernel_string(new_path, "add_renameat");
+    COIL_CLAIM_SQE(opcode::renameat);
+    io_uring_prep_renameat(sqe, old_dirfd, old_path, new_dirfd, new_path, rename_flags);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
+std::error_code ring::add_mkdirat(int dirfd, const char* path, unsigned mode,
+                                 std::uint64_t user_data, sqe_flags flags)
+{
+    detail::check_kernel_string(path, "add_mkdirat");
+    COIL_CLAIM_SQE(opcode::mkdirat);
+    io_uring_prep_mkdirat(sqe, dirfd, path, mode);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
+std::error_code ring::add_symlinkat(const char* target, int new_dirfd, const char* link_path,
+                                   std::uint64_t user_data, sqe_flags flags)
+{
+    detail::check_kernel_string(target, "add_symlinkat");
+    detail::check_kernel_string(link_path, "add_symlinkat");
+    COIL_CLAIM_SQE(opcode::symlinkat);
+    io_uring_prep_symlinkat(sqe, target, new_dirfd, link_path);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
+std::error_code ring::add_linkat(int old_dirfd, const char* old_path, int new_dirfd,
+                                const char* new_path, int link_flags, std::uint64_t user_data,
+                                sqe_flags flags)
+{
+    detail::check_kernel_string(old_path, "add_linkat");
+    detail::check_kernel_string(new_path, "add_linkat");
+    COIL_CLAIM_SQE(opcode::linkat);
+    io_uring_prep_linkat(sqe, old_dirfd, old_path, new_dirfd, new_path, link_flags);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
+std::error_code ring::add_ftruncate(int fd, std::uint64_t length, std::uint64_t user_data,
+                                   sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::ftruncate);
+    // The kernel reads only the fd and the length (in `off`); every other field must be 0.
+    io_uring_prep_rw(kernel_opcode(opcode::ftruncate), sqe, fd, nullptr, 0, length);
     finish(sqe, user_data, flags);
     return success();
 }

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: MIT
 // coil::file: the composed operations (open, exact reads and writes, stat).
 
+#include <coil/runtime/executor.hpp>
 #include <coil/runtime/file.hpp>
 
 #include <linux/falloc.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <limits>
 
 namespace coil {
 
@@ -110,6 +114,18 @@ operation<ops::fallocate> file::punch_hole(std::uint64_t offset, std::uint64_t l
 operation<ops::fallocate> file::zero_range(std::uint64_t offset, std::uint64_t length) const noexcept
 {
     return coil::fallocate(fd_, FALLOC_FL_ZERO_RANGE, offset, length);
+}
+
+task<result<void>> file::truncate(std::uint64_t length) const
+{
+    executor* ex = executor::current();
+    if (ex != nullptr && ex->ring().supports(io::opcode::ftruncate))
+        co_return co_await operation<ops::ftruncate>({target(), length, target_flags()});
+    if (length > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max()))
+        co_return io::errno_code(EINVAL); // what the ring answers: a negative length
+    if (::ftruncate(fd_, static_cast<off_t>(length)) != 0)
+        co_return io::errno_code(errno);
+    co_return result<void>();
 }
 
 task<result<struct ::statx>> file::stat() const

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// File-system ops through the ring core: openat, statx and close on a temporary file.
+// File-system ops through the ring core: openat, statx and close on a temporary file; mkdirat,
+// symlinkat, linkat, renameat and unlinkat in a directory; ftruncate.
 
 #include "ring_test_support.hpp"
 
@@ -93,4 +94,99 @@ TEST_CASE("ring: openat with O_CREAT makes a file with the given mode", "[ring][
     const mode_t mask = ::umask(0);
     ::umask(mask);
     CHECK((st.st_mode & 0777) == (0640 & ~mask));
+}
+
+namespace {
+
+// Queues the op `add` makes with user_data 1, waits for it, and yields its result.
+template <class Add>
+int run_one(ring& r, Add add)
+{
+    REQUIRE_FALSE(add(r));
+    auto done = collect(r, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 1);
+    return done[0].result;
+}
+
+} // namespace
+
+TEST_CASE("ring: mkdirat, symlinkat, linkat, renameat and unlinkat change the directory tree, "
+          "relative to a directory descriptor",
+          "[ring][file]")
+{
+    ring r(4);
+    for (coil::io::opcode op : {coil::io::opcode::mkdirat, coil::io::opcode::symlinkat,
+                                coil::io::opcode::linkat, coil::io::opcode::renameat,
+                                coil::io::opcode::unlinkat}) {
+        if (!r.supports(op))
+            SKIP("this kernel's io_uring lacks " << coil::io::to_string(op));
+    }
+    temp_dir dir;
+    dir.create_file("file", filled(10, 0x41)).reset();
+    unique_fd at(::open(dir.path().c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    REQUIRE(at.get() >= 0);
+    const int d = at.get();
+    auto exists = [&](const char* name) {
+        struct stat st{};
+        return ::fstatat(d, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    };
+
+    CHECK(run_one(r, [&](ring& q) { return q.add_mkdirat(d, "sub", 0750, 1); }) == 0);
+    struct stat sub{};
+    REQUIRE(::fstatat(d, "sub", &sub, 0) == 0);
+    CHECK(S_ISDIR(sub.st_mode));
+    CHECK(run_one(r, [&](ring& q) { return q.add_mkdirat(d, "sub", 0750, 1); }) == -EEXIST);
+
+    CHECK(run_one(r, [&](ring& q) { return q.add_symlinkat("file", d, "sym", 1); }) == 0);
+    std::array<char, 64> target{};
+    CHECK(::readlinkat(d, "sym", target.data(), target.size()) == 4);
+    CHECK(std::string(target.data()) == "file");
+
+    CHECK(run_one(r, [&](ring& q) { return q.add_linkat(d, "file", d, "sub/hard", 0, 1); }) == 0);
+    struct stat file{};
+    REQUIRE(::fstatat(d, "file", &file, 0) == 0);
+    CHECK(file.st_nlink == 2);
+
+    CHECK(run_one(r, [&](ring& q) { return q.add_renameat(d, "file", d, "moved", 0, 1); }) == 0);
+    CHECK_FALSE(exists("file"));
+    CHECK(exists("moved"));
+    // RENAME_NOREPLACE refuses to replace; plain rename replaces.
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_renameat(d, "moved", d, "sub/hard", RENAME_NOREPLACE, 1);
+          }) == -EEXIST);
+
+    CHECK(run_one(r, [&](ring& q) { return q.add_unlinkat(d, "sub", AT_REMOVEDIR, 1); }) ==
+          -ENOTEMPTY);
+    CHECK(run_one(r, [&](ring& q) { return q.add_unlinkat(d, "sub/hard", 0, 1); }) == 0);
+    CHECK(run_one(r, [&](ring& q) { return q.add_unlinkat(d, "sub", AT_REMOVEDIR, 1); }) == 0);
+    CHECK(run_one(r, [&](ring& q) { return q.add_unlinkat(d, "sym", 0, 1); }) == 0);
+    CHECK(run_one(r, [&](ring& q) { return q.add_unlinkat(d, "missing", 0, 1); }) == -ENOENT);
+    CHECK_FALSE(exists("sub"));
+    CHECK_FALSE(exists("sym"));
+    CHECK(exists("moved"));
+}
+
+TEST_CASE("ring: ftruncate (Linux 6.9, coil's own SQE) shrinks and grows a file", "[ring][file]")
+{
+    ring r(4);
+    if (!r.supports(coil::io::opcode::ftruncate))
+        SKIP("this kernel's io_uring lacks ftruncate (Linux 6.9)");
+    temp_dir dir;
+    unique_fd fd = dir.create_file("data", filled(8192, 0x61));
+    auto size = [&] {
+        struct stat st{};
+        REQUIRE(::fstat(fd.get(), &st) == 0);
+        return st.st_size;
+    };
+    CHECK(run_one(r, [&](ring& q) { return q.add_ftruncate(fd.get(), 100, 1); }) == 0);
+    CHECK(size() == 100);
+    CHECK(run_one(r, [&](ring& q) { return q.add_ftruncate(fd.get(), 1 << 20, 1); }) == 0);
+    CHECK(size() == 1 << 20);
+    std::array<char, 4> tail{'x', 'x', 'x', 'x'};
+    CHECK(::pread(fd.get(), tail.data(), tail.size(), (1 << 20) - 4) == 4);
+    CHECK(tail == std::array<char, 4>{0, 0, 0, 0}); // grown: reads back as zeros
+    unique_fd read_only(::open((dir.path() / "data").c_str(), O_RDONLY | O_CLOEXEC));
+    CHECK(run_one(r, [&](ring& q) { return q.add_ftruncate(read_only.get(), 0, 1); }) == -EINVAL);
+    CHECK(size() == 1 << 20);
 }

@@ -801,3 +801,41 @@ TEST_CASE("runtime faults: stop() and executor destruction with hundreds of read
         }
     }
 }
+
+TEST_CASE("runtime faults: on a kernel without ftruncate in io_uring, file::truncate falls back "
+          "to the system call; a directory op the kernel lacks says unsupported_operation",
+          "[runtime][faults][file]")
+{
+    using coil::io::opcode;
+    using coil::io::testing::hidden;
+    scoped_faults faults(fault_plan{.hide_opcodes = hidden(opcode::ftruncate) |
+                                                    hidden(opcode::unlinkat)});
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("data");
+    {
+        auto fd = dir.create_file("data", coil_test::pattern(4096));
+    }
+    coil::executor ex(coil_test::executor_options());
+    REQUIRE_FALSE(ex.ring().supports(opcode::ftruncate));
+    struct outcome {
+        std::error_code truncated, removed;
+        std::uint64_t size = 0;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto f = co_await coil::file::open(path, O_RDWR | O_CLOEXEC);
+        REQUIRE(f);
+        auto t = co_await f->truncate(100);
+        o.truncated = t ? std::error_code() : t.error();
+        o.size = (co_await f->size()).value();
+        auto r = co_await coil::remove_file(path.c_str());
+        o.removed = r ? std::error_code() : r.error();
+        co_return o;
+    };
+    const outcome o = ex.run(body());
+    CHECK_FALSE(o.truncated);
+    CHECK(o.size == 100);
+    CHECK(o.removed == coil::io::errc::unsupported_operation);
+    CHECK(::access(path.c_str(), F_OK) == 0); // still there: nothing reached the kernel
+    CHECK(ex.in_flight() == 0);
+}

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// coil::file: create, open, exact reads and writes, size, stat, allocate, punch_hole and close.
+// coil::file: create, open, exact reads and writes, size, stat, allocate, punch_hole, truncate and
+// close; renaming over a file, directories, symbolic and hard links, removing them.
 
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
@@ -206,4 +207,187 @@ TEST_CASE("runtime: a file closes its descriptor when destroyed without close", 
     auto [first_ok, second_ebadf] = coil_test::run(closer());
     CHECK(first_ok);
     CHECK(second_ebadf);
+}
+
+namespace {
+
+coil::task<std::string> read_whole(const std::string& path)
+{
+    auto f = co_await coil::file::open(path);
+    if (!f)
+        co_return "<" + f.error().message() + ">";
+    auto size = co_await f->size();
+    std::string out(size ? *size : 0, '\0');
+    auto read = co_await f->read_exact_at(std::as_writable_bytes(std::span(out)), 0);
+    co_return read ? out : "<" + read.error().message() + ">";
+}
+
+coil::task<coil::result<void>> write_whole(const std::string& path, std::string_view text)
+{
+    auto f = co_await coil::file::create(path);
+    if (!f)
+        co_return f.error();
+    if (auto w = co_await f->write_all_at(std::as_bytes(std::span(text)), 0); !w)
+        co_return w.error();
+    if (auto s = co_await f->fdatasync(); !s)
+        co_return s.error();
+    co_return co_await f->close();
+}
+
+} // namespace
+
+TEST_CASE("runtime: a file is replaced durably by writing a temporary and renaming it over; "
+          "RENAME_NOREPLACE refuses and RENAME_EXCHANGE swaps",
+          "[runtime][file][fs]")
+{
+    coil::io::ring probe(2);
+    if (!probe.supports(coil::io::opcode::renameat))
+        SKIP("this kernel's io_uring lacks renameat (Linux 5.11)");
+    coil_test::temp_dir dir;
+    const std::string target = dir.file("config");
+    const std::string temporary = dir.file("config.tmp");
+    const std::string other = dir.file("other");
+    auto body = [&]() -> coil::task<std::vector<std::string>> {
+        std::vector<std::string> seen;
+        auto first = co_await write_whole(target, "old contents");
+        auto second = co_await write_whole(temporary, "new contents");
+        auto third = co_await write_whole(other, "other");
+        REQUIRE(first);
+        REQUIRE(second);
+        REQUIRE(third);
+        auto renamed = co_await coil::rename(temporary.c_str(), target.c_str());
+        REQUIRE(renamed);
+        seen.push_back(co_await read_whole(target));
+        seen.push_back(co_await read_whole(temporary));
+        auto refused = co_await coil::rename(other.c_str(), target.c_str(), RENAME_NOREPLACE);
+        seen.push_back(refused ? "renamed" : refused.error().message());
+        auto swapped = co_await coil::rename(other.c_str(), target.c_str(), RENAME_EXCHANGE);
+        REQUIRE(swapped);
+        seen.push_back(co_await read_whole(target));
+        seen.push_back(co_await read_whole(other));
+        co_return seen;
+    };
+    const auto seen = coil_test::run(body());
+    REQUIRE(seen.size() == 5);
+    CHECK(seen[0] == "new contents");
+    CHECK(seen[1] == "<" + std::make_error_code(std::errc::no_such_file_or_directory).message() + ">");
+    CHECK(seen[2] == std::make_error_code(std::errc::file_exists).message());
+    CHECK(seen[3] == "other");
+    CHECK(seen[4] == "new contents");
+}
+
+TEST_CASE("runtime: directories, symbolic and hard links are made and removed through the "
+          "ring, with errno errors for what cannot be done",
+          "[runtime][file][fs]")
+{
+    coil::io::ring probe(2);
+    for (coil::io::opcode op : {coil::io::opcode::mkdirat, coil::io::opcode::symlinkat,
+                                coil::io::opcode::linkat, coil::io::opcode::unlinkat}) {
+        if (!probe.supports(op))
+            SKIP("this kernel's io_uring lacks " << coil::io::to_string(op));
+    }
+    coil_test::temp_dir dir;
+    const std::string sub = dir.file("sub");
+    const std::string inner = dir.file("sub/file");
+    const std::string link = dir.file("link");
+    const std::string hard = dir.file("hard");
+    auto error_of = [](const coil::result<void>& r) { return r ? std::error_code() : r.error(); };
+    struct outcome {
+        std::error_code made, again, write, not_empty, remove_dir_on_file, symlink, hard_link;
+        std::error_code remove_inner, remove_dir, remove_missing, remove_link, remove_hard;
+        std::string through_link;
+        std::uint32_t links = 0;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        o.made = error_of(co_await coil::create_directory(sub.c_str(), 0750));
+        o.again = error_of(co_await coil::create_directory(sub.c_str()));
+        o.write = error_of(co_await write_whole(inner, "inside"));
+        o.not_empty = error_of(co_await coil::remove_directory(sub.c_str()));
+        o.remove_dir_on_file = error_of(co_await coil::remove_directory(inner.c_str()));
+        o.symlink = error_of(co_await coil::create_symlink("sub/file", link.c_str()));
+        o.through_link = co_await read_whole(link);
+        o.hard_link = error_of(co_await coil::create_hard_link(inner.c_str(), hard.c_str()));
+        auto f = co_await coil::file::open(inner);
+        REQUIRE(f);
+        auto st = co_await f->stat();
+        REQUIRE(st);
+        o.links = st->stx_nlink;
+        o.remove_inner = error_of(co_await coil::remove_file(inner.c_str()));
+        o.remove_dir = error_of(co_await coil::remove_directory(sub.c_str()));
+        o.remove_missing = error_of(co_await coil::remove_file(inner.c_str()));
+        o.remove_link = error_of(co_await coil::remove_file(link.c_str()));
+        o.remove_hard = error_of(co_await coil::remove_file(hard.c_str()));
+        co_return o;
+    };
+    const outcome o = coil_test::run(body());
+    CHECK_FALSE(o.made);
+    CHECK(is_error(o.again, std::errc::file_exists));
+    CHECK_FALSE(o.write);
+    CHECK(is_error(o.not_empty, std::errc::directory_not_empty));
+    CHECK(is_error(o.remove_dir_on_file, std::errc::not_a_directory));
+    CHECK_FALSE(o.symlink);
+    CHECK(o.through_link == "inside");
+    CHECK_FALSE(o.hard_link);
+    CHECK(o.links == 2);
+    CHECK_FALSE(o.remove_inner);
+    CHECK_FALSE(o.remove_dir);
+    CHECK(is_error(o.remove_missing, std::errc::no_such_file_or_directory));
+    CHECK_FALSE(o.remove_link);
+    CHECK_FALSE(o.remove_hard);
+    struct stat st{};
+    CHECK(::stat(sub.c_str(), &st) == -1);
+    CHECK(::lstat(link.c_str(), &st) == -1);
+}
+
+TEST_CASE("runtime: file::truncate shrinks and grows a file, also through a registered slot, "
+          "and refuses a file not open for writing",
+          "[runtime][file][fs]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("data");
+    coil::executor_options options;
+    options.file_slots = 4;
+    coil::executor ex(coil_test::executor_options(options));
+    struct outcome {
+        std::uint64_t shrunk = 0, grown = 0, slot_size = 0;
+        std::string head, tail;
+        std::error_code read_only;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto written = co_await write_whole(path, "0123456789");
+        REQUIRE(written);
+        auto f = co_await coil::file::open(path, O_RDWR | O_CLOEXEC);
+        REQUIRE(f);
+        auto shrink = co_await f->truncate(4);
+        REQUIRE(shrink);
+        o.shrunk = (co_await f->size()).value();
+        auto grow = co_await f->truncate(16);
+        REQUIRE(grow);
+        o.grown = (co_await f->size()).value();
+        std::string all(16, 'x');
+        auto read = co_await f->read_exact_at(std::as_writable_bytes(std::span(all)), 0);
+        REQUIRE(read);
+        o.head = all.substr(0, 4);
+        o.tail = all.substr(4);
+        auto registered = f->register_slot();
+        REQUIRE(registered);
+        auto through_slot = co_await f->truncate(1);
+        REQUIRE(through_slot);
+        o.slot_size = (co_await f->size()).value();
+        f->unregister_slot();
+        auto reader = co_await coil::file::open(path);
+        REQUIRE(reader);
+        auto refused = co_await reader->truncate(0);
+        o.read_only = refused ? std::error_code() : refused.error();
+        co_return o;
+    };
+    const outcome o = ex.run(body());
+    CHECK(o.shrunk == 4);
+    CHECK(o.grown == 16);
+    CHECK(o.head == "0123");
+    CHECK(o.tail == std::string(12, '\0'));
+    CHECK(o.slot_size == 1);
+    CHECK(is_error(o.read_only, std::errc::invalid_argument));
 }

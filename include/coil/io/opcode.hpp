@@ -41,6 +41,12 @@ enum class opcode : std::uint8_t {
     send_zc,
     read_fixed,
     write_fixed,
+    unlinkat,
+    renameat,
+    mkdirat,
+    symlinkat,
+    linkat,
+    ftruncate,
 };
 
 /// One row of the opcode table: coil's opcode, the kernel's `IORING_OP_*` number for it
@@ -81,6 +87,12 @@ inline constexpr opcode_info opcode_table[] = {
     {opcode::send_zc, 47, "send_zc"},
     {opcode::read_fixed, 4, "read_fixed"},
     {opcode::write_fixed, 5, "write_fixed"},
+    {opcode::unlinkat, 36, "unlinkat"},
+    {opcode::renameat, 35, "renameat"},
+    {opcode::mkdirat, 37, "mkdirat"},
+    {opcode::symlinkat, 38, "symlinkat"},
+    {opcode::linkat, 39, "linkat"},
+    {opcode::ftruncate, 55, "ftruncate"}, // Linux 6.9; liburing 2.3 has no name for it
 };
 
 /// How many opcodes coil wraps.
@@ -100,7 +112,7 @@ constexpr bool opcode_table_is_indexed() noexcept
 
 static_assert(detail::opcode_table_is_indexed(),
               "opcode_table must list the opcodes in the order of their enum values");
-static_assert(static_cast<std::size_t>(opcode::write_fixed) + 1 == opcode_count,
+static_assert(static_cast<std::size_t>(opcode::ftruncate) + 1 == opcode_count,
               "every opcode needs a row in opcode_table");
 
 /// The kernel's `IORING_OP_*` number for `op`.

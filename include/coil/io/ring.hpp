@@ -376,6 +376,30 @@ public:
     std::error_code add_statx(int dirfd, const char* path, int statx_flags, unsigned mask,
                               struct ::statx* out, std::uint64_t user_data,
                               sqe_flags flags = sqe_flags::none);
+    /// `unlinkat(2)`: removes `path` (with `AT_REMOVEDIR`, an empty directory). Linux 5.11.
+    /// `path` is borrowed until completion.
+    std::error_code add_unlinkat(int dirfd, const char* path, int unlink_flags,
+                                 std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `renameat2(2)` (`rename_flags`: `RENAME_NOREPLACE`, `RENAME_EXCHANGE`, ...). Linux 5.11.
+    /// Both paths are borrowed until completion.
+    std::error_code add_renameat(int old_dirfd, const char* old_path, int new_dirfd,
+                                 const char* new_path, unsigned rename_flags,
+                                 std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `mkdirat(2)`. Linux 5.15. `path` is borrowed until completion.
+    std::error_code add_mkdirat(int dirfd, const char* path, unsigned mode,
+                                std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `symlinkat(2)`: a symbolic link at `link_path` whose content is `target`. Linux 5.15.
+    /// Both strings are borrowed until completion.
+    std::error_code add_symlinkat(const char* target, int new_dirfd, const char* link_path,
+                                  std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `linkat(2)`: a hard link. Linux 5.15. Both paths are borrowed until completion.
+    std::error_code add_linkat(int old_dirfd, const char* old_path, int new_dirfd,
+                               const char* new_path, int link_flags, std::uint64_t user_data,
+                               sqe_flags flags = sqe_flags::none);
+    /// `ftruncate(2)`: sets the file's size to `length`. Linux 6.9 (`supports()` says);
+    /// queued from coil's own SQE layout, since liburing 2.3 predates it.
+    std::error_code add_ftruncate(int fd, std::uint64_t length, std::uint64_t user_data,
+                                  sqe_flags flags = sqe_flags::none);
     /// A timer: completes with `-ETIME` when it fires, or with 0 once `count` other
     /// completions have been posted first (`count` 0: only the timer). `when` is borrowed.
     std::error_code add_timeout(const timespec64* when, unsigned count, timeout_clock clock,

@@ -120,6 +120,11 @@ public:
     /// Zeroes `[offset, offset + length)` (`FALLOC_FL_ZERO_RANGE`).
     operation<ops::fallocate> zero_range(std::uint64_t offset, std::uint64_t length) const noexcept;
 
+    /// Sets the file's size to `length`: shorter drops the end, longer reads back as zeros.
+    /// Through the ring where the kernel has it (Linux 6.9), else `ftruncate(2)` on this
+    /// thread. `invalid_argument` for a file not open for writing.
+    task<result<void>> truncate(std::uint64_t length) const;
+
     /// `statx` of the open file.
     task<result<struct ::statx>> stat() const;
     /// The file's size in bytes.

@@ -20,6 +20,8 @@
 #include <coil/io/ring.hpp>
 #include <coil/runtime/operation.hpp>
 
+#include <fcntl.h>
+
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
@@ -217,6 +219,76 @@ struct statx {
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
+struct unlinkat {
+    int dirfd;
+    const char* path;
+    int flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_unlinkat(dirfd, path, flags, ud);
+    }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+};
+
+struct renameat {
+    int old_dirfd;
+    const char* old_path;
+    int new_dirfd;
+    const char* new_path;
+    unsigned flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_renameat(old_dirfd, old_path, new_dirfd, new_path, flags, ud);
+    }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+};
+
+struct mkdirat {
+    int dirfd;
+    const char* path;
+    unsigned mode;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_mkdirat(dirfd, path, mode, ud);
+    }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+};
+
+struct symlinkat {
+    const char* target;
+    int new_dirfd;
+    const char* link_path;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_symlinkat(target, new_dirfd, link_path, ud);
+    }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+};
+
+struct linkat {
+    int old_dirfd;
+    const char* old_path;
+    int new_dirfd;
+    const char* new_path;
+    int flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_linkat(old_dirfd, old_path, new_dirfd, new_path, flags, ud);
+    }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+};
+
+struct ftruncate {
+    int fd;
+    std::uint64_t length;
+    io::sqe_flags sqe_flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_ftruncate(fd, length, ud, sqe_flags);
+    }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+};
+
 } // namespace ops
 
 /// Reads up to `buffer.size()` bytes at `offset` (or `current_position`). Yields the count;
@@ -312,6 +384,85 @@ inline operation<ops::statx> statx(int dirfd, const char* path, int flags, unsig
                                    struct ::statx* out) noexcept
 {
     return operation<ops::statx>({dirfd, path, flags, mask, out});
+}
+
+// --- the directory tree ---------------------------------------------------------------------
+// Each yields an empty result or the errno of its system call. Paths are borrowed until the
+// `co_await` completes (a `std::string` temporary's `c_str()` in the same expression is fine).
+// A kernel whose io_uring lacks the op (unlinkat and renameat need Linux 5.11, the others
+// 5.15) yields `io::errc::unsupported_operation`.
+
+/// `unlinkat(2)`: removes `path`, relative to `dirfd` (`AT_REMOVEDIR`: an empty directory).
+inline operation<ops::unlinkat> unlinkat(int dirfd, const char* path, int flags = 0) noexcept
+{
+    return operation<ops::unlinkat>({dirfd, path, flags});
+}
+/// Removes the file (or symbolic link) `path`.
+inline operation<ops::unlinkat> remove_file(const char* path) noexcept
+{
+    return unlinkat(AT_FDCWD, path, 0);
+}
+/// Removes the empty directory `path`.
+inline operation<ops::unlinkat> remove_directory(const char* path) noexcept
+{
+    return unlinkat(AT_FDCWD, path, AT_REMOVEDIR);
+}
+
+/// `renameat2(2)`; `flags`: `RENAME_NOREPLACE` (fail with `file_exists` rather than replace),
+/// `RENAME_EXCHANGE` (swap the two).
+inline operation<ops::renameat> renameat(int old_dirfd, const char* old_path, int new_dirfd,
+                                         const char* new_path, unsigned flags = 0) noexcept
+{
+    return operation<ops::renameat>({old_dirfd, old_path, new_dirfd, new_path, flags});
+}
+/// Renames `from` to `to`, atomically replacing `to` if it exists (the last step of writing a
+/// file durably: write a temporary, `fdatasync` it, rename it over the old one).
+inline operation<ops::renameat> rename(const char* from, const char* to,
+                                       unsigned flags = 0) noexcept
+{
+    return renameat(AT_FDCWD, from, AT_FDCWD, to, flags);
+}
+
+/// `mkdirat(2)`.
+inline operation<ops::mkdirat> mkdirat(int dirfd, const char* path, unsigned mode = 0777) noexcept
+{
+    return operation<ops::mkdirat>({dirfd, path, mode});
+}
+/// Creates the directory `path` (`file_exists` if something is there already).
+inline operation<ops::mkdirat> create_directory(const char* path, unsigned mode = 0777) noexcept
+{
+    return mkdirat(AT_FDCWD, path, mode);
+}
+
+/// `symlinkat(2)`: a symbolic link at `link_path` (relative to `new_dirfd`) that reads `target`.
+inline operation<ops::symlinkat> symlinkat(const char* target, int new_dirfd,
+                                           const char* link_path) noexcept
+{
+    return operation<ops::symlinkat>({target, new_dirfd, link_path});
+}
+/// A symbolic link at `link_path` that reads `target`.
+inline operation<ops::symlinkat> create_symlink(const char* target, const char* link_path) noexcept
+{
+    return symlinkat(target, AT_FDCWD, link_path);
+}
+
+/// `linkat(2)`: a hard link; `flags`: `AT_SYMLINK_FOLLOW`.
+inline operation<ops::linkat> linkat(int old_dirfd, const char* old_path, int new_dirfd,
+                                     const char* new_path, int flags = 0) noexcept
+{
+    return operation<ops::linkat>({old_dirfd, old_path, new_dirfd, new_path, flags});
+}
+/// A hard link `to` naming the file `from` names.
+inline operation<ops::linkat> create_hard_link(const char* from, const char* to) noexcept
+{
+    return linkat(AT_FDCWD, from, AT_FDCWD, to, 0);
+}
+
+/// `ftruncate(2)` through the ring (Linux 6.9; `unsupported_operation` before). Prefer
+/// `file::truncate`, which falls back to the system call.
+inline operation<ops::ftruncate> ftruncate(int fd, std::uint64_t length) noexcept
+{
+    return operation<ops::ftruncate>({fd, length, io::sqe_flags::none});
 }
 
 namespace detail {
