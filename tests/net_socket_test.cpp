@@ -167,6 +167,38 @@ TEST_CASE("net: connecting to a port nobody listens on fails with connection_ref
     CHECK(again.error() == std::errc::address_in_use);
 }
 
+TEST_CASE("net: a connect with a deadline to a listener whose queue is full ends timed_out, "
+          "and one with room connects",
+          "[net][socket][timeout]")
+{
+    // Backlog 0 queues one connection; Linux drops the SYNs of the next ones while nobody
+    // accepts, so their handshakes wait on retransmissions.
+    auto server = net::listener::bind(net::address::loopback_v4(0), {.backlog = 0});
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    const unsigned open_before = coil_test::open_descriptors();
+    struct outcome {
+        std::error_code first, full, after_accept;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto first = co_await net::stream_socket::connect(at, std::chrono::seconds(10));
+        o.first = first ? std::error_code() : first.error();
+        auto full = co_await net::stream_socket::connect(at, std::chrono::milliseconds(200));
+        o.full = full ? std::error_code() : full.error();
+        auto accepted = co_await server->accept(); // room again
+        REQUIRE(accepted);
+        auto after = co_await net::stream_socket::connect(at, std::chrono::seconds(10));
+        o.after_accept = after ? std::error_code() : after.error();
+        co_return o;
+    };
+    const outcome o = coil_test::run(body());
+    CHECK_FALSE(o.first);
+    CHECK(o.full == std::errc::timed_out);
+    CHECK_FALSE(o.after_accept);
+    CHECK(coil_test::open_descriptors() == open_before); // the timed-out socket was closed
+}
+
 TEST_CASE("net: listen_options::no_delay gives every accepted connection TCP_NODELAY, and "
           "without it they have none",
           "[net][accept]")

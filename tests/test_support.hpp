@@ -121,4 +121,13 @@ inline unique_fd make_eventfd()
     return unique_fd(fd);
 }
 
+/// How many descriptors this process has open (the entries of /proc/self/fd).
+inline unsigned open_descriptors()
+{
+    unsigned n = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+        ++n;
+    return n;
+}
+
 } // namespace coil_test

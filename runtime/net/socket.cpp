@@ -46,6 +46,11 @@ int set_flag(int fd, int level, int name)
 
 task<result<stream_socket>> stream_socket::connect(address to)
 {
+    return connect(std::move(to), std::chrono::nanoseconds::max());
+}
+
+task<result<stream_socket>> stream_socket::connect(address to, std::chrono::nanoseconds timeout)
+{
     const int type = SOCK_STREAM | SOCK_CLOEXEC;
     const int protocol = to.is_ip() ? IPPROTO_TCP : 0;
     int fd = -1;
@@ -61,7 +66,11 @@ task<result<stream_socket>> stream_socket::connect(address to)
             co_return io::errno_code(errno);
     }
     stream_socket s(fd);
-    auto connected = co_await net::connect(s.fd(), to.data(), to.size());
+    result<void> connected;
+    if (timeout == std::chrono::nanoseconds::max())
+        connected = co_await net::connect(s.fd(), to.data(), to.size());
+    else
+        connected = co_await net::connect(s.fd(), to.data(), to.size()).with_timeout(timeout);
     if (!connected)
         co_return connected.error();
     co_return std::move(s);

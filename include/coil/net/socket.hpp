@@ -31,6 +31,7 @@
 
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -112,6 +113,10 @@ public:
     /// Connects to `to` (a socket of its family, then `connect`). The socket op goes through
     /// the ring where the kernel has it (Linux 5.19), else through socket(2).
     static task<result<stream_socket>> connect(address to);
+    /// The same with a deadline on the handshake: `timed_out` if the peer has not answered
+    /// within `timeout` (a host that drops SYNs otherwise keeps a connect waiting for about
+    /// two minutes of retransmissions).
+    static task<result<stream_socket>> connect(address to, std::chrono::nanoseconds timeout);
 
     int fd() const noexcept { return fd_.get(); }
     bool is_open() const noexcept { return fd_.get() >= 0; }
