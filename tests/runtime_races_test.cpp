@@ -6,8 +6,11 @@
 // counted (started, finished exactly once, or abandoned with its frame) and every byte and
 // eventfd count is accounted for (neither lost nor doubled). docs/reliability.md, "Races".
 //
-//   test_runtime_races [--seed N] [--rounds N]     N decimal or 0x-hex
-//   test_runtime_races --round SEED                 only the round a failure named
+//   test_runtime_races [--seed N] [--rounds N] [--sqpoll]   N decimal or 0x-hex
+//   test_runtime_races --round SEED [--sqpoll]               only the round a failure named
+//
+// --sqpoll runs every round's executor on an SQPOLL ring (a kernel thread submits): SKIPs
+// (exit 77) where SQPOLL is not permitted.
 
 #include "test_executor.hpp"
 #include "test_support.hpp"
@@ -39,6 +42,23 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+
+namespace {
+
+bool use_sqpoll = false; // --sqpoll
+
+// Every round's executor: the test's ring size, on an SQPOLL ring with --sqpoll.
+coil::executor_options round_options()
+{
+    coil::executor_options options = coil_test::executor_options();
+    if (use_sqpoll) {
+        options.ring.sqpoll = true;
+        options.ring.sqpoll_idle = std::chrono::milliseconds(10);
+    }
+    return options;
+}
+
+} // namespace
 
 namespace {
 
@@ -602,7 +622,7 @@ bool run_round(std::uint64_t seed, totals& sum)
     std::size_t in_flight_after = 0;
     unsigned long long orphans_closed = 0;
     {
-        coil::executor ex(coil_test::executor_options());
+        coil::executor ex(round_options());
         auto body = [&]() -> coil::task<void> {
             std::vector<coil::join_handle<void>> all;
             for (auto& s : rs.streams) {
@@ -752,7 +772,9 @@ int main(int argc, char* argv[])
     std::optional<std::uint64_t> one_round;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
-        if ((arg == "--seed" || arg == "--rounds" || arg == "--round") && i + 1 < argc) {
+        if (arg == "--sqpoll") {
+            use_sqpoll = true;
+        } else if ((arg == "--seed" || arg == "--rounds" || arg == "--round") && i + 1 < argc) {
             const std::uint64_t v = parse_number(argv[++i], arg.c_str() + 2);
             if (arg == "--seed")
                 seed = v;
@@ -761,7 +783,8 @@ int main(int argc, char* argv[])
             else
                 one_round = v;
         } else {
-            std::fprintf(stderr, "usage: %s [--seed N] [--rounds N] | --round SEED\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--seed N] [--rounds N] [--sqpoll] | --round SEED\n",
+                         argv[0]);
             return 2;
         }
     }
@@ -772,11 +795,12 @@ int main(int argc, char* argv[])
                     ok ? "passed" : "FAILED");
         return ok ? 0 : 1;
     }
-    std::printf("races: seed 0x%llx, %llu rounds, SQ entries %s (reproduce: %s --seed 0x%llx)\n",
+    std::printf("races: seed 0x%llx, %llu rounds, SQ entries %s%s (reproduce: %s --seed 0x%llx%s)\n",
                 static_cast<unsigned long long>(seed), static_cast<unsigned long long>(rounds),
                 coil_test::tiny_ring_entries() ? std::to_string(coil_test::tiny_ring_entries()).c_str()
                                                : "default",
-                argv[0], static_cast<unsigned long long>(seed));
+                use_sqpoll ? ", SQPOLL" : "", argv[0], static_cast<unsigned long long>(seed),
+                use_sqpoll ? " --sqpoll" : "");
     std::fflush(stdout);
     std::signal(SIGALRM, on_watchdog);
     std::signal(SIGPIPE, SIG_IGN);
