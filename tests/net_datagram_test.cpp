@@ -364,3 +364,47 @@ TEST_CASE("net: 300 datagram sockets each with a receive pending on a small ring
     CHECK(ex.run(body()) == sockets);
     CHECK(ex.in_flight() == 0);
 }
+
+TEST_CASE("net: a datagram from a sender without an address (a socketpair's peer, an unbound "
+          "Unix socket) has an empty sender, also through an op that last saw a named one",
+          "[net][datagram]")
+{
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) == 0);
+    net::datagram_socket left(fds[0]);
+    net::datagram_socket right(fds[1]);
+    coil_test::temp_dir dir;
+    auto bound = net::datagram_socket::bind(*net::address::unix_path(dir.file("bound")));
+    auto named = net::datagram_socket::bind(*net::address::unix_path(dir.file("named")));
+    auto unbound = net::datagram_socket::open(AF_UNIX);
+    REQUIRE(bound);
+    REQUIRE(named);
+    REQUIRE(unbound);
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::vector<std::string>> {
+        std::vector<std::string> senders;
+        std::array<std::byte, 16> buffer;
+        auto sent = co_await left.send(bytes_of("pair"));
+        REQUIRE(sent);
+        auto from_pair = co_await right.receive_from(buffer);
+        REQUIRE(from_pair);
+        senders.push_back(from_pair->from.to_string());
+        // One op awaited twice: first a named sender, then one without a name.
+        co_await send_whole(*named, bytes_of("named"), *bound->local_address());
+        co_await send_whole(*unbound, bytes_of("anonymous"), *bound->local_address());
+        auto receiving = bound->receive_from(buffer);
+        auto first = co_await receiving;
+        REQUIRE(first);
+        senders.push_back(first->from.to_string());
+        auto second = co_await receiving;
+        REQUIRE(second);
+        REQUIRE(second->size == 9);
+        senders.push_back(second->from.to_string());
+        co_return senders;
+    };
+    const auto senders = ex.run(body());
+    REQUIRE(senders.size() == 3);
+    CHECK((senders[0] == "(unspecified)" || senders[0] == "unix:"));
+    CHECK(senders[1] == "unix:" + dir.file("named"));
+    CHECK((senders[2] == "(unspecified)" || senders[2] == "unix:"));
+}

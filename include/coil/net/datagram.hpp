@@ -97,7 +97,12 @@ struct receive_from {
         const auto length = static_cast<std::size_t>(c.result);
         d.size = length < buffer.size() ? length : buffer.size();
         d.truncated = (message.msg_flags & MSG_TRUNC) != 0 || length > buffer.size();
-        from.resize(message.msg_namelen < from.capacity() ? message.msg_namelen : from.capacity());
+        // A sender without an address (a socketpair's peer) leaves the name unwritten.
+        if (message.msg_namelen == 0)
+            from = address();
+        else
+            from.resize(message.msg_namelen < from.capacity() ? message.msg_namelen
+                                                              : from.capacity());
         d.from = from;
         return d;
     }
