@@ -19,14 +19,13 @@
 #include <coil/net/detail/owned_fd.hpp>
 #include <coil/net/ops.hpp>
 #include <coil/runtime/operation.hpp>
+#include <coil/runtime/task.hpp>
 
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #include <cstddef>
 #include <span>
-#include <utility>
 
 namespace coil::net {
 
