@@ -29,6 +29,8 @@ import time
 # run after these with `default_args`/`quick_args`, named after the program.
 default_args = ["--runs", "5", "--duration", "0.3"]
 quick_args = ["--runs", "2", "--duration", "0.15"]
+large_echo_args = ["--sizes", "65536", "--connections", "50", "--idle-connections", "0",
+                   "--servers", "coil,coil-incremental,coil-bundles,liburing,epoll,asio"]
 WORKLOADS = [
     ("ring", "bench_ring", "coil::io::ring vs raw liburing: NOP batches, 4 KiB random reads",
      default_args, quick_args + ["--quick"]),
@@ -50,6 +52,12 @@ WORKLOADS = [
      "TCP echo: coil vs liburing, epoll, Asio servers; memory per idle connection",
      default_args + ["--idle-connections", "5000"],
      quick_args + ["--quick", "--connections", "1,50", "--idle-connections", "1000"]),
+    # 64 KiB messages: where the pool's buffer size decides (docs/benchmarks.md, "Large
+    # messages"). coil-incremental is skipped, with a note, on kernels before 6.12.
+    ("echo-large", "bench_echo",
+     "TCP echo of 64 KiB messages at 50 connections: coil's default pool, an incremental pool "
+     "and receive bundles vs liburing, epoll, Asio",
+     default_args + large_echo_args, quick_args + ["--quick"] + large_echo_args),
     # wrk runs whole seconds: 3 rounds of 3 s per server and file size (about 1 minute).
     ("http", "bench_http",
      "HTTP/1.1 static files: coil's http_server vs nginx (one worker) under wrk, 4 KiB and 1 MiB",
@@ -186,8 +194,9 @@ def last_row_started(log_path):
 def run_workload(name, program, args, build_dir, work_dir, tty):
     """Runs one program; returns (status, seconds, its JSON or None, its output)."""
     path = os.path.join(build_dir, "benchmarks", program)
-    json_path = os.path.join(work_dir, program + ".json")
-    log_path = os.path.join(work_dir, program + ".log")
+    # Named after the workload: one program may run as several workloads (echo, echo-large).
+    json_path = os.path.join(work_dir, name + ".json")
+    log_path = os.path.join(work_dir, name + ".log")
     start = time.monotonic()
     with open(log_path, "w") as log:
         proc = subprocess.Popen([path, "--json", json_path] + args, stdout=log,

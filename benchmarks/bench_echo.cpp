@@ -74,8 +74,9 @@ using bench::spread;
 using bench::summarise;
 using clock_type = std::chrono::steady_clock;
 
-// The targets, at 50 connections (both message sizes).
+// The targets, at 50 connections, for 64 B and 4 KiB messages.
 constexpr unsigned target_connections = 50;
+constexpr bool target_size(std::size_t size) noexcept { return size == 64 || size == 4096; }
 constexpr double target_vs_readiness = 1.10; // coil / the better of epoll and Asio
 constexpr double target_vs_raw = 0.95;       // coil / raw liburing
 
@@ -118,6 +119,29 @@ std::vector<server_spec> known_servers()
 #endif
     };
     return all;
+}
+
+// Whether this kernel consumes provided buffers incrementally (IOU_PBUF_RING_INC, Linux
+// 6.12): registers a one-entry buffer ring with the flag on a ring of its own. liburing 2.3
+// calls the registration's flags field `pad`.
+bool incremental_buffers_supported()
+{
+    io_uring ring;
+    if (io_uring_queue_init(2, &ring, 0) < 0)
+        return false;
+    void* mem = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    bool supported = false;
+    if (mem != MAP_FAILED) {
+        io_uring_buf_reg reg{};
+        reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
+        reg.ring_entries = 1;
+        reg.bgid = 0;
+        reg.pad = 2; // IOU_PBUF_RING_INC
+        supported = io_uring_register_buf_ring(&ring, &reg, 0) == 0;
+        ::munmap(mem, 4096);
+    }
+    io_uring_queue_exit(&ring);
+    return supported;
 }
 
 // How to start a server: on any free port, which it prints.
@@ -737,6 +761,14 @@ public:
         for (server_spec& s : known_servers())
             if (wanted.find("," + s.name + ",") != std::string::npos)
                 servers_.push_back(std::move(s));
+        for (server_spec& s : servers_) {
+            if (s.name == "coil-incremental" && !s.path.empty() &&
+                !incremental_buffers_supported()) {
+                s.path.clear();
+                s.missing_why = "this kernel does not consume provided buffers incrementally "
+                                "(IOU_PBUF_RING_INC needs Linux 6.12)";
+            }
+        }
         if (servers_.empty())
             fail("--servers names none of coil, coil-incremental, coil-bundles, liburing, "
                  "liburing-direct, epoll, asio");
@@ -983,7 +1015,7 @@ private:
                    "median over runs of the per-run ratio (the servers of one run ran back to "
                    "back).\n");
         for (const row& r : rows_) {
-            if (r.connections != target_connections)
+            if (r.connections != target_connections || !target_size(r.size))
                 continue;
             auto verdict = [](const std::vector<double>& v, double target) {
                 if (v.empty())
