@@ -10,6 +10,8 @@
 #include <netinet/tcp.h>
 #include <sys/un.h>
 
+#include <initializer_list>
+
 namespace coil::net {
 namespace {
 
@@ -36,10 +38,31 @@ task<result<void>> cancel_then_close(int fd)
     co_return result<void>();
 }
 
-int set_flag(int fd, int level, int name)
+// A boolean socket option a bind sets when `on`.
+struct socket_flag {
+    bool on;
+    int level;
+    int name;
+};
+
+// Binds `fd` to `at`: for an IP address first sets every flag that is on; for a Unix path
+// first removes a socket file an earlier run left there, when asked.
+result<void> bind_with(int fd, const address& at, std::initializer_list<socket_flag> flags,
+                       bool remove_stale_path)
 {
-    const int one = 1;
-    return ::setsockopt(fd, level, name, &one, sizeof(one));
+    if (at.is_ip()) {
+        const int one = 1;
+        for (const socket_flag& f : flags)
+            if (f.on && ::setsockopt(fd, f.level, f.name, &one, sizeof(one)) != 0)
+                return io::errno_code(errno);
+    } else if (at.family() == AF_UNIX && remove_stale_path) {
+        const auto* un = reinterpret_cast<const sockaddr_un*>(at.data());
+        if (un->sun_path[0] != '\0')
+            ::unlink(un->sun_path);
+    }
+    if (::bind(fd, at.data(), at.size()) != 0)
+        return io::errno_code(errno);
+    return {};
 }
 
 } // namespace
@@ -100,20 +123,13 @@ result<listener> listener::bind(const address& at, listen_options options)
     if (fd < 0)
         return io::errno_code(errno);
     listener l(fd);
-    if (at.is_ip()) {
-        if (options.reuse_address && set_flag(fd, SOL_SOCKET, SO_REUSEADDR) != 0)
-            return io::errno_code(errno);
-        if (options.reuse_port && set_flag(fd, SOL_SOCKET, SO_REUSEPORT) != 0)
-            return io::errno_code(errno);
-        if (options.no_delay && set_flag(fd, IPPROTO_TCP, TCP_NODELAY) != 0)
-            return io::errno_code(errno);
-    } else if (at.family() == AF_UNIX && options.remove_stale_path) {
-        const auto* un = reinterpret_cast<const sockaddr_un*>(at.data());
-        if (un->sun_path[0] != '\0')
-            ::unlink(un->sun_path); // a socket file left by an earlier run
-    }
-    if (::bind(fd, at.data(), at.size()) != 0)
-        return io::errno_code(errno);
+    auto bound = bind_with(fd, at,
+                           {{options.reuse_address, SOL_SOCKET, SO_REUSEADDR},
+                            {options.reuse_port, SOL_SOCKET, SO_REUSEPORT},
+                            {options.no_delay, IPPROTO_TCP, TCP_NODELAY}},
+                           options.remove_stale_path);
+    if (!bound)
+        return bound.error();
     if (::listen(fd, options.backlog) != 0)
         return io::errno_code(errno);
     return l;
@@ -136,21 +152,13 @@ result<datagram_socket> datagram_socket::bind(const address& at, datagram_option
     auto s = open(at.family());
     if (!s)
         return s;
-    const int fd = s->fd();
-    if (at.is_ip()) {
-        if (options.reuse_address && set_flag(fd, SOL_SOCKET, SO_REUSEADDR) != 0)
-            return io::errno_code(errno);
-        if (options.reuse_port && set_flag(fd, SOL_SOCKET, SO_REUSEPORT) != 0)
-            return io::errno_code(errno);
-        if (options.broadcast && set_flag(fd, SOL_SOCKET, SO_BROADCAST) != 0)
-            return io::errno_code(errno);
-    } else if (options.remove_stale_path) {
-        const auto* un = reinterpret_cast<const sockaddr_un*>(at.data());
-        if (un->sun_path[0] != '\0')
-            ::unlink(un->sun_path); // a socket file left by an earlier run
-    }
-    if (::bind(fd, at.data(), at.size()) != 0)
-        return io::errno_code(errno);
+    auto bound = bind_with(s->fd(), at,
+                           {{options.reuse_address, SOL_SOCKET, SO_REUSEADDR},
+                            {options.reuse_port, SOL_SOCKET, SO_REUSEPORT},
+                            {options.broadcast, SOL_SOCKET, SO_BROADCAST}},
+                           options.remove_stale_path);
+    if (!bound)
+        return bound.error();
     return s;
 }
 
