@@ -141,6 +141,21 @@ struct row_files {
     int open_flags;          // O_RDONLY or O_RDONLY | O_DIRECT
     int fd;                  // for pread, coil and raw liburing
     const coil::file* registered; // the same file in coil's registered slot
+    const coil::file* registered_sqpoll; // in `coil sqpoll`'s slot; null: no SQPOLL systems
+};
+
+// The SQPOLL systems, where the process may use two CPUs: their polling threads run on `cpu`,
+// and the loops that feed them elsewhere.
+struct sqpoll_sides {
+    explicit sqpoll_sides(unsigned thread_cpu)
+        : cpu(thread_cpu), coil(sqpoll_options(thread_cpu)),
+          raw(ring_entries, sqpoll_raw_params(thread_cpu))
+    {
+    }
+
+    unsigned cpu;
+    coil_side coil;
+    bench::raw_ring raw;
 };
 
 struct context {
@@ -151,7 +166,37 @@ struct context {
     const aligned_arena& arena;
     std::optional<std::string> fio;
     unsigned cores;
+    sqpoll_sides* sqpoll; // null: the process has one CPU
 };
+
+// The per-round median of `a / b` (both are ratios to the same reference round by round, so
+// their quotient is a / b in each round).
+std::optional<double> paired_median(const bench::system_result& a, const bench::system_result& b)
+{
+    std::vector<double> per_round;
+    for (std::size_t i = 0; i < std::min(a.run_ratios.size(), b.run_ratios.size()); ++i)
+        per_round.push_back(a.run_ratios[i] / b.run_ratios[i]);
+    if (per_round.empty())
+        return std::nullopt;
+    std::sort(per_round.begin(), per_round.end());
+    return per_round[per_round.size() / 2];
+}
+
+// Prints the two targets of issue 9 for `system` (against pread x1, and against `raw`).
+void note_targets(bench::harness& h, const std::string& row, const bench::row_result& result,
+                  const char* system, const char* raw)
+{
+    const bench::system_result* ours = result.find(system);
+    const bench::system_result* theirs = result.find(raw);
+    if (ours != nullptr && ours->ratio)
+        h.note(fmt::format("target: {}: {} / pread x1 >= 1.10: {:.3f} ({})", row, system,
+                           *ours->ratio, *ours->ratio >= 1.10 ? "met" : "NOT met"));
+    if (ours == nullptr || theirs == nullptr || !ours->ratio || !theirs->ratio)
+        return;
+    if (std::optional<double> median = paired_median(*ours, *theirs))
+        h.note(fmt::format("target: {}: {} / {} >= 0.97: {:.3f} ({})", row, system, raw,
+                           *median, *median >= 0.97 ? "met" : "NOT met"));
+}
 
 void measure_rows(context& c, const row_files& files, const std::string& size_name)
 {
@@ -181,6 +226,25 @@ void measure_rows(context& c, const row_files& files, const std::string& size_na
                                                        c.arena.all(), bench::raw_read_mode::fixed,
                                                        clock);
                            }});
+        if (c.sqpoll != nullptr && files.registered_sqpoll != nullptr) {
+            // Registered buffers through a registered file, like the fixed systems, with a
+            // kernel thread on another CPU taking the SQEs and posting the completions.
+            systems.push_back({"coil sqpoll", [&, depth](bench::run_clock& clock) {
+                                   cpu_kept_free off(c.sqpoll->cpu);
+                                   return c.sqpoll->coil.fixed(*files.registered_sqpoll, size,
+                                                               depth, clock);
+                               }});
+            systems.push_back({"raw liburing sqpoll", [&, depth](bench::run_clock& clock) {
+                                   cpu_kept_free off(c.sqpoll->cpu);
+                                   return bench::raw_reads(c.sqpoll->raw, files.fd, size, depth,
+                                                           read_seed, c.arena.all(),
+                                                           bench::raw_read_mode::fixed, clock);
+                               }});
+        } else if (files.label.empty()) {
+            const char* why = "SQPOLL needs a second CPU for its kernel thread";
+            systems.push_back({.name = "coil sqpoll", .skipped = why});
+            systems.push_back({.name = "raw liburing sqpoll", .skipped = why});
+        }
 #if COIL_BENCH_ASIO
         systems.push_back({"Boost.Asio", [&, depth](bench::run_clock& clock) {
                                return bench::asio_files::reads(path.c_str(), files.open_flags,
@@ -210,26 +274,9 @@ void measure_rows(context& c, const row_files& files, const std::string& size_na
         if (!files.label.empty() || (depth != 1 && depth != 32))
             continue;
         const bench::row_result& result = c.h.results().back();
-        const bench::system_result* fixed = result.find("coil fixed");
-        const bench::system_result* raw_fixed = result.find("raw liburing fixed");
-        if (fixed != nullptr && fixed->ratio)
-            c.h.note(fmt::format("target: {}: coil fixed / pread x1 >= 1.10: {:.3f} ({})", row,
-                                 *fixed->ratio, *fixed->ratio >= 1.10 ? "met" : "NOT met"));
-        if (fixed != nullptr && raw_fixed != nullptr && fixed->ratio && raw_fixed->ratio) {
-            // Both ratios are to the same reference round by round: their quotient is coil
-            // fixed / raw liburing fixed in each round.
-            std::vector<double> per_round;
-            for (std::size_t i = 0;
-                 i < std::min(fixed->run_ratios.size(), raw_fixed->run_ratios.size()); ++i)
-                per_round.push_back(fixed->run_ratios[i] / raw_fixed->run_ratios[i]);
-            std::sort(per_round.begin(), per_round.end());
-            if (!per_round.empty()) {
-                const double median = per_round[per_round.size() / 2];
-                c.h.note(fmt::format("target: {}: coil fixed / raw liburing fixed >= 0.97: "
-                                     "{:.3f} ({})",
-                                     row, median, median >= 0.97 ? "met" : "NOT met"));
-            }
-        }
+        note_targets(c.h, row, result, "coil fixed", "raw liburing fixed");
+        if (c.sqpoll != nullptr)
+            note_targets(c.h, row, result, "coil sqpoll", "raw liburing sqpoll");
     }
 }
 
@@ -263,7 +310,11 @@ int main(int argc, char** argv)
                              IORING_SETUP_SUBMIT_ALL, 0U});
         const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
         aligned_arena arena(std::max(max_depth, cores) * read_size);
-        context c{h, file, coil, raw, arena, find_fio(), cores};
+        std::optional<sqpoll_sides> sqpoll;
+        if (std::optional<unsigned> cpu = sqpoll_cpu())
+            sqpoll.emplace(*cpu);
+        context c{h, file, coil, raw, arena, find_fio(), cores,
+                  sqpoll ? &*sqpoll : nullptr};
         fmt::print("  rings     coil {} SQ / {} CQ entries ({}), raw liburing {} / {}\n",
                    coil.ex.ring().sq_entries(), coil.ex.ring().cq_entries(),
                    coil.ex.ring().single_issuer() ? "SINGLE_ISSUER+DEFER_TASKRUN"
@@ -279,7 +330,13 @@ int main(int argc, char** argv)
                                    "buffered rows include disk I/O",
                                    resident * 100, file.path()));
             coil::file registered = coil.open_registered(file.path(), O_RDONLY);
-            measure_rows(c, {"", O_RDONLY, file.fd(), &registered}, size_name);
+            std::optional<coil::file> registered_sqpoll;
+            if (sqpoll)
+                registered_sqpoll = sqpoll->coil.open_registered(file.path(), O_RDONLY);
+            measure_rows(c,
+                         {"", O_RDONLY, file.fd(), &registered,
+                          registered_sqpoll ? &*registered_sqpoll : nullptr},
+                         size_name);
         }
 
         // O_DIRECT: the same reads, past the page cache, where the file system allows it.
@@ -292,7 +349,8 @@ int main(int argc, char** argv)
             return;
         }
         coil::file registered = coil.open_registered(file.path(), O_RDONLY | O_DIRECT);
-        measure_rows(c, {" O_DIRECT", O_RDONLY | O_DIRECT, direct_fd, &registered}, size_name);
+        measure_rows(c, {" O_DIRECT", O_RDONLY | O_DIRECT, direct_fd, &registered, nullptr},
+                     size_name);
         ::close(direct_fd);
     });
 }

@@ -5,7 +5,8 @@
 //
 //   probe_reads FILE [--depth N] [--seconds S] [--misalign BYTES] [--entries N] [--no-defer]
 //               [--offsets splitmix|xorshift|sequential] [--fixed]
-//   probe_reads FILE --system pread|coil|coil-fixed [--depth N] [--seconds S]
+//   probe_reads FILE --system pread|coil|coil-fixed|coil-sqpoll|raw-sqpoll [--depth N]
+//               [--seconds S]
 //
 // It prints the reads done, reads per wall second and per CPU second of this thread (user +
 // system), the latter being what a shared machine disturbs least. `--system` runs one of
@@ -124,7 +125,17 @@ int main(int argc, char** argv)
     if (system != "raw") {
         namespace reads = coil::bench::reads;
         reads::aligned_arena arena(reads::max_depth * read_size);
-        reads::coil_side coil;
+        // The SQPOLL systems keep this thread off their kernel thread's CPU.
+        const bool sqpoll = system == "coil-sqpoll" || system == "raw-sqpoll";
+        const std::optional<unsigned> sq_cpu = reads::sqpoll_cpu();
+        if (sqpoll && !sq_cpu)
+            die("the SQPOLL systems need two CPUs");
+        std::optional<reads::cpu_kept_free> off;
+        if (sqpoll)
+            off.emplace(*sq_cpu);
+        reads::coil_side coil(system == "coil-sqpoll" ? reads::sqpoll_options(*sq_cpu)
+                                                      : coil::executor_options{
+                                                            .entries = reads::ring_entries});
         coil::file registered = coil.open_registered(path, O_RDONLY);
         coil::bench::run_clock clock(std::chrono::duration_cast<std::chrono::nanoseconds>(
             std::chrono::duration<double>(seconds)));
@@ -135,8 +146,14 @@ int main(int argc, char** argv)
             reads_done = reads::pread_threads(fd, size, 1, arena, clock);
         else if (system == "coil")
             reads_done = coil.plain(fd, size, depth, arena, clock);
-        else if (system == "coil-fixed")
+        else if (system == "coil-fixed" || system == "coil-sqpoll")
             reads_done = coil.fixed(registered, size, depth, clock);
+        else if (system == "raw-sqpoll") {
+            coil::bench::raw_ring raw(reads::ring_entries, reads::sqpoll_raw_params(*sq_cpu));
+            reads_done = coil::bench::raw_reads(raw, fd, size, depth, reads::read_seed,
+                                                arena.all(), coil::bench::raw_read_mode::fixed,
+                                                clock);
+        }
         else
             die("unknown system " + system);
         report(system.c_str(), reads_done, start, cpu_start);

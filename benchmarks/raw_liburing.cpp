@@ -35,6 +35,14 @@ raw_ring::raw_ring(unsigned entries, std::initializer_list<unsigned> flag_sets)
     registered_fd_ = io_uring_register_ring_fd(&ring_) == 1;
 }
 
+raw_ring::raw_ring(unsigned entries, io_uring_params params)
+{
+    if (int ret = io_uring_queue_init_params(entries, &ring_, &params); ret < 0)
+        fail(fmt::format("raw liburing: io_uring_queue_init_params (flags {:#x}): {}",
+                         params.flags, std::generic_category().message(-ret)));
+    registered_fd_ = io_uring_register_ring_fd(&ring_) == 1;
+}
+
 raw_ring::~raw_ring() { io_uring_queue_exit(&ring_); }
 
 std::uint64_t raw_nops(raw_ring& raw, unsigned batch, run_clock& clock)
@@ -114,11 +122,18 @@ std::uint64_t raw_reads(raw_ring& raw, int fd, std::uint64_t file_size, unsigned
     std::uint64_t ops = 0;
     unsigned in_flight = depth;
     bool refill = true;
+    const bool sqpoll = (ring->flags & IORING_SETUP_SQPOLL) != 0;
     while (in_flight != 0) {
         refill = refill && clock.running();
-        int ret = io_uring_submit_and_wait(ring, 1);
+        int ret = sqpoll ? io_uring_submit(ring) : io_uring_submit_and_wait(ring, 1);
         if (ret < 0 && ret != -EINTR)
             fail("raw liburing: io_uring_submit_and_wait: " + std::generic_category().message(-ret));
+        if (sqpoll)
+            while (io_uring_cq_ready(ring) == 0) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            }
         unsigned head = 0;
         unsigned n = 0;
         io_uring_cqe* cqe = nullptr;

@@ -22,6 +22,8 @@ namespace coil::bench {
 class raw_ring {
 public:
     raw_ring(unsigned entries, std::initializer_list<unsigned> flag_sets);
+    /// A ring set up with exactly `params` (for SQPOLL: its flags, thread CPU and idle time).
+    raw_ring(unsigned entries, io_uring_params params);
     ~raw_ring();
     raw_ring(const raw_ring&) = delete;
     raw_ring& operator=(const raw_ring&) = delete;
@@ -48,7 +50,9 @@ enum class raw_read_mode {
 /// completes (offsets from `splitmix64(seed + slot)`, as every system of the read rows draws
 /// them). Slot i reads into `buffers[i * 4096, +4096)`; `buffers` holds `depth * 4096` bytes.
 /// With `raw_read_mode::fixed` the file and the buffers are registered for the call and
-/// unregistered after it. Samples latencies through `clock`. Fails on a short read.
+/// unregistered after it. On an SQPOLL ring the loop hands its SQEs over and spins on the
+/// completion queue instead of waiting in the kernel. Samples latencies through `clock`. Fails
+/// on a short read.
 std::uint64_t raw_reads(raw_ring& raw, int fd, std::uint64_t file_size, unsigned depth,
                         std::uint64_t seed, std::span<std::byte> buffers, raw_read_mode mode,
                         run_clock& clock);

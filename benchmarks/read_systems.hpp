@@ -6,12 +6,14 @@
 
 #include "bench_data.hpp"
 #include "harness.hpp"
+#include "raw_liburing.hpp"
 
 #include <coil/coil.hpp>
 
 #include <fmt/core.h>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -172,9 +174,82 @@ inline coil::task<void> coil_fixed_loop(const coil::file& f, coil::fixed_buffer_
     }
 }
 
+// --- SQPOLL -----------------------------------------------------------------------------------
+
+// The CPU for an SQPOLL thread: the last one this process may run on, if it may run on two or
+// more (the thread must not share a CPU with the loop that feeds it).
+inline std::optional<unsigned> sqpoll_cpu()
+{
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2)
+        return std::nullopt;
+    for (int cpu = CPU_SETSIZE - 1; cpu >= 0; --cpu)
+        if (CPU_ISSET(cpu, &allowed))
+            return static_cast<unsigned>(cpu);
+    return std::nullopt;
+}
+
+// Keeps the calling thread off `cpu` (its SQPOLL thread's) while it lives, then restores the
+// thread's affinity.
+class cpu_kept_free {
+public:
+    explicit cpu_kept_free(unsigned cpu) noexcept
+    {
+        CPU_ZERO(&saved_);
+        if (::sched_getaffinity(0, sizeof saved_, &saved_) != 0)
+            return;
+        cpu_set_t others = saved_;
+        CPU_CLR(static_cast<int>(cpu), &others);
+        restore_ = CPU_COUNT(&others) != 0 && ::sched_setaffinity(0, sizeof others, &others) == 0;
+    }
+    ~cpu_kept_free()
+    {
+        if (restore_)
+            static_cast<void>(::sched_setaffinity(0, sizeof saved_, &saved_));
+    }
+    cpu_kept_free(const cpu_kept_free&) = delete;
+    cpu_kept_free& operator=(const cpu_kept_free&) = delete;
+
+private:
+    cpu_set_t saved_;
+    bool restore_ = false;
+};
+
+// How long an idle SQPOLL thread of the read systems spins before it sleeps: short, so that
+// the spinning after a run ends is not charged to the next system's CPU time.
+inline constexpr std::chrono::milliseconds sqpoll_idle{1};
+
+// The executor options of `coil sqpoll`: an SQPOLL ring whose thread runs on `cpu`, and an
+// executor that spins on the completion queue before it sleeps.
+inline coil::executor_options sqpoll_options(unsigned cpu)
+{
+    coil::executor_options options{.entries = ring_entries};
+    options.ring.sqpoll = true;
+    options.ring.sqpoll_idle = sqpoll_idle;
+    options.ring.sqpoll_cpu = cpu;
+    options.busy_poll = std::chrono::milliseconds(10);
+    return options;
+}
+
+// The ring of `raw liburing sqpoll`: set up like the other raw rings, but for DEFER_TASKRUN
+// (which SQPOLL excludes), with its thread on `cpu`.
+inline io_uring_params sqpoll_raw_params(unsigned cpu)
+{
+    io_uring_params params{};
+    params.flags = IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF | IORING_SETUP_SUBMIT_ALL |
+                   IORING_SETUP_SINGLE_ISSUER;
+    params.sq_thread_cpu = cpu;
+    params.sq_thread_idle = static_cast<unsigned>(sqpoll_idle.count());
+    return params;
+}
+
 // The executor, its buffer pool and the data file in a registered slot, for the coil systems.
 struct coil_side {
-    coil::executor ex{coil::executor_options{.entries = ring_entries}};
+    coil_side() : coil_side(coil::executor_options{.entries = ring_entries}) {}
+    explicit coil_side(const coil::executor_options& options) : ex(options) {}
+
+    coil::executor ex;
     coil::fixed_buffer_pool pool{ex, max_depth, read_size};
 
     // Opens `path` with `flags` as a coil::file in a registered slot.

@@ -162,6 +162,7 @@ std::string describe_flags(unsigned flags)
         }
     };
     add(IORING_SETUP_SQPOLL, "SQPOLL");
+    add(IORING_SETUP_SQ_AFF, "SQ_AFF");
     add(IORING_SETUP_CQSIZE, "CQSIZE");
     add(IORING_SETUP_SUBMIT_ALL, "SUBMIT_ALL");
     add(IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN");
@@ -213,6 +214,9 @@ std::system_error setup_error(int error, unsigned entries, unsigned cq_entries, 
                 std::to_string(max_cq_entries) +
                 ", and every setup flag must be known to this kernel (set "
                 "ring_options::strict = false to drop unknown flags)";
+        if (flags & IORING_SETUP_SQ_AFF)
+            what += "; ring_options::sqpoll_cpu must name an online CPU that this process's "
+                    "cpuset allows (see /sys/devices/system/cpu/online)";
         break;
     case EMFILE:
     case ENFILE:
@@ -368,16 +372,26 @@ ring::ring(unsigned entries, const ring_options& options)
     if (options.sqpoll) {
         flags |= IORING_SETUP_SQPOLL;
         params.sq_thread_idle = static_cast<unsigned>(options.sqpoll_idle.count());
+        if (options.sqpoll_cpu) {
+            flags |= IORING_SETUP_SQ_AFF;
+            params.sq_thread_cpu = *options.sqpoll_cpu;
+        }
     }
     // Requested features, in the order they are given up when the kernel does not know them.
     // SUBMIT_ALL is coil's own choice (a bad SQE does not stop the rest of a batch) and is
     // always optional.
+    // With SQPOLL the kernel thread runs the task work, and the kernel refuses the flags that
+    // steer it (DEFER_TASKRUN, COOP_TASKRUN, TASKRUN_FLAG): they are not asked for, so that
+    // dropping them does not cost SUBMIT_ALL too.
+    const bool taskrun_flags = !options.sqpoll;
     const unsigned optional_steps[] = {
         IORING_SETUP_SUBMIT_ALL,
-        options.single_issuer ? IORING_SETUP_DEFER_TASKRUN : 0U,
+        options.single_issuer && taskrun_flags ? IORING_SETUP_DEFER_TASKRUN : 0U,
         options.single_issuer ? IORING_SETUP_SINGLE_ISSUER : 0U,
-        options.coop_taskrun ? IORING_SETUP_COOP_TASKRUN : 0U,
-        (options.single_issuer || options.coop_taskrun) ? IORING_SETUP_TASKRUN_FLAG : 0U,
+        options.coop_taskrun && taskrun_flags ? IORING_SETUP_COOP_TASKRUN : 0U,
+        (options.single_issuer || options.coop_taskrun) && taskrun_flags
+            ? IORING_SETUP_TASKRUN_FLAG
+            : 0U,
     };
     unsigned requested = flags;
     for (unsigned step : optional_steps)
@@ -522,6 +536,8 @@ bool ring::has_ext_arg() const noexcept { return state_->ext_arg; }
 bool ring::has_recv_bundles() const noexcept { return state_->recv_bundles; }
 
 int ring::fd() const noexcept { return state_->uring.ring_fd; }
+unsigned ring::setup_flags() const noexcept { return state_->uring.flags; }
+
 bool ring::single_issuer() const noexcept
 {
     return (state_->uring.flags & IORING_SETUP_SINGLE_ISSUER) != 0;

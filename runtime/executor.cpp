@@ -9,7 +9,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <stdexcept>
@@ -108,8 +110,15 @@ executor* executor::current() noexcept { return current_executor; }
 
 executor::executor(const executor_options& options)
     : thread_(std::this_thread::get_id()), pid_(::getpid()), ring_(options.entries, options.ring),
-      file_slots_(options.file_slots), buffer_slots_(options.buffer_slots)
+      file_slots_(options.file_slots), buffer_slots_(options.buffer_slots),
+      busy_poll_(options.busy_poll)
 {
+    if (busy_poll_.count() < 0 || (busy_poll_.count() != 0 && !ring_.sqpoll()))
+        throw std::system_error(EINVAL, std::generic_category(),
+                                "coil: executor_options::busy_poll needs ring.sqpoll = true (and "
+                                "must not be negative): without SQPOLL the kernel posts "
+                                "completions only when the executor enters it, so spinning "
+                                "would only delay them");
     if (options.ring.cap_outstanding)
         throw std::system_error(EINVAL, std::generic_category(),
                                 "coil: executor_options::ring.cap_outstanding must be false: the "
@@ -268,6 +277,8 @@ void executor::flush_and_wait(bool block)
 {
     if (!wake_armed_)
         arm_wakeup();
+    if (block && busy_poll_.count() != 0 && spin_for_completion())
+        block = false; // a completion is in: reap it without entering the kernel
     if (block) {
         // One io_uring_enter: submit everything queued and wait for a completion, at most
         // until the earliest timer is due.
@@ -290,6 +301,35 @@ void executor::flush_and_wait(bool block)
             throw std::system_error(submitted.error(), "coil: submitting to the ring failed");
     }
     reap_all<true>();
+}
+
+// With SQPOLL, handing SQEs over is a store to the SQ tail (a system call only to wake a
+// sleeping SQ thread), and that thread posts the completions: spin on the CQ until one is in,
+// the budget is spent, or the earliest timer is due. Posted work also ends the spin, through
+// the completion of the wake-up read.
+bool executor::spin_for_completion()
+{
+    auto submitted = ring_.submit();
+    if (!submitted)
+        throw std::system_error(submitted.error(), "coil: submitting to the ring failed");
+    using clock = detail::timer_heap::clock;
+    auto until = clock::now() + busy_poll_;
+    if (!timers_.empty())
+        until = std::min(until, timers_.earliest());
+    for (unsigned turn = 0;; ++turn) {
+        if (ring_.ready() != 0) {
+            ++stats_.busy_poll_hits;
+            return true;
+        }
+        // The clock is read every 64 turns: the CQ check is a load, the clock a vDSO call.
+        if (turn % 64 == 63 && clock::now() >= until)
+            return false;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        asm volatile("yield");
+#endif
+    }
 }
 
 // ResumeInline: the loop proper resumes each completed op's coroutine on the spot, so that

@@ -9,12 +9,17 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <dirent.h>
+#include <linux/io_uring.h>
 #include <poll.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
+#include <map>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -40,6 +45,41 @@ std::optional<std::system_error> setup_failure(unsigned entries, ring_options op
         return e;
     }
     return std::nullopt;
+}
+
+// An SQPOLL ring, or nothing when this process may not create one.
+std::optional<ring> make_sqpoll_ring(ring_options options)
+{
+    options.sqpoll = true;
+    try {
+        return std::optional<ring>(std::in_place, 4, options);
+    } catch (const std::system_error& e) {
+        if (e.code() == std::errc::operation_not_permitted)
+            return std::nullopt;
+        throw;
+    }
+}
+
+// The `Cpus_allowed_list` of this process's SQPOLL threads (named iou-sqp-PID), by thread id.
+std::map<std::string, std::string> sqpoll_thread_cpus()
+{
+    std::map<std::string, std::string> found;
+    DIR* tasks = ::opendir("/proc/self/task");
+    if (tasks == nullptr)
+        return found;
+    while (const dirent* entry = ::readdir(tasks)) {
+        const std::string dir = std::string("/proc/self/task/") + entry->d_name;
+        std::ifstream comm(dir + "/comm");
+        std::string name;
+        if (!std::getline(comm, name) || name.rfind("iou-sqp-", 0) != 0)
+            continue;
+        std::ifstream status(dir + "/status");
+        for (std::string line; std::getline(status, line);)
+            if (line.rfind("Cpus_allowed_list:", 0) == 0)
+                found[entry->d_name] = line.substr(line.find_first_not_of(" \t", 18));
+    }
+    ::closedir(tasks);
+    return found;
 }
 
 } // namespace
@@ -243,6 +283,89 @@ TEST_CASE("ring: an SQPOLL ring counts each submitted SQE once", "[ring][setup][
     }
     CHECK(ring.stats().sqes_submitted == 3);
     CHECK(ring.stats().cqes_reaped == 3);
+}
+
+TEST_CASE("ring: an SQPOLL ring keeps SUBMIT_ALL and leaves out the task-run flags SQPOLL excludes",
+          "[ring][setup][sqpoll]")
+{
+    // What this kernel gives a ring that asks for everything, without SQPOLL.
+    ring_options everything;
+    everything.single_issuer = true;
+    everything.coop_taskrun = true;
+    const unsigned plain_flags = ring(4, everything).setup_flags();
+
+    std::optional<ring> sq = make_sqpoll_ring(everything);
+    if (!sq)
+        SKIP("SQPOLL is not permitted here");
+    const unsigned flags = sq->setup_flags();
+    CHECK(sq->sqpoll());
+    CHECK((flags & IORING_SETUP_SQPOLL) != 0);
+    CHECK((flags & IORING_SETUP_SUBMIT_ALL) == (plain_flags & IORING_SETUP_SUBMIT_ALL));
+    CHECK((flags & IORING_SETUP_SINGLE_ISSUER) == (plain_flags & IORING_SETUP_SINGLE_ISSUER));
+    CHECK((flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN |
+                    IORING_SETUP_TASKRUN_FLAG)) == 0);
+    CHECK((flags & IORING_SETUP_SQ_AFF) == 0);
+
+    // And it works: a nop round trip.
+    REQUIRE_FALSE(sq->add_nop(5));
+    REQUIRE(sq->submit().ok());
+    auto done = collect(*sq, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 5);
+    CHECK(done[0].result == 0);
+}
+
+TEST_CASE("ring: sqpoll_cpu binds the SQPOLL thread to that CPU", "[ring][setup][sqpoll]")
+{
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    REQUIRE(::sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+    int cpu = CPU_SETSIZE - 1;
+    while (cpu > 0 && !CPU_ISSET(cpu, &allowed))
+        --cpu;
+    REQUIRE(CPU_ISSET(cpu, &allowed));
+
+    // An earlier ring's thread may still be exiting: look only at the thread this ring adds.
+    const std::map<std::string, std::string> before = sqpoll_thread_cpus();
+    ring_options options;
+    options.sqpoll_cpu = static_cast<unsigned>(cpu);
+    std::optional<ring> sq = make_sqpoll_ring(options);
+    if (!sq)
+        SKIP("SQPOLL is not permitted here");
+    CHECK((sq->setup_flags() & IORING_SETUP_SQ_AFF) != 0);
+    // The thread names itself and sets its own affinity once it first runs: wait for that.
+    std::vector<std::string> added;
+    for (int attempt = 0; attempt < 5000; ++attempt) {
+        added.clear();
+        for (const auto& [tid, cpus] : sqpoll_thread_cpus())
+            if (!before.contains(tid))
+                added.push_back(cpus);
+        if (added.size() == 1 && added[0] == std::to_string(cpu))
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    REQUIRE(added.size() == 1);
+    CHECK(added[0] == std::to_string(cpu));
+
+    REQUIRE_FALSE(sq->add_nop(9));
+    REQUIRE(sq->submit().ok());
+    auto done = collect(*sq, 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 9);
+}
+
+TEST_CASE("ring: an sqpoll_cpu that names no CPU throws EINVAL saying what it must name",
+          "[ring][setup][sqpoll]")
+{
+    ring_options options;
+    options.sqpoll = true;
+    options.sqpoll_cpu = 1U << 20;
+    auto failure = setup_failure(4, options);
+    REQUIRE(failure);
+    if (failure->code() == std::errc::operation_not_permitted)
+        SKIP("SQPOLL is not permitted here");
+    CHECK(failure->code() == std::errc::invalid_argument);
+    CHECK_THAT(failure->what(), ContainsSubstring("sqpoll_cpu") && ContainsSubstring("SQ_AFF"));
 }
 
 TEST_CASE("ring: has_ext_arg() reports IORING_FEAT_EXT_ARG, and timed waits work with it",

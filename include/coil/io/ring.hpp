@@ -156,6 +156,11 @@ struct ring_options {
     bool sqpoll = false;
     /// With `sqpoll`: how long the kernel thread spins idle before sleeping.
     std::chrono::milliseconds sqpoll_idle{1000};
+    /// With `sqpoll`: the CPU the kernel thread is bound to (`IORING_SETUP_SQ_AFF`). It must
+    /// be online and allowed to this process's cpuset, else construction fails with `EINVAL`.
+    /// Unset: the thread may run on any CPU the scheduler picks (from the creating thread's
+    /// affinity mask).
+    std::optional<unsigned> sqpoll_cpu{};
     /// Fail with `EINVAL` when a requested flag is unsupported, instead of dropping it.
     bool strict = false;
     /// Refuse to queue (with `errc::no_space`) an op that would make more ops outstanding than
@@ -755,6 +760,9 @@ public:
 
     /// Which setup flags took effect.
     bool single_issuer() const noexcept;
+    /// The `IORING_SETUP_*` flags the ring was created with: what took effect of those
+    /// `ring_options` asked for (and `IORING_SETUP_SUBMIT_ALL`, which coil asks for itself).
+    unsigned setup_flags() const noexcept;
     bool coop_taskrun() const noexcept;
     bool sqpoll() const noexcept;
 
