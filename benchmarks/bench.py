@@ -37,8 +37,8 @@ WORKLOADS = [
     ("runtime", "bench_runtime", "executor and coroutines vs raw liburing: NOPs, reads",
      default_args, quick_args + ["--quick"]),
     ("files", "bench_files",
-     "4 KiB random reads at qd 1..128, buffered and O_DIRECT: coil (plain, fixed) vs pread, "
-     "raw liburing, Asio, fio",
+     "4 KiB random reads at qd 1..128, buffered and O_DIRECT: coil (plain, fixed, SQPOLL) vs "
+     "pread, raw liburing, Asio, fio",
      default_args, quick_args + ["--quick"]),
     ("switch", "bench_switch",
      "coil::yield vs Asio post, awaited NOP vs raw liburing; heap allocations per op",
