@@ -956,6 +956,29 @@ std::error_code ring::add_recvmsg(int fd, ::msghdr* message, int msg_flags,
     return success();
 }
 
+std::error_code ring::add_recvmsg_provided(int fd, ::msghdr* message,
+                                           std::uint16_t buffer_group, int msg_flags,
+                                           recv_mode mode, std::uint64_t user_data,
+                                           sqe_flags flags)
+{
+    if (mode != recv_mode::single && mode != recv_mode::multishot)
+        return std::make_error_code(std::errc::invalid_argument);
+    detail::check_kernel_memory(message, sizeof(::msghdr), "add_recvmsg_provided");
+    detail::check_kernel_memory(message->msg_name, message->msg_namelen, "add_recvmsg_provided");
+    detail::check_kernel_memory(message->msg_control, message->msg_controllen,
+                                "add_recvmsg_provided");
+    COIL_CLAIM_SQE(opcode::recvmsg);
+    io::sqe& s = as_sqe(sqe);
+    detail::prepare_rw(s, kernel_opcode(opcode::recvmsg), fd, message, 1, 0,
+                       static_cast<std::uint8_t>(kernel_sqe_flags(flags) | buffer_select),
+                       user_data);
+    s.msg_flags = static_cast<std::uint32_t>(msg_flags);
+    s.buf_group = buffer_group;
+    if (mode == recv_mode::multishot)
+        s.ioprio |= recv_multishot;
+    return success();
+}
+
 std::error_code ring::add_sendmsg(int fd, const ::msghdr* message, int msg_flags,
                                   std::uint64_t user_data, sqe_flags flags)
 {

@@ -388,3 +388,51 @@ TEST_CASE("runtime: 10,000 messages through a pool receive stream, plain or bund
     CHECK(good == 10'000);
     CHECK(allocations.load() == 0);
 }
+
+namespace {
+
+/// `count` datagrams from `a` to `to`, read through the datagram stream `in`, each released
+/// before the next; counts allocations around the loop.
+coil::task<std::size_t> pool_datagrams(const coil::net::datagram_socket& a,
+                                       const coil::net::address& to,
+                                       coil::net::datagram_stream& in, std::size_t count,
+                                       bool measure)
+{
+    std::array<std::byte, 256> message{};
+    const coil::net::address a_at = *a.local_address();
+    std::size_t good = 0;
+    const counted_section counted(measure);
+    for (std::size_t i = 0; i < count; ++i) {
+        message[0] = static_cast<std::byte>(i);
+        auto sent = co_await a.send_to(message, to);
+        auto next = co_await in.next();
+        if (sent && next && *next && (*next)->data.size() == message.size() &&
+            (*next)->data.bytes()[0] == message[0] && (*next)->from == a_at)
+            ++good;
+    }
+    co_return good;
+}
+
+} // namespace
+
+TEST_CASE("runtime: 10,000 datagrams through receive_datagrams allocate nothing after a warm-up",
+          "[runtime][alloc][net][buffer_pool]")
+{
+    auto a = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(0));
+    auto b = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(0));
+    REQUIRE(a);
+    REQUIRE(b);
+    const coil::net::address b_at = *b->local_address();
+    coil::executor ex;
+    auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
+        coil::net::buffer_pool pool(ex, 16, 2048);
+        auto in = b->receive_datagrams(pool);
+        co_return co_await warm_then_measure([&](std::size_t count, bool counted) {
+            return pool_datagrams(*a, b_at, in, count, counted);
+        });
+    };
+    auto [warm, good] = ex.run(body());
+    CHECK(warm == 100);
+    CHECK(good == 10'000);
+    CHECK(allocations.load() == 0);
+}

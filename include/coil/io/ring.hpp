@@ -486,6 +486,16 @@ public:
     /// kernel updates `message->msg_namelen`, `msg_controllen` and `msg_flags`.
     std::error_code add_recvmsg(int fd, ::msghdr* message, int msg_flags,
                                 std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `recvmsg(2)` into a buffer the kernel picks from `buffer_group` (`IOSQE_BUFFER_SELECT`;
+    /// `message->msg_iov` is not used). With `recv_mode::multishot` (Linux 6.0) a completion
+    /// per message, each buffer starting with a `struct io_uring_recvmsg_out`, then
+    /// `message->msg_namelen` bytes for the sender's address and `msg_controllen` for control
+    /// data, then the payload; single-shot, the buffer holds the payload alone and the address
+    /// goes where `msg_name` points. `message` is borrowed until the last completion. Bundles
+    /// are refused (`EINVAL`).
+    std::error_code add_recvmsg_provided(int fd, ::msghdr* message, std::uint16_t buffer_group,
+                                         int msg_flags, recv_mode mode, std::uint64_t user_data,
+                                         sqe_flags flags = sqe_flags::none);
     /// `sendmsg(2)`. `message` and everything it points to are borrowed until completion.
     std::error_code add_sendmsg(int fd, const ::msghdr* message, int msg_flags,
                                 std::uint64_t user_data, sqe_flags flags = sqe_flags::none);

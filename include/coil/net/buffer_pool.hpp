@@ -206,6 +206,12 @@ public:
     std::uint32_t arrived(const io::completion& c) noexcept;
     /// A receive ended with `-ENOBUFS`.
     void note_exhausted() noexcept { ++exhaustions_; }
+    /// The first `size` bytes of held buffer `id` (non-incremental pools), for an op that reads
+    /// a header the kernel wrote before it lends the rest.
+    std::span<const std::byte> held(std::uint16_t id, std::size_t size) const noexcept
+    {
+        return bytes(id, 0, size);
+    }
     /// Lends the held piece of buffer `id` at `offset`, `size` bytes.
     received_buffer lend(std::uint16_t id, std::uint32_t offset, std::size_t size) noexcept;
     /// Lets go of a held piece of buffer `id` that nobody takes (a completion discarded).

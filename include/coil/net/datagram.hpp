@@ -18,13 +18,18 @@
 #include <coil/net/address.hpp>
 #include <coil/net/detail/owned_fd.hpp>
 #include <coil/net/ops.hpp>
+#include <coil/net/socket.hpp>
 #include <coil/runtime/operation.hpp>
+#include <coil/runtime/stream.hpp>
 #include <coil/runtime/task.hpp>
 
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <span>
 
 namespace coil::net {
@@ -109,6 +114,111 @@ struct receive_from {
 
 } // namespace ops
 
+/// What `datagram_socket::receive_datagrams(pool)` yields: one datagram in a pool buffer, with
+/// its sender. `data` goes back to the pool when released, like any `received_buffer`.
+struct received_datagram {
+    /// The payload (may be empty: a datagram of 0 bytes).
+    received_buffer data;
+    /// The sender (empty for an unbound Unix datagram sender).
+    address from;
+    /// The datagram was longer than the room a pool buffer left for it: the rest is lost.
+    bool truncated = false;
+};
+
+namespace ops {
+
+/// Multishot `recvmsg` over a buffer pool (Linux 6.0): each completion is one datagram in its
+/// own pool buffer, behind a header and the sender's address (single-shot receives, still over
+/// the pool, where the kernel refuses multishot). Not for incremental pools (`EINVAL`).
+struct receive_from_provided : pool_receive_base {
+    // The kernel takes the name and control lengths from here when the op is armed, and (in
+    // single-shot mode) writes the sender into `sender`. Set up again at each arming.
+    ::msghdr message{};
+    address sender{};
+
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        if (pool->incremental())
+            return std::make_error_code(std::errc::invalid_argument);
+        message = {};
+        message.msg_namelen = sender.capacity();
+        if (!multishot)
+            message.msg_name = sender.data();
+        return r.add_recvmsg_provided(fd, &message, pool->group(), 0,
+                                      multishot ? io::recv_mode::multishot
+                                                : io::recv_mode::single,
+                                      ud);
+    }
+    void arrived(io::completion& c) noexcept
+    {
+        if (c.has_buffer())
+            c.user_data = pool->arrived(c);
+        if (c.result == -ENOBUFS)
+            pool->note_exhausted();
+    }
+    /// An empty datagram is data, not an end: only errors end the stream.
+    bool rearm_after(const io::completion& c) const noexcept { return c.result >= 0; }
+
+    result<received_datagram> complete(const io::completion& c) noexcept
+    {
+        if (c.result < 0) {
+            if (c.has_buffer())
+                pool->drop(c.buffer_id());
+            return io::error_from_result(c.result);
+        }
+        const auto length = static_cast<std::size_t>(c.result);
+        received_datagram d;
+        if (!multishot) {
+            // The payload alone (an empty datagram may take no buffer); the sender and
+            // MSG_TRUNC in `message`.
+            if (message.msg_namelen != 0) {
+                d.from = sender;
+                d.from.resize(std::min<std::size_t>(message.msg_namelen, sender.capacity()));
+            }
+            d.truncated = (message.msg_flags & MSG_TRUNC) != 0;
+            if (c.has_buffer())
+                d.data = pool->lend(c.buffer_id(), 0, length);
+            return d;
+        }
+        if (!c.has_buffer()) // cannot happen: every multishot completion carries its header
+            return std::make_error_code(std::errc::bad_message);
+        const std::uint16_t id = c.buffer_id();
+        // io_uring_recvmsg_out, then msg_namelen bytes of name, then the payload.
+        struct header {
+            std::uint32_t namelen, controllen, payloadlen, flags;
+        } h{};
+        const std::size_t name_at = sizeof h;
+        const std::size_t payload_at = name_at + message.msg_namelen + message.msg_controllen;
+        const std::span<const std::byte> raw = pool->held(id, length);
+        if (length < payload_at) { // cannot happen: the kernel always writes the header
+            pool->drop(id);
+            return std::make_error_code(std::errc::bad_message);
+        }
+        std::memcpy(&h, raw.data(), sizeof h);
+        const std::size_t name_length = std::min<std::size_t>(h.namelen, message.msg_namelen);
+        if (name_length != 0) {
+            std::memcpy(d.from.data(), raw.data() + name_at, name_length);
+            d.from.resize(name_length);
+        }
+        d.truncated = (h.flags & MSG_TRUNC) != 0;
+        d.data = pool->lend(id, static_cast<std::uint32_t>(payload_at), length - payload_at);
+        return d;
+    }
+    void discard(const io::completion& c) const noexcept
+    {
+        if (c.has_buffer())
+            pool->drop(c.buffer_id());
+    }
+};
+
+} // namespace ops
+
+/// The stream `datagram_socket::receive_datagrams(pool)` returns: `co_await s.next()` yields
+/// `result<received_datagram>`, one per datagram, in arrival order. A pool that runs dry pauses
+/// the receive until a buffer comes back (the kernel queues datagrams in the socket's receive
+/// buffer meanwhile, and drops what does not fit there, as it would for any UDP receiver).
+using datagram_stream = stream<ops::receive_from_provided>;
+
 /// Options for `datagram_socket::bind`.
 struct datagram_options {
     /// SO_REUSEADDR.
@@ -161,6 +271,15 @@ public:
                                               int flags = 0) const noexcept
     {
         return operation<ops::receive_from>({fd_.get(), buffer, flags});
+    }
+    /// Receives datagrams into buffers of `pool`, one completion each, with their senders:
+    /// one armed multishot `recvmsg` serves the socket until the stream is destroyed (Linux
+    /// 6.0; single-shot receives over the pool before). A datagram longer than a buffer less
+    /// the header (16 bytes) and the address room (128 bytes) is cut and marked `truncated`.
+    /// The pool must not be incremental, and must outlive the stream.
+    datagram_stream receive_datagrams(buffer_pool& pool, stream_options options = {}) const
+    {
+        return datagram_stream(ops::receive_from_provided{{fd_.get(), &pool}}, options);
     }
     /// Sends one datagram to the connected peer.
     operation<ops::send> send(std::span<const std::byte> buffer) const noexcept
