@@ -187,6 +187,50 @@ coil::task<void> datagrams()
                got->from.to_string(), cut->truncated);
 }
 
+// --- 5a. A datagram server over a buffer pool ---------------------------------------------
+// Answers `count` datagrams, each received into a pool buffer by one multishot recvmsg.
+coil::task<std::size_t> datagram_server(const net::datagram_socket& server,
+                                        net::buffer_pool& pool, std::size_t count)
+{
+    auto datagrams = server.receive_datagrams(pool); // one armed recvmsg serves them all
+    std::size_t answered = 0;
+    while (answered < count) {
+        auto d = co_await datagrams.next(); // optional<result<received_datagram>>
+        if (!d || !*d)
+            break;
+        const net::received_datagram& got = **d; // got.data: the payload, in a pool buffer
+        if (got.truncated)
+            continue;
+        auto sent = co_await server.send_to(got.data.bytes(), got.from);
+        if (sent)
+            ++answered;
+    } // each datagram's buffer goes back to the pool when `d` goes
+    co_return answered;
+}
+
+coil::task<void> datagram_pool()
+{
+    coil::executor& ex = *coil::executor::current();
+    net::buffer_pool pool(ex, 16, 2048); // destroyed after the server's stream
+    auto server = net::datagram_socket::bind(net::address::loopback_v4(0));
+    auto client = net::datagram_socket::open(AF_INET);
+    check(server && client, "datagram sockets for the pool server");
+    auto served = ex.spawn(datagram_server(*server, pool, 3));
+    std::size_t echoed = 0;
+    for (const char* text : {"one", "two", "three"}) {
+        auto sent = co_await client->send_to(bytes_of(text), *server->local_address());
+        std::array<std::byte, 64> buffer;
+        auto back = co_await client->receive_from(buffer);
+        if (sent && back && std::string_view(reinterpret_cast<const char*>(buffer.data()),
+                                             back->size) == text)
+            ++echoed;
+    }
+    const std::size_t answered = co_await served;
+    check(echoed == 3 && answered == 3 && pool.lent() == 0, "a datagram server over a pool");
+    fmt::print("datagrams over a pool: {} answered, {} buffers lent after\n", answered,
+               pool.lent());
+}
+
 coil::task<void> all()
 {
     addresses();
@@ -195,6 +239,7 @@ coil::task<void> all()
     co_await server_path(receiving::bundles);
     co_await send_deadline();
     co_await datagrams();
+    co_await datagram_pool();
 }
 
 } // namespace
