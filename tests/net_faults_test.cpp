@@ -15,6 +15,7 @@
 #include <coil/coil.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -158,6 +159,23 @@ coil::task<std::size_t> datagram_echo(net::datagram_socket& server)
     }
 }
 
+// The same echo with every datagram received through one multishot recvmsg over `pool`.
+coil::task<std::size_t> datagram_echo_pool(net::datagram_socket& server, net::buffer_pool& pool)
+{
+    auto datagrams = server.receive_datagrams(pool);
+    std::size_t echoed = 0;
+    for (;;) {
+        auto d = co_await datagrams.next();
+        if (!d || !*d || (*d)->truncated)
+            co_return echoed;
+        const net::received_datagram& got = **d;
+        auto sent = co_await server.send_to(got.data.bytes(), got.from);
+        if (!sent || *sent != got.data.size())
+            co_return echoed;
+        ++echoed;
+    }
+}
+
 } // namespace
 
 TEST_CASE("net faults: datagrams go back and forth whole under each fault, and short_rw never "
@@ -166,6 +184,8 @@ TEST_CASE("net faults: datagrams go back and forth whole under each fault, and s
 {
     constexpr std::size_t clients = 10;
     constexpr int rounds = 20;
+    const bool over_pool = GENERATE(false, true); // receive_from, or receive_datagrams
+    CAPTURE(over_pool);
     for (const coil_test::named_plan& p : coil_test::all_plans()) {
         CAPTURE(p.name);
         auto server = net::datagram_socket::bind(net::address::loopback_v4(0));
@@ -176,10 +196,14 @@ TEST_CASE("net faults: datagrams go back and forth whole under each fault, and s
         std::size_t good = 0;
         {
             coil::executor ex(coil_test::executor_options());
+            net::buffer_pool pool(ex, 16, 2048); // room for 1,904-byte datagrams
             auto body = [&]() -> coil::task<void> {
                 std::stop_source stop;
+                coil::task<std::size_t> echo = datagram_echo(*server);
+                if (over_pool)
+                    echo = datagram_echo_pool(*server, pool);
                 auto server_task =
-                    ex.spawn(coil::with_stop_token(stop.get_token(), datagram_echo(*server)));
+                    ex.spawn(coil::with_stop_token(stop.get_token(), std::move(echo)));
                 std::vector<coil::task<bool>> talking;
                 for (std::size_t i = 0; i < clients; ++i)
                     talking.push_back(datagram_talk(at, i, rounds));
