@@ -44,27 +44,6 @@ std::unique_ptr<coil::executor> spinning_executor(std::chrono::microseconds spin
     }
 }
 
-// A one-shot event on the executor's thread: a task awaits it, a posted function sets it.
-struct event {
-    bool is_set = false;
-    coil::detail::resumption waiter;
-
-    void set(coil::executor& ex)
-    {
-        is_set = true;
-        if (waiter.handle)
-            ex.schedule(waiter);
-    }
-
-    struct awaiter {
-        event& e;
-        bool await_ready() const noexcept { return e.is_set; }
-        void await_suspend(std::coroutine_handle<> h) noexcept { e.waiter.handle = h; }
-        void await_resume() const noexcept {}
-    };
-    awaiter operator co_await() noexcept { return {*this}; }
-};
-
 } // namespace
 
 TEST_CASE("runtime: busy_poll without SQPOLL, or negative, is refused with EINVAL saying why",
@@ -145,7 +124,7 @@ TEST_CASE("runtime: a function posted from another thread ends the spin (busy_po
     auto ex = spinning_executor(std::chrono::hours(1));
     if (!ex)
         SKIP("SQPOLL is not permitted here");
-    event ready;
+    coil_test::event ready;
     int value = 0;
     std::thread poster([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -16,30 +16,7 @@
 #include <stdexcept>
 #include <vector>
 
-namespace {
-
-/// A one-shot event on the executor's thread: a task awaits it, a posted function sets it.
-struct event {
-    bool is_set = false;
-    coil::detail::resumption waiter;
-
-    void set(coil::executor& ex)
-    {
-        is_set = true;
-        if (waiter.handle)
-            ex.schedule(waiter);
-    }
-
-    struct awaiter {
-        event& e;
-        bool await_ready() const noexcept { return e.is_set; }
-        void await_suspend(std::coroutine_handle<> h) noexcept { e.waiter.handle = h; }
-        void await_resume() const noexcept {}
-    };
-    awaiter operator co_await() noexcept { return {*this}; }
-};
-
-} // namespace
+using coil_test::event;
 
 TEST_CASE("runtime: a function posted from another thread wakes the executor and resumes a task",
           "[runtime][post][threads]")

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The ring size every test's executor uses: the test's own choice, shrunk by
 // COIL_TEST_SQ_ENTRIES (and COIL_TEST_CQ_ENTRIES) so that the whole suite can run on a tiny
-// ring (docs/testing.md, "The tiny ring").
+// ring (docs/testing.md, "The tiny ring"); and a one-shot event for tasks that wait on work
+// posted from other threads.
 #pragma once
 
 #include <coil/runtime/executor.hpp>
+
+#include <coroutine>
 
 #include <algorithm>
 #include <cstdlib>
@@ -56,5 +59,26 @@ T run(coil::task<T> t)
     coil::executor ex(executor_options());
     return ex.run(std::move(t));
 }
+
+/// A one-shot event on the executor's thread: a task awaits it, a posted function sets it.
+struct event {
+    bool is_set = false;
+    coil::detail::resumption waiter;
+
+    void set(coil::executor& ex)
+    {
+        is_set = true;
+        if (waiter.handle)
+            ex.schedule(waiter);
+    }
+
+    struct awaiter {
+        event& e;
+        bool await_ready() const noexcept { return e.is_set; }
+        void await_suspend(std::coroutine_handle<> h) noexcept { e.waiter.handle = h; }
+        void await_resume() const noexcept {}
+    };
+    awaiter operator co_await() noexcept { return {*this}; }
+};
 
 } // namespace coil_test

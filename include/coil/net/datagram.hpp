@@ -149,13 +149,6 @@ struct receive_from_provided : pool_receive_base {
                                                 : io::recv_mode::single,
                                       ud);
     }
-    void arrived(io::completion& c) noexcept
-    {
-        if (c.has_buffer())
-            c.user_data = pool->arrived(c);
-        if (c.result == -ENOBUFS)
-            pool->note_exhausted();
-    }
     /// An empty datagram is data, not an end: only errors end the stream.
     bool rearm_after(const io::completion& c) const noexcept { return c.result >= 0; }
 
@@ -203,11 +196,6 @@ struct receive_from_provided : pool_receive_base {
         d.truncated = (h.flags & MSG_TRUNC) != 0;
         d.data = pool->lend(id, static_cast<std::uint32_t>(payload_at), length - payload_at);
         return d;
-    }
-    void discard(const io::completion& c) const noexcept
-    {
-        if (c.has_buffer())
-            pool->drop(c.buffer_id());
     }
 };
 

@@ -301,6 +301,22 @@ struct pool_receive_base {
         return false;
     }
     bool park(detail::rearm_waiter& waiter) noexcept { return pool->park(waiter); }
+    /// Takes the piece a completion names from the pool, in arrival order, and keeps its
+    /// offset (an incremental pool's pieces start where the last one ended) in the stream's
+    /// copy of the completion.
+    void arrived(io::completion& c) noexcept
+    {
+        if (c.has_buffer())
+            c.user_data = pool->arrived(c);
+        if (c.result == -ENOBUFS)
+            pool->note_exhausted();
+    }
+    /// A buffer nobody took goes back.
+    void discard(const io::completion& c) const noexcept
+    {
+        if (c.has_buffer())
+            pool->drop(c.buffer_id());
+    }
 };
 
 /// Multishot receive over a buffer pool (Linux 6.0; single-shot receives, still over the
@@ -311,16 +327,6 @@ struct receive_provided : pool_receive_base {
         return r.add_recv_provided(fd, pool->group(), 0,
                                    multishot ? io::recv_mode::multishot : io::recv_mode::single,
                                    ud);
-    }
-    /// Takes the piece a completion names from the pool, in arrival order, and keeps its
-    /// offset (an incremental pool's pieces start where the last one ended) in the stream's
-    /// copy of the completion.
-    void arrived(io::completion& c) noexcept
-    {
-        if (c.has_buffer())
-            c.user_data = pool->arrived(c);
-        if (c.result == -ENOBUFS)
-            pool->note_exhausted();
     }
     /// A buffer of received bytes; an empty one at the end of the stream.
     result<received_buffer> complete(const io::completion& c) noexcept
@@ -334,11 +340,6 @@ struct receive_provided : pool_receive_base {
         }
         return pool->lend(c.buffer_id(), static_cast<std::uint32_t>(c.user_data),
                           static_cast<std::size_t>(c.result));
-    }
-    void discard(const io::completion& c) const noexcept
-    {
-        if (c.has_buffer())
-            pool->drop(c.buffer_id());
     }
 };
 
