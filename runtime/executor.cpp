@@ -313,7 +313,10 @@ bool executor::spin_for_completion()
     if (!submitted)
         throw std::system_error(submitted.error(), "coil: submitting to the ring failed");
     using clock = detail::timer_heap::clock;
-    auto until = clock::now() + busy_poll_;
+    const auto now = clock::now();
+    // Saturating: busy_poll may be anything up to microseconds::max().
+    auto until = busy_poll_ >= clock::time_point::max() - now ? clock::time_point::max()
+                                                              : now + busy_poll_;
     if (!timers_.empty())
         until = std::min(until, timers_.earliest());
     for (unsigned turn = 0;; ++turn) {

@@ -101,9 +101,10 @@ TEST_CASE("runtime: with busy_poll, 2,000 file reads return the right bytes and 
     CHECK(enters < reads / 2);
 }
 
-TEST_CASE("runtime: a due timer ends the spin (busy_poll of an hour)", "[runtime][busy_poll]")
+TEST_CASE("runtime: a due timer ends the spin (busy_poll as long as it gets)",
+          "[runtime][busy_poll]")
 {
-    auto ex = spinning_executor(std::chrono::hours(1));
+    auto ex = spinning_executor(std::chrono::microseconds::max());
     if (!ex)
         SKIP("SQPOLL is not permitted here");
     auto body = []() -> coil::task<int> {
