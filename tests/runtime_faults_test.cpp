@@ -16,7 +16,9 @@
 #include <catch2/catch_test_macros.hpp>
 
 #include <poll.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -802,40 +804,69 @@ TEST_CASE("runtime faults: stop() and executor destruction with hundreds of read
     }
 }
 
-TEST_CASE("runtime faults: on a kernel without ftruncate in io_uring, file::truncate falls back "
-          "to the system call; a directory op the kernel lacks says unsupported_operation",
+TEST_CASE("runtime faults: on a kernel whose io_uring lacks ftruncate and the directory ops, "
+          "file::truncate and every directory op fall back to the system call",
           "[runtime][faults][file]")
 {
     using coil::io::opcode;
     using coil::io::testing::hidden;
-    scoped_faults faults(fault_plan{.hide_opcodes = hidden(opcode::ftruncate) |
-                                                    hidden(opcode::unlinkat)});
+    scoped_faults faults(fault_plan{
+        .hide_opcodes = hidden(opcode::ftruncate) | hidden(opcode::unlinkat) |
+                        hidden(opcode::renameat) | hidden(opcode::mkdirat) |
+                        hidden(opcode::symlinkat) | hidden(opcode::linkat)});
     coil_test::temp_dir dir;
     const std::string path = dir.file("data");
+    const std::string moved = dir.file("moved");
+    const std::string sub = dir.file("sub");
+    const std::string soft = dir.file("soft");
+    const std::string hard = dir.file("hard");
     {
         auto fd = dir.create_file("data", coil_test::pattern(4096));
     }
     coil::executor ex(coil_test::executor_options());
     REQUIRE_FALSE(ex.ring().supports(opcode::ftruncate));
-    struct outcome {
-        std::error_code truncated, removed;
-        std::uint64_t size = 0;
-    };
-    auto body = [&]() -> coil::task<outcome> {
-        outcome o;
+    REQUIRE_FALSE(ex.ring().supports(opcode::unlinkat));
+    auto error_of = [](const coil::result<void>& r) { return r ? std::error_code() : r.error(); };
+    std::vector<std::error_code> errors;
+    std::uint64_t size = 0;
+    auto body = [&]() -> coil::task<void> {
         auto f = co_await coil::file::open(path, O_RDWR | O_CLOEXEC);
         REQUIRE(f);
         auto t = co_await f->truncate(100);
-        o.truncated = t ? std::error_code() : t.error();
-        o.size = (co_await f->size()).value();
-        auto r = co_await coil::remove_file(path.c_str());
-        o.removed = r ? std::error_code() : r.error();
-        co_return o;
+        errors.push_back(error_of(t));
+        size = (co_await f->size()).value();
+        auto r1 = co_await coil::rename(path.c_str(), moved.c_str());
+        errors.push_back(error_of(r1));
+        auto r2 = co_await coil::create_directory(sub.c_str(), 0700);
+        errors.push_back(error_of(r2));
+        auto r3 = co_await coil::create_symlink("moved", soft.c_str());
+        errors.push_back(error_of(r3));
+        auto r4 = co_await coil::create_hard_link(moved.c_str(), hard.c_str());
+        errors.push_back(error_of(r4));
+        auto r5 = co_await coil::remove_directory(sub.c_str());
+        errors.push_back(error_of(r5));
+        // The system call's errors come through as the op's would.
+        auto again = co_await coil::remove_directory(sub.c_str());
+        errors.push_back(error_of(again));
+        auto noreplace = co_await coil::rename(moved.c_str(), hard.c_str(), RENAME_NOREPLACE);
+        errors.push_back(error_of(noreplace));
     };
-    const outcome o = ex.run(body());
-    CHECK_FALSE(o.truncated);
-    CHECK(o.size == 100);
-    CHECK(o.removed == coil::io::errc::unsupported_operation);
-    CHECK(::access(path.c_str(), F_OK) == 0); // still there: nothing reached the kernel
+    ex.run(body());
+    REQUIRE(errors.size() == 8);
+    for (std::size_t i = 0; i < 6; ++i) {
+        CAPTURE(i);
+        CHECK_FALSE(errors[i]);
+    }
+    CHECK(errors[6] == std::errc::no_such_file_or_directory);
+    CHECK(errors[7] == std::errc::file_exists);
+    CHECK(size == 100);
+    struct stat st {};
+    CHECK(::access(path.c_str(), F_OK) != 0); // renamed
+    CHECK(::stat(moved.c_str(), &st) == 0);
+    CHECK(st.st_nlink == 2); // and hard-linked
+    CHECK(::access(sub.c_str(), F_OK) != 0); // created, then removed
+    char target[16] = {};
+    CHECK(::readlink(soft.c_str(), target, sizeof target - 1) == 5);
+    CHECK(std::string(target) == "moved");
     CHECK(ex.in_flight() == 0);
 }

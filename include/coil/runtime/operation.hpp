@@ -57,6 +57,15 @@ concept resubmitting_op = requires(Op& op, const io::completion& c) {
     { op.resubmit_after(c) } noexcept -> std::same_as<bool>;
 };
 
+/// An op whose opcode older kernels lack may provide `fallback()`: the same work done by the
+/// blocking system call, returning what its completion would carry (`-errno` on failure).
+/// When the ring reports `unsupported_operation` for it, the operation runs `fallback()` on the
+/// executor's thread (blocking it for the call) and completes with that result.
+template <class Op>
+concept syscall_fallback_op = requires(const Op& op) {
+    { op.fallback() } noexcept -> std::same_as<int>;
+};
+
 namespace detail {
 template <class Op>
 constexpr bool yields_descriptor() noexcept
@@ -156,8 +165,13 @@ public:
     result_type await_resume()
     {
         state = detail::op_state::idle; // the result is taken: the executor holds nothing of it
-        if (setup_error.failed()) [[unlikely]]
+        if (setup_error.failed()) [[unlikely]] {
+            if constexpr (syscall_fallback_op<Op>) {
+                if (setup_error.get() == io::errc::unsupported_operation)
+                    return op_.complete(io::completion{0, op_.fallback(), 0});
+            }
             return result_type(setup_error.get());
+        }
         if (timed_out && last.result == -ECANCELED) [[unlikely]]
             return result_type(std::make_error_code(std::errc::timed_out));
         if constexpr (resubmitting_op<Op>) {

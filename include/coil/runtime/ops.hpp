@@ -21,7 +21,11 @@
 #include <coil/runtime/operation.hpp>
 
 #include <fcntl.h>
+#include <stdio.h>    // renameat2
+#include <sys/stat.h> // mkdirat
+#include <unistd.h>   // unlinkat, symlinkat, linkat
 
+#include <cerrno>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
@@ -228,6 +232,10 @@ struct unlinkat {
         return r.add_unlinkat(dirfd, path, flags, ud);
     }
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+    int fallback() const noexcept
+    {
+        return ::unlinkat(dirfd, path, flags) == 0 ? 0 : -errno;
+    }
 };
 
 struct renameat {
@@ -241,6 +249,11 @@ struct renameat {
         return r.add_renameat(old_dirfd, old_path, new_dirfd, new_path, flags, ud);
     }
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+    int fallback() const noexcept
+    {
+        return ::renameat2(old_dirfd, old_path, new_dirfd, new_path, flags) == 0 ? 0
+                                                                                    : -errno;
+    }
 };
 
 struct mkdirat {
@@ -252,6 +265,10 @@ struct mkdirat {
         return r.add_mkdirat(dirfd, path, mode, ud);
     }
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+    int fallback() const noexcept
+    {
+        return ::mkdirat(dirfd, path, static_cast<::mode_t>(mode)) == 0 ? 0 : -errno;
+    }
 };
 
 struct symlinkat {
@@ -263,6 +280,10 @@ struct symlinkat {
         return r.add_symlinkat(target, new_dirfd, link_path, ud);
     }
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+    int fallback() const noexcept
+    {
+        return ::symlinkat(target, new_dirfd, link_path) == 0 ? 0 : -errno;
+    }
 };
 
 struct linkat {
@@ -276,6 +297,10 @@ struct linkat {
         return r.add_linkat(old_dirfd, old_path, new_dirfd, new_path, flags, ud);
     }
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+    int fallback() const noexcept
+    {
+        return ::linkat(old_dirfd, old_path, new_dirfd, new_path, flags) == 0 ? 0 : -errno;
+    }
 };
 
 struct ftruncate {
@@ -390,7 +415,7 @@ inline operation<ops::statx> statx(int dirfd, const char* path, int flags, unsig
 // Each yields an empty result or the errno of its system call. Paths are borrowed until the
 // `co_await` completes (a `std::string` temporary's `c_str()` in the same expression is fine).
 // A kernel whose io_uring lacks the op (unlinkat and renameat need Linux 5.11, the others
-// 5.15) yields `io::errc::unsupported_operation`.
+// 5.15) gets the system call instead, made on the executor's thread (`fallback()`).
 
 /// `unlinkat(2)`: removes `path`, relative to `dirfd` (`AT_REMOVEDIR`: an empty directory).
 inline operation<ops::unlinkat> unlinkat(int dirfd, const char* path, int flags = 0) noexcept
