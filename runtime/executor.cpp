@@ -314,9 +314,11 @@ bool executor::spin_for_completion()
         throw std::system_error(submitted.error(), "coil: submitting to the ring failed");
     using clock = detail::timer_heap::clock;
     const auto now = clock::now();
-    // Saturating: busy_poll may be anything up to microseconds::max().
-    auto until = busy_poll_ >= clock::time_point::max() - now ? clock::time_point::max()
-                                                              : now + busy_poll_;
+    // Saturating: busy_poll may be anything up to microseconds::max(), which is too long for
+    // the clock's nanoseconds; compare in microseconds.
+    const auto room =
+        std::chrono::duration_cast<std::chrono::microseconds>(clock::time_point::max() - now);
+    auto until = busy_poll_ >= room ? clock::time_point::max() : now + busy_poll_;
     if (!timers_.empty())
         until = std::min(until, timers_.earliest());
     for (unsigned turn = 0;; ++turn) {
