@@ -1379,6 +1379,45 @@ result<unsigned> ring::submit()
     return consumed;
 }
 
+bool ring::kernel_holds_completions() const noexcept
+{
+    return (state_->sq_flags() & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) != 0;
+}
+
+result<unsigned> ring::submit_and_get_events()
+{
+    const unsigned flags = state_->sq_flags();
+    if (sqpoll() || !(flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)))
+        return submit(); // nothing held (an SQPOLL ring's task work runs in its thread)
+    if (flags & IORING_SQ_CQ_OVERFLOW)
+        ++stats_.cq_overflows;
+    // As submit(), with GETEVENTS and no minimum: the kernel runs the task work and flushes
+    // the overflow list into the CQ as far as it has room, then returns.
+    unsigned pending = flush_();
+    unsigned consumed = 0;
+    for (unsigned attempt = 0;;) {
+        int ret = enter_(pending, 0, IORING_ENTER_GETEVENTS, nullptr, 0);
+        if (ret >= 0) {
+            consumed += static_cast<unsigned>(ret);
+            stats_.sqes_submitted += static_cast<unsigned>(ret);
+            const unsigned left = unsubmitted();
+            if (left == 0 || left == pending)
+                return consumed; // all in, or the kernel took nothing: the rest stays queued
+            pending = left; // a partial submission: go on
+            continue;
+        }
+        if (ret == -EINTR) {
+            ++stats_.submit_retries;
+            continue;
+        }
+        if ((ret == -EBUSY || ret == -EAGAIN) && make_room_(attempt++))
+            continue;
+        if (consumed != 0)
+            return consumed;
+        return error_from_result(ret);
+    }
+}
+
 result<completion_range> ring::wait(unsigned min_complete,
                                     std::optional<std::chrono::nanoseconds> timeout)
 {
@@ -1528,7 +1567,7 @@ std::size_t ring::drain()
 
 // --- reaping --------------------------------------------------------------------------------
 
-bool ring::peek_(completion& out) noexcept
+bool ring::peek_(completion& out, bool enter_kernel) noexcept
 {
     state& s = *state_;
     io_uring& u = s.uring;
@@ -1563,7 +1602,7 @@ bool ring::peek_(completion& out) noexcept
         // (the CQ filled up), or as deferred task work (DEFER_TASKRUN / COOP_TASKRUN with
         // TASKRUN_FLAG). One enter with GETEVENTS brings both in.
         unsigned flags = s.sq_flags();
-        if (!(flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)))
+        if (!enter_kernel || !(flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)))
             return false;
         if (flags & IORING_SQ_CQ_OVERFLOW)
             ++stats_.cq_overflows;

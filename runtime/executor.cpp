@@ -287,7 +287,7 @@ void executor::flush_and_wait(bool block)
             timeout = std::max(timers_.earliest() - detail::timer_heap::clock::now(),
                                detail::timer_heap::clock::duration::zero());
         if (timeout && timeout->count() == 0) {
-            auto submitted = ring_.submit();
+            auto submitted = ring_.submit_and_get_events();
             if (!submitted)
                 throw std::system_error(submitted.error(), "coil: submitting to the ring failed");
         } else {
@@ -295,8 +295,11 @@ void executor::flush_and_wait(bool block)
             if (!waited)
                 throw std::system_error(waited.error(), "coil: waiting on the ring failed");
         }
-    } else if (ring_.unsubmitted() != 0) {
-        auto submitted = ring_.submit();
+    } else if (ring_.unsubmitted() != 0 || ring_.kernel_holds_completions()) {
+        // Work is ready to run, so do not wait; but hand the kernel the new SQEs and bring in
+        // what it holds (deferred task work, overflow) in the same system call, so that the
+        // reaping below need not enter again.
+        auto submitted = ring_.submit_and_get_events();
         if (!submitted)
             throw std::system_error(submitted.error(), "coil: submitting to the ring failed");
     }
@@ -340,11 +343,13 @@ bool executor::spin_for_completion()
 // ResumeInline: the loop proper resumes each completed op's coroutine on the spot, so that
 // its next SQE is prepared while its data is still in cache. Everywhere else (draining for
 // abandon() or shutdown) the coroutines are queued (and dropped at shutdown). A coroutine
-// resumed inline may reap again through abandon(): the ring's for_each_completion allows it.
+// resumed inline may reap again through abandon(): the ring's for_each_ready allows it.
 template <bool ResumeInline>
 void executor::reap_all() noexcept
 {
-    ring_.for_each_completion([this](const io::completion& c) __attribute__((always_inline)) {
+    // Only what the CQ holds: every caller has just entered the kernel (a wait, or a submit
+    // that got events), and one system call per turn of the loop is what it costs.
+    ring_.for_each_ready([this](const io::completion& c) __attribute__((always_inline)) {
         dispatch<ResumeInline>(c);
     });
     if (!pending_cancels_.empty())

@@ -213,3 +213,42 @@ TEST_CASE("ring: waiting for more completions than the CQ holds returns them all
     CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
     CHECK(ring.outstanding() == 0);
 }
+
+TEST_CASE("ring: for_each_ready leaves the overflow list to submit_and_get_events",
+          "[ring][overflow]")
+{
+    constexpr std::uint64_t nops = 40;
+    ring_options options;
+    options.cq_entries = 8;
+    options.cap_outstanding = false;
+    ring ring(4, options);
+    queue_nops_without_reaping(ring, nops);
+    REQUIRE(ring.submit().ok());
+    REQUIRE(ring.outstanding() == nops);
+
+    // 40 completions, 8 CQ entries: the kernel holds the rest until an enter flushes them.
+    CHECK(ring.kernel_holds_completions());
+    std::vector<int> seen(nops, 0);
+    auto record = [&](const completion& c) {
+        REQUIRE(c.user_data < nops);
+        ++seen[c.user_data];
+    };
+    const auto enters = ring.stats().enter_calls;
+    const std::size_t first = ring.for_each_ready(record);
+    CHECK(first >= 8); // the CQ, and whatever a refused submit moved into the backlog
+    CHECK(ring.stats().enter_calls == enters); // reaping alone never entered
+    // (Unless the kernel refused submissions until the backlog took everything: older kernels
+    // answer EBUSY while their overflow list is not empty.)
+    CHECK(ring.kernel_holds_completions() == (first < nops));
+
+    std::size_t total = first;
+    for (int round = 0; round < 100 && total < nops; ++round) {
+        REQUIRE(ring.submit_and_get_events().ok());
+        total += ring.for_each_ready(record);
+    }
+    CHECK(total == nops);
+    CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+    CHECK(ring.outstanding() == 0);
+    CHECK_FALSE(ring.kernel_holds_completions());
+    CHECK(ring.stats().cq_overflows >= 1);
+}

@@ -602,38 +602,30 @@ public:
     template <class F>
     std::size_t for_each_completion(F&& fn)
     {
-        std::size_t n = 0;
-        // Where the CQ lives never changes after construction: read it once, not after every
-        // call of fn (which the compiler must assume may write anything).
-        unsigned* const khead = cq_khead_;
-        const unsigned* const ktail = cq_ktail_;
-        const completion* const cqes = cqes_;
-        const unsigned mask = cq_mask_;
-        for (;;) {
-            if (direct_cq_) {
-                // The kernel writes CQEs before it moves the tail (acquire pairs with that),
-                // and reuses an entry only after it sees our head move past it (release, after
-                // we copied the entry out).
-                const unsigned head = __atomic_load_n(khead, __ATOMIC_RELAXED);
-                if (head != __atomic_load_n(ktail, __ATOMIC_ACQUIRE)) {
-                    const completion c = cqes[head & mask];
-                    __atomic_store_n(khead, head + 1, __ATOMIC_RELEASE);
-                    ++stats_.cqes_reaped;
-                    if (!c.more())
-                        --outstanding_;
-                    ++n;
-                    fn(c);
-                    continue;
-                }
-            }
-            completion c; // the slow path: backlog, overflow list, task work
-            if (!peek_(c))
-                return n;
-            pop_();
-            ++n;
-            fn(c);
-        }
+        return reap_each_<true>(std::forward<F>(fn));
     }
+
+    /// Like `for_each_completion()`, but only what is in the CQ (or the ring's backlog) now:
+    /// it never enters the kernel. Completions the kernel still holds (deferred task work,
+    /// the overflow list; `kernel_holds_completions()` says so) wait for the next
+    /// `submit_and_get_events()` or `wait()`. For a loop that enters the kernel once per turn
+    /// anyway: reaping that also entered would make it two system calls.
+    template <class F>
+    std::size_t for_each_ready(F&& fn)
+    {
+        return reap_each_<false>(std::forward<F>(fn));
+    }
+
+    /// Whether the kernel holds completions that only a system call brings into the CQ:
+    /// deferred task work (`IORING_SQ_TASKRUN`, on rings with `TASKRUN_FLAG`) or completions
+    /// kept aside when the CQ overflowed (`IORING_SQ_CQ_OVERFLOW`). One load.
+    bool kernel_holds_completions() const noexcept;
+
+    /// Hands every queued SQE to the kernel, as `submit()` does, and in the same system call
+    /// brings in the completions the kernel holds (runs deferred task work, flushes the
+    /// overflow list), without waiting for any. Enters the kernel even with nothing queued,
+    /// unless the kernel holds nothing either. Errors are those of `submit()`.
+    result<unsigned> submit_and_get_events();
 
     // --- registered buffers and files ----------------------------------------------------
     // A ring has one buffer table and one file table. Registering pins buffer pages (charged to
@@ -837,7 +829,45 @@ private:
     unsigned flush_() noexcept;
     void stash_ready_() noexcept;
     bool make_room_(unsigned attempt) noexcept;
-    bool peek_(completion& out) noexcept;
+    // The first completion to deliver: the backlog's, else the CQ's; with enter_kernel, when
+    // both are empty and the kernel holds completions, one enter brings them in first.
+    bool peek_(completion& out, bool enter_kernel = true) noexcept;
+    // for_each_completion (EnterKernel) and for_each_ready (not).
+    template <bool EnterKernel, class F>
+    std::size_t reap_each_(F&& fn)
+    {
+        std::size_t n = 0;
+        // Where the CQ lives never changes after construction: read it once, not after every
+        // call of fn (which the compiler must assume may write anything).
+        unsigned* const khead = cq_khead_;
+        const unsigned* const ktail = cq_ktail_;
+        const completion* const cqes = cqes_;
+        const unsigned mask = cq_mask_;
+        for (;;) {
+            if (direct_cq_) {
+                // The kernel writes CQEs before it moves the tail (acquire pairs with that),
+                // and reuses an entry only after it sees our head move past it (release, after
+                // we copied the entry out).
+                const unsigned head = __atomic_load_n(khead, __ATOMIC_RELAXED);
+                if (head != __atomic_load_n(ktail, __ATOMIC_ACQUIRE)) {
+                    const completion c = cqes[head & mask];
+                    __atomic_store_n(khead, head + 1, __ATOMIC_RELEASE);
+                    ++stats_.cqes_reaped;
+                    if (!c.more())
+                        --outstanding_;
+                    ++n;
+                    fn(c);
+                    continue;
+                }
+            }
+            completion c; // the slow path: backlog, then (EnterKernel) overflow list, task work
+            if (!peek_(c, EnterKernel))
+                return n;
+            pop_();
+            ++n;
+            fn(c);
+        }
+    }
     void pop_() noexcept;
 
     // The range iterator's per-completion path, inline: read the CQ in place while the
