@@ -51,6 +51,20 @@ coil::task<void> send_whole(const net::datagram_socket& s, std::span<const std::
     REQUIRE(*sent == bytes.size());
 }
 
+// A server and a client socket, each bound to a free IPv4 loopback port.
+net::datagram_socket bound_v4()
+{
+    auto s = net::datagram_socket::bind(net::address::loopback_v4(0));
+    REQUIRE(s);
+    return std::move(*s);
+}
+
+struct loopback_pair {
+    net::datagram_socket server = bound_v4();
+    net::datagram_socket client = bound_v4();
+    net::address server_at = *server.local_address();
+};
+
 std::vector<std::byte> message(std::size_t id, std::size_t size)
 {
     std::vector<std::byte> m(size);
@@ -506,20 +520,16 @@ TEST_CASE("net: receive_datagrams marks a datagram longer than a buffer's room a
 {
     const bool multishot = GENERATE(true, false);
     CAPTURE(multishot);
-    auto server = net::datagram_socket::bind(net::address::loopback_v4(0));
-    auto client = net::datagram_socket::bind(net::address::loopback_v4(0));
-    REQUIRE(server);
-    REQUIRE(client);
-    const net::address server_at = *server->local_address();
-    const net::address client_at = *client->local_address();
+    loopback_pair sockets;
+    const net::address client_at = *sockets.client.local_address();
     coil::executor ex(coil_test::executor_options());
     net::buffer_pool pool(ex, 4, 1024);
     const std::vector<std::byte> big = message(1, 4000);
     const std::vector<std::byte> small = message(2, 100);
     auto body = [&]() -> coil::task<std::vector<std::string>> {
-        co_await send_whole(*client, big, server_at);
-        co_await send_whole(*client, small, server_at);
-        auto datagrams = datagram_receiver(*server, pool, multishot);
+        co_await send_whole(sockets.client, big, sockets.server_at);
+        co_await send_whole(sockets.client, small, sockets.server_at);
+        auto datagrams = datagram_receiver(sockets.server, pool, multishot);
         std::vector<std::string> seen;
         for (int i = 0; i < 2; ++i) {
             auto d = co_await next_datagram(datagrams);
@@ -551,11 +561,7 @@ TEST_CASE("net: receive_datagrams over a pool of 2 buffers gets 60 queued datagr
           "reordered, and its empty datagrams too",
           "[net][datagram][pool]")
 {
-    auto server = net::datagram_socket::bind(net::address::loopback_v4(0));
-    auto client = net::datagram_socket::bind(net::address::loopback_v4(0));
-    REQUIRE(server);
-    REQUIRE(client);
-    const net::address server_at = *server->local_address();
+    loopback_pair sockets;
     const bool multishot = GENERATE(true, false);
     CAPTURE(multishot);
     coil::executor ex(coil_test::executor_options());
@@ -565,8 +571,9 @@ TEST_CASE("net: receive_datagrams over a pool of 2 buffers gets 60 queued datagr
         // Everything is queued in the socket before the receive is armed: it drains two at a
         // time, runs dry, and is armed again as each buffer comes back.
         for (std::size_t id = 0; id < count; ++id)
-            co_await send_whole(*client, message(id, id % 5 == 0 ? 0 : 200), server_at);
-        auto datagrams = datagram_receiver(*server, pool, multishot);
+            co_await send_whole(sockets.client, message(id, id % 5 == 0 ? 0 : 200),
+                                sockets.server_at);
+        auto datagrams = datagram_receiver(sockets.server, pool, multishot);
         std::size_t right = 0;
         for (std::size_t id = 0; id < count; ++id) {
             auto d = co_await next_datagram(datagrams);
@@ -586,11 +593,7 @@ TEST_CASE("net: receive_datagrams refuses an incremental pool, and a stream dest
           "datagrams buffered gives every buffer back",
           "[net][datagram][pool]")
 {
-    auto server = net::datagram_socket::bind(net::address::loopback_v4(0));
-    auto client = net::datagram_socket::bind(net::address::loopback_v4(0));
-    REQUIRE(server);
-    REQUIRE(client);
-    const net::address server_at = *server->local_address();
+    loopback_pair sockets;
     coil::executor ex(coil_test::executor_options());
 
     SECTION("a stream destroyed with datagrams buffered")
@@ -598,10 +601,11 @@ TEST_CASE("net: receive_datagrams refuses an incremental pool, and a stream dest
         net::buffer_pool pool(ex, 8, 512);
         auto body = [&]() -> coil::task<bool> {
             for (std::size_t id = 0; id < 6; ++id)
-                co_await send_whole(*client, message(id, 64), server_at);
+                co_await send_whole(sockets.client, message(id, 64), sockets.server_at);
             {
-                auto datagrams = server->receive_datagrams(pool);
-                auto d = co_await next_datagram(datagrams); // the rest arrive into the stream's buffer
+                auto datagrams = sockets.server.receive_datagrams(pool);
+                // The rest arrive into the stream's buffer.
+                auto d = co_await next_datagram(datagrams);
                 if (!d || d->data.size() != 64)
                     co_return false;
                 co_await coil::yield();
@@ -621,7 +625,7 @@ TEST_CASE("net: receive_datagrams refuses an incremental pool, and a stream dest
             SKIP("no incremental buffer rings here: " << e.what());
         }
         auto body = [&]() -> coil::task<std::error_code> {
-            auto datagrams = server->receive_datagrams(*pool);
+            auto datagrams = sockets.server.receive_datagrams(*pool);
             auto d = co_await next_datagram(datagrams);
             co_return d ? std::error_code() : d.error();
         };
