@@ -7,6 +7,7 @@
 #include <coil/coil.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -17,10 +18,13 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <span>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -81,6 +85,55 @@ TEST_CASE("runtime: a read blocked on an empty pipe completes when another task 
     read_outcome out = coil_test::run(body());
     REQUIRE(out.count.ok());
     CHECK(out.data == "late");
+}
+
+TEST_CASE("runtime: a task that only yields does not starve a read whose data arrives meanwhile",
+          "[runtime][read][yield]")
+{
+    // The loop never blocks while a task is ready, so it must bring in completions the kernel
+    // holds (deferred task work) on its non-blocking turns too, or the read below would wait
+    // for as long as the other task keeps yielding.
+    const bool other_thread = GENERATE(false, true);
+    CAPTURE(other_thread);
+    auto p = coil_test::make_pipe();
+    bool read_done = false;
+    std::atomic<bool> written{false};
+    std::thread writer_thread;
+    auto reader = [&]() -> coil::task<read_outcome> {
+        read_outcome r = co_await read_some(p.read_end.get(), 16, coil::current_position);
+        read_done = true;
+        co_return r;
+    };
+    auto body = [&]() -> coil::task<std::pair<read_outcome, int>> {
+        auto r = coil::executor::current()->spawn(reader());
+        for (int i = 0; i < 3; ++i)
+            co_await coil::yield(); // the read reaches the kernel and waits there
+        auto write_wake = [&] {
+            const bool ok = ::write(p.write_end.get(), "wake", 4) == 4;
+            written.store(ok, std::memory_order_release);
+        };
+        if (other_thread)
+            writer_thread = std::thread(write_wake);
+        else
+            write_wake();
+        // Yield until the read is done: at most 1,000 turns after the write returned (one
+        // turn is enough), and without bound before, while the writer thread starts.
+        int turns_after_write = 0;
+        while (!read_done && turns_after_write < 1000) {
+            if (written.load(std::memory_order_acquire))
+                ++turns_after_write;
+            co_await coil::yield();
+        }
+        read_outcome out = co_await r;
+        co_return std::pair{out, turns_after_write};
+    };
+    auto [out, turns] = coil_test::run(body());
+    if (writer_thread.joinable())
+        writer_thread.join();
+    REQUIRE(written.load());
+    CHECK(turns < 1000);
+    REQUIRE(out.count.ok());
+    CHECK(out.data == "wake");
 }
 
 TEST_CASE("runtime: writes and reads at file offsets round-trip the data", "[runtime][read][write]")
