@@ -1346,10 +1346,9 @@ bool ring::make_room_(unsigned attempt) noexcept
 
 result<unsigned> ring::submit()
 {
-    const unsigned handed_over = sq_tail_ - state_->uring.sq.sqe_head;
-    unsigned pending = flush_();
-    unsigned consumed = 0;
     if (sqpoll()) {
+        const unsigned handed_over = sq_tail_ - state_->uring.sq.sqe_head;
+        const unsigned pending = flush_();
         // The kernel thread consumes the queue; it only needs a nudge when it went to sleep.
         if (pending != 0 && (state_->sq_flags() & IORING_SQ_NEED_WAKEUP))
             enter_(0, 0, IORING_ENTER_SQ_WAKEUP, nullptr, 0);
@@ -1358,25 +1357,7 @@ result<unsigned> ring::submit()
         stats_.sqes_submitted += handed_over;
         return handed_over;
     }
-    for (unsigned attempt = 0; pending != 0;) {
-        int ret = enter_(pending, 0, 0, nullptr, 0);
-        if (ret > 0) {
-            consumed += static_cast<unsigned>(ret);
-            stats_.sqes_submitted += static_cast<unsigned>(ret);
-            pending = unsubmitted(); // a partial submission leaves the rest queued: go on
-            continue;
-        }
-        if (ret == -EINTR) {
-            ++stats_.submit_retries;
-            continue;
-        }
-        if ((ret == -EBUSY || ret == -EAGAIN) && make_room_(attempt++))
-            continue;
-        if (ret == 0 || consumed != 0)
-            return consumed; // the rest stays queued for the next call
-        return error_from_result(ret);
-    }
-    return consumed;
+    return enter_to_submit_(0);
 }
 
 bool ring::kernel_holds_completions() const noexcept
@@ -1391,19 +1372,26 @@ result<unsigned> ring::submit_and_get_events()
         return submit(); // nothing held (an SQPOLL ring's task work runs in its thread)
     if (flags & IORING_SQ_CQ_OVERFLOW)
         ++stats_.cq_overflows;
-    // As submit(), with GETEVENTS and no minimum: the kernel runs the task work and flushes
-    // the overflow list into the CQ as far as it has room, then returns.
+    // GETEVENTS with no minimum: the kernel runs the task work and flushes the overflow list
+    // into the CQ as far as it has room, then returns.
+    return enter_to_submit_(IORING_ENTER_GETEVENTS);
+}
+
+result<unsigned> ring::enter_to_submit_(unsigned flags)
+{
     unsigned pending = flush_();
+    if (pending == 0 && flags == 0)
+        return 0U;
     unsigned consumed = 0;
     for (unsigned attempt = 0;;) {
-        int ret = enter_(pending, 0, IORING_ENTER_GETEVENTS, nullptr, 0);
+        int ret = enter_(pending, 0, flags, nullptr, 0);
         if (ret >= 0) {
             consumed += static_cast<unsigned>(ret);
             stats_.sqes_submitted += static_cast<unsigned>(ret);
             const unsigned left = unsubmitted();
             if (left == 0 || left == pending)
                 return consumed; // all in, or the kernel took nothing: the rest stays queued
-            pending = left; // a partial submission: go on
+            pending = left;      // a partial submission leaves the rest queued: go on
             continue;
         }
         if (ret == -EINTR) {
@@ -1413,7 +1401,7 @@ result<unsigned> ring::submit_and_get_events()
         if ((ret == -EBUSY || ret == -EAGAIN) && make_room_(attempt++))
             continue;
         if (consumed != 0)
-            return consumed;
+            return consumed; // the rest stays queued for the next call
         return error_from_result(ret);
     }
 }

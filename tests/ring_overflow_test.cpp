@@ -19,14 +19,24 @@ using coil::io::ring;
 using coil::io::ring_options;
 using namespace coil_test;
 
+namespace {
+
+// No cap on outstanding ops and an 8-entry CQ: a few dozen NOPs overflow it.
+ring_options uncapped_small_cq()
+{
+    ring_options options;
+    options.cq_entries = 8;
+    options.cap_outstanding = false;
+    return options;
+}
+
+} // namespace
+
 TEST_CASE("ring: an uncapped ring loses no completion when 200 nops overflow an 8-entry CQ",
           "[ring][overflow]")
 {
     constexpr std::uint64_t nops = 200;
-    ring_options options;
-    options.cq_entries = 8;
-    options.cap_outstanding = false;
-    ring ring(4, options);
+    ring ring(4, uncapped_small_cq());
     REQUIRE(ring.sq_entries() == 4);
     REQUIRE(ring.cq_entries() == 8);
 
@@ -68,10 +78,7 @@ TEST_CASE("ring: an uncapped ring's reap_into also flushes the overflow list",
           "[ring][overflow][reap_into]")
 {
     constexpr std::uint64_t nops = 64;
-    ring_options options;
-    options.cq_entries = 8;
-    options.cap_outstanding = false;
-    ring ring(8, options);
+    ring ring(8, uncapped_small_cq());
 
     queue_nops_without_reaping(ring, nops);
     REQUIRE(ring.submit().ok());
@@ -190,10 +197,7 @@ TEST_CASE("ring: waiting for more completions than the CQ holds returns them all
           "[ring][overflow][wait]")
 {
     constexpr std::uint64_t nops = 40;
-    ring_options options;
-    options.cq_entries = 8;
-    options.cap_outstanding = false;
-    ring ring(4, options);
+    ring ring(4, uncapped_small_cq());
     queue_nops_without_reaping(ring, nops);
     REQUIRE(ring.outstanding() == nops);
 
@@ -218,10 +222,7 @@ TEST_CASE("ring: for_each_ready leaves the overflow list to submit_and_get_event
           "[ring][overflow]")
 {
     constexpr std::uint64_t nops = 40;
-    ring_options options;
-    options.cq_entries = 8;
-    options.cap_outstanding = false;
-    ring ring(4, options);
+    ring ring(4, uncapped_small_cq());
     queue_nops_without_reaping(ring, nops);
     REQUIRE(ring.submit().ok());
     REQUIRE(ring.outstanding() == nops);

@@ -827,6 +827,10 @@ private:
     int enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                std::size_t arg_size) noexcept;
     unsigned flush_() noexcept;
+    // submit() and submit_and_get_events() without SQPOLL: one enter with `flags` for every
+    // queued SQE (continuing partial submissions, retrying EINTR, EBUSY and EAGAIN); with
+    // GETEVENTS in `flags` it enters even when nothing is queued.
+    result<unsigned> enter_to_submit_(unsigned flags);
     void stash_ready_() noexcept;
     bool make_room_(unsigned attempt) noexcept;
     // The first completion to deliver: the backlog's, else the CQ's; with enter_kernel, when
