@@ -4,6 +4,7 @@
 // the kernel's filter on them; cancellation, deadlines and close with a receive pending; errors
 // for bad families, oversize datagrams and closed descriptors; many receives pending at once.
 
+#include "net_test_support.hpp"
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
 #include "test_support.hpp"
@@ -50,20 +51,6 @@ coil::task<void> send_whole(const net::datagram_socket& s, std::span<const std::
     REQUIRE(sent);
     REQUIRE(*sent == bytes.size());
 }
-
-// A server and a client socket, each bound to a free IPv4 loopback port.
-net::datagram_socket bound_v4()
-{
-    auto s = net::datagram_socket::bind(net::address::loopback_v4(0));
-    REQUIRE(s);
-    return std::move(*s);
-}
-
-struct loopback_pair {
-    net::datagram_socket server = bound_v4();
-    net::datagram_socket client = bound_v4();
-    net::address server_at = *server.local_address();
-};
 
 std::vector<std::byte> message(std::size_t id, std::size_t size)
 {
@@ -520,7 +507,7 @@ TEST_CASE("net: receive_datagrams marks a datagram longer than a buffer's room a
 {
     const bool multishot = GENERATE(true, false);
     CAPTURE(multishot);
-    loopback_pair sockets;
+    coil_test::loopback_pair sockets;
     const net::address client_at = *sockets.client.local_address();
     coil::executor ex(coil_test::executor_options());
     net::buffer_pool pool(ex, 4, 1024);
@@ -561,7 +548,7 @@ TEST_CASE("net: receive_datagrams over a pool of 2 buffers gets 60 queued datagr
           "reordered, and its empty datagrams too",
           "[net][datagram][pool]")
 {
-    loopback_pair sockets;
+    coil_test::loopback_pair sockets;
     const bool multishot = GENERATE(true, false);
     CAPTURE(multishot);
     coil::executor ex(coil_test::executor_options());
@@ -593,7 +580,7 @@ TEST_CASE("net: receive_datagrams refuses an incremental pool, and a stream dest
           "datagrams buffered gives every buffer back",
           "[net][datagram][pool]")
 {
-    loopback_pair sockets;
+    coil_test::loopback_pair sockets;
     coil::executor ex(coil_test::executor_options());
 
     SECTION("a stream destroyed with datagrams buffered")

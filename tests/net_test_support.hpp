@@ -1,18 +1,37 @@
 // SPDX-License-Identifier: MIT
 // The echo server the networking tests run in-process, built as examples/echo_server.cpp is:
-// multishot accept, one multishot receive per connection over a shared buffer pool.
+// multishot accept, one multishot receive per connection over a shared buffer pool; and a pair
+// of datagram sockets on loopback.
 #pragma once
 
 #include <coil/coil.hpp>
 #include <coil/io/buffer_ring.hpp>
 #include <coil/io/ring.hpp>
 
+#include <catch2/catch_test_macros.hpp>
+
 #include <cstddef>
 #include <span>
 #include <stop_token>
 #include <system_error>
+#include <utility>
 
 namespace coil_test {
+
+/// A datagram socket bound to a free IPv4 loopback port; the test fails if it cannot be.
+inline coil::net::datagram_socket bound_v4()
+{
+    auto s = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(0));
+    REQUIRE(s);
+    return std::move(*s);
+}
+
+/// A server and a client datagram socket on loopback, and the server's address.
+struct loopback_pair {
+    coil::net::datagram_socket server = bound_v4();
+    coil::net::datagram_socket client = bound_v4();
+    coil::net::address server_at = *server.local_address();
+};
 
 /// Whether this kernel has receive bundles (Linux 6.10).
 inline bool recv_bundles_supported()

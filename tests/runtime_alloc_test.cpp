@@ -4,6 +4,7 @@
 // buffers, 10,000 socket round trips with send_all and receive, and 10,000 datagram round trips
 // with send_to and receive_from, after a warm-up.
 
+#include "net_test_support.hpp"
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
 
@@ -291,14 +292,11 @@ TEST_CASE("runtime: 10,000 datagram round trips with send_to and receive_from al
           "after a warm-up",
           "[runtime][alloc][net]")
 {
-    auto a = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(0));
-    auto b = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(0));
-    REQUIRE(a);
-    REQUIRE(b);
-    const coil::net::address b_at = *b->local_address();
+    coil_test::loopback_pair sockets; // the client sends, the server receives
     coil::executor ex;
     auto [warm, good] = ex.run(warm_then_measure([&](std::size_t count, bool measure) {
-        return datagram_round_trips(*a, *b, b_at, count, measure);
+        return datagram_round_trips(sockets.client, sockets.server, sockets.server_at, count,
+                                    measure);
     }));
     CHECK(warm == 100);
     CHECK(good == 10'000);
@@ -418,17 +416,13 @@ coil::task<std::size_t> pool_datagrams(const coil::net::datagram_socket& a,
 TEST_CASE("runtime: 10,000 datagrams through receive_datagrams allocate nothing after a warm-up",
           "[runtime][alloc][net][buffer_pool]")
 {
-    auto a = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(0));
-    auto b = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(0));
-    REQUIRE(a);
-    REQUIRE(b);
-    const coil::net::address b_at = *b->local_address();
+    coil_test::loopback_pair sockets; // the client sends, the server receives
     coil::executor ex;
     auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
         coil::net::buffer_pool pool(ex, 16, 2048);
-        auto in = b->receive_datagrams(pool);
+        auto in = sockets.server.receive_datagrams(pool);
         co_return co_await warm_then_measure([&](std::size_t count, bool counted) {
-            return pool_datagrams(*a, b_at, in, count, counted);
+            return pool_datagrams(sockets.client, sockets.server_at, in, count, counted);
         });
     };
     auto [warm, good] = ex.run(body());
