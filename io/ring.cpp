@@ -1368,10 +1368,17 @@ bool ring::kernel_holds_completions() const noexcept
 result<unsigned> ring::submit_and_get_events()
 {
     const unsigned flags = state_->sq_flags();
-    if (sqpoll() || !(flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)))
-        return submit(); // nothing held (an SQPOLL ring's task work runs in its thread)
+    if (!(flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)))
+        return submit(); // the kernel holds nothing
     if (flags & IORING_SQ_CQ_OVERFLOW)
         ++stats_.cq_overflows;
+    if (sqpoll()) {
+        // The kernel thread takes the SQEs (and runs the task work), but only an enter of our
+        // own flushes the overflow list.
+        auto submitted = submit();
+        enter_(0, 0, IORING_ENTER_GETEVENTS, nullptr, 0);
+        return submitted;
+    }
     // GETEVENTS with no minimum: the kernel runs the task work and flushes the overflow list
     // into the CQ as far as it has room, then returns.
     return enter_to_submit_(IORING_ENTER_GETEVENTS);
