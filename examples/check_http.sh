@@ -57,6 +57,7 @@ make_root() {
 # Starts the server with extra arguments; sets $port and $pid. The log is server<N>.log.
 start_server() {
     local log=$work/server${#pids[@]}.log
+    : >"$log" # before the server starts: its shell may open the file after the loop reads it
     "$server" --port 0 --root "$root" "$@" >"$log" 2>&1 &
     pid=$!
     pids+=("$pid")
