@@ -772,6 +772,8 @@ public:
         if (servers_.empty())
             fail("--servers names none of coil, coil-incremental, coil-bundles, liburing, "
                  "liburing-direct, epoll, asio");
+        for (const server_spec& s : servers_)
+            name_width_ = std::max(name_width_, s.name.size());
     }
 
     void run()
@@ -785,7 +787,7 @@ public:
                    "{})\n", server_cpu_, client_cpu_, got, wanted);
         fmt::print("  servers   (each its own process, started by this program)\n");
         for (const server_spec& s : servers_)
-            fmt::print("    {:<9} {}{}\n", s.name, s.description,
+            fmt::print("    {:<{}} {}{}\n", s.name, name_width_ + 1, s.description,
                        s.path.empty() ? " -- SKIPPED: " + s.missing_why : "");
         fmt::print("  client    one thread, {}, closed loop, TCP_NODELAY; every echoed byte "
                    "checked\n",
@@ -827,11 +829,16 @@ public:
 private:
     void print_header()
     {
-        fmt::print("\n{:>14} | {:<8} | {:>11} | {:>13} | {:>8} | {:>8} | {:>23} | {:>8}\n",
-                   "size x conns", "server", "req/s (med)", "req/s min..max", "p50 us",
-                   "p99 us", "server us/req", "client");
-        fmt::print("{:->14}-+-{:-<8}-+-{:->11}-+-{:->13}-+-{:->8}-+-{:->8}-+-{:->23}-+-{:->8}\n",
-                   "", "", "", "", "", "", "", "");
+        fmt::print("\n{:>14} | {:<{}} | {:>11} | {:>14} | {:>8} | {:>8} | {:>23} | {:>8}\n",
+                   "size x conns", "server", name_width_, "req/s (med)", "req/s min..max",
+                   "p50 us", "p99 us", "server us/req", "client");
+        print_rule();
+    }
+
+    void print_rule()
+    {
+        fmt::print("{:->14}-+-{:-<{}}-+-{:->11}-+-{:->14}-+-{:->8}-+-{:->8}-+-{:->23}-+-{:->8}\n",
+                   "", "", name_width_, "", "", "", "", "", "");
     }
 
     void throughput_row(std::size_t size, unsigned connections)
@@ -928,7 +935,8 @@ private:
         for (const server_spec& s : servers_) {
             const server_runs& sr = r.servers.at(s.name);
             if (!sr.skipped.empty()) {
-                fmt::print("{:>14} | {:<8} | skipped: {}\n", name, s.name, sr.skipped);
+                fmt::print("{:>14} | {:<{}} | skipped: {}\n", name, s.name, name_width_,
+                           sr.skipped);
                 continue;
             }
             std::vector<double> rps, p50, p99, cpu, client_cpu;
@@ -941,9 +949,9 @@ private:
             }
             const spread rs = summarise(rps);
             const spread cs = summarise(cpu);
-            fmt::print("{:>14} | {:<8} | {:>11} | {:>13} | {:>8.1f} | {:>8.1f} | {:>23} | "
+            fmt::print("{:>14} | {:<{}} | {:>11} | {:>14} | {:>8.1f} | {:>8.1f} | {:>23} | "
                        "{:>8.2f}\n",
-                       name, s.name, bench::grouped(rs.median),
+                       name, s.name, name_width_, bench::grouped(rs.median),
                        compact(rs.min) + ".." + compact(rs.max), median(p50), median(p99),
                        fmt::format("{:.2f} ({:.2f}..{:.2f})", cs.median, cs.min, cs.max),
                        median(client_cpu));
@@ -958,8 +966,7 @@ private:
                    "", ratio_text(r.vs_readiness), ratio_text(r.vs_raw));
         fmt::print("{:>14} | req/CPU-second:  coil / max(epoll, asio) {}   coil / liburing {}\n",
                    "", ratio_text(r.cpu_vs_readiness), ratio_text(r.cpu_vs_raw));
-        fmt::print("{:->14}-+-{:-<8}-+-{:->11}-+-{:->13}-+-{:->8}-+-{:->8}-+-{:->23}-+-{:->8}\n",
-                   "", "", "", "", "", "", "", "");
+        print_rule();
         std::fflush(stdout);
     }
 
@@ -1000,9 +1007,9 @@ private:
         m.rss_after_kib = proc.rss_kib();
         idle.close_all();
         memory_.push_back(m);
-        fmt::print("idle memory: {:<8} {:>6} connections: VmRSS {} -> {} KiB, {:.0f} bytes per "
-                   "idle connection\n", s.name, idle_, m.rss_before_kib, m.rss_after_kib,
-                   m.bytes_per_connection());
+        fmt::print("idle memory: {:<{}} {:>6} connections: VmRSS {} -> {} KiB, {:.0f} bytes per "
+                   "idle connection\n", s.name, name_width_, idle_, m.rss_before_kib,
+                   m.rss_after_kib, m.bytes_per_connection());
         std::fflush(stdout);
     }
 
@@ -1137,6 +1144,7 @@ private:
     int client_cpu_ = 1;
     bool uring_client_ = true; // --client uring
     std::vector<server_spec> servers_;
+    std::size_t name_width_ = 8; // the server column: the longest name asked for
     std::optional<message_pattern> pattern_;
     std::vector<row> rows_;
     std::vector<memory_row> memory_;

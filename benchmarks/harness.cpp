@@ -227,8 +227,13 @@ void print_help(const program& prog)
                "                      second of this thread's CPU time (less noisy when\n"
                "                      other processes share the CPUs)\n",
                prog.name, prog.description, prog.name);
-    for (const extra_option& o : prog.extra_options)
-        fmt::print("  --{:<18}{}\n", o.name + " VALUE", o.help);
+    for (const extra_option& o : prog.extra_options) {
+        const std::string name = o.name + " VALUE";
+        if (name.size() < 18)
+            fmt::print("  --{:<18}{}\n", name, o.help);
+        else // too long for the column: the help goes on its own line, aligned with the rest
+            fmt::print("  --{}\n{:22}{}\n", name, "", o.help);
+    }
 }
 
 } // namespace
