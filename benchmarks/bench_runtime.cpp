@@ -10,6 +10,7 @@
 #include "bench_data.hpp"
 #include "harness.hpp"
 #include "raw_liburing.hpp"
+#include "read_systems.hpp"
 
 #include <coil/coil.hpp>
 
@@ -21,6 +22,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -83,13 +85,13 @@ std::uint64_t coil_nops(coil::executor& ex, unsigned tasks, bench::run_clock& cl
 
 // --- random reads ------------------------------------------------------------------------------
 
-// One coroutine per queue slot: draw an offset, read 4 KiB there, check the count, repeat.
-// The buffer lives in the coroutine's frame.
+// One coroutine per queue slot: draw an offset, read 4 KiB there into the slot's page of the
+// shared arena, check the count, repeat.
 coil::task<void> read_loop(int fd, std::uint64_t file_size, std::uint64_t seed,
-                           round_clock& clock, bool leader, std::uint64_t& ops)
+                           std::span<std::byte> buffer, round_clock& clock, bool leader,
+                           std::uint64_t& ops)
 {
     bench::splitmix64 rng(seed);
-    std::array<std::byte, read_size> buffer;
     while (clock.check(leader)) {
         const std::uint64_t offset = bench::random_page_offset(rng, file_size);
         coil::result<std::size_t> n = co_await coil::read(fd, buffer, offset);
@@ -100,31 +102,32 @@ coil::task<void> read_loop(int fd, std::uint64_t file_size, std::uint64_t seed,
     }
 }
 
-coil::task<void> read_tasks(unsigned depth, const bench::read_file& file, bench::run_clock& clock,
+coil::task<void> read_tasks(unsigned depth, const bench::read_file& file,
+                            const bench::reads::aligned_arena& arena, bench::run_clock& clock,
                             std::uint64_t& ops)
 {
     round_clock rounds{clock};
     std::vector<coil::task<void>> loops;
     for (unsigned i = 0; i < depth; ++i)
-        loops.push_back(read_loop(file.fd(), file.size(), read_seed + i, rounds, i == 0, ops));
+        loops.push_back(read_loop(file.fd(), file.size(), read_seed + i, arena.slot(i), rounds,
+                                  i == 0, ops));
     co_await coil::when_all(std::move(loops));
 }
 
 std::uint64_t coil_reads(coil::executor& ex, unsigned depth, const bench::read_file& file,
-                         bench::run_clock& clock)
+                         const bench::reads::aligned_arena& arena, bench::run_clock& clock)
 {
     std::uint64_t ops = 0;
-    ex.run(read_tasks(depth, file, clock, ops));
+    ex.run(read_tasks(depth, file, arena, clock, ops));
     return ops;
 }
 
 // `depth` reads in flight, each slot refilled with its next read as it completes (the shared
-// raw loop, raw_liburing.cpp), into one vector of buffers.
+// raw loop, raw_liburing.cpp), into the same page-aligned buffers as coil's.
 std::uint64_t raw_reads(raw_ring& raw, unsigned depth, const bench::read_file& file,
-                        bench::run_clock& clock)
+                        const bench::reads::aligned_arena& arena, bench::run_clock& clock)
 {
-    std::vector<std::byte> buffers(depth * read_size);
-    return bench::raw_reads(raw, file.fd(), file.size(), depth, read_seed, buffers,
+    return bench::raw_reads(raw, file.fd(), file.size(), depth, read_seed, arena.all(),
                             bench::raw_read_mode::plain, clock);
 }
 
@@ -154,6 +157,9 @@ int main(int argc, char** argv)
         for (unsigned depth : depths)
             any_read = any_read || h.selected(fmt::format("read 4k random qd{} ({})", depth, size_name));
         std::optional<bench::read_file> file;
+        // One page per read in flight at the deepest depth, shared by both sides (they run one
+        // after the other), so that neither reads into unaligned or differently placed memory.
+        const bench::reads::aligned_arena arena(std::size_t{depths.back()} * read_size);
         if (any_read)
             file.emplace(bench::data_directory(h, COIL_BENCH_DATA_DIR), bench::read_file_size(h));
 
@@ -172,8 +178,8 @@ int main(int argc, char** argv)
             for (unsigned depth : depths)
                 h.compare(
                     fmt::format("read 4k random qd{} ({})", depth, size_name),
-                    [&](bench::run_clock& c) { return coil_reads(ex, depth, *file, c); },
-                    [&](bench::run_clock& c) { return raw_reads(raw, depth, *file, c); });
+                    [&](bench::run_clock& c) { return coil_reads(ex, depth, *file, arena, c); },
+                    [&](bench::run_clock& c) { return raw_reads(raw, depth, *file, arena, c); });
         }
 
         // Since the runtime was rebuilt for servers (b013378) the read rows, the realistic
