@@ -10,6 +10,7 @@
 #include "fault_injection.hpp"
 #endif
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <exception>
@@ -100,6 +102,31 @@ static_assert(offsetof(completion, result) == offsetof(io_uring_cqe, res));
 static_assert(offsetof(completion, flags) == offsetof(io_uring_cqe, flags));
 
 namespace {
+
+// Which thread this is, as a number no other thread of the process has had or will have.
+// std::thread::id and gettid() will not do: glibc hands a new thread the id of one that has
+// exited (a ring handed over with a thread start and join would see its creator's id), and
+// the kernel reuses thread ids. In a child after fork() the forking thread takes a new one,
+// as its io_uring context is not inherited. Used for the registered ring fd, which is valid in
+// the registering thread's io_uring context only (see ring::enter_).
+std::atomic<std::uint64_t> next_thread_serial{1};
+thread_local std::uint64_t thread_serial = 0;
+
+void renew_thread_serial() noexcept
+{
+    thread_serial = next_thread_serial.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint64_t this_thread_serial() noexcept
+{
+    if (thread_serial == 0) [[unlikely]] {
+        static const bool renewed_after_fork =
+            ::pthread_atfork(nullptr, nullptr, renew_thread_serial) == 0;
+        static_cast<void>(renewed_after_fork);
+        renew_thread_serial();
+    }
+    return thread_serial;
+}
 
 // The kernel's limits for io_uring_setup without IORING_SETUP_CLAMP.
 constexpr unsigned max_sq_entries = 32768;
@@ -251,7 +278,7 @@ struct ring::state {
     // so only that thread may use it (see enter_); every other thread enters with the fd.
     bool registered = false;
     unsigned registered_index = 0;
-    std::thread::id registered_thread;
+    std::uint64_t registered_thread = 0; // this_thread_serial() of the registering thread
 
     // Completions moved out of the CQ before the caller asked for them: when the kernel
     // answered a submit with EBUSY or EAGAIN, and whenever completions are routed (below).
@@ -478,7 +505,7 @@ ring::ring(unsigned entries, const ring_options& options)
     if (io_uring_register_ring_fd(&u) == 1) {
         state_->registered = true;
         state_->registered_index = static_cast<unsigned>(u.enter_ring_fd);
-        state_->registered_thread = std::this_thread::get_id();
+        state_->registered_thread = this_thread_serial();
     }
 
     state_->backlog.reserve(u.cq.ring_entries);
@@ -522,7 +549,7 @@ ring::~ring()
                 std::terminate();
             }
         }
-        if (s.registered && std::this_thread::get_id() == s.registered_thread)
+        if (s.registered && this_thread_serial() == s.registered_thread)
             io_uring_unregister_ring_fd(&s.uring);
         // On another thread the registration stays in the registering thread's io_uring
         // context, holding the ring's file (not its ops: none is left) until that thread exits.
@@ -1195,7 +1222,7 @@ int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void
     ++stats_.enter_calls;
     // The registered index means this ring only in the registering thread's io_uring context;
     // any other thread (a ring handed over between threads) must name the ring by its fd.
-    if (s.registered && std::this_thread::get_id() == s.registered_thread)
+    if (s.registered && this_thread_serial() == s.registered_thread)
         return io_uring_enter2(s.registered_index, to_submit, min_complete,
                                flags | IORING_ENTER_REGISTERED_RING,
                                static_cast<sigset_t*>(arg), arg_size);
@@ -1503,10 +1530,16 @@ void ring::cancel_all()
     state& s = *state_;
     if (s.cancel_any_unsupported || outstanding_ == s.internal_pending)
         return;
+    // Asked for even if no cancel can be queued below: drain() then waits in bounded steps
+    // and calls again, rather than waiting for ever on ops nobody cancelled.
+    s.cancel_all_requested = true;
     // One SQE whatever the CQ cap: cancelling is what frees the CQ. If the SQ is full, hand
-    // it over first; if it stays full, drain() will have to do.
+    // it over first (an SQPOLL ring's kernel thread takes it in its own time: wait until it
+    // has made room); if it stays full, drain() will call again.
     if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_()) {
         static_cast<void>(submit());
+        if (sqpoll()) // returns at once if the kernel sees room
+            enter_(0, 0, IORING_ENTER_SQ_WAIT, nullptr, 0);
         if (!refresh_sq_limit_())
             return;
     }
@@ -1514,10 +1547,19 @@ void ring::cancel_all()
     // take the cancel in, and the kernel would start the cancel only once that op completed:
     // never, for a poll that never fires (found by fuzz/ring_ops_fuzz.cpp). The kernel ends an
     // open chain at the end of every submission anyway, so ending it here changes nothing
-    // else. Not with SQPOLL, whose kernel thread may be reading that SQE already.
-    if (!sqpoll() && unsubmitted() != 0)
-        s.uring.sq.sqes[(sq_tail_ - 1) & sq_mask_].flags &=
-            static_cast<std::uint8_t>(~(IOSQE_IO_LINK | IOSQE_IO_HARDLINK));
+    // else. An SQPOLL ring's kernel thread may be reading an SQE it has been shown, so there
+    // only an SQE not yet published is changed; for a published one, the thread is left to
+    // take the queue first (ending the chain itself), so that the cancel comes in a later
+    // submission.
+    if (unsubmitted() != 0) {
+        io_uring_sqe& last = s.uring.sq.sqes[(sq_tail_ - 1) & sq_mask_];
+        if ((last.flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)) != 0) {
+            if (!sqpoll() || s.uring.sq.sqe_head != sq_tail_)
+                last.flags &= static_cast<std::uint8_t>(~(IOSQE_IO_LINK | IOSQE_IO_HARDLINK));
+            else
+                await_sq_thread_();
+        }
+    }
     io_uring_sqe* sqe = &s.uring.sq.sqes[sq_tail_ & sq_mask_];
     io_uring_prep_cancel64(sqe, 0, static_cast<int>(async_cancel_any));
     sqe->user_data = internal_user_data;
@@ -1527,6 +1569,19 @@ void ring::cancel_all()
     s.cancel_all_requested = true;
     direct_cq_ = false; // route every CQE through the backlog until the cancel's is swallowed
     static_cast<void>(submit());
+}
+
+void ring::await_sq_thread_() noexcept
+{
+    // The kernel thread consumes what it has been shown as soon as it is awake; a bound all
+    // the same, as a kernel that stops consuming (an SQPOLL thread that has exited) must not
+    // hang the caller: the cancel is then queued anyway and drain() goes on cancelling.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (unsubmitted() != 0 && std::chrono::steady_clock::now() < give_up) {
+        if (state_->sq_flags() & IORING_SQ_NEED_WAKEUP)
+            enter_(0, 0, IORING_ENTER_SQ_WAKEUP, nullptr, 0);
+        std::this_thread::yield();
+    }
 }
 
 std::size_t ring::drain()

@@ -98,10 +98,14 @@ TEST_CASE("ring: cancel_all takes back a poll whose link chain was left open",
     // The poll asks to link to the next SQE, and none follows before cancel_all. Had the
     // ring's own cancel joined that chain, the kernel would start it only after the poll
     // completed, which it never does: drain() would block for ever. (Found by the ring fuzz
-    // target.) Once submitted, with or without more SQEs after it, the same holds.
+    // target.) Once submitted, with or without more SQEs after it, the same holds. On an SQPOLL
+    // ring too, where the kernel thread may be reading a published SQE (found by a user trial:
+    // the chain was left open there, and destroying the ring hung).
     const bool submitted_first = GENERATE(false, true);
-    INFO("submitted first = " << submitted_first);
-    ring ring(8);
+    const bool sqpoll = GENERATE(false, true);
+    INFO("submitted first = " << submitted_first << ", sqpoll = " << sqpoll);
+    auto owner = make_ring(8, sqpoll);
+    ring& ring = *owner;
     pipe_fds pipe = make_pipe();
     REQUIRE_FALSE(ring.add_poll(pipe.read_end.get(), POLLIN, 1, coil::io::poll_mode::oneshot,
                                 coil::io::sqe_flags::link));
@@ -114,6 +118,33 @@ TEST_CASE("ring: cancel_all takes back a poll whose link chain was left open",
     CHECK(done[0].user_data == 1);
     CHECK(done[0].result == -ECANCELED);
     CHECK(ring.drain() == 0); // only the ring's own cancel was left, and it is swallowed
+    CHECK(ring.outstanding() == 0);
+}
+
+TEST_CASE("ring: cancel_all on an SQPOLL ring whose full SQ was never submitted takes every read back",
+          "[ring][shutdown][cancel][sqpoll]")
+{
+    // cancel_all hands a full SQ over first; the kernel thread takes it in its own time, so
+    // cancel_all must wait for room rather than give up (found by a user trial: the cancel
+    // was never queued, and ~ring then waited for ever).
+    auto owner = make_ring(8, true);
+    ring& ring = *owner;
+    pipe_fds pipe = make_pipe();
+    std::array<std::array<std::byte, 16>, 8> buffers{};
+    for (std::uint64_t i = 0; i < 8; ++i)
+        REQUIRE_FALSE(ring.add_read(pipe.read_end.get(), buffers[i], current_position, i));
+    REQUIRE(ring.sq_space_left() == 0);
+    ring.cancel_all();
+    // Bounded waits rather than drain(), so that a regression fails instead of hanging.
+    std::vector<completion> seen;
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (seen.size() < 8 && std::chrono::steady_clock::now() < give_up)
+        for (const completion& c : take(ring.wait(1, std::chrono::milliseconds(100))))
+            seen.push_back(c);
+    REQUIRE(seen.size() == 8);
+    for (const completion& c : seen)
+        CHECK(c.result == -ECANCELED);
+    CHECK(ring.drain() == 0);
     CHECK(ring.outstanding() == 0);
 }
 

@@ -85,6 +85,40 @@ TEST_CASE("ring: destroying a ring created on another thread leaves this thread'
     CHECK(round_trip(mine, 2));
 }
 
+TEST_CASE("ring: a ring whose creating thread has exited works on a thread that took its id",
+          "[ring][threads]")
+{
+    // glibc hands a new thread the id of one that has exited, so the thread the ring is handed
+    // to usually has its creator's std::thread::id, but not its io_uring context: the ring's
+    // registered fd means nothing there, or, once that thread has registered a ring of its
+    // own, that other ring (found by a user trial: EINVAL, then ops queued on one ring and
+    // waited for on the other).
+    std::unique_ptr<ring> handed;
+    std::thread::id creator;
+    std::thread([&] {
+        handed = std::make_unique<ring>(4);
+        creator = std::this_thread::get_id();
+        static_cast<void>(round_trip(*handed, 1));
+    }).join();
+    REQUIRE(handed != nullptr);
+
+    bool same_id = false, before_own = false, own_ok = false, after_own = false, again = false;
+    std::thread([&] {
+        same_id = std::this_thread::get_id() == creator;
+        before_own = round_trip(*handed, 2);
+        ring own(4);
+        own_ok = round_trip(own, 3);
+        after_own = round_trip(*handed, 4);
+        again = round_trip(own, 5) && own.outstanding() == 0;
+    }).join();
+    INFO("the second thread had the creator's id: " << same_id);
+    CHECK(before_own);
+    CHECK(own_ok);
+    CHECK(after_own);
+    CHECK(again);
+    CHECK(handed->outstanding() == 0);
+}
+
 TEST_CASE("ring: a single-issuer ring refuses another thread's submit with EEXIST",
           "[ring][threads][single_issuer]")
 {

@@ -258,8 +258,8 @@ public:
 
     /// Cancels and drains the ops still outstanding (`cancel_all()`, then `drain()`), then
     /// closes the ring: when it returns, the kernel no longer reads or writes any memory an op
-    /// was queued with. With ops that cannot be cancelled (see `cancel_all()`) it waits for
-    /// them to finish. Terminates the program if waiting on the ring fails, which no valid
+    /// was queued with. With ops that cannot be cancelled (see `cancel_all()`, and its note on
+    /// `sqe_flags::drain`) it waits for them to finish. Terminates the program if waiting on the ring fails, which no valid
     /// ring does. In a child process after `fork()` it neither cancels nor waits: it unmaps the
     /// ring and closes the child's descriptor, leaving the parent's ops alone. From a thread
     /// other than the creating one, the creating thread's registration of the ring fd stays
@@ -689,10 +689,14 @@ public:
     /// waits for every op to finish by itself (forever, for a poll that never fires).
     /// Does nothing when no op is outstanding. Errors of the submit are not reported: the
     /// cancel then stays queued for the next submit or wait. If the last op queued asks to
-    /// link to the next (`sqe_flags::link`) and is not yet submitted, that chain is ended
-    /// first, so the cancel cannot be held behind it. An op queued with `sqe_flags::drain`
-    /// holds back everything after it, the cancel included, until every op before it has
-    /// completed (the kernel's rule).
+    /// link to the next (`sqe_flags::link`) and the kernel has not yet taken it, that chain is
+    /// ended first (on an SQPOLL ring the kernel thread is first given the queue: it ends the
+    /// chain itself), so the cancel cannot be held behind it. A full SQ is handed over first
+    /// (on an SQPOLL ring, waiting until the kernel thread has made room). An op queued with
+    /// `sqe_flags::drain` holds back everything after it, the cancel included, until every
+    /// op before it has completed (the kernel's rule): so `drain()`, and the destructor, wait
+    /// until the ops before a pending drain op complete on their own, for ever if one of them
+    /// is a poll that never fires.
     void cancel_all();
 
     /// Waits for and discards completions until `outstanding()` is 0, and returns how many
@@ -831,6 +835,8 @@ private:
     // queued SQE (continuing partial submissions, retrying EINTR, EBUSY and EAGAIN); with
     // GETEVENTS in `flags` it enters even when nothing is queued.
     result<unsigned> enter_to_submit_(unsigned flags);
+    // SQPOLL: waits (bounded) until the kernel thread has taken every published SQE.
+    void await_sq_thread_() noexcept;
     void stash_ready_() noexcept;
     bool make_room_(unsigned attempt) noexcept;
     // The first completion to deliver: the backlog's, else the CQ's; with enter_kernel, when
