@@ -72,7 +72,7 @@ void spawned_promise_base::on_finished() noexcept
     finished_ = true;
     owner_->untrack(*this);
     if (joiner_ != nullptr)
-        owner_->schedule(*std::exchange(joiner_, nullptr));
+        owner_->schedule(std::exchange(joiner_, nullptr)->wake);
     if (detached_ && exception_ && !observed_)
         owner_->report_unhandled(exception_, "a detached task");
     release();
@@ -81,6 +81,7 @@ void spawned_promise_base::on_finished() noexcept
 void spawned_promise_base::detach() noexcept
 {
     detached_ = true;
+    link_ = nullptr;
     // Dropped after the task finished with an exception nobody took: report it now.
     if (finished_ && exception_ && !observed_) {
         observed_ = true;
@@ -89,12 +90,24 @@ void spawned_promise_base::detach() noexcept
     release();
 }
 
-void spawned_promise_base::set_joiner(resumption& r)
+void spawned_promise_base::set_joiner(join_waiter& w)
 {
     check_not_joined();
     if (joiner_ != nullptr)
         throw std::logic_error("coil: a join_handle is awaited by two coroutines at once");
-    joiner_ = &r;
+    joiner_ = &w;
+}
+
+void spawned_promise_base::abandon() noexcept
+{
+    if (link_ != nullptr) {
+        link_->promise = nullptr;
+        link_->abandoned = true;
+        link_ = nullptr;
+    }
+    if (joiner_ != nullptr)
+        std::exchange(joiner_, nullptr)->promise = nullptr;
+    self_.destroy();
 }
 
 void spawned_promise_base::check_not_joined() const
@@ -671,10 +684,12 @@ void executor::shutdown() noexcept
     //    Destroying a frame destroys its awaiters, which give up their timers and links.
     ready_.clear();
     running_.clear();
+    //    A join handle still held does not keep the frame: the handle is told (abandoned()),
+    //    and the frame goes with the rest, so no timer or awaiter of it outlives the stop.
     while (spawned_ != nullptr) {
         detail::spawned_promise_base& p = *spawned_;
         untrack(p);
-        p.release();
+        p.abandon();
     }
     remote_signalled_ = false;
     shutting_down_ = false;

@@ -149,3 +149,31 @@ TEST_CASE("runtime: an empty join_handle awaited throws logic_error", "[runtime]
     };
     CHECK(ex.run(body()));
 }
+
+TEST_CASE("runtime: co_await or run() of an empty task throws logic_error in every build",
+          "[runtime][misuse]")
+{
+    // Found by a user trial: a moved-from task (or one run twice) passed await_ready and was
+    // dereferenced: a segmentation fault in release builds, an assert in debug ones.
+    auto answer = []() -> coil::task<int> { co_return 42; };
+    coil::executor ex(coil_test::executor_options());
+    auto t = answer();
+    CHECK(ex.run(std::move(t)) == 42);
+    try {
+        (void)ex.run(std::move(t)); // NOLINT(bugprone-use-after-move): the misuse under test
+        FAIL("no error");
+    } catch (const std::logic_error& e) {
+        CHECK_THAT(e.what(), ContainsSubstring("empty task"));
+    }
+    auto awaits_empty = []() -> coil::task<std::string> {
+        coil::task<int> empty;
+        try {
+            (void)co_await std::move(empty);
+        } catch (const std::logic_error& e) {
+            co_return e.what();
+        }
+        co_return "no error";
+    };
+    CHECK_THAT(ex.run(awaits_empty()), ContainsSubstring("empty task"));
+    CHECK_THROWS_AS(coil::run(coil::task<void>{}), std::logic_error);
+}

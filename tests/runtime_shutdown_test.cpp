@@ -8,11 +8,13 @@
 #include <coil/coil.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 
 #include <poll.h>
 #include <sys/ioctl.h>
 
 #include <array>
+#include <chrono>
 #include <optional>
 #include <system_error>
 #include <thread>
@@ -177,10 +179,14 @@ TEST_CASE("runtime: destroying an executor destroys spawned tasks that never ran
         CHECK(frames.constructed == count);
         CHECK(frames.destroyed == 0);
     }
-    // The detached half went with the executor; the other half is held by its join handles.
-    CHECK(frames.destroyed == count / 2);
-    for (const auto& h : outliving)
+    // Every frame went with the executor, the half whose join handles are still held too: a
+    // handle does not keep a stopped task alive; it reports that the task was abandoned.
+    CHECK(frames.destroyed == count);
+    for (auto& h : outliving) {
         CHECK_FALSE(h.done());
+        CHECK(h.abandoned());
+        CHECK_THROWS_AS(h.get(), std::system_error);
+    }
     outliving.clear();
     CHECK(frames.destroyed == count);
     CHECK(frames.each_destroyed_once());
@@ -257,3 +263,105 @@ TEST_CASE("runtime: destroying a task whose read is in flight cancels and drains
     CHECK(frames.each_destroyed_once());
 }
 
+
+TEST_CASE("runtime: a task whose join handle is held does not outlive stop() into the next run",
+          "[runtime][shutdown]")
+{
+    // Found by a user trial: shutdown dropped only the executor's reference, so a held handle
+    // kept the frame, and its armed timer, alive; the next run() fired the timer, resumed the
+    // "stopped" task, and its end broke that run and left the handle dangling.
+    coil::executor ex(coil_test::executor_options());
+    auto p = coil_test::make_pipe();
+    std::optional<coil::join_handle<void>> sleeping;
+    std::optional<coil::join_handle<void>> reading;
+    bool sleeper_resumed = false;
+    std::size_t completed = 0;
+    frame_census frames(1);
+    frame_census bodies(1);
+    auto sleeper = [&]() -> coil::task<void> {
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(20));
+        sleeper_resumed = true;
+    };
+    auto first = [&]() -> coil::task<void> {
+        sleeping.emplace(ex.spawn(sleeper()));
+        reading.emplace(ex.spawn(guarded_read(frame_guard(frames, 0), bodies, 0,
+                                              p.read_end.get(), completed)));
+        co_await coil::yield(); // both start: a timer armed, a read in flight
+        ex.stop();
+        co_await coil::yield();
+    };
+    try {
+        ex.run(first());
+        FAIL("run() returned normally after stop()");
+    } catch (const std::system_error& e) {
+        CHECK(is_canceled_error(e));
+    }
+    CHECK(ex.timers_armed() == 0);
+    CHECK(frames.destroyed == 1);
+    REQUIRE(sleeping.has_value());
+    REQUIRE(reading.has_value());
+    CHECK(sleeping->abandoned());
+    CHECK(reading->abandoned());
+    CHECK_FALSE(sleeping->done());
+
+    // A later run is untouched by the stopped tasks, and awaiting their handles says why.
+    bool second_finished = false;
+    bool join_threw = false;
+    auto second = [&]() -> coil::task<void> {
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(40));
+        try {
+            co_await std::move(*sleeping);
+        } catch (const std::system_error& e) {
+            join_threw = is_canceled_error(e);
+        }
+        second_finished = true;
+    };
+    ex.run(second());
+    CHECK(second_finished);
+    CHECK(join_threw);
+    CHECK_FALSE(sleeper_resumed);
+    CHECK(completed == 0);
+    sleeping.reset();
+    reading.reset();
+    CHECK(frames.each_destroyed_once());
+}
+
+TEST_CASE("runtime: a coroutine awaiting a join handle is destroyed safely with the joined task",
+          "[runtime][shutdown]")
+{
+    // Both frames go at shutdown, in either order: the joiner's awaiter must not reach back
+    // into a joined frame already destroyed, nor the joined task into a destroyed joiner.
+    const bool joiner_first = GENERATE(false, true);
+    INFO("joiner spawned first = " << joiner_first);
+    auto p = coil_test::make_pipe();
+    std::size_t completed = 0;
+    frame_census frames(1);
+    frame_census bodies(1);
+    {
+        coil::executor ex(coil_test::executor_options());
+        std::optional<coil::join_handle<void>> joined;
+        auto joiner = [&]() -> coil::task<void> {
+            co_await coil::yield();
+            REQUIRE(joined.has_value());
+            co_await std::move(*joined);
+            ++completed;
+        };
+        std::optional<coil::join_handle<void>> joining;
+        if (joiner_first)
+            joining.emplace(ex.spawn(joiner()));
+        joined.emplace(ex.spawn(guarded_read(frame_guard(frames, 0), bodies, 0,
+                                             p.read_end.get(), completed)));
+        if (!joiner_first)
+            joining.emplace(ex.spawn(joiner()));
+        auto stopper = [&]() -> coil::task<void> {
+            co_await coil::yield();
+            co_await coil::yield();
+            ex.stop();
+            co_await coil::yield();
+        };
+        CHECK_THROWS_AS(ex.run(stopper()), std::system_error);
+        CHECK(joining->abandoned());
+    }
+    CHECK(frames.destroyed == 1);
+    CHECK(completed == 0);
+}

@@ -128,3 +128,39 @@ TEST_CASE("runtime: a stop request beats a pending timeout with operation_cancel
     REQUIRE_FALSE(r.ok());
     CHECK(is_error(r.error(), std::errc::operation_canceled));
 }
+
+TEST_CASE("runtime: a timeout or sleep of nanoseconds::max() means never, not already expired",
+          "[runtime][timeout]")
+{
+    // now() + nanoseconds::max() overflows; the deadline is saturated instead (found by a user
+    // trial: the op ended timed_out at once, the sleep returned at once). The pipe's data,
+    // written by a short timer, must be what ends both the read and the race with the sleep.
+    auto p = coil_test::make_pipe();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::string> {
+        auto writer = [&]() -> coil::task<void> {
+            (void)co_await coil::sleep_for(5ms);
+            coil_test::write_fully(p.write_end.get(), bytes_of("late"));
+        };
+        auto h = ex.spawn(writer());
+        std::array<char, 16> buffer{};
+        coil::result<std::size_t> n = co_await coil::with_timeout(
+            coil::read(p.read_end.get(), std::as_writable_bytes(std::span(buffer))),
+            std::chrono::nanoseconds::max());
+        co_await std::move(h);
+        if (!n)
+            co_return "error: " + n.error().message();
+        auto sleeper = []() -> coil::task<int> {
+            (void)co_await coil::sleep_for(std::chrono::nanoseconds::max());
+            co_return 1;
+        };
+        auto short_nap = []() -> coil::task<int> {
+            (void)co_await coil::sleep_for(2ms);
+            co_return 2;
+        };
+        auto winner = co_await coil::when_any(sleeper(), short_nap());
+        co_return std::string(buffer.data(), *n) + (winner.index() == 1 ? "+nap" : "+forever?");
+    };
+    CHECK(ex.run(body()) == "late+nap");
+    CHECK(ex.timers_armed() == 0);
+}

@@ -12,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
+#include <system_error>
 #include <utility>
 
 namespace coil {
@@ -21,10 +22,28 @@ class executor;
 namespace detail {
 
 class stop_scope;
+class spawned_promise_base;
+
+/// What a join handle holds: the promise, until the handle is dropped, or until the executor
+/// stops and destroys the task before it finished (then `promise` is null, `abandoned` true).
+/// The promise knows where its handle's link is, so that moving the handle moves it.
+struct join_link {
+    spawned_promise_base* promise = nullptr;
+    bool abandoned = false;
+};
+
+/// The part of a join awaiter the promise knows: what to resume, and the pointer back to the
+/// promise that the executor clears if it destroys the task first.
+struct join_waiter {
+    resumption wake;
+    spawned_promise_base* promise = nullptr;
+};
 
 /// The promise of the coroutine that drives a spawned task. Its frame is shared by the
 /// executor (until the task finishes) and the join handle (until it is dropped): two
-/// references, and the last one out destroys it.
+/// references, and the last one out destroys it. When the executor stops, it destroys the
+/// frame of every task that did not finish, join handle or not: the handle and any awaiter
+/// of it are told (`join_link`, `join_waiter`), so nothing is left pointing at the frame.
 class spawned_promise_base {
 public:
     std::suspend_always initial_suspend() const noexcept { return {}; }
@@ -59,14 +78,16 @@ public:
 
     /// Called by the join handle when it is dropped.
     void detach() noexcept; // defined in runtime/executor.cpp
+    /// The join handle's link moved to `link`.
+    void relink(join_link* link) noexcept { link_ = link; }
 
-    /// Makes `r` the coroutine to resume when the task finishes. Throws `std::logic_error` if
+    /// Makes `w` the coroutine to resume when the task finishes. Throws `std::logic_error` if
     /// the task was already joined or is being awaited (a join handle is awaited once).
-    void set_joiner(resumption& r); // defined in runtime/executor.cpp
-    /// Forgets `r` if it is the joiner (its awaiter is being destroyed).
-    void drop_joiner(resumption& r) noexcept
+    void set_joiner(join_waiter& w); // defined in runtime/executor.cpp
+    /// Forgets `w` if it is the joiner (its awaiter is being destroyed).
+    void drop_joiner(join_waiter& w) noexcept
     {
-        if (joiner_ == &r)
+        if (joiner_ == &w)
             joiner_ = nullptr;
     }
     /// Throws `std::logic_error` if the result was already taken.
@@ -90,13 +111,17 @@ protected:
 private:
     friend class coil::executor;
     void on_finished() noexcept; // defined in runtime/executor.cpp
+    // The executor stopped before the task finished: tells the handle and the joiner, then
+    // destroys the frame (runtime/executor.cpp).
+    void abandon() noexcept;
 
     executor* owner_ = nullptr;
     spawned_promise_base* prev_ = nullptr; // the executor's list of live spawned tasks
     spawned_promise_base* next_ = nullptr;
     std::coroutine_handle<> self_;
     resumption start_;             // the executor's first resumption of the task
-    resumption* joiner_ = nullptr; // in the awaiter of whoever joins; it clears this if destroyed
+    join_link* link_ = nullptr;    // in the join handle, while it holds this promise
+    join_waiter* joiner_ = nullptr; // in the awaiter of whoever joins; it clears this if destroyed
     std::exception_ptr exception_; // what the task threw, if it did
     int refs_ = 2;                 // the executor's and the join handle's
     bool finished_ = false;
@@ -163,29 +188,34 @@ public:
     using promise = detail::spawned_promise<T>;
 
     join_handle() noexcept = default;
-    explicit join_handle(promise* p) noexcept : promise_(p) {}
-    join_handle(join_handle&& other) noexcept : promise_(std::exchange(other.promise_, nullptr))
-    {
-    }
+    explicit join_handle(promise* p) noexcept : link_{p, false} { p->relink(&link_); }
+    join_handle(join_handle&& other) noexcept { take_link(other); }
     join_handle& operator=(join_handle&& other) noexcept
     {
         if (this != &other) {
             reset();
-            promise_ = std::exchange(other.promise_, nullptr);
+            take_link(other);
         }
         return *this;
     }
     ~join_handle() { reset(); }
 
     /// Whether the task has finished.
-    bool done() const noexcept { return promise_ && promise_->finished(); }
+    bool done() const noexcept { return link_.promise && link_.promise->finished(); }
+
+    /// Whether the executor stopped (or was destroyed) before the task finished, and destroyed
+    /// it: the handle then has no result, and `get()` or `co_await` throw `std::system_error`
+    /// with `std::errc::operation_canceled`.
+    bool abandoned() const noexcept { return link_.abandoned; }
 
     /// The value of a finished task, or rethrows its exception. Precondition: `done()`.
     T get()
     {
+        if (link_.abandoned)
+            throw_abandoned();
         if (!done())
             throw std::logic_error("coil: join_handle::get() before the task finished");
-        return promise_->take();
+        return typed(link_.promise)->take();
     }
 
     /// Lets the task run on without anyone waiting for it.
@@ -193,45 +223,73 @@ public:
 
     class awaiter {
     public:
-        explicit awaiter(promise* p) noexcept : promise_(p) {}
+        explicit awaiter(const detail::join_link& link) noexcept : abandoned_(link.abandoned)
+        {
+            waiter_.promise = link.promise;
+        }
         awaiter(const awaiter&) = delete;
         awaiter& operator=(const awaiter&) = delete;
         ~awaiter()
         {
-            if (promise_ != nullptr)
-                promise_->drop_joiner(wake_);
+            if (waiter_.promise != nullptr)
+                waiter_.promise->drop_joiner(waiter_);
         }
         bool await_ready() const
         {
-            if (promise_ == nullptr)
+            if (abandoned_)
+                throw_abandoned();
+            if (waiter_.promise == nullptr)
                 throw std::logic_error("coil: co_await of an empty join_handle");
-            return promise_->finished();
+            return waiter_.promise->finished();
         }
         void await_suspend(std::coroutine_handle<> h)
         {
-            wake_.handle = h;
-            promise_->set_joiner(wake_);
+            waiter_.wake.handle = h;
+            waiter_.promise->set_joiner(waiter_);
         }
-        T await_resume() { return promise_->take(); }
+        T await_resume()
+        {
+            if (waiter_.promise == nullptr) // resumed only by a task that finished
+                throw_abandoned();
+            return typed(waiter_.promise)->take();
+        }
 
     private:
-        promise* promise_;
-        detail::resumption wake_;
+        detail::join_waiter waiter_;
+        bool abandoned_;
     };
 
     /// Waits for the task to finish; yields its value or rethrows its exception. A handle is
     /// joined once: awaiting it again (or while another coroutine awaits it) throws
-    /// `std::logic_error`, and so does awaiting an empty handle.
-    awaiter operator co_await() const noexcept { return awaiter(promise_); }
+    /// `std::logic_error`, and so does awaiting an empty handle; awaiting an abandoned one
+    /// throws `std::system_error` (`abandoned()`).
+    awaiter operator co_await() const noexcept { return awaiter(link_); }
 
 private:
+    static promise* typed(detail::spawned_promise_base* p) noexcept
+    {
+        return static_cast<promise*>(p);
+    }
+    [[noreturn]] static void throw_abandoned()
+    {
+        throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                                "coil: the executor stopped before the spawned task finished "
+                                "and destroyed it");
+    }
+    void take_link(join_handle& other) noexcept
+    {
+        link_ = std::exchange(other.link_, detail::join_link{});
+        if (link_.promise != nullptr)
+            link_.promise->relink(&link_);
+    }
     void reset() noexcept
     {
-        if (promise_ != nullptr)
-            std::exchange(promise_, nullptr)->detach();
+        if (link_.promise != nullptr)
+            std::exchange(link_, detail::join_link{}).promise->detach();
+        link_.abandoned = false;
     }
 
-    promise* promise_ = nullptr;
+    detail::join_link link_;
 };
 
 } // namespace coil

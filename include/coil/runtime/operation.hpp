@@ -148,7 +148,7 @@ public:
             unfinished_ = false;
         }
         if (timeout_ != no_timeout) [[unlikely]] {
-            const auto deadline = detail::timer_heap::clock::now() + timeout_;
+            const auto deadline = detail::deadline_after(timeout_);
             if constexpr (resubmitting_op<Op>)
                 deadline_ = deadline;
             ex->arm_timer(*this, deadline, &deadline_thunk);

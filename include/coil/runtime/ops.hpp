@@ -574,8 +574,7 @@ private:
 /// when cancelled first.
 inline sleep_awaiter sleep_for(std::chrono::nanoseconds d) noexcept
 {
-    return sleep_awaiter(std::chrono::steady_clock::now() +
-                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
+    return sleep_awaiter(detail::deadline_after(d));
 }
 
 /// Suspends the task until `t` on the steady (CLOCK_MONOTONIC) clock.

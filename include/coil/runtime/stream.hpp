@@ -156,7 +156,7 @@ public:
             if (!stream_.suspend(h, ex, detail::scope_of(h)))
                 return false;
             if (timeout_.count() >= 0) [[unlikely]]
-                ex->arm_timer(*this, detail::timer_heap::clock::now() + timeout_, &expired);
+                ex->arm_timer(*this, detail::deadline_after(timeout_), &expired);
             return true;
         }
         std::optional<result_type> await_resume()

@@ -9,6 +9,7 @@
 #include <concepts>
 #include <coroutine>
 #include <cstdint>
+#include <stdexcept>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -229,7 +230,9 @@ public:
 
         T await_resume()
         {
-            assert(handle_ && "awaiting an empty task");
+            if (!handle_) // await_ready let it through, so that the error is thrown here
+                throw std::logic_error("coil: co_await of an empty task (moved from, already "
+                                       "run, or default-constructed)");
             return handle_.promise().take();
         }
 
