@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <stop_token>
 #include <string>
@@ -95,6 +96,11 @@ TEST_CASE("net: addresses parse from text, and bad ones say what was expected", 
     CHECK(net::address::parse("").error() == net::errc::empty);
     CHECK(net::address::parse("no-such-host.invalid:80").error() == net::errc::bad_host);
     CHECK(net::address::parse("unix:/" + std::string(200, 'x')).error() == net::errc::path_too_long);
+    // sun_path holds 108 bytes: a path and its NUL, or an abstract name after its leading NUL.
+    CHECK(net::address::parse("unix:/" + std::string(106, 'x')));
+    CHECK(net::address::parse("unix:/" + std::string(107, 'x')).error() == net::errc::path_too_long);
+    CHECK(net::address::parse("unix:@" + std::string(107, 'z')));
+    CHECK(net::address::parse("unix:@" + std::string(108, 'z')).error() == net::errc::path_too_long);
     CHECK_THAT(net::address::parse("127.0.0.1").error().message(), ContainsSubstring("HOST:PORT"));
     CHECK(net::address::parse("x:1:2").error() == std::errc::invalid_argument);
 }
@@ -144,6 +150,50 @@ TEST_CASE("net: a connection over TCP and Unix sockets carries bytes both ways a
     CHECK(back.size() == expected.size());
     CHECK(seen == expected);
     CHECK(back == expected);
+}
+
+TEST_CASE("net: binding a Unix path replaces a stale socket file, never a live socket or a file",
+          "[net][socket]")
+{
+    // Found by a user trial: the "stale" socket file was unlinked whatever the path held, so a
+    // second bind stole a live listener's path and a bind on a regular file deleted it.
+    coil_test::temp_dir dir;
+    const auto at = net::address::unix_path(dir.file("s.sock"));
+    REQUIRE(at);
+    {
+        auto live = net::listener::bind(*at);
+        REQUIRE(live);
+        auto second = net::listener::bind(*at);
+        REQUIRE_FALSE(second);
+        CHECK(second.error() == std::errc::address_in_use);
+        // The live listener still owns the path: a client reaches it.
+        auto reach = [&]() -> coil::task<bool> {
+            auto client = co_await net::stream_socket::connect(*at);
+            if (!client)
+                co_return false;
+            auto conn = co_await live->accept();
+            co_return conn.ok();
+        };
+        CHECK(coil_test::run(reach()));
+        const auto datagram_at = net::address::unix_path(dir.file("d.sock"));
+        auto live_datagram = net::datagram_socket::bind(*datagram_at);
+        REQUIRE(live_datagram);
+        auto second_datagram = net::datagram_socket::bind(*datagram_at);
+        REQUIRE_FALSE(second_datagram);
+        CHECK(second_datagram.error() == std::errc::address_in_use);
+    }
+    // Closed, the listener left its socket file behind: stale, so the next bind replaces it.
+    CHECK(net::listener::bind(*at));
+
+    // A regular file is not a socket: refused, and the file is kept.
+    static_cast<void>(dir.create_file("data", bytes_of("keep me")));
+    auto on_file = net::listener::bind(*net::address::unix_path(dir.file("data")));
+    REQUIRE_FALSE(on_file);
+    CHECK(on_file.error() == std::errc::address_in_use);
+    std::ifstream kept(dir.file("data"));
+    std::string contents;
+    std::getline(kept, contents);
+    CHECK(contents == "keep me");
 }
 
 TEST_CASE("net: connecting to a port nobody listens on fails with connection_refused",

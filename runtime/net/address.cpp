@@ -124,11 +124,13 @@ result<address> address::unix_path(std::string_view path)
         return make_error_code(errc::empty);
     address a;
     auto* un = reinterpret_cast<sockaddr_un*>(&a.storage_);
-    if (path.size() >= sizeof(un->sun_path))
+    // A path needs its terminating NUL in sun_path; an abstract name ('@' stands for its
+    // leading NUL) fills it: 107 bytes either way.
+    const bool abstract = path.front() == '@';
+    if (path.size() > sizeof(un->sun_path) - (abstract ? 0 : 1))
         return make_error_code(errc::path_too_long);
     un->sun_family = AF_UNIX;
     std::memcpy(un->sun_path, path.data(), path.size());
-    const bool abstract = path.front() == '@';
     if (abstract)
         un->sun_path[0] = '\0'; // the kernel's abstract namespace; no terminating NUL counted
     a.size_ = static_cast<::socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() +

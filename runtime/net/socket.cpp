@@ -8,7 +8,9 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <initializer_list>
 
@@ -45,8 +47,30 @@ struct socket_flag {
     int name;
 };
 
+// Whether the file at Unix address `at` is a stale socket: a socket file nobody is bound to,
+// which a connect of `fd`'s socket type is refused by. A live socket (even one whose backlog is
+// full), a socket of another type, any other kind of file and a missing path are not.
+bool stale_socket_file(int fd, const address& at)
+{
+    const auto* un = reinterpret_cast<const sockaddr_un*>(at.data());
+    struct ::stat st {};
+    if (::lstat(un->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return false;
+    int type = 0;
+    ::socklen_t type_size = sizeof(type);
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_size) != 0)
+        return false;
+    const int probe = ::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (probe < 0)
+        return false;
+    const bool refused = ::connect(probe, at.data(), at.size()) != 0 && errno == ECONNREFUSED;
+    ::close(probe);
+    return refused;
+}
+
 // Binds `fd` to `at`: for an IP address first sets every flag that is on; for a Unix path
-// first removes a socket file an earlier run left there, when asked.
+// first removes a stale socket file an earlier run left there, when asked (never a live
+// socket's, nor a file of another kind: the bind then fails with address_in_use).
 result<void> bind_with(int fd, const address& at, std::initializer_list<socket_flag> flags,
                        bool remove_stale_path)
 {
@@ -57,7 +81,7 @@ result<void> bind_with(int fd, const address& at, std::initializer_list<socket_f
                 return io::errno_code(errno);
     } else if (at.family() == AF_UNIX && remove_stale_path) {
         const auto* un = reinterpret_cast<const sockaddr_un*>(at.data());
-        if (un->sun_path[0] != '\0')
+        if (un->sun_path[0] != '\0' && stale_socket_file(fd, at))
             ::unlink(un->sun_path);
     }
     if (::bind(fd, at.data(), at.size()) != 0)
