@@ -100,6 +100,18 @@ expect(get(b"/", b"".join(b"X-%d: v\r\n" % i for i in range(150))), 431, "150 he
 expect(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501,
        "a chunked request body")
 
+# Every 400 ends the connection: a request pipelined after the malformed one is not answered.
+for first, what in [(b"GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n", "a bad percent escape"),
+                    (b"GET * HTTP/1.1\r\nHost: t\r\n\r\n", "the asterisk target"),
+                    (b"GET ftp://t/a HTTP/1.1\r\nHost: t\r\n\r\n", "an ftp:// target"),
+                    (b"GET / HTTP/1.1\r\nHost: a b/c@@\r\n\r\n", "an invalid Host")]:
+    answered = responses(exchange(first + b"GET /digits.txt HTTP/1.1\r\nHost: t\r\n\r\n"))
+    if [status for status, _, _ in answered] != [400]:
+        fail(f"{what}, then a GET: answered {[status for status, _, _ in answered]}, expected [400]")
+    if answered[0][1].get(b"connection") != b"close":
+        fail(f"{what}: the 400 does not say Connection: close")
+    ok(f"{what}: 400, Connection: close, nothing after it answered")
+
 # A huge head the client keeps sending: the 431 must still arrive (no reset destroys it).
 s = connect()
 s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX: ")

@@ -415,6 +415,7 @@ struct response_outcome {
     int status = 0;
     std::uint64_t bytes = 0; // body bytes sent
     bool sent = false;       // false: the connection broke (or timed out) mid-response
+    bool close = false;      // the answer said Connection: close although the request had not
 };
 
 // A short text response for an error (or 405, 416), whose body is its status line.
@@ -452,7 +453,11 @@ coil::task<response_outcome> respond(const net::stream_socket& conn, server_stat
     }
     const http::target_path target = http::resolve_target(req.target);
     if (target.error == http::target_error::bad_syntax) {
-        co_return co_await send_error(conn, srv, 400, keep_alive, version, is_head);
+        // Like every 400, it ends the connection: what follows a malformed request is not
+        // to be trusted as the next one.
+        response_outcome out = co_await send_error(conn, srv, 400, false, version, is_head);
+        out.close = true;
+        co_return out;
     }
     if (target.error == http::target_error::refused) {
         co_return co_await send_error(conn, srv, 404, keep_alive, version, is_head);
@@ -708,7 +713,7 @@ coil::task<void> serve_connection(net::stream_socket conn, server_state& srv)
         if (!out.sent) {
             break; // the connection broke, or a response was cut short: nothing more on it
         }
-        if (!keep_alive || srv.stopping) {
+        if (!keep_alive || out.close || srv.stopping) {
             drain = has_body || filled > parsed.consumed;
             break;
         }

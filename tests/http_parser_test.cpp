@@ -126,6 +126,10 @@ TEST_CASE("http parser: each malformed head is a 400", "[http]")
         "GET / http/1.1\r\nHost: h\r\n\r\n",
         "GET / HTTP/1.1\r\n\r\n",                        // HTTP/1.1 without Host
         "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",  // two Hosts
+        "GET / HTTP/1.1\r\nHost: a b/c@@\r\n\r\n",       // not a host (RFC 9112 3.2)
+        "GET / HTTP/1.1\r\nHost: h:80x\r\n\r\n",          // a port that is not digits
+        "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",           // an unclosed IP literal
+        "GET / HTTP/1.1\r\nHost: h%zz\r\n\r\n",           // a bad percent escape
         "GET / HTTP/1.1\r\nHost: h\r\nBad Name: x\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h\r\nName : x\r\n\r\n", // whitespace before the colon
         "GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n",
@@ -138,6 +142,16 @@ TEST_CASE("http parser: each malformed head is a 400", "[http]")
         "\rGET / HTTP/1.1\r\nHost: h\r\n\r\n");
     INFO(bad);
     CHECK(error_of(bad) == 400);
+}
+
+TEST_CASE("http parser: Host values of every valid form are accepted", "[http]")
+{
+    const std::string host = GENERATE(as<std::string>{}, "", "example.com", "example.com:8080",
+                                      "127.0.0.1:80", "[::1]:8080", "[fe80::1]", "a-b_c~d.e",
+                                      "x%41y", "sub!$&'()*+,;=delims");
+    INFO(host);
+    const auto r = http::parse_request("GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n");
+    CHECK(r.status == http::parse_status::complete);
 }
 
 TEST_CASE("http parser: a Transfer-Encoding body is not supported (501)", "[http]")

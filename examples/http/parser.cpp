@@ -4,6 +4,7 @@
 #include "http/parser.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <limits>
 
 namespace http {
@@ -34,6 +35,51 @@ bool is_field_value_char(unsigned char c) noexcept
 
 // A request target may hold visible ASCII only (anything else must be percent-encoded).
 bool is_target_char(unsigned char c) noexcept { return c > 0x20 && c < 0x7f; }
+
+bool is_hex(unsigned char c) noexcept
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// A Host field value (RFC 9112 section 3.2): uri-host [ ":" port ], where uri-host is an
+// IP-literal in brackets or a reg-name (unreserved, sub-delims, percent escapes; an IPv4
+// address is one too). Empty is allowed (a target without authority).
+bool is_valid_host(std::string_view v) noexcept
+{
+    std::size_t i = 0;
+    if (!v.empty() && v.front() == '[') {
+        const std::size_t close = v.find(']');
+        if (close == std::string_view::npos || close == 1)
+            return false;
+        for (const char ch : v.substr(1, close - 1)) {
+            const auto c = static_cast<unsigned char>(ch);
+            if (!is_hex(c) && c != ':' && c != '.' && c != 'v' && c != 'V')
+                return false;
+        }
+        i = close + 1;
+    } else {
+        static constexpr std::string_view allowed = "-._~!$&'()*+,;=";
+        for (; i < v.size() && v[i] != ':'; ++i) {
+            const auto c = static_cast<unsigned char>(v[i]);
+            if (c == '%') {
+                if (i + 2 >= v.size() || !is_hex(static_cast<unsigned char>(v[i + 1])) ||
+                    !is_hex(static_cast<unsigned char>(v[i + 2])))
+                    return false;
+                i += 2;
+            } else if (!std::isalnum(c) && allowed.find(v[i]) == std::string_view::npos) {
+                return false;
+            }
+        }
+    }
+    if (i == v.size())
+        return true;
+    if (v[i] != ':')
+        return false;
+    for (const char c : v.substr(i + 1))
+        if (c < '0' || c > '9')
+            return false;
+    return true;
+}
 
 std::string_view trim(std::string_view s) noexcept
 {
@@ -257,6 +303,9 @@ parse_result parse_request(std::string_view input, const limits& limit)
     for (const header_field& h : req.headers) {
         if (equal_ignoring_case(h.name, "host")) {
             ++hosts;
+            if (!is_valid_host(h.value)) {
+                return failure(400);
+            }
         } else if (equal_ignoring_case(h.name, "content-length")) {
             const auto value = parse_decimal(h.value);
             if (!value || (length && *length != *value)) {
