@@ -138,7 +138,9 @@ group_curl() {
     grep -qi '^Allow: GET, HEAD' <<<"$headers" || fail "405 without Allow: $headers"
     pass "405 carries Allow: GET, HEAD"
     expect_status 400 "HTTP/1.1 without Host" -H 'Host:' "$base/"
-    expect_status 501 "a chunked body" -H 'Transfer-Encoding: chunked' --data-binary x "$base/"
+    expect_status 501 "a gzip-coded body" -H 'Transfer-Encoding: gzip' --data-binary x "$base/"
+    expect_status 200 "a GET with a chunked body" -X GET -H 'Transfer-Encoding: chunked' \
+        --data-binary x "$base/digits.txt"
 
     headers=$(curl -s -D - -o /dev/null "$base/digits.txt")
     grep -q '^Content-Length: 20' <<<"$headers" || fail "Content-Length: $headers"

@@ -89,7 +89,8 @@ def get(target, extra=b""):
 
 # --- malformed and oversize requests --------------------------------------------------------
 expect(b"GARBAGE\r\n\r\n", 400, "a request line without target and version")
-expect(b"GET / HTTP/9.9\r\nHost: t\r\n\r\n", 400, "an unknown HTTP version")
+expect(b"GET / HTTP/9.9\r\nHost: t\r\n\r\n", 505, "an unknown HTTP major version")
+expect(b"GET / HTTP/1.x\r\nHost: t\r\n\r\n", 400, "a malformed HTTP version")
 expect(b"GET / HTTP/1.1\r\n\r\n", 400, "HTTP/1.1 without Host")
 expect(b"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", 400, "a space in a field name")
 expect(b"GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n folded\r\n\r\n", 400, "obs-fold")
@@ -97,8 +98,20 @@ expect(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400, "a TLS ClientHello"
 expect(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "a 5000-byte target")
 expect(get(b"/", b"X-Big: " + b"v" * 9000 + b"\r\n"), 431, "a 9000-byte header field")
 expect(get(b"/", b"".join(b"X-%d: v\r\n" % i for i in range(150))), 431, "150 header lines")
-expect(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501,
-       "a chunked request body")
+expect(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 405,
+       "a POST with a chunked body")
+expect(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
+       "a gzip-coded request body")
+expect(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, "HTTP/2.0 in an HTTP/1 request line")
+# A chunked body is not read: the answer is sent and the connection closed, so the "request"
+# inside the body is never answered.
+answered = responses(exchange(b"GET /digits.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"1f\r\nGET /digits.txt HTTP/1.1\r\nHost: t\r\n\r\n\r\n0\r\n\r\n"))
+if [status for status, _, _ in answered] != [200] or answered[0][1].get(b"connection") != b"close":
+    fail(f"a GET with a chunked body: {[(status, headers) for status, headers, _ in answered]}")
+ok("a GET with a chunked body: 200, Connection: close, the body not taken as a request")
+# HTTP/1.2 is answered as HTTP/1.1 (RFC 9110 2.5).
+expect(b"GET /digits.txt HTTP/1.2\r\nHost: t\r\nConnection: close\r\n\r\n", 200, "HTTP/1.2")
 
 # Every 400 ends the connection: a request pipelined after the malformed one is not answered.
 for first, what in [(b"GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n", "a bad percent escape"),

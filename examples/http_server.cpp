@@ -703,7 +703,7 @@ coil::task<void> serve_connection(net::stream_socket conn, server_state& srv)
         const http::request& req = parsed.value;
         // This server reads no request bodies: a request with one is answered, and the
         // connection closed instead of reading past the body to the next request.
-        const bool has_body = req.content_length > 0;
+        const bool has_body = req.content_length > 0 || req.chunked;
         const bool keep_alive = req.keep_alive() && !has_body && !srv.stopping;
         const response_outcome out = co_await respond(conn, srv, req, keep_alive);
         if (srv.opts.access_log) {

@@ -120,9 +120,9 @@ TEST_CASE("http parser: each malformed head is a 400", "[http]")
         "GET / HTTP/1.1 \r\nHost: h\r\n\r\n",            // trailing space
         "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",             // method not a token
         "\x16\x03\x01\x02\x00",                          // a TLS handshake: refused at once
-        "GET / HTTP/2.0\r\nHost: h\r\n\r\n",             // unknown version
-        "GET / HTTP/1.2\r\nHost: h\r\n\r\n",
-        "GET / HTTP/1\r\nHost: h\r\n\r\n",
+        "GET / HTTP/1\r\nHost: h\r\n\r\n",                 // malformed versions
+        "GET / HTTP/1.10\r\nHost: h\r\n\r\n",
+        "GET / HTTP/x.1\r\nHost: h\r\n\r\n",
         "GET / http/1.1\r\nHost: h\r\n\r\n",
         "GET / HTTP/1.1\r\n\r\n",                        // HTTP/1.1 without Host
         "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",  // two Hosts
@@ -154,11 +154,27 @@ TEST_CASE("http parser: Host values of every valid form are accepted", "[http]")
     CHECK(r.status == http::parse_status::complete);
 }
 
-TEST_CASE("http parser: a Transfer-Encoding body is not supported (501)", "[http]")
+TEST_CASE("http parser: versions: a later 1.x is 1.1, another major version is 505", "[http]")
 {
-    CHECK(error_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n") == 501);
+    const auto later = http::parse_request("GET / HTTP/1.2\r\nHost: h\r\n\r\n");
+    REQUIRE(later.status == http::parse_status::complete);
+    CHECK(later.value.version_minor == 1);
+    CHECK(later.value.keep_alive());
+    CHECK(error_of("GET / HTTP/2.0\r\nHost: h\r\n\r\n") == 505);
+    CHECK(error_of("GET / HTTP/0.9\r\nHost: h\r\n\r\n") == 505);
+}
+
+TEST_CASE("http parser: a chunked body is framed, other transfer codings are 501", "[http]")
+{
+    const auto chunked =
+        http::parse_request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n");
+    REQUIRE(chunked.status == http::parse_status::complete);
+    CHECK(chunked.value.chunked);
+    CHECK(error_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n") == 501);
     CHECK(error_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
-                   "Content-Length: 3\r\n\r\n") == 501);
+                   "Transfer-Encoding: chunked\r\n\r\n") == 501);
+    CHECK(error_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+                   "Content-Length: 3\r\n\r\n") == 400);
 }
 
 TEST_CASE("http parser: oversize targets are 414 and oversize heads 431, before they end",

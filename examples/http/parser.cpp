@@ -256,13 +256,17 @@ parse_result parse_request(std::string_view input, const limits& limit)
                          [](char c) { return is_target_char(static_cast<unsigned char>(c)); })) {
             return failure(400);
         }
-        if (version == "HTTP/1.1") {
-            req.version_minor = 1;
-        } else if (version == "HTTP/1.0") {
-            req.version_minor = 0;
-        } else {
+        // HTTP-version = "HTTP/" DIGIT "." DIGIT (RFC 9112 2.3). A later 1.x is answered as
+        // 1.1, the highest this server speaks (RFC 9110 2.5); another major version is 505.
+        const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+        if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || !digit(version[5]) ||
+            version[6] != '.' || !digit(version[7])) {
             return failure(400);
         }
+        if (version[5] != '1') {
+            return failure(505);
+        }
+        req.version_minor = version[7] == '0' ? 0 : 1;
     }
 
     std::size_t position = request_line->next;
@@ -313,7 +317,12 @@ parse_result parse_request(std::string_view input, const limits& limit)
             }
             length = value;
         } else if (equal_ignoring_case(h.name, "transfer-encoding")) {
-            req.has_transfer_encoding = true;
+            // chunked alone is a body this server can frame (and skips, closing after the
+            // answer); any other coding it does not understand (RFC 9112 6.1).
+            if (req.chunked || !equal_ignoring_case(h.value, "chunked")) {
+                req.has_transfer_encoding = true;
+            }
+            req.chunked = true;
         }
     }
     if (hosts > 1 || (req.version_minor == 1 && hosts == 0)) {
@@ -321,6 +330,9 @@ parse_result parse_request(std::string_view input, const limits& limit)
     }
     if (req.has_transfer_encoding) {
         return failure(501);
+    }
+    if (req.chunked && length) {
+        return failure(400); // both framings: refused, as RFC 9112 6.3 allows
     }
     req.content_length = length.value_or(0);
     out.status = parse_status::complete;

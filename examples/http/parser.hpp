@@ -33,7 +33,7 @@ struct header_field {
 struct request {
     std::string_view method;
     std::string_view target;
-    int version_minor = 1; ///< 0 for HTTP/1.0, 1 for HTTP/1.1
+    int version_minor = 1; ///< 0 for HTTP/1.0, 1 for HTTP/1.1 (and later 1.x)
     std::vector<header_field> headers;
 
     /// The value of the first field named `name` (case-insensitive), if any.
@@ -44,8 +44,11 @@ struct request {
     /// The body length the Content-Length field announces (0 without one; the parser has
     /// already refused invalid or conflicting values).
     std::uint64_t content_length = 0;
-    /// A Transfer-Encoding field is present (the server answers 501: it reads no such body).
+    /// A Transfer-Encoding other than a lone `chunked` (the server answers 501).
     bool has_transfer_encoding = false;
+    /// The body is chunked (`Transfer-Encoding: chunked`): the server answers, then closes
+    /// the connection rather than read the body, as for a Content-Length body.
+    bool chunked = false;
 };
 
 /// What `parse_request` found.
@@ -57,7 +60,8 @@ enum class parse_status {
 
 struct parse_result {
     parse_status status = parse_status::incomplete;
-    /// On `failed`: 400, 414 or 431 (or 501 for a body framing the server does not read).
+    /// On `failed`: 400, 414 or 431 (or 501 for a transfer coding other than chunked, 505
+    /// for an HTTP major version other than 1).
     int error_status = 0;
     /// On `complete`: bytes of the head, including the empty line and any empty lines before
     /// the request line; the body (if any) and the next pipelined request follow.
@@ -66,12 +70,13 @@ struct parse_result {
 };
 
 /// Parses the request head at the start of `input`. Lines end with CRLF (a bare LF is
-/// accepted, as RFC 9112 allows); empty lines before the request line are skipped. Only
-/// HTTP/1.0 and HTTP/1.1 are accepted; HTTP/1.1 requires exactly one Host field. Folded
-/// header lines (obs-fold), whitespace before a colon, control characters, a malformed or
-/// conflicting Content-Length, and an unknown version are errors (400). An oversize target is
-/// 414, an oversize head or too many header lines 431, a Transfer-Encoding 501; oversize is
-/// reported as soon as it is certain, before the head is complete.
+/// accepted, as RFC 9112 allows); empty lines before the request line are skipped. HTTP/1.0
+/// and HTTP/1.1 are accepted, a later 1.x as 1.1; HTTP/1.1 requires exactly one valid Host
+/// field. Folded header lines (obs-fold), whitespace before a colon, control characters, a
+/// malformed or conflicting Content-Length, Content-Length with chunked, and a malformed
+/// version are errors (400); another major version is 505. An oversize target is 414, an
+/// oversize head or too many header lines 431, a transfer coding other than chunked 501;
+/// oversize is reported as soon as it is certain, before the head is complete.
 parse_result parse_request(std::string_view input, const limits& limit = {});
 
 /// A byte range resolved against a representation of `size` bytes: `[first, last]`.
