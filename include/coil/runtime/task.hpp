@@ -72,16 +72,54 @@ public:
         template <class Promise>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) const noexcept
         {
-            std::coroutine_handle<> next = h.promise().continuation();
+            promise_base& self = h.promise();
+            if (self.awaiting_parent_ != nullptr)
+                std::exchange(self.awaiting_parent_, nullptr)->awaited_ = nullptr;
+            std::coroutine_handle<> next = self.continuation();
             return next ? next : std::noop_coroutine();
         }
         void await_resume() const noexcept {}
     };
 
+    /// Records that `parent`'s coroutine is suspended awaiting this one, whose frame the task
+    /// object at `owner` owns (in `parent`'s frame); `teardown(owner)` destroys it.
+    void link_awaited_by(promise_base& parent, void* owner, void (*teardown)(void*) noexcept) noexcept
+    {
+        parent.awaited_ = this;
+        awaiting_parent_ = &parent;
+        owner_ = owner;
+        teardown_ = teardown;
+    }
+
+    /// Destroys the chain of tasks `top` is suspended awaiting (not `top` itself), deepest
+    /// first. Destroying a frame destroys the task it awaits from inside, one nested call per
+    /// level: a suspended chain of a few hundred thousand tasks, torn down at shutdown, would
+    /// overflow the stack. Bottom-up, each frame is destroyed after the one it awaits, as the
+    /// nested way does (the awaited task goes first among what its frame holds), each in
+    /// constant stack.
+    static void destroy_awaited_chain(promise_base& top) noexcept
+    {
+        promise_base* p = &top;
+        while (p->awaited_ != nullptr)
+            p = p->awaited_;
+        while (p != &top) {
+            promise_base* parent = p->awaiting_parent_;
+            parent->awaited_ = nullptr;
+            p->teardown_(p->owner_); // awaits nothing now: no recursion down this chain
+            p = parent;
+        }
+    }
+
 private:
     std::coroutine_handle<> continuation_;
     executor* executor_ = nullptr;
     stop_scope* scope_ = nullptr;
+    // The chain of awaits, for destroy_awaited_chain: the task this coroutine is suspended
+    // awaiting, and, in that task, who awaits it and the task object that owns its frame.
+    promise_base* awaited_ = nullptr;
+    promise_base* awaiting_parent_ = nullptr;
+    void* owner_ = nullptr;
+    void (*teardown_)(void*) noexcept = nullptr;
     // A token of the coroutine's own (with_stop_token) and, once started, its scope. Rare, so
     // kept out of line.
     struct own_stop {
@@ -215,7 +253,7 @@ public:
 
     class awaiter {
     public:
-        explicit awaiter(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+        explicit awaiter(task& owner) noexcept : handle_(owner.handle_), owner_(&owner) {}
         bool await_ready() const noexcept { return !handle_ || handle_.done(); }
 
         template <class Promise>
@@ -223,6 +261,8 @@ public:
         {
             auto& child = handle_.promise();
             child.set_continuation(parent);
+            if constexpr (std::derived_from<Promise, detail::promise_base>)
+                child.link_awaited_by(parent.promise(), owner_, &task::teardown);
             // A token set explicitly on the child (with_stop_token) wins over the parent's.
             child.enter_scope(detail::executor_of(parent), detail::scope_of(parent));
             return handle_;
@@ -238,10 +278,11 @@ public:
 
     private:
         std::coroutine_handle<promise_type> handle_;
+        task* owner_;
     };
 
     /// Starts the task and suspends the caller until it ends; yields its value or rethrows.
-    awaiter operator co_await() && noexcept { return awaiter(handle_); }
+    awaiter operator co_await() && noexcept { return awaiter(*this); }
 
     /// The coroutine handle, for the runtime's own drivers. The task keeps ownership.
     std::coroutine_handle<promise_type> handle() const noexcept { return handle_; }
@@ -253,9 +294,15 @@ private:
     void destroy() noexcept
     {
         if (handle_) {
-            handle_.destroy();
-            handle_ = nullptr;
+            detail::promise_base::destroy_awaited_chain(handle_.promise());
+            std::exchange(handle_, nullptr).destroy();
         }
+    }
+    // The teardown of a task in an awaited chain (promise_base::destroy_awaited_chain): the
+    // frame it owns awaits nothing any more.
+    static void teardown(void* owner) noexcept
+    {
+        std::exchange(static_cast<task*>(owner)->handle_, nullptr).destroy();
     }
 
     std::coroutine_handle<promise_type> handle_;
