@@ -129,6 +129,8 @@ TEST_CASE("http parser: each malformed head is a 400", "[http]")
         "GET / HTTP/1.1\r\nHost: a b/c@@\r\n\r\n",       // not a host (RFC 9112 3.2)
         "GET / HTTP/1.1\r\nHost: h:80x\r\n\r\n",          // a port that is not digits
         "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",           // an unclosed IP literal
+        "GET / HTTP/1.1\r\nHost: [v.x]\r\n\r\n",          // IPvFuture without a version
+        "GET / HTTP/1.1\r\nHost: [zz]\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h%zz\r\n\r\n",           // a bad percent escape
         "GET / HTTP/1.1\r\nHost: h\r\nBad Name: x\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h\r\nName : x\r\n\r\n", // whitespace before the colon
@@ -147,7 +149,8 @@ TEST_CASE("http parser: each malformed head is a 400", "[http]")
 TEST_CASE("http parser: Host values of every valid form are accepted", "[http]")
 {
     const std::string host = GENERATE(as<std::string>{}, "", "example.com", "example.com:8080",
-                                      "127.0.0.1:80", "[::1]:8080", "[fe80::1]", "a-b_c~d.e",
+                                      "127.0.0.1:80", "[::1]:8080", "[fe80::1]", "[v1.x]", "[vF.a:b]:1",
+                                      "a-b_c~d.e",
                                       "x%41y", "sub!$&'()*+,;=delims");
     INFO(host);
     const auto r = http::parse_request("GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n");

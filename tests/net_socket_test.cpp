@@ -185,6 +185,28 @@ TEST_CASE("net: binding a Unix path replaces a stale socket file, never a live s
     // Closed, the listener left its socket file behind: stale, so the next bind replaces it.
     CHECK(net::listener::bind(*at));
 
+    // A socket bound but not yet listening refuses connections like a stale file, yet it is
+    // someone's: left alone (found by a second user trial).
+    {
+        const auto pending_at = net::address::unix_path(dir.file("pending.sock"));
+        coil_test::unique_fd owner(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        REQUIRE(owner.get() >= 0);
+        REQUIRE(::bind(owner.get(), pending_at->data(), pending_at->size()) == 0);
+        auto taken = net::listener::bind(*pending_at);
+        REQUIRE_FALSE(taken);
+        CHECK(taken.error() == std::errc::address_in_use);
+        REQUIRE(::listen(owner.get(), 4) == 0);
+        auto reach_owner = [&]() -> coil::task<bool> {
+            auto client = co_await net::stream_socket::connect(*pending_at);
+            co_return client.ok();
+        };
+        CHECK(coil_test::run(reach_owner()));
+        const int accepted = ::accept4(owner.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        CHECK(accepted >= 0);
+        if (accepted >= 0)
+            ::close(accepted);
+    }
+
     // A regular file is not a socket: refused, and the file is kept.
     static_cast<void>(dir.create_file("data", bytes_of("keep me")));
     auto on_file = net::listener::bind(*net::address::unix_path(dir.file("data")));

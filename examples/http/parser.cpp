@@ -51,10 +51,27 @@ bool is_valid_host(std::string_view v) noexcept
         const std::size_t close = v.find(']');
         if (close == std::string_view::npos || close == 1)
             return false;
-        for (const char ch : v.substr(1, close - 1)) {
-            const auto c = static_cast<unsigned char>(ch);
-            if (!is_hex(c) && c != ':' && c != '.' && c != 'v' && c != 'V')
+        // IPv6address (hex digits, ':', '.') or IPvFuture: "v" 1*HEXDIG "." 1*( unreserved /
+        // sub-delims / ":" ).
+        const std::string_view literal = v.substr(1, close - 1);
+        if (literal.front() == 'v' || literal.front() == 'V') {
+            const std::size_t dot = literal.find('.');
+            if (dot == std::string_view::npos || dot == 1 || dot + 1 == literal.size())
                 return false;
+            for (const char ch : literal.substr(1, dot - 1))
+                if (!is_hex(static_cast<unsigned char>(ch)))
+                    return false;
+            static constexpr std::string_view extra = "-._~!$&'()*+,;=:";
+            for (const char ch : literal.substr(dot + 1))
+                if (!std::isalnum(static_cast<unsigned char>(ch)) &&
+                    extra.find(ch) == std::string_view::npos)
+                    return false;
+        } else {
+            for (const char ch : literal) {
+                const auto c = static_cast<unsigned char>(ch);
+                if (!is_hex(c) && c != ':' && c != '.')
+                    return false;
+            }
         }
         i = close + 1;
     } else {

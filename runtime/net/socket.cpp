@@ -12,7 +12,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <initializer_list>
+#include <string_view>
 
 namespace coil::net {
 namespace {
@@ -47,9 +50,34 @@ struct socket_flag {
     int name;
 };
 
+// Whether some socket of this network namespace is bound to `path` (/proc/net/unix lists each
+// with the path it was bound to, last on its line). Unknown (no /proc) counts as not bound.
+bool bound_in_proc(const char* path)
+{
+    std::FILE* table = std::fopen("/proc/net/unix", "re");
+    if (table == nullptr)
+        return false;
+    const std::string_view wanted(path);
+    bool found = false;
+    char* line = nullptr;
+    std::size_t capacity = 0;
+    ::ssize_t length;
+    while (!found && (length = ::getline(&line, &capacity, table)) > 0) {
+        std::string_view entry(line, static_cast<std::size_t>(length));
+        if (entry.back() == '\n')
+            entry.remove_suffix(1);
+        found = entry.size() > wanted.size() && entry.ends_with(wanted) &&
+                entry[entry.size() - wanted.size() - 1] == ' ';
+    }
+    std::free(line);
+    std::fclose(table);
+    return found;
+}
+
 // Whether the file at Unix address `at` is a stale socket: a socket file nobody is bound to,
-// which a connect of `fd`'s socket type is refused by. A live socket (even one whose backlog is
-// full), a socket of another type, any other kind of file and a missing path are not.
+// which a connect of `fd`'s socket type is refused by and no socket in /proc/net/unix names.
+// A live socket (even one whose backlog is full, or one bound but not yet listening), a socket
+// of another type, any other kind of file and a missing path are not.
 bool stale_socket_file(int fd, const address& at)
 {
     const auto* un = reinterpret_cast<const sockaddr_un*>(at.data());
@@ -65,7 +93,7 @@ bool stale_socket_file(int fd, const address& at)
         return false;
     const bool refused = ::connect(probe, at.data(), at.size()) != 0 && errno == ECONNREFUSED;
     ::close(probe);
-    return refused;
+    return refused && !bound_in_proc(un->sun_path);
 }
 
 // Binds `fd` to `at`: for an IP address first sets every flag that is on; for a Unix path

@@ -216,9 +216,10 @@ struct datagram_options {
     bool reuse_port = false;
     /// SO_BROADCAST: `send_to` may name a broadcast address.
     bool broadcast = false;
-    /// For a Unix path: remove a stale socket file at the path first (one whose connect is
-    /// refused: nobody is bound to it). A live socket and a file of any other kind are left,
-    /// and the bind fails with `address_in_use`.
+    /// For a Unix path: remove a stale socket file at the path first (nobody is bound to it:
+    /// a connect is refused and /proc/net/unix names no socket there). A live socket, one
+    /// bound but not yet listening, and a file of any other kind are left, and the bind fails
+    /// with `address_in_use`.
     bool remove_stale_path = true;
 };
 

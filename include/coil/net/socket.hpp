@@ -196,9 +196,10 @@ struct listen_options {
     /// writes go out at once instead of waiting for the peer's ACK (Nagle's algorithm). For
     /// request/response protocols that answer with several sends.
     bool no_delay = false;
-    /// For a Unix path: remove a stale socket file at the path first (one whose connect is
-    /// refused: nobody is bound to it). A live socket and a file of any other kind are left,
-    /// and the bind fails with `address_in_use`.
+    /// For a Unix path: remove a stale socket file at the path first (nobody is bound to it:
+    /// a connect is refused and /proc/net/unix names no socket there). A live socket, one
+    /// bound but not yet listening, and a file of any other kind are left, and the bind fails
+    /// with `address_in_use`.
     bool remove_stale_path = true;
 };
 
