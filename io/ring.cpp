@@ -3,6 +3,7 @@
 // flushing. This file and its siblings in io/ are the only ones that include <liburing.h>.
 
 #include <coil/io/ring.hpp>
+#include <coil/io/detail/deadline.hpp>
 
 #include <liburing.h>
 
@@ -1452,7 +1453,7 @@ result<completion_range> ring::wait(unsigned min_complete,
     min_complete = std::min(min_complete, cq_entries());
 
     using clock = std::chrono::steady_clock;
-    const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+    const auto deadline = timeout ? detail::deadline_after(*timeout) : clock::time_point::max();
     unsigned handed_over = sq_tail_ - state_->uring.sq.sqe_head; // for SQPOLL
     unsigned pending = flush_();
     for (unsigned attempt = 0;;) {
@@ -1480,7 +1481,7 @@ result<completion_range> ring::wait(unsigned min_complete,
         void* arg_ptr = nullptr;
         std::size_t arg_size = 0;
         if (timeout && kernel_min != 0) {
-            auto left = std::max(deadline - clock::now(), clock::duration::zero());
+            auto left = std::max(detail::time_left(deadline), clock::duration::zero());
             auto t = timespec64::from(std::chrono::duration_cast<std::chrono::nanoseconds>(left));
             ts.tv_sec = t.tv_sec;
             ts.tv_nsec = t.tv_nsec;

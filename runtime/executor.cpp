@@ -71,9 +71,10 @@ void spawned_promise_base::on_finished() noexcept
 {
     finished_ = true;
     owner_->untrack(*this);
-    if (joiner_ != nullptr)
+    const bool joined = joiner_ != nullptr; // the joiner takes the result, exception included
+    if (joined)
         owner_->schedule(std::exchange(joiner_, nullptr)->wake);
-    if (detached_ && exception_ && !observed_)
+    if (detached_ && exception_ && !observed_ && !joined)
         owner_->report_unhandled(exception_, "a detached task");
     release();
 }
@@ -96,6 +97,8 @@ void spawned_promise_base::set_joiner(join_waiter& w)
     if (joiner_ != nullptr)
         throw std::logic_error("coil: a join_handle is awaited by two coroutines at once");
     joiner_ = &w;
+    w.counted = true; // released by the awaiter, which may outlive the handle
+    ++refs_;
 }
 
 void spawned_promise_base::abandon() noexcept
@@ -297,7 +300,7 @@ void executor::flush_and_wait(bool block)
         // until the earliest timer is due.
         std::optional<std::chrono::nanoseconds> timeout;
         if (!timers_.empty())
-            timeout = std::max(timers_.earliest() - detail::timer_heap::clock::now(),
+            timeout = std::max(io::detail::time_left(timers_.earliest()),
                                detail::timer_heap::clock::duration::zero());
         if (timeout && timeout->count() == 0) {
             auto submitted = ring_.submit_and_get_events();

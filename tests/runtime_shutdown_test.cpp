@@ -16,6 +16,9 @@
 #include <array>
 #include <chrono>
 #include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -364,4 +367,77 @@ TEST_CASE("runtime: a coroutine awaiting a join handle is destroyed safely with 
     }
     CHECK(frames.destroyed == 1);
     CHECK(completed == 0);
+}
+
+TEST_CASE("runtime: a task moved while it is awaited is destroyed safely at stop()",
+          "[runtime][shutdown]")
+{
+    // Found by a second user trial: the chain teardown kept the address of the task object
+    // that owns an awaited frame, and a vector that grew moved that object.
+    auto p = coil_test::make_pipe();
+    std::size_t completed = 0;
+    frame_census frames(1);
+    frame_census bodies(1);
+    std::vector<coil::task<void>> pending;
+    pending.reserve(1);
+    pending.push_back(guarded_read(frame_guard(frames, 0), bodies, 0, p.read_end.get(), completed));
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<void> {
+        auto awaiting = [&]() -> coil::task<void> { co_await std::move(pending[0]); };
+        auto h = ex.spawn(awaiting());
+        co_await coil::yield();
+        co_await coil::yield();
+        pending.push_back(coil::task<void>{}); // grows: pending[0] moves while awaited
+        ex.stop();
+        co_await coil::yield();
+    };
+    CHECK_THROWS_AS(ex.run(body()), std::system_error);
+    CHECK(frames.destroyed == 1);
+    pending.clear();
+    CHECK(frames.each_destroyed_once());
+    CHECK(completed == 0);
+}
+
+TEST_CASE("runtime: a join handle dropped while another coroutine awaits it leaves the result "
+          "to that coroutine",
+          "[runtime][shutdown]")
+{
+    // Found by a second user trial: the awaiter kept an uncounted pointer to the frame, which
+    // dropping the handle freed.
+    coil::executor ex(coil_test::executor_options());
+    auto slow = []() -> coil::task<int> {
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(5));
+        co_return 42;
+    };
+    auto failing = []() -> coil::task<int> {
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(5));
+        throw std::runtime_error("boom");
+    };
+    std::optional<coil::join_handle<int>> h;
+    std::optional<coil::join_handle<int>> f;
+    auto body = [&]() -> coil::task<std::pair<int, std::string>> {
+        h.emplace(ex.spawn(slow()));
+        f.emplace(ex.spawn(failing()));
+        auto join_value = [&]() -> coil::task<int> { co_return co_await *h; };
+        auto join_error = [&]() -> coil::task<std::string> {
+            try {
+                (void)co_await *f;
+            } catch (const std::runtime_error& e) {
+                co_return e.what();
+            }
+            co_return "no error";
+        };
+        auto value = ex.spawn(join_value());
+        auto error = ex.spawn(join_error());
+        co_await coil::yield(); // both joiners now wait on the handles
+        h.reset();
+        f.reset();
+        const int v = co_await std::move(value);
+        std::string e = co_await std::move(error);
+        co_return std::pair{v, std::move(e)};
+    };
+    const auto got = ex.run(body());
+    CHECK(got.first == 42);
+    CHECK(got.second == "boom");
+    CHECK(ex.stats().unhandled_exceptions == 0); // the exception was taken by the joiner
 }

@@ -164,3 +164,19 @@ TEST_CASE("runtime: a timeout or sleep of nanoseconds::max() means never, not al
     CHECK(ex.run(body()) == "late+nap");
     CHECK(ex.timers_armed() == 0);
 }
+
+TEST_CASE("runtime: a sleep of nanoseconds::min() and a timeout of it end at once", "[runtime][timeout]")
+{
+    // The deadline saturates at the clock's start instead of overflowing (UBSan reported the
+    // subtraction; found by a second user trial).
+    auto p = coil_test::make_pipe();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<bool> {
+        coil::result<void> slept = co_await coil::sleep_for(std::chrono::nanoseconds::min());
+        std::array<std::byte, 4> buffer{};
+        coil::result<std::size_t> r = co_await coil::with_timeout(
+            coil::read(p.read_end.get(), buffer), std::chrono::nanoseconds::min());
+        co_return slept.ok() && !r && is_error(r.error(), std::errc::timed_out);
+    };
+    CHECK(ex.run(body()));
+}

@@ -33,10 +33,12 @@ struct join_link {
 };
 
 /// The part of a join awaiter the promise knows: what to resume, and the pointer back to the
-/// promise that the executor clears if it destroys the task first.
+/// promise that the executor clears if it destroys the task first. A suspended awaiter holds a
+/// reference to the frame (`counted`), so that dropping the handle meanwhile cannot free it.
 struct join_waiter {
     resumption wake;
     spawned_promise_base* promise = nullptr;
+    bool counted = false;
 };
 
 /// The promise of the coroutine that drives a spawned task. Its frame is shared by the
@@ -123,7 +125,7 @@ private:
     join_link* link_ = nullptr;    // in the join handle, while it holds this promise
     join_waiter* joiner_ = nullptr; // in the awaiter of whoever joins; it clears this if destroyed
     std::exception_ptr exception_; // what the task threw, if it did
-    int refs_ = 2;                 // the executor's and the join handle's
+    int refs_ = 2;                 // the executor's and the join handle's (+1 while awaited)
     bool finished_ = false;
     bool detached_ = false;
     bool observed_ = false;        // someone took the result (or the exception)
@@ -231,8 +233,11 @@ public:
         awaiter& operator=(const awaiter&) = delete;
         ~awaiter()
         {
-            if (waiter_.promise != nullptr)
+            if (waiter_.promise != nullptr) {
                 waiter_.promise->drop_joiner(waiter_);
+                if (waiter_.counted)
+                    waiter_.promise->release();
+            }
         }
         bool await_ready() const
         {

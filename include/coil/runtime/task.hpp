@@ -91,6 +91,21 @@ public:
         teardown_ = teardown;
     }
 
+    /// The task object that owns this frame moved from `from` to `to` (a task may be moved
+    /// while it is awaited, e.g. inside a vector that grows).
+    void owner_moved(void* from, void* to) noexcept
+    {
+        if (owner_ == from)
+            owner_ = to;
+    }
+
+    /// Forgets the parent awaiting this coroutine (its frame is being destroyed).
+    void unlink_from_parent() noexcept
+    {
+        if (awaiting_parent_ != nullptr)
+            std::exchange(awaiting_parent_, nullptr)->awaited_ = nullptr;
+    }
+
     /// Destroys the chain of tasks `top` is suspended awaiting (not `top` itself), deepest
     /// first. Destroying a frame destroys the task it awaits from inside, one nested call per
     /// level: a suspended chain of a few hundred thousand tasks, torn down at shutdown, would
@@ -233,12 +248,18 @@ public:
 
     task() noexcept = default;
     explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
-    task(task&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    task(task&& other) noexcept : handle_(std::exchange(other.handle_, nullptr))
+    {
+        if (handle_)
+            handle_.promise().owner_moved(&other, this);
+    }
     task& operator=(task&& other) noexcept
     {
         if (this != &other) {
             destroy();
             handle_ = std::exchange(other.handle_, nullptr);
+            if (handle_)
+                handle_.promise().owner_moved(&other, this);
         }
         return *this;
     }
@@ -295,6 +316,7 @@ private:
     {
         if (handle_) {
             detail::promise_base::destroy_awaited_chain(handle_.promise());
+            handle_.promise().unlink_from_parent();
             std::exchange(handle_, nullptr).destroy();
         }
     }

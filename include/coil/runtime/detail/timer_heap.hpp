@@ -9,6 +9,8 @@
 /// fires every due timer at each loop turn.
 #pragma once
 
+#include <coil/io/detail/deadline.hpp>
+
 #include <cassert>
 #include <chrono>
 #include <cstddef>
@@ -18,19 +20,7 @@ namespace coil::detail {
 
 class timer_heap;
 
-/// `now + d` on the steady clock, saturated at the clock's ends rather than overflowing: a
-/// timeout or sleep of `nanoseconds::max()` means "never" (and of `min()`, "already passed").
-inline std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds d) noexcept
-{
-    using clock = std::chrono::steady_clock;
-    const clock::time_point now = clock::now();
-    const auto step = std::chrono::duration_cast<clock::duration>(d);
-    if (step > clock::duration::zero() && step > clock::time_point::max() - now)
-        return clock::time_point::max();
-    if (step < clock::duration::zero() && step < clock::time_point::min() - now)
-        return clock::time_point::min();
-    return now + step;
-}
+using io::detail::deadline_after;
 
 /// One timer. Lives in the awaiter that armed it; destroying it disarms it.
 class timer_entry {
