@@ -76,6 +76,8 @@ void spawned_promise_base::on_finished() noexcept
         owner_->schedule(std::exchange(joiner_, nullptr)->wake);
     if (detached_ && exception_ && !observed_ && !joined)
         owner_->report_unhandled(exception_, "a detached task");
+    if (!detached_)
+        owner_->track_finished(*this); // until the handle is dropped
     release();
 }
 
@@ -83,10 +85,16 @@ void spawned_promise_base::detach() noexcept
 {
     detached_ = true;
     link_ = nullptr;
-    // Dropped after the task finished with an exception nobody took: report it now.
+    if (finished_ && owner_ != nullptr)
+        owner_->untrack_finished(*this);
+    // Dropped after the task finished with an exception nobody took: report it now (on stderr
+    // alone once the executor, which counts them, is gone).
     if (finished_ && exception_ && !observed_) {
         observed_ = true;
-        owner_->report_unhandled(exception_, "a detached task");
+        if (owner_ != nullptr)
+            owner_->report_unhandled(exception_, "a detached task");
+        else
+            executor::print_unhandled(exception_, "a detached task");
     }
     release();
 }
@@ -162,6 +170,13 @@ executor::~executor()
 {
     executor* previous = std::exchange(current_executor, this);
     shutdown();
+    // Finished tasks whose handles outlive the executor: a handle dropped later must not
+    // report through it.
+    while (finished_ != nullptr) {
+        detail::spawned_promise_base& p = *finished_;
+        unlink(finished_, p);
+        p.owner_ = nullptr;
+    }
     // Functions posted after the last run() ended are destroyed unrun.
     std::vector<std::function<void()>> dropped;
     {
@@ -195,25 +210,45 @@ void executor::schedule(detail::resumption& r) noexcept
         ready_.push_back(r);
 }
 
-void executor::track(detail::spawned_promise_base& p) noexcept
+// The intrusive lists of spawned promises (prev_/next_ links, one list at a time).
+void executor::push_front(detail::spawned_promise_base*& head,
+                          detail::spawned_promise_base& p) noexcept
 {
-    p.owner_ = this;
     p.prev_ = nullptr;
-    p.next_ = spawned_;
-    if (spawned_ != nullptr)
-        spawned_->prev_ = &p;
-    spawned_ = &p;
+    p.next_ = head;
+    if (head != nullptr)
+        head->prev_ = &p;
+    head = &p;
 }
 
-void executor::untrack(detail::spawned_promise_base& p) noexcept
+void executor::unlink(detail::spawned_promise_base*& head,
+                      detail::spawned_promise_base& p) noexcept
 {
     if (p.prev_ != nullptr)
         p.prev_->next_ = p.next_;
     else
-        spawned_ = p.next_;
+        head = p.next_;
     if (p.next_ != nullptr)
         p.next_->prev_ = p.prev_;
     p.prev_ = p.next_ = nullptr;
+}
+
+void executor::track(detail::spawned_promise_base& p) noexcept
+{
+    p.owner_ = this;
+    push_front(spawned_, p);
+}
+
+void executor::untrack(detail::spawned_promise_base& p) noexcept { unlink(spawned_, p); }
+
+void executor::track_finished(detail::spawned_promise_base& p) noexcept
+{
+    push_front(finished_, p);
+}
+
+void executor::untrack_finished(detail::spawned_promise_base& p) noexcept
+{
+    unlink(finished_, p);
 }
 
 std::uint16_t executor::allocate_buffer_group()
@@ -633,6 +668,11 @@ void executor::drain_once(const char* what) noexcept
 void executor::report_unhandled(std::exception_ptr e, const char* what) noexcept
 {
     ++stats_.unhandled_exceptions;
+    print_unhandled(std::move(e), what);
+}
+
+void executor::print_unhandled(std::exception_ptr e, const char* what) noexcept
+{
     try {
         std::rethrow_exception(std::move(e));
     } catch (const std::exception& error) {

@@ -441,3 +441,34 @@ TEST_CASE("runtime: a join handle dropped while another coroutine awaits it leav
     CHECK(got.second == "boom");
     CHECK(ex.stats().unhandled_exceptions == 0); // the exception was taken by the joiner
 }
+
+TEST_CASE("runtime: handles of finished tasks outlive their executor, a failed one included",
+          "[runtime][shutdown]")
+{
+    // Found by a second user trial: dropping the handle of a task that failed unobserved
+    // reported the exception through the executor, already destroyed (use-after-free).
+    auto ok = []() -> coil::task<int> { co_return 7; };
+    auto fails = []() -> coil::task<int> { throw std::runtime_error("late boom"); co_return 0; };
+    std::optional<coil::join_handle<int>> good;
+    std::optional<coil::join_handle<int>> bad;
+    std::optional<coil::join_handle<int>> bad_taken;
+    {
+        coil::executor ex(coil_test::executor_options());
+        auto body = [&]() -> coil::task<void> {
+            good.emplace(ex.spawn(ok()));
+            bad.emplace(ex.spawn(fails()));
+            bad_taken.emplace(ex.spawn(fails()));
+            co_await coil::yield();
+            co_await coil::yield();
+        };
+        ex.run(body());
+        REQUIRE(good->done());
+        REQUIRE(bad->done());
+        CHECK(ex.stats().unhandled_exceptions == 0); // held, not yet dropped
+    }
+    CHECK(good->get() == 7);
+    CHECK_THROWS_AS(bad_taken->get(), std::runtime_error);
+    bad_taken.reset();
+    good.reset();
+    bad.reset(); // reported on stderr alone: the executor that would count it is gone
+}

@@ -292,7 +292,17 @@ private:
     void shutdown() noexcept;
     void track(detail::spawned_promise_base& p) noexcept;
     void untrack(detail::spawned_promise_base& p) noexcept;
+    // The list of finished tasks whose join handles are still held (so that ~executor can tell
+    // them it is gone).
+    void track_finished(detail::spawned_promise_base& p) noexcept;
+    void untrack_finished(detail::spawned_promise_base& p) noexcept;
+    static void push_front(detail::spawned_promise_base*& head,
+                           detail::spawned_promise_base& p) noexcept;
+    static void unlink(detail::spawned_promise_base*& head,
+                       detail::spawned_promise_base& p) noexcept;
     void report_unhandled(std::exception_ptr e, const char* what) noexcept;
+    // The report on stderr alone (report_unhandled also counts it).
+    static void print_unhandled(std::exception_ptr e, const char* what) noexcept;
 
     // Cross-thread wake-up and remote work: runtime/remote.cpp.
     void arm_wakeup() noexcept;
@@ -328,6 +338,7 @@ private:
     detail::resumption_queue running_; // the batch run_ready() is resuming
     detail::timer_heap timers_;
     detail::spawned_promise_base* spawned_ = nullptr; // live spawned tasks (intrusive list)
+    detail::spawned_promise_base* finished_ = nullptr; // finished, handle still held (same links)
     static constexpr std::uint64_t current_position_ = ~std::uint64_t{0};
     std::uint64_t wake_buffer_ = 0;  // the kernel writes the eventfd counter here
     bool wake_armed_ = false;        // a read of wake_fd_ is in flight
