@@ -1536,11 +1536,12 @@ void ring::cancel_all()
     s.cancel_all_requested = true;
     // One SQE whatever the CQ cap: cancelling is what frees the CQ. If the SQ is full, hand
     // it over first (an SQPOLL ring's kernel thread takes it in its own time: wait until it
-    // has made room); if it stays full, drain() will call again.
+    // has taken it, which IORING_ENTER_SQ_WAIT does not promise: it may return before the
+    // head we read has moved); if it stays full, drain() will call again.
     if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_()) {
         static_cast<void>(submit());
-        if (sqpoll()) // returns at once if the kernel sees room
-            enter_(0, 0, IORING_ENTER_SQ_WAIT, nullptr, 0);
+        if (sqpoll())
+            await_sq_thread_();
         if (!refresh_sq_limit_())
             return;
     }
