@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -652,12 +653,22 @@ std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
     return errc{};
 }
 
+namespace {
+// An iovec count for an SQE's 32-bit length field. A larger count is clamped, not truncated:
+// the kernel then refuses it (EINVAL, above UIO_MAXIOV) as readv(2) would, where the low 32
+// bits could name a small, valid count and turn the call into a silent partial transfer.
+unsigned iovec_count(std::size_t count) noexcept
+{
+    return static_cast<unsigned>(std::min<std::size_t>(count, std::numeric_limits<unsigned>::max()));
+}
+} // namespace
+
 std::error_code ring::add_readv(int fd, std::span<const ::iovec> buffers, std::uint64_t offset,
                                 std::uint64_t user_data, sqe_flags flags)
 {
     detail::check_kernel_iovecs(buffers.data(), buffers.size(), "add_readv");
     COIL_CLAIM_SQE(opcode::readv);
-    io_uring_prep_readv(sqe, fd, buffers.data(), static_cast<unsigned>(buffers.size()), offset);
+    io_uring_prep_readv(sqe, fd, buffers.data(), iovec_count(buffers.size()), offset);
     finish(sqe, user_data, flags);
     return success();
 }
@@ -667,7 +678,7 @@ std::error_code ring::add_writev(int fd, std::span<const ::iovec> buffers, std::
 {
     detail::check_kernel_iovecs(buffers.data(), buffers.size(), "add_writev");
     COIL_CLAIM_SQE(opcode::writev);
-    io_uring_prep_writev(sqe, fd, buffers.data(), static_cast<unsigned>(buffers.size()), offset);
+    io_uring_prep_writev(sqe, fd, buffers.data(), iovec_count(buffers.size()), offset);
     finish(sqe, user_data, flags);
     return success();
 }
@@ -1089,6 +1100,8 @@ std::error_code register_sparse(int sparse_ret, Fallback&& fallback)
 template <class Update>
 std::error_code update_entries(std::size_t count, Update&& update) noexcept
 {
+    if (count > std::numeric_limits<unsigned>::max())
+        return std::make_error_code(std::errc::invalid_argument);
     unsigned done = 0;
     while (done < count) {
         const int ret = update(done);
@@ -1105,6 +1118,8 @@ std::error_code update_entries(std::size_t count, Update&& update) noexcept
 
 std::error_code ring::register_buffers(std::span<const ::iovec> buffers) noexcept
 {
+    if (buffers.size() > std::numeric_limits<unsigned>::max())
+        return std::make_error_code(std::errc::invalid_argument);
     std::error_code ec = register_result(io_uring_register_buffers(
         &state_->uring, buffers.data(), static_cast<unsigned>(buffers.size())));
     if (!ec)
@@ -1146,6 +1161,8 @@ std::error_code ring::unregister_buffers() noexcept
 
 std::error_code ring::register_files(std::span<const int> fds) noexcept
 {
+    if (fds.size() > std::numeric_limits<unsigned>::max())
+        return std::make_error_code(std::errc::invalid_argument);
     std::error_code ec = register_result(
         io_uring_register_files(&state_->uring, fds.data(), static_cast<unsigned>(fds.size())));
     if (!ec)

@@ -46,6 +46,11 @@ run_scope::run_scope(executor& ex) : executor_(ex), previous_(current_executor)
     if (ex.running_loop_)
         throw std::logic_error("coil: executor::run() called from inside a task of the same "
                                "executor (a nested run); co_await the task instead");
+    if (current_executor != nullptr && current_executor->running_loop_)
+        throw std::logic_error("coil: executor::run() called from inside a task of another "
+                               "executor on this thread (a nested run would stall that "
+                               "executor's loop until it returned); co_await the task "
+                               "instead, or run the second executor on a thread of its own");
     ex.running_loop_ = true;
     current_executor = &ex;
     {

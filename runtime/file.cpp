@@ -32,6 +32,25 @@ file::~file()
         ::close(fd_);
 }
 
+task<result<void>> file::close()
+{
+    unregister_slot();
+    const int fd = std::exchange(fd_, -1);
+    if (fd < 0)
+        co_return io::errno_code(EBADF);
+    (void)co_await coil::cancel_fd(fd); // 0 found, or a kernel without it: nothing to wait for
+    result<void> closed = co_await coil::close(fd);
+    if (!closed && (closed.error() == std::errc::operation_canceled ||
+                    closed.error() == std::errc::timed_out)) {
+        // The ring never ran the close (the task was stopped, or the executor is shutting
+        // down): the descriptor is still open, and nobody else will close it.
+        if (::close(fd) != 0)
+            co_return io::errno_code(errno);
+        co_return result<void>();
+    }
+    co_return closed;
+}
+
 result<void> file::register_slot()
 {
     executor* ex = executor::current();

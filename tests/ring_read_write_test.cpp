@@ -8,6 +8,7 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -97,6 +98,39 @@ TEST_CASE("ring: a 4096-byte write completes with 4096 and the data is in the fi
     std::vector<std::byte> back(4096);
     REQUIRE(::pread(file.get(), back.data(), back.size(), 0) == 4096);
     CHECK(back == data);
+}
+
+TEST_CASE("ring: a readv or writev of more iovecs than 32 bits count fails with EINVAL, never a "
+          "short transfer of the low 32 bits' worth",
+          "[ring][readv][writev][error]")
+{
+    // 2^32 + 1 entries: truncated to 32 bits the count would be 1, a valid request for the
+    // first iovec's bytes. The array is reserved, not backed: the kernel refuses the count
+    // (above UIO_MAXIOV) before it reads an entry.
+    constexpr std::size_t count = (std::size_t{1} << 32) + 1;
+    void* map = ::mmap(nullptr, count * sizeof(iovec), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED)
+        SKIP("cannot reserve 64 GiB of address space for the iovec array");
+    auto* vec = static_cast<iovec*>(map);
+    std::vector<std::byte> data = filled(8, 0x5a);
+    vec[0] = {data.data(), data.size()};
+
+    temp_dir dir;
+    unique_fd file = dir.create_file("counted");
+    ring ring(4);
+    REQUIRE_FALSE(ring.add_writev(file.get(), std::span<const iovec>(vec, count), 0, 1));
+    auto written = take(ring.wait(1));
+    REQUIRE_FALSE(ring.add_readv(file.get(), std::span<const iovec>(vec, count), 0, 2));
+    auto read = take(ring.wait(1));
+    ::munmap(map, count * sizeof(iovec));
+    REQUIRE(written.size() == 1);
+    CHECK(written[0].result == -EINVAL);
+    REQUIRE(read.size() == 1);
+    CHECK(read[0].result == -EINVAL);
+    struct stat st{};
+    REQUIRE(::fstat(file.get(), &st) == 0);
+    CHECK(st.st_size == 0); // nothing was written
 }
 
 TEST_CASE("ring: writev then readv round-trips three 8 KiB blocks", "[ring][readv][writev]")

@@ -11,6 +11,10 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -23,6 +27,23 @@ coil::task<int> awaits_a_nop()
 {
     auto r = co_await coil::nop();
     co_return r.ok() ? 1 : 0;
+}
+
+// Parameters, not lambda captures: GCC 12 copies an awaitable named through a capture.
+coil::task<std::size_t> read_count(coil::operation<coil::ops::read>& op)
+{
+    auto r = co_await op;
+    co_return r.value_or(0);
+}
+
+coil::task<std::string> read_error_message(coil::operation<coil::ops::read>& op)
+{
+    try {
+        (void)co_await op;
+    } catch (const std::logic_error& e) {
+        co_return e.what();
+    }
+    co_return "";
 }
 
 std::string message_of(const std::exception_ptr& e)
@@ -69,6 +90,50 @@ TEST_CASE("runtime: run() nested inside a task of the same executor throws logic
     };
     CHECK_THAT(ex.run(body()), ContainsSubstring("nested"));
     CHECK(ex.run(awaits_a_nop()) == 1); // and the executor still works
+}
+
+TEST_CASE("runtime: run() of another executor inside a task throws logic_error instead of "
+          "stalling the running one",
+          "[runtime][misuse]")
+{
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::string> {
+        coil::executor inner(coil_test::executor_options());
+        try {
+            (void)inner.run(awaits_a_nop());
+        } catch (const std::logic_error& e) {
+            co_return e.what();
+        }
+        co_return "";
+    };
+    CHECK_THAT(ex.run(body()), ContainsSubstring("another executor"));
+    CHECK(ex.run(awaits_a_nop()) == 1);
+    coil::executor other(coil_test::executor_options()); // outside every task: runs as before
+    CHECK(other.run(awaits_a_nop()) == 1);
+}
+
+TEST_CASE("runtime: one operation awaited by two coroutines at once throws logic_error for the "
+          "second; the first completes",
+          "[runtime][misuse]")
+{
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    coil::executor ex(coil_test::executor_options());
+    std::array<std::byte, 4> buffer{};
+    auto op = coil::read(fds[0], buffer); // destroyed before the executor
+    auto body = [&]() -> coil::task<std::pair<std::size_t, std::string>> {
+        auto reading = ex.spawn(read_count(op));
+        co_await coil::yield(); // the first read is in flight
+        std::string message = co_await read_error_message(op);
+        const bool wrote = ::write(fds[1], "abcd", 4) == 4;
+        std::size_t n = co_await reading;
+        co_return std::pair{wrote ? n : 0, message};
+    };
+    const auto result = ex.run(body());
+    CHECK(result.first == 4);
+    CHECK_THAT(result.second, ContainsSubstring("still pending"));
+    ::close(fds[0]);
+    ::close(fds[1]);
 }
 
 TEST_CASE("runtime: run() on a thread other than the executor's throws logic_error",

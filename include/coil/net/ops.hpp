@@ -13,6 +13,7 @@
 #include <coil/io/result.hpp>
 #include <coil/io/ring.hpp>
 #include <coil/runtime/operation.hpp>
+#include <coil/runtime/ops.hpp>
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -189,21 +190,7 @@ struct shutdown {
     }
 };
 
-/// Cancels every op queued on `fd` (Linux 5.19); yields how many were found. Closing a
-/// descriptor does not cancel the ops pending on it: the kernel holds its own reference.
-struct cancel_fd {
-    int fd;
-    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
-    {
-        return r.add_cancel_fd(fd, ud);
-    }
-    result<std::size_t> complete(const io::completion& c) const noexcept
-    {
-        if (c.result == -ENOENT)
-            return std::size_t{0};
-        return byte_count(c);
-    }
-};
+using coil::ops::cancel_fd; // closing a descriptor does not cancel its ops (runtime/ops.hpp)
 
 } // namespace ops
 
@@ -251,9 +238,6 @@ inline operation<ops::shutdown> shutdown(int fd, int how) noexcept
 {
     return operation<ops::shutdown>({fd, how});
 }
-inline operation<ops::cancel_fd> cancel_fd(int fd) noexcept
-{
-    return operation<ops::cancel_fd>({fd});
-}
+using coil::cancel_fd;
 
 } // namespace coil::net

@@ -49,14 +49,15 @@ public:
     /// Creates (or truncates) `path` for reading and writing.
     static task<result<file>> create(std::string path, unsigned mode = 0644);
 
-    /// Closes the descriptor through the ring (emptying its registered slot first, if any).
-    /// The file no longer owns it afterwards, even if close reports an error (as with
-    /// `close(2)`, the descriptor is gone either way).
-    operation<ops::close> close() noexcept
-    {
-        unregister_slot();
-        return coil::close(std::exchange(fd_, -1));
-    }
+    /// Cancels the ops still pending on the descriptor and waits for them (a read waiting on
+    /// a pipe or eventfd ends with `operation_canceled`: closing alone would not end it, the
+    /// kernel holds its own reference), then closes it through the ring, emptying its
+    /// registered slot first if it has one. The file no longer owns the descriptor afterwards,
+    /// even if close reports an error (as with `close(2)`, it is gone either way); a close a
+    /// stop request or shutdown kept from the ring is made with `close(2)`, so none is leaked.
+    /// `bad_file_descriptor` if the file is not open. Cancelling needs Linux 5.19; before,
+    /// the pending ops are left to complete on their own.
+    task<result<void>> close();
 
     // --- a registered file slot (a direct descriptor) --------------------------------------
 

@@ -91,7 +91,8 @@ constexpr bool yields_descriptor() noexcept
 /// - `with_timeout(d)` gives the op a deadline `d` from the `co_await`: if it has not
 ///   completed by then (whether still waiting to reach the kernel or in flight) it is
 ///   cancelled and ends with `std::errc::timed_out`, unless it completed first.
-/// - Awaiting outside an executor throws `std::logic_error` (a misuse, not an I/O error).
+/// - Awaiting outside an executor, or awaiting an operation whose previous `co_await` has not
+///   finished (from a second coroutine), throws `std::logic_error` (a misuse, not an I/O error).
 template <ring_op Op>
 class [[nodiscard]] operation : private detail::op_base {
 public:
@@ -132,6 +133,9 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
+        if (state != detail::op_state::idle) [[unlikely]]
+            throw std::logic_error("coil: an operation awaited while its previous co_await is "
+                                   "still pending (one awaiter at a time)");
         executor* ex = detail::executor_of(h);
         if (ex == nullptr) [[unlikely]]
             detail::throw_no_executor();

@@ -21,6 +21,7 @@
 #include <coil/runtime/operation.hpp>
 
 #include <fcntl.h>
+#include <poll.h>     // POLLIN, POLLOUT for coil::poll
 #include <stdio.h>    // renameat2
 #include <sys/stat.h> // mkdirat
 #include <unistd.h>   // unlinkat, symlinkat, linkat
@@ -208,6 +209,26 @@ struct close {
         return r.add_close(fd, ud);
     }
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+    int fallback() const noexcept { return ::close(fd) == 0 ? 0 : -errno; } // before Linux 5.6
+};
+
+/// Cancels every op queued on `fd` (`IORING_ASYNC_CANCEL_FD`, Linux 5.19); yields how many
+/// were found. Closing a descriptor does not cancel the ops pending on it: the kernel holds
+/// its own reference to the open file.
+struct cancel_fd {
+    int fd;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_cancel_fd(fd, ud);
+    }
+    result<std::size_t> complete(const io::completion& c) const noexcept
+    {
+        if (c.result == -ENOENT)
+            return std::size_t{0};
+        if (c.result < 0)
+            return io::error_from_result(c.result);
+        return static_cast<std::size_t>(c.result);
+    }
 };
 
 struct statx {
@@ -401,8 +422,18 @@ inline operation<ops::openat> openat(int dirfd, const char* path, int flags,
     return operation<ops::openat>({dirfd, path, flags, mode});
 }
 
-/// `close(2)`.
+/// `close(2)` through the ring (the system call itself before Linux 5.6). Ops still pending on
+/// `fd` are not cancelled by it (see `cancel_fd`, and `file::close()`, which does both). A
+/// close that a stop request, a deadline or shutdown ended before the kernel ran it yields
+/// `operation_canceled` / `timed_out` and leaves `fd` open: the caller still owns it.
 inline operation<ops::close> close(int fd) noexcept { return operation<ops::close>({fd}); }
+
+/// Cancels every op pending on `fd` and waits for their completions; yields how many there
+/// were (0 when none). Linux 5.19 (`invalid_argument` before).
+inline operation<ops::cancel_fd> cancel_fd(int fd) noexcept
+{
+    return operation<ops::cancel_fd>({fd});
+}
 
 /// `statx(2)` into `*out`. `path` and `out` must stay valid until completion.
 inline operation<ops::statx> statx(int dirfd, const char* path, int flags, unsigned mask,

@@ -70,6 +70,9 @@ inline void check_kernel_iovecs(const ::iovec* iov, std::size_t count, const cha
 #if COIL_ASAN
     if (iov == nullptr)
         return;
+    // The kernel reads no more than UIO_MAXIOV (1024) entries: it refuses a longer array.
+    constexpr std::size_t kernel_max = 1024;
+    count = count < kernel_max ? count : kernel_max;
     check_kernel_memory(iov, count * sizeof(::iovec), what);
     for (std::size_t i = 0; i < count; ++i)
         check_kernel_memory(iov[i].iov_base, iov[i].iov_len, what);
