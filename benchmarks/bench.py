@@ -430,13 +430,26 @@ def cmd_list(args):
     return 0
 
 
-def cmd_run(args):
-    chosen = workloads(args.build_dir)
-    if args.only:
-        chosen = [w for w in chosen if w[0] == args.only or w[1] == args.only]
+def chosen_workloads(build_dir, only):
+    """The workloads --only selects (all without it); None, after saying so, if none."""
+    chosen = workloads(build_dir)
+    if only:
+        chosen = [w for w in chosen if w[0] == only or w[1] == only]
         if not chosen:
-            print(f"bench: no workload called '{args.only}' (see --list)", file=sys.stderr)
-            return 2
+            print(f"bench: no workload called '{only}' (see --list)", file=sys.stderr)
+            return None
+    return chosen
+
+
+def cmd_check(args):
+    """Checks --only before ./dev bench installs and builds anything."""
+    return 0 if chosen_workloads(args.build_dir, args.only) is not None else 2
+
+
+def cmd_run(args):
+    chosen = chosen_workloads(args.build_dir, args.only)
+    if chosen is None:
+        return 2
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     os.makedirs(args.results_dir, exist_ok=True)
     work_dir = os.path.join(args.build_dir, "bench-work", stamp)
@@ -618,13 +631,31 @@ def cmd_markdown(args):
 def cmd_compare(args):
     docs = []
     for path in (args.a, args.b):
-        with open(path) as f:
-            doc = json.load(f)
+        try:
+            with open(path) as f:
+                doc = json.load(f)
+        except OSError as e:
+            print(f"bench: cannot read {path}: {e.strerror}", file=sys.stderr)
+            return 2
+        except ValueError as e:
+            print(f"bench: {path} is not a JSON result file: {e}", file=sys.stderr)
+            return 2
+        if not isinstance(doc, dict):
+            print(f"bench: {path} is not a JSON result file", file=sys.stderr)
+            return 2
         if doc.get("kind") != "coil-bench-run":
             # One program's JSON: treat it as a run of one workload.
             doc = {"workloads": [{"name": doc.get("program", "?"), "result": to_common_schema(doc)}]}
         docs.append(doc)
     print(f"A = {args.a}\nB = {args.b}")
+    units = [{(w.get("name"), (w.get("result") or {}).get("unit")) for w in d.get("workloads", [])}
+             for d in docs]
+    unit_of_b = dict(units[1])
+    for name, unit in sorted(units[0], key=str):
+        other = unit_of_b.get(name)
+        if unit and other and unit != other:
+            print(f"WARNING: {name}: A is in {unit}, B in {other} (--clock differs): their "
+                  f"figures do not compare; the ratios within each run still do")
     print("change = B median / A median - 1; noise band = the change's range given each run's "
           "min..max; 'within noise' when the ranges overlap.")
     for line in compare_docs(*docs):
@@ -647,10 +678,14 @@ def main(argv):
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
+    k = sub.add_parser("check", help="exit 2 if --only names no workload")
+    k.add_argument("--build-dir", default="")
+    k.add_argument("--only")
+    k.add_argument("--quick", action="store_true")
     md = sub.add_parser("markdown", help="a merged run as Markdown tables")
     md.add_argument("run")
     args = p.parse_args(argv)
-    return {"run": cmd_run, "list": cmd_list, "compare": cmd_compare,
+    return {"run": cmd_run, "list": cmd_list, "compare": cmd_compare, "check": cmd_check,
             "markdown": cmd_markdown}[args.command](args)
 
 

@@ -190,12 +190,12 @@ void note_targets(bench::harness& h, const std::string& row, const bench::row_re
     const bench::system_result* theirs = result.find(raw);
     if (ours != nullptr && ours->ratio)
         h.note(fmt::format("target: {}: {} / pread x1 >= 1.10: {:.3f} ({})", row, system,
-                           *ours->ratio, *ours->ratio >= 1.10 ? "met" : "NOT met"));
+                           *ours->ratio, *ours->ratio >= 1.10 ? "MET" : "MISSED"));
     if (ours == nullptr || theirs == nullptr || !ours->ratio || !theirs->ratio)
         return;
     if (std::optional<double> median = paired_median(*ours, *theirs))
         h.note(fmt::format("target: {}: {} / {} >= 0.97: {:.3f} ({})", row, system, raw,
-                           *median, *median >= 0.97 ? "met" : "NOT met"));
+                           *median, *median >= 0.97 ? "MET" : "MISSED"));
 }
 
 void measure_rows(context& c, const row_files& files, const std::string& size_name)

@@ -355,18 +355,21 @@ class http_benchmark {
 public:
     explicit http_benchmark(bench::harness& h) : h_(h)
     {
-        sizes_ = bench::number_list(h.option("sizes"), "sizes");
-        for (unsigned long c : bench::number_list(h.option("connections"), "connections"))
+        sizes_ = bench::number_list(h.option("sizes"), "sizes", 1UL << 30);
+        for (unsigned long c : bench::number_list(h.option("connections"), "connections", 10000))
             connection_counts_.push_back(static_cast<unsigned>(c));
-        server_cpu_ = std::stoi(h.option("server-cpu"));
-        client_cpu_ = std::stoi(h.option("client-cpu"));
         const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
-        if (server_cpu_ >= cpus || client_cpu_ >= cpus)
-            fail(fmt::format("--server-cpu {} / --client-cpu {}: this machine has {} CPUs "
-                             "(-1: do not pin)", server_cpu_, client_cpu_, cpus));
-        const std::string wanted = "," + h.option("servers") + ",";
-        for (server_spec& s : known_servers())
-            if (wanted.find("," + s.name + ",") != std::string::npos)
+        server_cpu_ = static_cast<int>(
+            bench::integer_option(h.option("server-cpu"), "server-cpu", -1, cpus - 1));
+        client_cpu_ = static_cast<int>(
+            bench::integer_option(h.option("client-cpu"), "client-cpu", -1, cpus - 1));
+        std::vector<server_spec> known = known_servers();
+        std::vector<std::string> names;
+        for (const server_spec& s : known)
+            names.push_back(s.name);
+        const std::vector<std::string> wanted = bench::name_list(h.option("servers"), "servers", names);
+        for (server_spec& s : known)
+            if (std::find(wanted.begin(), wanted.end(), s.name) != wanted.end())
                 servers_.push_back(std::move(s));
         if (servers_.empty())
             fail("--servers names none of coil, coil-read, coil-splice, nginx");
@@ -555,7 +558,7 @@ private:
             fmt::print("  {} x {}: coil/nginx requests/s {:.3f}, p99 {:.0f} us vs {:.0f} us, "
                        "requests per server CPU second {:.3f}: target {}\n",
                        size_text(r.size), r.connections, ratio, cp, np,
-                       bench::median(r.cpu_vs_nginx.at("coil")), met ? "met" : "MISSED");
+                       bench::median(r.cpu_vs_nginx.at("coil")), met ? "MET" : "MISSED");
         }
         fmt::print("load average at the end: {}\n", bench::load_average());
     }

@@ -293,10 +293,7 @@ int main(int argc, char** argv)
                 read_row, [&](bench::run_clock& c) { return coil_reads(ring, s, c); },
                 [&](bench::run_clock& c) { return raw_reads(raw, s, c); });
         }
-
-        for (const bench::comparison& row : h.rows())
-            if (row.name == "nop batch 32" && row.ratio)
-                h.note(fmt::format("target: nop batch 32 ratio >= 0.95: {:.3f} ({})", *row.ratio,
-                                   *row.ratio >= 0.95 ? "met" : "NOT met"));
+        // The NOP rows are reported without a target (docs/benchmarks.md): they show the
+        // ring core's own per-op cost almost bare, not what a workload feels.
     });
 }

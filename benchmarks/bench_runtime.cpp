@@ -190,7 +190,7 @@ int main(int argc, char** argv)
                 continue;
             if (row.name.rfind("read 4k random", 0) == 0)
                 h.note(fmt::format("target: {} >= 0.95: {:.3f} ({})", row.name, *row.ratio,
-                                   *row.ratio >= 0.95 ? "met" : "NOT met"));
+                                   *row.ratio >= 0.95 ? "MET" : "MISSED"));
         }
     });
 }

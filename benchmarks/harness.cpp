@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -280,6 +281,10 @@ options parse_command_line(int argc, char** argv, program& prog)
             runs = static_cast<int>(n);
         } else if (arg == "--json") {
             opts.json_path = take_value();
+            // Refused now rather than after a run of minutes whose results it could not hold.
+            std::error_code ec;
+            if (opts.json_path.empty() || std::filesystem::is_directory(opts.json_path, ec))
+                usage_error(prog, "--json wants a file to write, not '" + opts.json_path + "'");
         } else if (arg == "--quick") {
             opts.quick = true;
         } else if (arg == "--filter") {
@@ -462,6 +467,8 @@ bool harness::compare_systems(const std::string& row, const std::vector<system>&
         const system& s = systems[i];
         if (s.skipped.empty() && !s.run && !s.self_timed)
             throw std::logic_error("coil::bench: system '" + s.name + "' has no measurement");
+        if (std::find(system_names_.begin(), system_names_.end(), s.name) == system_names_.end())
+            system_names_.push_back(s.name);
         runs[i] = s.skipped.empty() &&
                   (opts_.side == "both" || opts_.side == s.name ||
                    (opts_.side == "baseline" && s.name == reference));
@@ -602,6 +609,15 @@ int harness::finish()
         fmt::print("{} ({}): {:.4g} {}\n", m.name, m.system, m.value, m.unit);
     for (const std::string& n : notes_)
         fmt::print("{}\n", n);
+    if (opts_.side != "both" && opts_.side != "baseline" && !system_names_.empty() &&
+        std::find(system_names_.begin(), system_names_.end(), opts_.side) == system_names_.end()) {
+        std::string known;
+        for (const std::string& n : system_names_)
+            known += (known.empty() ? "'" : ", '") + n + "'";
+        fmt::print(stderr, "{}: --side '{}' names no system of the rows that ran (they have: {}; "
+                           "or baseline, both)\n", program_.name, opts_.side, known);
+        return 2;
+    }
     if (results_.empty() && metrics_.empty()) {
         fmt::print(stderr, "{}: no benchmark matched --filter '{}'\n", program_.name,
                    opts_.filter);

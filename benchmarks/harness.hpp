@@ -288,6 +288,7 @@ private:
     std::vector<row_result> results_;
     std::vector<metric> metrics_;
     std::vector<std::string> notes_;
+    std::vector<std::string> system_names_; // every system a row offered, for --side's check
     std::string load_at_start_;
 };
 

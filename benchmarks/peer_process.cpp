@@ -213,10 +213,32 @@ int run_server_benchmark(program& prog, const options& opts,
             if (o.name == "server-cpu" || o.name == "client-cpu")
                 o.value = "-1";
     }
+    // The common options that select systems and the clock, as a server benchmark reads them:
+    // --side NAME is --servers NAME; requests/s is always per wall-clock second (each server's
+    // CPU per request is reported beside it).
+    if (opts.clock != "wall") {
+        fmt::print(stderr, "{}: --clock cpu does not apply here: requests/s is per wall-clock "
+                           "second, and each server's CPU time per request is reported beside "
+                           "it\n(try --help)\n", prog.name);
+        return 2;
+    }
+    if (opts.side == "baseline") {
+        fmt::print(stderr, "{}: --side baseline does not apply here: name the servers with "
+                           "--servers\n(try --help)\n", prog.name);
+        return 2;
+    }
+    if (opts.side != "both")
+        for (extra_option& o : prog.extra_options)
+            if (o.name == "servers")
+                o.value = opts.side;
     harness h(prog, opts);
     try {
         h.print_environment();
         return body(h);
+    } catch (const usage_failure& e) {
+        std::fflush(stdout);
+        fmt::print(stderr, "{}: {}\n(try --help)\n", prog.name, e.what());
+        return 2;
     } catch (const benchmark_failure& e) {
         std::fflush(stdout);
         fmt::print(stderr, "\nbenchmark FAILED: {}\n", e.what());
@@ -329,7 +351,8 @@ std::string compact(double v)
     return fmt::format("{:.3g}", v);
 }
 
-std::vector<unsigned long> number_list(const std::string& text, const char* what)
+std::vector<unsigned long> number_list(const std::string& text, const char* what,
+                                       unsigned long max)
 {
     std::vector<unsigned long> out;
     std::size_t at = 0;
@@ -337,10 +360,43 @@ std::vector<unsigned long> number_list(const std::string& text, const char* what
         const std::size_t comma = std::min(text.find(',', at), text.size());
         unsigned long v = 0;
         auto [ptr, ec] = std::from_chars(text.data() + at, text.data() + comma, v);
-        if (ec != std::errc{} || ptr != text.data() + comma || v == 0)
-            fail(fmt::format("--{} takes positive numbers separated by commas, not '{}'", what,
-                             text));
+        if (ec != std::errc{} || ptr != text.data() + comma || v == 0 || v > max)
+            throw usage_failure(fmt::format("--{} takes numbers in 1..{} separated by commas, "
+                                            "not '{}'", what, max, text));
         out.push_back(v);
+        at = comma + 1;
+    }
+    return out;
+}
+
+long integer_option(const std::string& text, const char* what, long min, long max)
+{
+    long v = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || v < min ||
+        v > max)
+        throw usage_failure(
+            fmt::format("--{} takes an integer in {}..{}, not '{}'", what, min, max, text));
+    return v;
+}
+
+std::vector<std::string> name_list(const std::string& text, const char* what,
+                                   const std::vector<std::string>& known)
+{
+    std::vector<std::string> out;
+    std::size_t at = 0;
+    while (at <= text.size()) {
+        const std::size_t comma = std::min(text.find(',', at), text.size());
+        std::string name = text.substr(at, comma - at);
+        if (std::find(known.begin(), known.end(), name) == known.end()) {
+            std::string all;
+            for (const std::string& k : known)
+                all += (all.empty() ? "" : ", ") + k;
+            throw usage_failure(fmt::format("--{}: no server called '{}' (known: {})", what,
+                                            name, all));
+        }
+        if (std::find(out.begin(), out.end(), name) == out.end())
+            out.push_back(std::move(name));
         at = comma + 1;
     }
     return out;

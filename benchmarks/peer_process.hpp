@@ -6,6 +6,8 @@
 /// handful of runs.
 #pragma once
 
+#include "harness.hpp"
+
 #include <sys/types.h>
 #include <sys/resource.h>
 
@@ -114,7 +116,22 @@ std::string json_environment();
 /// 1234567 as "1.23M", 45600 as "45.6k": for ranges in narrow table columns.
 std::string compact(double v);
 
-/// "64,4096" as {64, 4096}; fails (naming option `what`) on anything but positive numbers.
-std::vector<unsigned long> number_list(const std::string& text, const char* what);
+/// A command-line value the program cannot use: reported as a usage error (exit status 2).
+class usage_failure : public benchmark_failure {
+public:
+    using benchmark_failure::benchmark_failure;
+};
+
+/// "64,4096" as {64, 4096}; a usage failure (naming option `what`) on anything but numbers
+/// in 1..`max`.
+std::vector<unsigned long> number_list(const std::string& text, const char* what,
+                                       unsigned long max);
+
+/// The integer `text` of option `what`, in `min`..`max`; a usage failure otherwise.
+long integer_option(const std::string& text, const char* what, long min, long max);
+
+/// "coil,nginx" as its names, each one of `known`; a usage failure naming them otherwise.
+std::vector<std::string> name_list(const std::string& text, const char* what,
+                                   const std::vector<std::string>& known);
 
 } // namespace coil::bench

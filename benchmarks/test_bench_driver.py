@@ -157,6 +157,84 @@ class list_test(unittest.TestCase):
         self.assertIn("(not built)", lines[1])   # bench_runtime is not
 
 
+class input_errors_test(unittest.TestCase):
+    """Mistakes on the command line are named, with exit status 2, before any work."""
+
+    def call(self, argv):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            status = bench.main(argv)
+        return status, err.getvalue()
+
+    def test_only_naming_no_workload_is_refused_by_check(self):
+        status, err = self.call(["check", "--only", "nosuch"])
+        self.assertEqual(status, 2)
+        self.assertIn("no workload called 'nosuch'", err)
+        self.assertEqual(self.call(["check", "--quick", "--only", "echo"])[0], 0)
+        self.assertEqual(self.call(["check"])[0], 0)
+
+    def test_compare_of_a_missing_or_malformed_file_is_an_error_not_a_traceback(self):
+        with tempfile.TemporaryDirectory() as d:
+            bad = os.path.join(d, "bad.json")
+            with open(bad, "w") as f:
+                f.write("{")
+            status, err = self.call(["compare", os.path.join(d, "missing.json"), bad])
+            self.assertEqual(status, 2)
+            self.assertIn("cannot read", err)
+            good = os.path.join(d, "good.json")
+            with open(good, "w") as f:
+                json.dump(run_doc([]), f)
+            status, err = self.call(["compare", good, bad])
+            self.assertEqual(status, 2)
+            self.assertIn("not a JSON result file", err)
+
+    def test_compare_warns_when_the_runs_used_different_clocks(self):
+        a, b = run_doc([]), run_doc([])
+        a["workloads"][0]["result"]["unit"] = "ops/s"
+        b["workloads"][0]["result"]["unit"] = "ops per CPU second"
+        with tempfile.TemporaryDirectory() as d:
+            paths = [os.path.join(d, n) for n in ("a.json", "b.json")]
+            for path, doc in zip(paths, (a, b)):
+                with open(path, "w") as f:
+                    json.dump(doc, f)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                self.assertEqual(bench.main(["compare"] + paths), 0)
+        self.assertIn("WARNING: storage: A is in ops/s, B in ops per CPU second", out.getvalue())
+
+
+@unittest.skipUnless(os.environ.get("COIL_BENCH_BUILD_DIR"),
+                     "COIL_BENCH_BUILD_DIR (a build tree with the benchmarks) not set")
+class program_options_test(unittest.TestCase):
+    """The programs refuse options they cannot honour, with exit status 2 and the reason,
+    before measuring anything."""
+
+    def refused(self, program, args, expected):
+        import subprocess
+        path = os.path.join(os.environ["COIL_BENCH_BUILD_DIR"], "benchmarks", program)
+        if not os.path.exists(path):
+            self.skipTest(f"{program} is not built")
+        p = subprocess.run([path] + args, capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn(expected, p.stderr)
+        self.assertNotIn("req/s", p.stdout)  # nothing was measured
+
+    def test_server_benchmarks(self):
+        self.refused("bench_echo", ["--quick", "--servers", "coil,bogus"], "no server called 'bogus'")
+        self.refused("bench_echo", ["--quick", "--clock", "cpu"], "--clock cpu does not apply")
+        self.refused("bench_echo", ["--quick", "--side", "baseline"], "--side baseline")
+        self.refused("bench_echo", ["--quick", "--idle-connections", "-1"], "0..1000000")
+        self.refused("bench_echo", ["--quick", "--server-cpu", "abc"], "not 'abc'")
+        self.refused("bench_echo", ["--quick", "--sizes", "99999999999"], "--sizes")
+        self.refused("bench_http", ["--quick", "--servers", "coil,ngnix"], "no server called 'ngnix'")
+
+    def test_harness_programs(self):
+        self.refused("bench_ring", ["--quick", "--filter", "^nop batch 1$", "--side", "nosuch"],
+                     "--side 'nosuch' names no system")
+        with tempfile.TemporaryDirectory() as d:
+            self.refused("bench_ring", ["--quick", "--json", d], "--json wants a file")
+
+
 @unittest.skipUnless(os.environ.get("COIL_BENCH_BUILD_DIR"),
                      "COIL_BENCH_BUILD_DIR (a build tree with bench_switch) not set")
 class run_test(unittest.TestCase):
