@@ -1035,10 +1035,12 @@ private:
                 return fmt::format("{:.3f} -> {} (target >= {:.2f})", m,
                                    m >= target ? "MET" : "MISSED", target);
             };
-            fmt::print("target, {} B x {} connections: coil / max(epoll, asio) {}; coil / raw "
-                       "liburing {}\n", r.size, r.connections,
-                       verdict(r.vs_readiness, target_vs_readiness),
-                       verdict(r.vs_raw, target_vs_raw));
+            verdicts_.push_back(fmt::format(
+                "target, {} B x {} connections: coil / max(epoll, asio) {}; coil / raw liburing "
+                "{}{}", r.size, r.connections, verdict(r.vs_readiness, target_vs_readiness),
+                verdict(r.vs_raw, target_vs_raw),
+                h_.opts().quick ? " (--quick: a smoke test, not a measurement)" : ""));
+            fmt::print("{}\n", verdicts_.back());
             if (!r.cpu_vs_readiness.empty() || !r.cpu_vs_raw.empty()) {
                 auto ratio = [](const std::vector<double>& v) {
                     return v.empty() ? std::string("not measured") : fmt::format("{:.3f}", median(v));
@@ -1131,8 +1133,10 @@ private:
                      << "}";
         }
         json << "\n  ],\n  \"notes\": [";
-        for (std::size_t i = 0; i < notes_.size(); ++i)
-            json << (i == 0 ? "" : ", ") << bench::json_string(notes_[i]);
+        std::vector<std::string> notes = verdicts_; // the targets' verdicts, then the notes
+        notes.insert(notes.end(), notes_.begin(), notes_.end());
+        for (std::size_t i = 0; i < notes.size(); ++i)
+            json << (i == 0 ? "" : ", ") << bench::json_string(notes[i]);
         json << "]\n}\n";
         std::ofstream out(path, std::ios::trunc);
         out << json.str();
@@ -1146,6 +1150,7 @@ private:
     }
 
     bench::harness& h_;
+    std::vector<std::string> verdicts_; // the target lines summary() printed, for the JSON
     std::vector<std::size_t> sizes_;
     std::vector<unsigned> connection_counts_;
     unsigned idle_ = 0;

@@ -437,6 +437,8 @@ private:
 
     void measure_row(std::size_t size, unsigned connections)
     {
+        // Progress rewrites one line with \r: only on a terminal, never into a log file.
+        const bool progress_on_terminal = ::isatty(STDERR_FILENO) != 0;
         row r;
         r.size = size;
         r.connections = connections;
@@ -474,7 +476,7 @@ private:
                     fail(fmt::format("{}: no request completed in a run", servers_[i].name));
                 round[servers_[i].name] = x;
                 r.servers[servers_[i].name].runs.push_back(x);
-                if (h_.opts().runs > 1) {
+                if (h_.opts().runs > 1 && progress_on_terminal) {
                     fmt::print(stderr, "\r  {} x {}: run {}/{} {:<12}", size_text(size),
                                connections, run + 1, h_.opts().runs, servers_[i].name);
                 }
@@ -491,7 +493,7 @@ private:
                 }
             }
         }
-        if (h_.opts().runs > 1)
+        if (h_.opts().runs > 1 && progress_on_terminal)
             fmt::print(stderr, "\r{:60}\r", "");
         for (std::size_t i : live) {
             const int status = procs[i]->stop();
@@ -555,10 +557,12 @@ private:
             const double cp = bench::median(coil_p99);
             const double np = bench::median(nginx_p99);
             const bool met = ratio >= target_vs_nginx && cp <= np;
-            fmt::print("  {} x {}: coil/nginx requests/s {:.3f}, p99 {:.0f} us vs {:.0f} us, "
-                       "requests per server CPU second {:.3f}: target {}\n",
-                       size_text(r.size), r.connections, ratio, cp, np,
-                       bench::median(r.cpu_vs_nginx.at("coil")), met ? "MET" : "MISSED");
+            verdicts_.push_back(fmt::format(
+                "{} x {}: coil/nginx requests/s {:.3f}, p99 {:.0f} us vs {:.0f} us, requests "
+                "per server CPU second {:.3f}: target {}{}", size_text(r.size), r.connections,
+                ratio, cp, np, bench::median(r.cpu_vs_nginx.at("coil")), met ? "MET" : "MISSED",
+                h_.opts().quick ? " (--quick: a smoke test, not a measurement)" : ""));
+            fmt::print("  {}\n", verdicts_.back());
         }
         fmt::print("load average at the end: {}\n", bench::load_average());
     }
@@ -622,7 +626,10 @@ private:
             }
             json << "]}";
         }
-        json << "\n  ],\n  \"metrics\": [],\n  \"notes\": []\n}\n";
+        json << "\n  ],\n  \"metrics\": [],\n  \"notes\": [";
+        for (std::size_t i = 0; i < verdicts_.size(); ++i)
+            json << (i == 0 ? "" : ", ") << bench::json_string(verdicts_[i]);
+        json << "]\n}\n";
         std::ofstream out(path);
         out << json.str();
         if (!out) {
@@ -633,6 +640,7 @@ private:
     }
 
     bench::harness& h_;
+    std::vector<std::string> verdicts_; // the target lines summary() printed, for the JSON
     std::vector<unsigned long> sizes_;
     std::vector<unsigned> connection_counts_;
     int server_cpu_ = 0;
