@@ -103,14 +103,14 @@ static_assert(offsetof(completion, user_data) == offsetof(io_uring_cqe, user_dat
 static_assert(offsetof(completion, result) == offsetof(io_uring_cqe, res));
 static_assert(offsetof(completion, flags) == offsetof(io_uring_cqe, flags));
 
-namespace {
-
 // Which thread this is, as a number no other thread of the process has had or will have.
 // std::thread::id and gettid() will not do: glibc hands a new thread the id of one that has
 // exited (a ring handed over with a thread start and join would see its creator's id), and
 // the kernel reuses thread ids. In a child after fork() the forking thread takes a new one,
 // as its io_uring context is not inherited. Used for the registered ring fd, which is valid in
 // the registering thread's io_uring context only (see ring::enter_).
+namespace {
+
 std::atomic<std::uint64_t> next_thread_serial{1};
 thread_local std::uint64_t thread_serial = 0;
 
@@ -119,7 +119,9 @@ void renew_thread_serial() noexcept
     thread_serial = next_thread_serial.fetch_add(1, std::memory_order_relaxed);
 }
 
-std::uint64_t this_thread_serial() noexcept
+} // namespace
+
+std::uint64_t detail::this_thread_serial() noexcept
 {
     if (thread_serial == 0) [[unlikely]] {
         static const bool renewed_after_fork =
@@ -129,6 +131,10 @@ std::uint64_t this_thread_serial() noexcept
     }
     return thread_serial;
 }
+
+namespace {
+
+using detail::this_thread_serial;
 
 // The kernel's limits for io_uring_setup without IORING_SETUP_CLAMP.
 constexpr unsigned max_sq_entries = 32768;
@@ -425,10 +431,7 @@ ring::ring(unsigned entries, const ring_options& options)
     unsigned requested = flags;
     for (unsigned step : optional_steps)
         requested |= step;
-    if (options.strict)
-        flags = requested & ~static_cast<unsigned>(IORING_SETUP_SUBMIT_ALL);
-
-    unsigned wanted = options.strict ? flags : requested;
+    unsigned wanted = requested;
     std::size_t dropped = 0;
     for (;;) {
         io_uring_params attempt = params;
@@ -437,6 +440,12 @@ ring::ring(unsigned entries, const ring_options& options)
         if (ret == 0) {
             params = attempt;
             break;
+        }
+        if (ret == -EINVAL && options.strict && (wanted & IORING_SETUP_SUBMIT_ALL)) {
+            // Strict refuses a flag the caller asked for; SUBMIT_ALL is coil's own choice.
+            wanted &= ~static_cast<unsigned>(IORING_SETUP_SUBMIT_ALL);
+            dropped = 1;
+            continue;
         }
         if (ret == -EINVAL && !options.strict && dropped < std::size(optional_steps)) {
             // Drop the next optional flag (TASKRUN_FLAG goes together with whatever is left of

@@ -46,7 +46,8 @@ run_scope::run_scope(executor& ex) : executor_(ex), previous_(current_executor)
     if (ex.running_loop_)
         throw std::logic_error("coil: executor::run() called from inside a task of the same "
                                "executor (a nested run); co_await the task instead");
-    if (current_executor != nullptr && current_executor->running_loop_)
+    if (current_executor != nullptr && current_executor->running_loop_ &&
+        current_executor->pid_ == ::getpid()) // not a loop a forked child inherited
         throw std::logic_error("coil: executor::run() called from inside a task of another "
                                "executor on this thread (a nested run would stall that "
                                "executor's loop until it returned); co_await the task "
@@ -126,6 +127,15 @@ void spawned_promise_base::abandon() noexcept
     self_.destroy();
 }
 
+void spawned_promise_base::check_awaited_here() const
+{
+    if (owner_ != nullptr && owner_ != current_executor)
+        throw std::logic_error("coil: a join_handle is awaited in a coroutine that its task's "
+                               "executor does not run (a task of another executor, or none): "
+                               "await a task on the executor that runs it, and hand results "
+                               "between executors with post()");
+}
+
 void spawned_promise_base::check_not_joined() const
 {
     if (observed_)
@@ -137,8 +147,24 @@ void spawned_promise_base::check_not_joined() const
 
 executor* executor::current() noexcept { return current_executor; }
 
+namespace {
+
+// The ring options an executor asks for: the caller's, with a CQ never smaller than the SQ
+// (the kernel refuses that): a CQ below the SQ's size becomes twice the SQ, the kernel's own
+// default ratio. So a large `entries` works with the default `cq_entries`.
+io::ring_options ring_options_for(const executor_options& options)
+{
+    io::ring_options ring = options.ring;
+    if (ring.cq_entries != 0 && ring.cq_entries < options.entries)
+        ring.cq_entries = 2 * options.entries;
+    return ring;
+}
+
+} // namespace
+
 executor::executor(const executor_options& options)
-    : thread_(std::this_thread::get_id()), pid_(::getpid()), ring_(options.entries, options.ring),
+    : thread_(io::detail::this_thread_serial()), thread_id_(std::this_thread::get_id()),
+      pid_(::getpid()), ring_(options.entries, ring_options_for(options)),
       file_slots_(options.file_slots), buffer_slots_(options.buffer_slots),
       busy_poll_(options.busy_poll)
 {
@@ -205,8 +231,16 @@ executor::~executor()
                      files_taken_, buffers_taken_);
         std::terminate();
     }
-    // Nothing is in flight now: the wake-up read completed and was reaped.
-    ::close(wake_fd_);
+    // Nothing is in flight now: the wake-up read completed and was reaped. A post() or stop()
+    // still running on another thread writes the eventfd under the mutex: taking it here
+    // waits for that write, so it can never land in a descriptor that reused the number.
+    std::lock_guard lock(remote_mutex_);
+    ::close(std::exchange(wake_fd_, -1));
+}
+
+bool executor::on_forked_copy_of_thread() const noexcept
+{
+    return ::getpid() != pid_ && std::this_thread::get_id() == thread_id_;
 }
 
 void executor::schedule(detail::resumption& r) noexcept

@@ -12,8 +12,10 @@
 // The only signal is the eventfd `wake_fd_`. The executor keeps one read of it in flight in its
 // ring at (almost) all times: armed before every `io_uring_enter` that may block, re-armed at
 // the first loop turn after it completes. A producer, holding the mutex, adds its work and sets
-// `wake_owed_` if it was clear; if it was the one to set it, it writes the eventfd after
-// unlocking. The executor, when the read completes (`remote_signalled_`), takes the mutex, moves
+// `wake_owed_` if it was clear; if it was the one to set it, it writes the eventfd, still
+// holding the mutex (so that ~executor, which closes the eventfd under the mutex, cannot close
+// it between the two: the executor may take the work without that write, finish and be
+// destroyed while the producer is still on its way to the write). The executor, when the read completes (`remote_signalled_`), takes the mutex, moves
 // every piece of work out and clears `wake_owed_` in the same critical section, then runs the
 // work without the lock.
 //
@@ -63,13 +65,9 @@ void executor::arm_wakeup() noexcept
 
 void executor::post(std::function<void()> fn)
 {
-    bool must_wake;
-    {
-        std::lock_guard lock(remote_mutex_);
-        posted_.push_back(std::move(fn));
-        must_wake = !std::exchange(wake_owed_, true);
-    }
-    if (must_wake)
+    std::lock_guard lock(remote_mutex_);
+    posted_.push_back(std::move(fn));
+    if (!std::exchange(wake_owed_, true))
         wake();
 }
 
@@ -80,31 +78,23 @@ void executor::stop() noexcept
             stop_now_ = true;
         return;
     }
-    bool must_wake = false;
-    {
-        std::lock_guard lock(remote_mutex_);
-        if (accepting_remote_stop_) {
-            remote_stop_ = true;
-            must_wake = !std::exchange(wake_owed_, true);
-        }
+    std::lock_guard lock(remote_mutex_);
+    if (accepting_remote_stop_) {
+        remote_stop_ = true;
+        if (!std::exchange(wake_owed_, true))
+            wake();
     }
-    if (must_wake)
-        wake();
 }
 
 void executor::queue_remote_stop(detail::stop_scope& scope) noexcept
 {
-    bool must_wake;
-    {
-        std::lock_guard lock(remote_mutex_);
-        if (scope.remote_queued_)
-            return;
-        scope.remote_queued_ = true;
-        scope.remote_next_ = remote_stops_;
-        remote_stops_ = &scope;
-        must_wake = !std::exchange(wake_owed_, true);
-    }
-    if (must_wake)
+    std::lock_guard lock(remote_mutex_);
+    if (scope.remote_queued_)
+        return;
+    scope.remote_queued_ = true;
+    scope.remote_next_ = remote_stops_;
+    remote_stops_ = &scope;
+    if (!std::exchange(wake_owed_, true))
         wake();
 }
 

@@ -19,10 +19,12 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <stop_token>
 #include <string>
@@ -927,4 +929,36 @@ TEST_CASE("net: a receive stream's next() with a deadline yields timed_out and t
     CHECK(s.third == std::errc::timed_out);
     CHECK(s.fourth == "later");
     CHECK(s.arms == 1);
+}
+
+TEST_CASE("net: destroying a buffer pool while a receive stream over it exists stops the "
+          "program with a message",
+          "[net][pool][lifetime]")
+{
+    // In a child: the stream would otherwise re-arm on the freed pool when data arrives.
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    auto errors = coil_test::make_pipe();
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::dup2(errors.write_end.get(), STDERR_FILENO);
+        coil::executor ex(coil_test::executor_options());
+        auto pool = std::make_unique<net::buffer_pool>(ex, 8, 4096);
+        net::stream_socket conn(pair[0]);
+        auto chunks = conn.receive(*pool);
+        pool.reset(); // must not return
+        ::_exit(0);
+    }
+    ::close(pair[0]);
+    ::close(pair[1]);
+    errors.write_end.reset();
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    std::string said;
+    char chunk[512];
+    for (ssize_t n; (n = ::read(errors.read_end.get(), chunk, sizeof chunk)) > 0;)
+        said.append(chunk, static_cast<std::size_t>(n));
+    CHECK(WIFSIGNALED(status));
+    CHECK_THAT(said, ContainsSubstring("receive stream(s) over it"));
 }

@@ -209,6 +209,21 @@ TEST_CASE("ring: a single-issuer ring round-trips a nop and reports the flag",
     CHECK(ring.outstanding() == 0);
 }
 
+TEST_CASE("ring: a strict ring gets the flags a lenient one gets where the kernel has them, "
+          "SUBMIT_ALL included",
+          "[ring][setup]")
+{
+    ring_options options;
+    options.single_issuer = true;
+    ring lenient(4, options);
+    if (!lenient.single_issuer())
+        SKIP("this kernel has no IORING_SETUP_SINGLE_ISSUER (Linux 6.1)");
+    options.strict = true;
+    ring strict(4, options); // every flag asked for is there: no error
+    CHECK(strict.setup_flags() == lenient.setup_flags());
+    CHECK((strict.setup_flags() & IORING_SETUP_SUBMIT_ALL) != 0);
+}
+
 TEST_CASE("ring: a single-issuer ring's reap() delivers a completion deferred as task work",
           "[ring][setup][single_issuer][poll]")
 {

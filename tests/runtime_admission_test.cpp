@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -173,5 +174,19 @@ TEST_CASE("runtime: an executor refuses a ring that caps pending ops, naming the
         FAIL("the executor accepted cap_outstanding");
     } catch (const std::system_error& e) {
         CHECK(std::string(e.what()).find("cap_outstanding") != std::string::npos);
+    }
+}
+
+TEST_CASE("runtime: an executor's CQ is never smaller than its SQ: a large SQ works with the "
+          "default CQ size",
+          "[runtime][admission][setup]")
+{
+    for (unsigned entries : {8u, 256u, 8192u}) {
+        CAPTURE(entries);
+        coil::executor ex(coil::executor_options{.entries = entries});
+        CHECK(ex.ring().sq_entries() == entries);
+        CHECK(ex.ring().cq_entries() == std::max(4096u, 2 * entries));
+        auto nop_ok = []() -> coil::task<bool> { co_return (co_await coil::nop()).ok(); };
+        CHECK(ex.run(nop_ok()));
     }
 }

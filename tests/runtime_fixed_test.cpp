@@ -9,8 +9,10 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <stop_token>
 #include <system_error>
@@ -284,6 +286,48 @@ TEST_CASE("runtime: the executor's tables have a size: a full file table gives E
     };
     ex.run(body());
     CHECK(ex.registered_files() == 0); // b was destroyed with the task's frame
+}
+
+TEST_CASE("runtime: a registered file used on another executor reads and writes its own "
+          "file through its descriptor, not the other table's slot",
+          "[runtime][fixed][threads]")
+{
+    temp_dir dir;
+    const std::string four_a = "AAAA";
+    const std::string four_b = "BBBB";
+    dir.create_file("a", std::as_bytes(std::span(four_a)));
+    dir.create_file("b", std::as_bytes(std::span(four_b)));
+    coil::executor first(coil::executor_options{.file_slots = 1});
+    coil::executor second(coil::executor_options{.file_slots = 1});
+    auto open_registered = [&](const std::string& name) -> coil::task<coil::file> {
+        coil::result<coil::file> f = co_await coil::file::open(dir.file(name), O_RDWR);
+        REQUIRE(f.ok());
+        REQUIRE(f->register_slot().ok());
+        REQUIRE(f->registered_slot() == 0); // both in slot 0 of their executor's table
+        co_return std::move(*f);
+    };
+    coil::file a = first.run(open_registered("a"));
+    coil::file b = second.run(open_registered("b"));
+    auto use_a_on_second = [&]() -> coil::task<std::string> {
+        std::array<std::byte, 4> got{};
+        coil::result<std::size_t> n = co_await a.read_at(got, 0);
+        const std::string zz = "ZZ";
+        coil::result<std::size_t> w = co_await a.write_at(std::as_bytes(std::span(zz)), 0);
+        if (!n || !w)
+            co_return "error";
+        co_return std::string(reinterpret_cast<const char*>(got.data()), *n);
+    };
+    CHECK(second.run(use_a_on_second()) == "AAAA");
+    auto read_all = [&](const std::string& name) {
+        std::array<char, 4> text{};
+        unique_fd fd(::open(dir.file(name).c_str(), O_RDONLY | O_CLOEXEC));
+        REQUIRE(::read(fd.get(), text.data(), text.size()) == 4);
+        return std::string(text.data(), text.size());
+    };
+    CHECK(read_all("a") == "ZZAA");
+    CHECK(read_all("b") == "BBBB"); // the other file, in slot 0 of that table, is untouched
+    a = coil::file(); // the slots are emptied before their executors go
+    b = coil::file();
 }
 
 TEST_CASE("runtime: stopping an executor with fixed reads in flight on registered slots "

@@ -14,6 +14,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/wait.h>
+
+#include <cstdio>
 #include <unistd.h>
 
 #include <array>
@@ -261,4 +263,31 @@ TEST_CASE("runtime: a forked child that stops its inherited executor leaves the 
         ::_exit(0);
     }
     CHECK(got == "parent");
+}
+
+TEST_CASE("runtime: a child forked inside a task runs an executor of its own", "[runtime][fork]")
+{
+    coil::executor ex(coil_test::executor_options());
+    auto nop_ok = []() -> coil::task<bool> { co_return (co_await coil::nop()).ok(); };
+    auto root = [&]() -> coil::task<int> {
+        const pid_t child = ::fork();
+        if (child == 0) {
+            // The inherited loop never runs again here: a new executor is not a nested run.
+            int code = 1;
+            try {
+                coil::executor own(coil_test::executor_options());
+                code = own.run(nop_ok()) ? 0 : 2;
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "child: %s\n", e.what());
+            }
+            ::_exit(code);
+        }
+        int status = -1;
+        if (child > 0)
+            ::waitpid(child, &status, 0);
+        co_return status;
+    };
+    const int status = ex.run(root());
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
 }

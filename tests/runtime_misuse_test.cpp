@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -110,6 +111,58 @@ TEST_CASE("runtime: run() of another executor inside a task throws logic_error i
     CHECK(ex.run(awaits_a_nop()) == 1);
     coil::executor other(coil_test::executor_options()); // outside every task: runs as before
     CHECK(other.run(awaits_a_nop()) == 1);
+}
+
+TEST_CASE("runtime: a join_handle awaited in a task of another executor throws logic_error",
+          "[runtime][misuse]")
+{
+    coil::executor b(coil_test::executor_options());
+    coil::join_handle<int> h = b.spawn(awaits_a_nop()); // b's task; b does not run here
+    coil::executor a(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::string> {
+        try {
+            (void)co_await h;
+        } catch (const std::logic_error& e) {
+            co_return e.what();
+        }
+        co_return "";
+    };
+    CHECK_THAT(a.run(body()), ContainsSubstring("executor does not run"));
+    // The task still belongs to b, which runs it to the end.
+    auto join = [&]() -> coil::task<int> { co_return co_await h; };
+    CHECK(b.run(join()) == 1);
+}
+
+TEST_CASE("runtime: run() on a thread that reuses the creating thread's std::thread::id "
+          "throws logic_error",
+          "[runtime][misuse][threads]")
+{
+    // glibc hands a new thread the id (and stack) of one that exited; coil tells threads
+    // apart by a serial no other thread gets.
+    std::unique_ptr<coil::executor> ex;
+    std::thread::id creator;
+    std::thread([&] {
+        ex = std::make_unique<coil::executor>(coil_test::executor_options());
+        creator = std::this_thread::get_id();
+    }).join();
+    bool reused = false;
+    std::string message;
+    for (int attempt = 0; attempt < 20 && !reused; ++attempt) {
+        std::thread([&] {
+            if (std::this_thread::get_id() != creator)
+                return;
+            reused = true;
+            try {
+                (void)ex->run(awaits_a_nop());
+            } catch (const std::logic_error& e) {
+                message = e.what();
+            }
+        }).join();
+    }
+    if (!reused)
+        SKIP("no new thread took the creating thread's id");
+    CHECK_THAT(message, ContainsSubstring("thread other than"));
+    ex.reset(); // destroyed off its thread: the ring was never entered from another thread
 }
 
 TEST_CASE("runtime: one operation awaited by two coroutines at once throws logic_error for the "

@@ -30,6 +30,14 @@ buffer_pool::buffer_pool(executor& ex, unsigned count, std::size_t buffer_size,
 
 buffer_pool::~buffer_pool()
 {
+    if (users_ != 0) {
+        std::fprintf(stderr,
+                     "coil: a buffer_pool was destroyed while %u receive stream(s) over it "
+                     "still exist: destroy the streams (and release their buffers) before the "
+                     "pool\n",
+                     users_);
+        std::terminate();
+    }
     if (lent_ != 0) {
         std::fprintf(stderr,
                      "coil: a buffer_pool was destroyed with %u buffer(s) still lent out as "

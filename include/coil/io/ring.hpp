@@ -192,6 +192,11 @@ inline std::error_code success() noexcept { return {}; }
 /// The kernel's limit for one read or write (MAX_RW_COUNT); longer spans are clamped, which
 /// gives the short transfer read(2) and write(2) would give.
 inline constexpr std::size_t max_rw_count = 0x7ffff000;
+/// A number naming the calling thread that no other thread of the process has had or will
+/// have: glibc hands a new thread the `std::thread::id` of one that exited, and the kernel
+/// reuses thread ids. The forking thread takes a new one in a child after fork(). Names the
+/// thread a ring's fd was registered in, and an executor's thread.
+std::uint64_t this_thread_serial() noexcept;
 } // namespace detail
 
 /// The completions reaped by `ring::wait()` or `ring::reap()`, as an input range.

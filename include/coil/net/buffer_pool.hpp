@@ -225,6 +225,29 @@ public:
     void drop_bundle(std::uint16_t first, unsigned buffers) noexcept;
     /// Parks `waiter` until a buffer comes back, if none is available; returns whether it did.
     bool park(detail::rearm_waiter& waiter) noexcept;
+    /// A receive op's reference to its pool, counted, so that destroying a pool under a
+    /// stream that receives over it stops the program with a message instead of letting the
+    /// stream use freed memory later.
+    class user {
+    public:
+        explicit user(buffer_pool* pool) noexcept : pool_(pool)
+        {
+            if (pool_ != nullptr)
+                ++pool_->users_;
+        }
+        user(const user& other) noexcept : user(other.pool_) {}
+        user(user&& other) noexcept : pool_(std::exchange(other.pool_, nullptr)) {}
+        user& operator=(const user&) = delete;
+        user& operator=(user&&) = delete;
+        ~user()
+        {
+            if (pool_ != nullptr)
+                --pool_->users_;
+        }
+
+    private:
+        buffer_pool* pool_;
+    };
 
 private:
     friend class received_buffer;
@@ -247,6 +270,7 @@ private:
     // Room for one completion's pieces, for buffer_ring::take.
     std::unique_ptr<io::buffer_piece[]> taken_;
     unsigned lent_ = 0;
+    unsigned users_ = 0; // receive ops over the pool (buffer_pool::user)
     std::uint64_t exhaustions_ = 0;
     detail::rearm_queue parked_; // streams waiting for a buffer to arm their receive again
 };

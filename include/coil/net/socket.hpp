@@ -287,6 +287,7 @@ struct pool_receive_base {
     int fd;
     buffer_pool* pool;
     bool multishot = true;
+    buffer_pool::user user{pool}; // the pool checks, when destroyed, that no receive is left
 
     /// Data without `more` (the kernel ended the multishot, or single-shot mode): go on. The
     /// end of the stream (0) and errors end it.

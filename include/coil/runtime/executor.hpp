@@ -42,8 +42,9 @@ struct executor_options {
     /// flushed and the op retried, so this only sets how many SQEs one system call can carry.
     unsigned entries = 256;
     /// Ring options. By default the executor asks for SINGLE_ISSUER + DEFER_TASKRUN (kernels
-    /// without them get a ring without them) and a completion queue of 16 times the SQ, for
-    /// bursts. The CQ size does not bound how many ops may be pending: the kernel keeps
+    /// without them get a ring without them) and a completion queue of 4,096 entries (16
+    /// times the default SQ), for bursts; a CQ smaller than `entries` becomes twice
+    /// `entries`. The CQ size does not bound how many ops may be pending: the kernel keeps
     /// completions that find the CQ full (`IORING_FEAT_NODROP`, required) and the executor
     /// flushes them (counted in `io::ring_stats::cq_overflows`). `cap_outstanding` must stay
     /// off: the executor refuses it.
@@ -239,7 +240,12 @@ public:
     std::size_t registered_buffers() const noexcept { return buffers_taken_; }
 
     /// Whether the calling thread is the executor's thread.
-    bool on_executor_thread() const noexcept { return std::this_thread::get_id() == thread_; }
+    /// (In a child after fork(), the forking thread's copy of the executor counts as its
+    /// thread.)
+    bool on_executor_thread() const noexcept
+    {
+        return io::detail::this_thread_serial() == thread_ || on_forked_copy_of_thread();
+    }
 
 private:
     friend class detail::spawned_promise_base;
@@ -316,7 +322,11 @@ private:
     void release_buffer_group(std::uint16_t group) noexcept;
 
     // --- set once at construction ----------------------------------------------------------
-    std::thread::id thread_;
+    bool on_forked_copy_of_thread() const noexcept; // runtime/executor.cpp
+    // The creating thread: its serial (no other thread of the process has it: glibc reuses
+    // std::thread::id), and its id, which names it in a child after fork() (serials renew).
+    std::uint64_t thread_;
+    std::thread::id thread_id_;
     pid_t pid_;                      // a forked child must not touch the parent's ring
     io::ring ring_;
     int wake_fd_ = -1;               // eventfd that other threads write (runtime/remote.cpp)

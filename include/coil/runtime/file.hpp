@@ -19,8 +19,10 @@
 namespace coil {
 
 /// An open file. Owns its descriptor: the destructor closes it synchronously (`close(2)`) if
-/// `close()` was not awaited, after emptying its registered slot if it has one. Move-only. All operations run on the current executor; each
-/// borrows its buffer until the `co_await` completes.
+/// `close()` was not awaited, after emptying its registered slot if it has one. Move-only. All
+/// operations run on the current executor; each borrows its buffer until the `co_await`
+/// completes. A registered file's ops use its slot on the executor that registered it, and
+/// its descriptor on any other.
 ///
 /// @code
 /// auto f = co_await coil::file::open("data.bin");
@@ -142,10 +144,17 @@ public:
     }
 
 private:
-    int target() const noexcept { return slot_ >= 0 ? slot_ : fd_; }
+    // The slot names the file only in its executor's table: on another executor (a file
+    // handed between threads) the same number would name some other file there, so ops go
+    // through the descriptor instead.
+    bool through_slot() const noexcept
+    {
+        return slot_ >= 0 && registered_with_ == detail::running_executor();
+    }
+    int target() const noexcept { return through_slot() ? slot_ : fd_; }
     io::sqe_flags target_flags() const noexcept
     {
-        return slot_ >= 0 ? io::sqe_flags::fixed_file : io::sqe_flags::none;
+        return through_slot() ? io::sqe_flags::fixed_file : io::sqe_flags::none;
     }
 
     int fd_ = -1;

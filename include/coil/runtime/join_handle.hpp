@@ -94,6 +94,9 @@ public:
     }
     /// Throws `std::logic_error` if the result was already taken.
     void check_not_joined() const; // defined in runtime/executor.cpp
+    /// Throws `std::logic_error` unless the calling thread is running the task's executor (or
+    /// that executor is gone): a joiner is resumed by the executor that runs the task.
+    void check_awaited_here() const; // defined in runtime/executor.cpp
 
 protected:
     void set_self(std::coroutine_handle<> h) noexcept
@@ -245,6 +248,7 @@ public:
                 throw_abandoned();
             if (waiter_.promise == nullptr)
                 throw std::logic_error("coil: co_await of an empty join_handle");
+            waiter_.promise->check_awaited_here();
             return waiter_.promise->finished();
         }
         void await_suspend(std::coroutine_handle<> h)
