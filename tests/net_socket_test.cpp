@@ -16,6 +16,7 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <netinet/in.h>
+#include <signal.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -81,6 +82,7 @@ TEST_CASE("net: addresses parse from text, and bad ones say what was expected", 
     auto local = net::address::parse("localhost:80");
     REQUIRE(local);
     CHECK(local->is_ip());
+    CHECK(local->family() == AF_INET); // localhost prefers IPv4 (docs/networking.md)
     CHECK(local->port() == 80);
 
     auto path = net::address::parse("unix:/tmp/x.sock");
@@ -961,4 +963,36 @@ TEST_CASE("net: destroying a buffer pool while a receive stream over it exists s
         said.append(chunk, static_cast<std::size_t>(n));
     CHECK(WIFSIGNALED(status));
     CHECK_THAT(said, ContainsSubstring("receive stream(s) over it"));
+}
+
+TEST_CASE("net: sending to a peer that is gone gives broken_pipe and never raises SIGPIPE, even "
+          "with SIGPIPE at its default action",
+          "[net][send]")
+{
+    // In a child, so that the default action (which kills the process) is really in force.
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::signal(SIGPIPE, SIG_DFL);
+        int pair[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+            ::_exit(10);
+        ::close(pair[1]);
+        coil::executor ex(coil_test::executor_options());
+        auto body = [&]() -> coil::task<int> {
+            net::stream_socket conn(pair[0]);
+            const std::string text = "into the void";
+            auto one = co_await conn.send(std::as_bytes(std::span(text)));
+            auto all = co_await conn.send_all(std::as_bytes(std::span(text)));
+            const bool broken = !one && one.error() == std::errc::broken_pipe && !all &&
+                                all.error() == std::errc::broken_pipe;
+            co_return broken ? 0 : 11;
+        };
+        ::_exit(ex.run(body()));
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK_FALSE(WIFSIGNALED(status)); // not killed by SIGPIPE
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
 }

@@ -480,6 +480,38 @@ TEST_CASE("runtime: an operation awaited again once done runs again", "[runtime]
     CHECK(ex.in_flight() == 0);
 }
 
+TEST_CASE("runtime: yield makes no system call and a sleep queues no SQE of its own",
+          "[runtime][sleep][yield]")
+{
+    coil::executor ex(coil_test::executor_options());
+    if (!ex.ring().has_ext_arg())
+        SKIP("no IORING_FEAT_EXT_ARG (Linux 5.11): the executor's timed waits use a timeout SQE");
+    struct counts {
+        std::uint64_t enters_over_yields = 0;
+        std::uint64_t sqes_over_yields = 0;
+        std::uint64_t sqes_over_sleeps = 0;
+    };
+    auto body = [&]() -> coil::task<counts> {
+        counts c;
+        co_await coil::yield(); // the loop's own setup (its wake-up read) is done
+        const coil::io::ring_stats before = ex.ring().stats();
+        for (int i = 0; i < 1000; ++i)
+            co_await coil::yield();
+        const coil::io::ring_stats after_yields = ex.ring().stats();
+        for (int i = 0; i < 20; ++i)
+            (void)co_await coil::sleep_for(std::chrono::microseconds(100));
+        const coil::io::ring_stats after_sleeps = ex.ring().stats();
+        c.enters_over_yields = after_yields.enter_calls - before.enter_calls;
+        c.sqes_over_yields = after_yields.sqes_submitted - before.sqes_submitted;
+        c.sqes_over_sleeps = after_sleeps.sqes_submitted - after_yields.sqes_submitted;
+        co_return c;
+    };
+    const counts c = ex.run(body());
+    CHECK(c.enters_over_yields == 0);
+    CHECK(c.sqes_over_yields == 0);
+    CHECK(c.sqes_over_sleeps == 0); // the wait's own timeout bounds it (IORING_ENTER_EXT_ARG)
+}
+
 TEST_CASE("runtime: sleep_for and sleep_until complete successfully, not before their time",
           "[runtime][sleep]")
 {
