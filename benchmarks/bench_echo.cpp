@@ -757,14 +757,7 @@ public:
         if (kind != "uring" && kind != "epoll")
             throw bench::usage_failure("--client takes uring or epoll, not '" + kind + "'");
         uring_client_ = kind == "uring";
-        std::vector<server_spec> known = known_servers();
-        std::vector<std::string> names;
-        for (const server_spec& s : known)
-            names.push_back(s.name);
-        const std::vector<std::string> wanted = bench::name_list(h.option("servers"), "servers", names);
-        for (server_spec& s : known)
-            if (std::find(wanted.begin(), wanted.end(), s.name) != wanted.end())
-                servers_.push_back(std::move(s));
+        servers_ = bench::select_by_name(known_servers(), h.option("servers"), "servers");
         for (server_spec& s : servers_) {
             if (s.name == "coil-incremental" && !s.path.empty() &&
                 !incremental_buffers_supported()) {

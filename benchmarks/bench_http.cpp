@@ -363,14 +363,7 @@ public:
             bench::integer_option(h.option("server-cpu"), "server-cpu", -1, cpus - 1));
         client_cpu_ = static_cast<int>(
             bench::integer_option(h.option("client-cpu"), "client-cpu", -1, cpus - 1));
-        std::vector<server_spec> known = known_servers();
-        std::vector<std::string> names;
-        for (const server_spec& s : known)
-            names.push_back(s.name);
-        const std::vector<std::string> wanted = bench::name_list(h.option("servers"), "servers", names);
-        for (server_spec& s : known)
-            if (std::find(wanted.begin(), wanted.end(), s.name) != wanted.end())
-                servers_.push_back(std::move(s));
+        servers_ = bench::select_by_name(known_servers(), h.option("servers"), "servers");
         if (servers_.empty())
             fail("--servers names none of coil, coil-read, coil-splice, nginx");
         auto found = find_program("wrk");

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <cstdint>
@@ -133,5 +134,22 @@ long integer_option(const std::string& text, const char* what, long min, long ma
 /// "coil,nginx" as its names, each one of `known`; a usage failure naming them otherwise.
 std::vector<std::string> name_list(const std::string& text, const char* what,
                                    const std::vector<std::string>& known);
+
+/// The entries of `known` (anything with a `name`) that option `what`'s comma-separated
+/// `text` names, in `known`'s order; a usage failure for a name `known` lacks.
+template <class Spec>
+std::vector<Spec> select_by_name(std::vector<Spec> known, const std::string& text,
+                                 const char* what)
+{
+    std::vector<std::string> names;
+    for (const Spec& s : known)
+        names.push_back(s.name);
+    const std::vector<std::string> wanted = name_list(text, what, names);
+    std::vector<Spec> chosen;
+    for (Spec& s : known)
+        if (std::find(wanted.begin(), wanted.end(), s.name) != wanted.end())
+            chosen.push_back(std::move(s));
+    return chosen;
+}
 
 } // namespace coil::bench
