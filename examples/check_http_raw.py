@@ -185,6 +185,42 @@ if responses(read_all(s))[0][2] != b"0123456789abcdefghij":
 s.close()
 ok("a head sent one byte per send")
 
+# --- ranges the server ignores, and HTTP/1.0 keep-alive ----------------------------------
+def head_of(response):
+    head = response.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    return {n.strip().lower(): v.strip() for n, _, v in (l.partition(b":") for l in head[1:])}
+
+
+# A Range on HEAD is ignored: 200 with the whole length (RFC 9110 allows it).
+answer = exchange(b"HEAD /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-3\r\n"
+                  b"Connection: close\r\n\r\n")
+if status_of(answer) != 200 or head_of(answer).get(b"content-length") != b"20":
+    fail(f"HEAD with Range: {answer[:120]!r}")
+ok("a Range on HEAD is ignored: 200, the whole length")
+
+# A Range with If-Range is ignored too (the server sends no validators to compare).
+[(status, headers, body)] = responses(exchange(get(b"/digits.txt",
+                                                   b"Range: bytes=0-3\r\nIf-Range: \"x\"\r\n")))
+if status != 200 or body != b"0123456789abcdefghij":
+    fail(f"Range with If-Range: {status} {body!r}")
+ok("a Range with If-Range is ignored: 200, the whole file")
+
+# An HTTP/1.0 client that asks for keep-alive gets it, and the connection serves a second
+# request.
+s = connect()
+for n in (1, 2):
+    s.sendall(b"GET /digits.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < 20:
+        chunk = s.recv(65536)
+        if not chunk:
+            fail(f"HTTP/1.0 keep-alive: closed after {n - 1} answer(s): {data[:120]!r}")
+        data += chunk
+    if status_of(data) != 200 or head_of(data).get(b"connection", b"").lower() != b"keep-alive":
+        fail(f"HTTP/1.0 keep-alive, request {n}: {data[:160]!r}")
+s.close()
+ok("an HTTP/1.0 client that asked for keep-alive gets Connection: keep-alive and a second answer")
+
 # --- timeouts ------------------------------------------------------------------------------
 # slowloris: one header byte per 0.25 s never completes a head; the header timeout ends it.
 s = connect()
