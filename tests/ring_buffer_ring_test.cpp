@@ -13,11 +13,13 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <vector>
@@ -584,4 +586,58 @@ TEST_CASE("ring: a give-back that would rewrite a ring entry no completion has r
     }
     CHECK(received == again);
     CHECK(ids == std::vector<std::uint16_t>{2, 3, 0, 1});
+}
+
+namespace {
+
+// Runs `misuse` in a child; returns what it wrote on stderr, or "<returned>" if it did not stop
+// the child.
+template <class Misuse>
+std::string stopped_with(Misuse misuse)
+{
+    int out[2];
+    REQUIRE(::pipe(out) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::dup2(out[1], STDERR_FILENO);
+        misuse();
+        ::_exit(0);
+    }
+    ::close(out[1]);
+    std::string said;
+    char chunk[512];
+    for (ssize_t n; (n = ::read(out[0], chunk, sizeof chunk)) > 0;)
+        said.append(chunk, static_cast<std::size_t>(n));
+    ::close(out[0]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    return WIFSIGNALED(status) ? said : "<returned>";
+}
+
+} // namespace
+
+TEST_CASE("ring: buffer_ring refuses a bad give_back or note_used in every build, naming the "
+          "mistake",
+          "[ring][buffer_ring][misuse]")
+{
+    using Catch::Matchers::ContainsSubstring;
+    auto with_ring = [](auto misuse) {
+        return [misuse] {
+            ring r(8);
+            buffer_ring pool(r, 1, 4, 64);
+            misuse(pool);
+        };
+    };
+    CHECK_THAT(stopped_with(with_ring([](buffer_ring& p) { p.give_back(4); })),
+               ContainsSubstring("give_back: buffer id out of range"));
+    CHECK_THAT(stopped_with(with_ring([](buffer_ring& p) { p.give_back(0); })),
+               ContainsSubstring("give_back: the buffer is with the kernel"));
+    CHECK_THAT(stopped_with(with_ring([](buffer_ring& p) { p.note_used(9); })),
+               ContainsSubstring("note_used: buffer id out of range"));
+    CHECK_THAT(stopped_with(with_ring([](buffer_ring& p) {
+                   p.note_used(1);
+                   p.note_used(1);
+               })),
+               ContainsSubstring("note_used: the buffer is not with the kernel"));
 }
