@@ -215,7 +215,6 @@ executor::~executor()
         dropped.swap(posted_);
     }
     if (!dropped.empty()) {
-        stats_.posted_dropped += dropped.size();
         std::fprintf(stderr, "coil: %zu posted function(s) dropped unrun: the executor was "
                              "destroyed before a run() took them\n",
                      dropped.size());

@@ -12,9 +12,13 @@
 #include <algorithm>
 #include <atomic>
 #include <coroutine>
+#include <memory>
 #include <thread>
 #include <stdexcept>
+#include <string>
 #include <vector>
+
+#include <unistd.h>
 
 using coil_test::event;
 
@@ -179,14 +183,29 @@ TEST_CASE("runtime: functions posted while no run() is active run at the next ru
     int ran = 0;
     auto token = std::make_shared<int>(0);
     {
-        coil::executor ex(coil_test::executor_options());
-        ex.post([&] { ++ran; });
+        auto ex = std::make_unique<coil::executor>(coil_test::executor_options());
+        ex->post([&] { ++ran; });
         auto body = []() -> coil::task<void> { co_return; };
-        ex.run(body());
+        ex->run(body());
         CHECK(ran == 1);
-        ex.post([&ran, token] { ++ran; });
+        ex->post([&ran, token] { ++ran; });
         CHECK(token.use_count() == 2);
-    } // destroyed with one function queued
+        // Destroyed with one function queued: it says so on stderr.
+        int report[2];
+        REQUIRE(::pipe(report) == 0);
+        const int saved = ::dup(STDERR_FILENO);
+        ::dup2(report[1], STDERR_FILENO);
+        ex.reset();
+        ::dup2(saved, STDERR_FILENO);
+        ::close(saved);
+        ::close(report[1]);
+        std::string said;
+        char chunk[256];
+        for (ssize_t n; (n = ::read(report[0], chunk, sizeof chunk)) > 0;)
+            said.append(chunk, static_cast<std::size_t>(n));
+        ::close(report[0]);
+        CHECK(said.find("1 posted function(s) dropped unrun") != std::string::npos);
+    }
     CHECK(ran == 1);
     CHECK(token.use_count() == 1);
 }

@@ -27,7 +27,7 @@ inline unsigned ring_size_from_environment(const char* name)
         return 0;
     char* end = nullptr;
     const unsigned long value = std::strtoul(text, &end, 10);
-    if (*end != '\0' || value == 0 || value > 65536)
+    if (*text < '0' || *text > '9' || *end != '\0' || value == 0 || value > 65536) // " 8" too
         throw std::invalid_argument(std::string(name) + " must be an integer in 1..65536, not '" +
                                     text + "'");
     return static_cast<unsigned>(value);

@@ -91,9 +91,6 @@ struct executor_stats {
     /// Exceptions of spawned tasks nobody joined, and of posted functions (each is also
     /// reported on stderr).
     std::uint64_t unhandled_exceptions = 0;
-    /// Posted functions destroyed unrun because the executor was destroyed first (also
-    /// reported on stderr).
-    std::uint64_t posted_dropped = 0;
 };
 
 /// A single-threaded executor: owns one `io::ring` and runs coroutines on the thread that
@@ -137,7 +134,7 @@ public:
     /// loop turn of the active or the next `run()`, which does not return while posted
     /// functions are queued. A function that throws is reported on stderr and counted in
     /// `executor_stats::unhandled_exceptions`, and the loop goes on. Functions still queued
-    /// when the executor is destroyed are destroyed unrun and counted in `posted_dropped`.
+    /// when the executor is destroyed are destroyed unrun, their count reported on stderr.
     void post(std::function<void()> fn);
 
     /// Ends the active `run()` from any thread: it cancels and drains every operation in
