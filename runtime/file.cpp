@@ -40,8 +40,7 @@ task<result<void>> file::close()
         co_return io::errno_code(EBADF);
     (void)co_await coil::cancel_fd(fd); // 0 found, or a kernel without it: nothing to wait for
     result<void> closed = co_await coil::close(fd);
-    if (!closed && (closed.error() == std::errc::operation_canceled ||
-                    closed.error() == std::errc::timed_out)) {
+    if (!closed && closed.error() == std::errc::operation_canceled) {
         // The ring never ran the close (the task was stopped, or the executor is shutting
         // down): the descriptor is still open, and nobody else will close it.
         if (::close(fd) != 0)
@@ -138,8 +137,10 @@ operation<ops::fallocate> file::zero_range(std::uint64_t offset, std::uint64_t l
 task<result<void>> file::truncate(std::uint64_t length) const
 {
     executor* ex = executor::current();
-    if (ex != nullptr && ex->ring().supports(io::opcode::ftruncate))
-        co_return co_await operation<ops::ftruncate>({target(), length, target_flags()});
+    if (ex != nullptr && ex->ring().supports(io::opcode::ftruncate)) {
+        const target_fd t = target();
+        co_return co_await operation<ops::ftruncate>({t.fd, length, t.flags});
+    }
     if (length > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max()))
         co_return io::errno_code(EINVAL); // what the ring answers: a negative length
     if (::ftruncate(fd_, static_cast<off_t>(length)) != 0)

@@ -81,13 +81,15 @@ public:
     /// One read at `offset`; may return fewer bytes than asked (0 at end of file).
     operation<ops::read> read_at(std::span<std::byte> buffer, std::uint64_t offset) const noexcept
     {
-        return operation<ops::read>({target(), buffer, offset, target_flags()});
+        const target_fd t = target();
+        return operation<ops::read>({t.fd, buffer, offset, t.flags});
     }
     /// One write at `offset`; may write fewer bytes than given.
     operation<ops::write> write_at(std::span<const std::byte> buffer,
                                    std::uint64_t offset) const noexcept
     {
-        return operation<ops::write>({target(), buffer, offset, target_flags()});
+        const target_fd t = target();
+        return operation<ops::write>({t.fd, buffer, offset, t.flags});
     }
     /// One read at `offset` into registered memory (`coil::read_fixed`; see
     /// `fixed_buffer_pool`), through the file's slot when it has one. With both, the kernel
@@ -95,15 +97,15 @@ public:
     operation<ops::read_fixed> read_fixed_at(fixed_buffer_view buffer,
                                              std::uint64_t offset) const noexcept
     {
-        return operation<ops::read_fixed>(
-            {target(), buffer.bytes, offset, buffer.index, target_flags()});
+        const target_fd t = target();
+        return operation<ops::read_fixed>({t.fd, buffer.bytes, offset, buffer.index, t.flags});
     }
     /// One write at `offset` from registered memory; as `read_fixed_at`.
     operation<ops::write_fixed> write_fixed_at(fixed_buffer_view buffer,
                                                std::uint64_t offset) const noexcept
     {
-        return operation<ops::write_fixed>(
-            {target(), buffer.bytes, offset, buffer.index, target_flags()});
+        const target_fd t = target();
+        return operation<ops::write_fixed>({t.fd, buffer.bytes, offset, buffer.index, t.flags});
     }
     /// Reads exactly `buffer.size()` bytes at `offset`, looping over short reads. Fails with
     /// `io::errc::end_of_file` if the file ends first.
@@ -144,17 +146,18 @@ public:
     }
 
 private:
-    // The slot names the file only in its executor's table: on another executor (a file
-    // handed between threads) the same number would name some other file there, so ops go
-    // through the descriptor instead.
-    bool through_slot() const noexcept
+    // How an op names the file: by its slot on the executor that registered it; on another
+    // executor (a file handed between threads) the same number would name some other file
+    // in that executor's table, so by its descriptor.
+    struct target_fd {
+        int fd;
+        io::sqe_flags flags;
+    };
+    target_fd target() const noexcept
     {
-        return slot_ >= 0 && registered_with_ == detail::running_executor();
-    }
-    int target() const noexcept { return through_slot() ? slot_ : fd_; }
-    io::sqe_flags target_flags() const noexcept
-    {
-        return through_slot() ? io::sqe_flags::fixed_file : io::sqe_flags::none;
+        if (slot_ >= 0 && registered_with_ == detail::running_executor())
+            return {slot_, io::sqe_flags::fixed_file};
+        return {fd_, io::sqe_flags::none};
     }
 
     int fd_ = -1;
