@@ -20,11 +20,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <limits>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <exception>
+#include <limits>
 #include <string>
 #include <thread>
 #include <utility>
@@ -444,7 +444,6 @@ ring::ring(unsigned entries, const ring_options& options)
         if (ret == -EINVAL && options.strict && (wanted & IORING_SETUP_SUBMIT_ALL)) {
             // Strict refuses a flag the caller asked for; SUBMIT_ALL is coil's own choice.
             wanted &= ~static_cast<unsigned>(IORING_SETUP_SUBMIT_ALL);
-            dropped = 1;
             continue;
         }
         if (ret == -EINVAL && !options.strict && dropped < std::size(optional_steps)) {

@@ -13,11 +13,11 @@
 // ring at (almost) all times: armed before every `io_uring_enter` that may block, re-armed at
 // the first loop turn after it completes. A producer, holding the mutex, adds its work and sets
 // `wake_owed_` if it was clear; if it was the one to set it, it writes the eventfd, still
-// holding the mutex (so that ~executor, which closes the eventfd under the mutex, cannot close
-// it between the two: the executor may take the work without that write, finish and be
-// destroyed while the producer is still on its way to the write). The executor, when the read completes (`remote_signalled_`), takes the mutex, moves
-// every piece of work out and clears `wake_owed_` in the same critical section, then runs the
-// work without the lock.
+// holding the mutex. (The executor may take the work without that write, finish and be
+// destroyed while the producer is on its way to the write; ~executor closes the eventfd under
+// the mutex, so the write never lands in a descriptor that reused the number.) The executor,
+// when the read completes (`remote_signalled_`), takes the mutex, moves every piece of work out
+// and clears `wake_owed_` in the same critical section, then runs the work without the lock.
 //
 // Why no request is lost: work added before the executor's critical section is taken by it.
 // Work added after it finds `wake_owed_` clear, so its producer writes the eventfd; the counter
