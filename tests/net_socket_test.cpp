@@ -957,10 +957,7 @@ TEST_CASE("net: destroying a buffer pool while a receive stream over it exists s
     errors.write_end.reset();
     int status = 0;
     REQUIRE(::waitpid(child, &status, 0) == child);
-    std::string said;
-    char chunk[512];
-    for (ssize_t n; (n = ::read(errors.read_end.get(), chunk, sizeof chunk)) > 0;)
-        said.append(chunk, static_cast<std::size_t>(n));
+    const std::string said = coil_test::read_to_end(errors.read_end.get());
     CHECK(WIFSIGNALED(status));
     CHECK_THAT(said, ContainsSubstring("receive stream(s) over it"));
 }

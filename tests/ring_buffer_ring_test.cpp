@@ -605,10 +605,7 @@ std::string stopped_with(Misuse misuse)
         ::_exit(0);
     }
     ::close(out[1]);
-    std::string said;
-    char chunk[512];
-    for (ssize_t n; (n = ::read(out[0], chunk, sizeof chunk)) > 0;)
-        said.append(chunk, static_cast<std::size_t>(n));
+    const std::string said = read_to_end(out[0]);
     ::close(out[0]);
     int status = 0;
     REQUIRE(::waitpid(child, &status, 0) == child);

@@ -199,10 +199,7 @@ TEST_CASE("runtime: functions posted while no run() is active run at the next ru
         ::dup2(saved, STDERR_FILENO);
         ::close(saved);
         ::close(report[1]);
-        std::string said;
-        char chunk[256];
-        for (ssize_t n; (n = ::read(report[0], chunk, sizeof chunk)) > 0;)
-            said.append(chunk, static_cast<std::size_t>(n));
+        const std::string said = coil_test::read_to_end(report[0]);
         ::close(report[0]);
         CHECK(said.find("1 posted function(s) dropped unrun") != std::string::npos);
     }

@@ -121,6 +121,16 @@ inline unique_fd make_eventfd()
     return unique_fd(fd);
 }
 
+/// Everything `fd` yields until end of file (a child's stderr, through a pipe).
+inline std::string read_to_end(int fd)
+{
+    std::string out;
+    char chunk[512];
+    for (ssize_t n; (n = ::read(fd, chunk, sizeof chunk)) > 0;)
+        out.append(chunk, static_cast<std::size_t>(n));
+    return out;
+}
+
 /// How many descriptors this process has open (the entries of /proc/self/fd).
 inline unsigned open_descriptors()
 {
