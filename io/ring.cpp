@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <exception>
 #include <limits>
 #include <string>
@@ -553,9 +554,22 @@ ring::~ring()
             cancel_all();
             try {
                 drain();
-            } catch (const std::system_error&) {
-                // Waiting on our own ring failed, which no valid ring does. Returning now
-                // could let the kernel write into memory the caller frees next: stop here.
+            } catch (const std::system_error& e) {
+                // Returning now could let the kernel write into memory the caller frees next:
+                // stop here, saying why.
+                if (e.code() == std::errc::file_exists && single_issuer()) {
+                    std::fprintf(stderr,
+                                 "coil: a single_issuer ring was destroyed on a thread other "
+                                 "than the one that created it, with %u op(s) in flight: the "
+                                 "kernel lets only the creating thread submit and wait on it "
+                                 "(EEXIST), so they can neither be cancelled nor drained here. "
+                                 "Destroy the ring on its creating thread, or reap or drain() "
+                                 "its ops there first.\n",
+                                 outstanding_ - s.internal_pending);
+                } else {
+                    // Waiting on our own ring failed, which no valid ring does.
+                    std::fprintf(stderr, "coil: ~ring could not drain its ops: %s\n", e.what());
+                }
                 std::terminate();
             }
         }
@@ -588,7 +602,21 @@ bool ring::sqpoll() const noexcept { return (state_->uring.flags & IORING_SETUP_
 
 unsigned ring::ready() const noexcept
 {
-    return static_cast<unsigned>(state_->backlog_size()) + state_->cq_in_ring();
+    const state& s = *state_;
+    unsigned in_ring = s.cq_in_ring();
+    if (s.internal_pending != 0) {
+        // cancel_all's own completion may be among them: it is swallowed, never delivered, so
+        // it is not counted (stash_ready_ below decides the same way).
+        const io_uring& u = s.uring;
+        unsigned internal = 0;
+        for (unsigned head = load_relaxed(u.cq.khead), i = 0;
+             i < in_ring && internal < s.internal_pending; ++i) {
+            if (u.cq.cqes[(head + i) & u.cq.ring_mask].user_data == internal_user_data)
+                ++internal;
+        }
+        in_ring -= internal;
+    }
+    return static_cast<unsigned>(s.backlog_size()) + in_ring;
 }
 
 // --- queuing --------------------------------------------------------------------------------
@@ -619,6 +647,30 @@ void ring::note_no_space_() noexcept
 #endif
 }
 
+bool ring::hand_over_full_sq_() noexcept
+{
+    // Submitting ends every link chain open at the end of the queue: a chain the caller is
+    // still queuing stays whole, and the op that does not fit is refused instead.
+    const io_uring_sqe& last = state_->uring.sq.sqes[(sq_tail_ - 1) & sq_mask_];
+    if ((last.flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)) != 0)
+        return false;
+#if COIL_FAULT_INJECTION
+    if (state_->faults && sq_room_ < sq_entries_)
+        ++state_->faults->counts.sq_fills;
+#endif
+    ++stats_.sq_handovers;
+    if (sqpoll()) {
+        // Publish and wake the kernel thread, then give it (bounded) time to take them.
+        static_cast<void>(submit());
+        await_sq_thread_();
+    } else {
+        // Retries EINTR, and EBUSY / EAGAIN after moving ready completions aside; an error
+        // leaves the SQEs queued, and the op is refused below.
+        static_cast<void>(enter_to_submit_(0));
+    }
+    return refresh_sq_limit_();
+}
+
 // Why claim_inline_ refused: the opcode, or else a full SQ or the CQ cap.
 std::error_code ring::claim_failure_(opcode op) noexcept
 {
@@ -633,7 +685,7 @@ std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
     if (!supports_kernel_opcode(kernel_opcode))
         return make_error_code(errc::unsupported_operation);
     if ((cap_outstanding_ && outstanding_ >= cq_entries_) ||
-        (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())) {
+        (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_() && !hand_over_full_sq_())) {
         note_no_space_();
         return make_error_code(errc::no_space);
     }
@@ -650,7 +702,7 @@ std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
     if (!supports(op))
         return errc::unsupported_operation;
     if ((cap_outstanding_ && outstanding_ >= cq_entries_) ||
-        (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())) {
+        (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_() && !hand_over_full_sq_())) {
         note_no_space_();
         return errc::no_space;
     }

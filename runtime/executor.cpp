@@ -572,13 +572,10 @@ bool executor::try_submit(detail::op_base& op) noexcept
     const std::uint32_t index = free_head_;
     slot& s = slots_[index];
     const std::uint64_t user_data = encode(index, s.generation, cqe_kind::op);
+    // A full SQ is handed to the kernel by the ring itself: no_space means it took nothing.
     std::error_code ec = op.prepare(op, ring_, user_data);
-    if (ec && ec == io::errc::no_space) {
-        (void)ring_.submit(); // an error leaves the SQEs queued; the loop submits them again
-        ec = op.prepare(op, ring_, user_data);
-        if (ec && ec == io::errc::no_space)
-            return false;
-    }
+    if (ec && ec == io::errc::no_space)
+        return false;
     if (ec) {
         op.setup_error = ec;
         op.state = detail::op_state::done;
@@ -616,12 +613,7 @@ bool executor::submit_cancel(std::uint64_t target) noexcept
     const std::uint64_t user_data =
         (target & ~(std::uint64_t{0xff} << slot_bits)) |
         (static_cast<std::uint64_t>(cqe_kind::cancel) << slot_bits);
-    std::error_code ec = ring_.add_cancel(target, user_data);
-    if (ec && ec == io::errc::no_space) {
-        (void)ring_.submit();
-        ec = ring_.add_cancel(target, user_data);
-    }
-    if (ec)
+    if (ring_.add_cancel(target, user_data)) // no_space: the kernel took nothing
         return false;
     ++stats_.cancels_submitted;
     return true;

@@ -54,12 +54,9 @@ void executor::wake() noexcept
 void executor::arm_wakeup() noexcept
 {
     auto buffer = std::as_writable_bytes(std::span(&wake_buffer_, 1));
+    // A full SQ is handed to the kernel by add_read itself; no_space means it took nothing.
     std::error_code ec = ring_.add_read(wake_fd_, buffer, current_position_,
                                         encode(0, 0, cqe_kind::wake));
-    if (ec && ec == io::errc::no_space) {
-        (void)ring_.submit();
-        ec = ring_.add_read(wake_fd_, buffer, current_position_, encode(0, 0, cqe_kind::wake));
-    }
     wake_armed_ = !ec; // else tried again before the next blocking wait
 }
 

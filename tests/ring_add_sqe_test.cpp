@@ -104,7 +104,8 @@ TEST_CASE("ring: add_sqe hands the kernel a zeroed entry: an fadvise with only i
     }
 }
 
-TEST_CASE("ring: add_sqe refuses an opcode the kernel lacks and a full SQ, queuing nothing",
+TEST_CASE("ring: add_sqe refuses an opcode the kernel lacks and a full SQ it cannot hand over, "
+          "queuing nothing",
           "[ring][add_sqe][no_space]")
 {
     ring ring(2);
@@ -113,12 +114,26 @@ TEST_CASE("ring: add_sqe refuses an opcode the kernel lacks and a full SQ, queui
     CHECK_FALSE(called);
     CHECK(ring.outstanding() == 0);
 
+    // A full SQ whose last op links to the next cannot be submitted without cutting the chain.
     REQUIRE_FALSE(ring.add_sqe(IORING_OP_NOP, 1, [](sqe&) {}));
-    REQUIRE_FALSE(ring.add_sqe(IORING_OP_NOP, 2, [](sqe&) {}));
+    REQUIRE_FALSE(ring.add_sqe(IORING_OP_NOP, 2, [](sqe&) {}, coil::io::sqe_flags::link));
     CHECK(ring.add_sqe(IORING_OP_NOP, 3, [&](sqe&) { called = true; }) == errc::no_space);
     CHECK_FALSE(called);
     CHECK(ring.outstanding() == 2);
+    CHECK(ring.stats().enter_calls == 0);
     CHECK(collect(ring, 2).size() == 2);
+
+    // Without the open chain, the full SQ goes to the kernel and the op is queued.
+    REQUIRE_FALSE(ring.add_sqe(IORING_OP_NOP, 4, [](sqe&) {}));
+    REQUIRE_FALSE(ring.add_sqe(IORING_OP_NOP, 5, [](sqe&) {}));
+    CHECK_FALSE(ring.add_sqe(IORING_OP_NOP, 6, [&](sqe&) { called = true; }));
+    CHECK(called);
+    CHECK(ring.stats().sq_handovers == 1);
+    auto done = collect(ring, 3);
+    REQUIRE(done.size() == 3);
+    CHECK(done[0].user_data == 4);
+    CHECK(done[1].user_data == 5);
+    CHECK(done[2].user_data == 6);
 }
 
 TEST_CASE("ring: a fill that throws leaves nothing queued", "[ring][add_sqe]")

@@ -20,7 +20,9 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 using coil::io::completion;
@@ -192,6 +194,70 @@ TEST_CASE("ring: completions reaped around a cancel_all are delivered, the ring'
     CHECK(result_of(seen, 1) == -ECANCELED);
     for (std::uint64_t i = 2; i < 6; ++i)
         CHECK(result_of(seen, i) == 0);
+}
+
+TEST_CASE("ring: after cancel_all, ready() and wait() count only what will be delivered",
+          "[ring][shutdown][cancel]")
+{
+    const bool sqpoll = GENERATE(false, true);
+    INFO("sqpoll = " << sqpoll);
+    auto owner = make_ring(16, sqpoll);
+    ring& ring = *owner;
+    pipe_fds pipe = make_pipe();
+    std::array<std::byte, 8> buffer{};
+    REQUIRE_FALSE(ring.add_read(pipe.read_end.get(), buffer, current_position, 1));
+    REQUIRE(ring.submit().ok());
+    ring.cancel_all();
+    // Both the read's completion and the cancel's own are posted by now (an SQPOLL thread
+    // takes the cancel in its own time: give it that).
+    for (int i = 0; i < 200 && ring.ready() == 0; ++i)
+        ::poll(nullptr, 0, 5);
+    ::poll(nullptr, 0, 10);
+    // The cancel's completion is swallowed, so it is not counted as ready ...
+    CHECK(ring.ready() == 1);
+    // ... and a wait for one delivers the read, never an empty range.
+    auto got = take(ring.wait(1));
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].user_data == 1);
+    CHECK(got[0].result == -ECANCELED);
+    CHECK(ring.ready() == 0);
+    CHECK(ring.outstanding() == 0);
+}
+
+TEST_CASE("ring: a single_issuer ring destroyed with ops in flight on another thread stops the "
+          "program, saying why",
+          "[ring][shutdown][misuse]")
+{
+    // The kernel lets only the creating thread submit and wait on the ring (EEXIST), so the
+    // destructor can neither cancel nor drain; returning would let the kernel write freed
+    // memory.
+    int out[2];
+    REQUIRE(::pipe(out) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::dup2(out[1], STDERR_FILENO);
+        pipe_fds pipe = make_pipe();
+        std::array<std::byte, 8> buffer{};
+        std::optional<ring> r;
+        r.emplace(8, ring_options{.single_issuer = true});
+        if (!r->single_issuer())
+            ::_exit(77); // the kernel lacks it: nothing to show
+        if (r->add_read(pipe.read_end.get(), buffer, current_position, 1) || !r->submit().ok())
+            ::_exit(3);
+        std::thread([&] { r.reset(); }).join();
+        ::_exit(0);
+    }
+    ::close(out[1]);
+    const std::string said = read_to_end(out[0]);
+    ::close(out[0]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+        SKIP("this kernel has no IORING_SETUP_SINGLE_ISSUER");
+    REQUIRE(WIFSIGNALED(status));
+    CHECK(said.find("single_issuer ring was destroyed on a thread other than the one that "
+                    "created it, with 1 op(s) in flight") != std::string::npos);
 }
 
 TEST_CASE("ring: destroying a ring with reads in flight cancels them before it returns",

@@ -49,26 +49,41 @@ TEST_CASE("ring: statistics count exactly the syscalls, SQEs, CQEs and refusals 
     CHECK(take(ring.wait(1)).empty());
     CHECK(ring.stats() == ring_stats{});
 
-    // Fill the SQ, and have one more op refused.
+    // Fill the SQ: queuing is not a system call.
     for (std::uint64_t i = 0; i < 4; ++i)
         REQUIRE_FALSE(ring.add_nop(i));
-    CHECK(ring.add_nop(4) == errc::no_space);
-    CHECK(ring.stats().sq_full == 1);
-    CHECK(ring.stats().enter_calls == 0); // queuing is not a system call
+    CHECK(ring.stats().enter_calls == 0);
+    // One more: the add hands the full SQ to the kernel (one io_uring_enter) and queues it.
+    REQUIRE_FALSE(ring.add_nop(4));
+    CHECK(ring.stats() == ring_stats{.enter_calls = 1, .sqes_submitted = 4, .sq_handovers = 1});
+    CHECK(ring.unsubmitted() == 1);
 
-    // One io_uring_enter hands over all four.
+    // One io_uring_enter hands over the fifth; nops complete during submission, so waiting
+    // for all five needs no further system call.
     auto submitted = ring.submit();
     REQUIRE(submitted.ok());
-    CHECK(*submitted == 4);
-    // Nops complete during submission, so waiting for them needs no further system call.
-    auto first = take(ring.wait(4));
-    CHECK(first.size() == 4);
-    CHECK(ring.stats() == ring_stats{.enter_calls = 1,
-                                     .sqes_submitted = 4,
-                                     .cqes_reaped = 4,
-                                     .sq_full = 1,
+    CHECK(*submitted == 1);
+    auto first = take(ring.wait(5));
+    REQUIRE(first.size() == 5);
+    for (std::uint64_t i = 0; i < 5; ++i)
+        CHECK(first[i].user_data == i); // nops complete in submission order
+    CHECK(ring.stats() == ring_stats{.enter_calls = 2,
+                                     .sqes_submitted = 5,
+                                     .cqes_reaped = 5,
+                                     .sq_full = 0,
+                                     .sq_handovers = 1,
                                      .cq_overflows = 0,
                                      .submit_retries = 0});
+
+    // A full SQ ending in an open link chain cannot be handed over: refused, and counted.
+    for (std::uint64_t i = 10; i < 13; ++i)
+        REQUIRE_FALSE(ring.add_nop(i));
+    REQUIRE_FALSE(ring.add_nop(13, coil::io::sqe_flags::link));
+    CHECK(ring.add_nop(14) == errc::no_space);
+    CHECK(ring.stats().sq_full == 1);
+    CHECK(ring.stats().enter_calls == 2);
+    auto chain = take(ring.wait(4));
+    CHECK(chain.size() == 4);
 
     // wait() submits and waits in a single io_uring_enter.
     REQUIRE_FALSE(ring.add_nop(5));
@@ -80,10 +95,11 @@ TEST_CASE("ring: statistics count exactly the syscalls, SQEs, CQEs and refusals 
     CHECK(take(ring.wait(0)).empty());
     std::array<completion, 4> none{};
     CHECK(ring.reap_into(none) == 0);
-    CHECK(ring.stats() == ring_stats{.enter_calls = 2,
-                                     .sqes_submitted = 5,
-                                     .cqes_reaped = 5,
+    CHECK(ring.stats() == ring_stats{.enter_calls = 4,
+                                     .sqes_submitted = 10,
+                                     .cqes_reaped = 10,
                                      .sq_full = 1,
+                                     .sq_handovers = 1,
                                      .cq_overflows = 0,
                                      .submit_retries = 0});
 }

@@ -177,6 +177,7 @@ struct ring_stats {
     std::uint64_t sqes_submitted = 0;   ///< SQEs the kernel consumed
     std::uint64_t cqes_reaped = 0;      ///< CQEs handed to the caller
     std::uint64_t sq_full = 0;          ///< times an op was refused with `no_space`
+    std::uint64_t sq_handovers = 0;     ///< times an `add_*` found the SQ full and submitted it
     std::uint64_t cq_overflows = 0;     ///< times the CQ-overflow flag was seen (and flushed)
     std::uint64_t submit_retries = 0;   ///< EINTR / EAGAIN / EBUSY answers retried
 
@@ -264,8 +265,9 @@ public:
     /// Cancels and drains the ops still outstanding (`cancel_all()`, then `drain()`), then
     /// closes the ring: when it returns, the kernel no longer reads or writes any memory an op
     /// was queued with. With ops that cannot be cancelled (see `cancel_all()`, and its note on
-    /// `sqe_flags::drain`) it waits for them to finish. Terminates the program if waiting on the ring fails, which no valid
-    /// ring does. In a child process after `fork()` it neither cancels nor waits: it unmaps the
+    /// `sqe_flags::drain`) it waits for them to finish. Terminates the program, with a message,
+    /// if it cannot wait: a `single_issuer` ring destroyed with ops in flight on a thread other
+    /// than its creating one (the kernel refuses that thread), or a failure no valid ring has. In a child process after `fork()` it neither cancels nor waits: it unmaps the
     /// ring and closes the child's descriptor, leaving the parent's ops alone. From a thread
     /// other than the creating one, the creating thread's registration of the ring fd stays
     /// (the kernel keeps it per thread) and holds the ring's file open until that thread exits.
@@ -278,8 +280,14 @@ public:
     // Each `add_*` prepares one SQE tagged with `user_data` and returns an empty error code,
     // or `errc::no_space` (nothing queued: submit and reap, then retry) or
     // `errc::unsupported_operation` (the kernel lacks the opcode). The op is not seen by the
-    // kernel until `submit()` or `wait()`. Arguments passed by pointer or span are borrowed
-    // until the op's final completion is reaped.
+    // kernel until `submit()` or `wait()`, unless the SQ is full: then the `add_*` submits
+    // what is queued to make room (one `io_uring_enter`, counted in `stats().sq_handovers`)
+    // and queues the op. `no_space` comes only when that cannot make room: the kernel took
+    // nothing (it is short of memory, or an SQPOLL thread is not taking SQEs while the CQ
+    // overflows: reap first), the last queued SQE links to the next (submitting would cut the
+    // chain: check `space_left()` before queuing a chain), or the CQ cap
+    // (`ring_options::cap_outstanding`) is reached. Arguments passed by pointer or span are
+    // borrowed until the op's final completion is reaped.
 
     // nop, read and write are inline: they are the ops whose per-op cost benchmarks see.
 
@@ -735,8 +743,10 @@ public:
     /// Free submission queue entries (regardless of the CQ cap).
     unsigned sq_space_left() const noexcept { return sq_room_ - unsubmitted(); }
 
-    /// Ops that can still be queued before `no_space`: the free SQ entries, bounded with
-    /// `ring_options::cap_outstanding` by the CQ entries not yet promised to an op.
+    /// Ops that can still be queued before the SQ is full: the free SQ entries, bounded with
+    /// `ring_options::cap_outstanding` by the CQ entries not yet promised to an op. Past it an
+    /// `add_*` submits the queue first (or, with the cap, is refused), so a link chain must fit
+    /// in it whole.
     unsigned space_left() const noexcept
     {
         const unsigned sq_free = sq_room_ - unsubmitted();
@@ -809,7 +819,7 @@ private:
         if (cap_outstanding_ && outstanding_ >= cq_entries_) {
             return false;
         }
-        if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_())
+        if (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_() && !hand_over_full_sq_())
             return false;
         const unsigned tail = sq_tail_++;
         ++outstanding_;
@@ -826,6 +836,9 @@ private:
         --sq_tail_;
         --outstanding_;
     }
+    // The SQ is full: submits what is queued so that one more op finds room. False when no
+    // room came of it (see the queuing comment above).
+    bool hand_over_full_sq_() noexcept;
     bool refresh_sq_limit_() noexcept
     {
         // Acquire: the kernel has finished reading the entries it moved its head past.
