@@ -510,7 +510,13 @@ void executor::dispatch_other(const io::completion& c) noexcept
         remote_signalled_ = true; // look at the remote queue at the next loop turn
         return;
     case cqe_kind::cancel:
-        return; // says only whether the cancel found its op; the op's own CQE follows
+        // Says whether the cancel found its op; the op's own CQE follows. -ENOENT is usually
+        // an op that had completed already, but a multishot op between two completions (a
+        // multishot timeout that has fired and is re-arming) is missed the same way and then
+        // goes on for ever: cancel again while the op is still in flight.
+        if (c.result == -ENOENT)
+            recancel(c.user_data & ~(std::uint64_t{0xff} << slot_bits));
+        return;
     case cqe_kind::op: // an op kind with an index beyond the table
         break;
     }
@@ -632,6 +638,19 @@ void executor::submit_pending_cancels() noexcept
             pending_cancels_[kept++] = target;
     }
     pending_cancels_.resize(kept);
+}
+
+void executor::recancel(std::uint64_t target) noexcept
+{
+    const auto index = static_cast<std::uint32_t>(target & slot_mask);
+    if (index >= slots_.size())
+        return;
+    const slot& s = slots_[index];
+    if (s.op == nullptr || s.generation != static_cast<std::uint32_t>(target >> 32) ||
+        !s.op->cancel_requested)
+        return; // finished meanwhile: its final completion was reaped
+    ++stats_.cancels_retried;
+    pending_cancels_.push_back(target); // submitted at the end of this reaping pass
 }
 
 void executor::cancel(detail::op_base& op) noexcept

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <stop_token>
+#include <string>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -258,4 +259,61 @@ TEST_CASE("runtime: an endless timer stream ends when stopped", "[runtime][strea
         SKIP("this kernel has no IORING_TIMEOUT_MULTISHOT (Linux 6.4)");
     CHECK(n >= 5);
     CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: an endless timer stream cancelled between two ticks still ends (dropped, "
+          "stopped, or shut down with the executor)",
+          "[runtime][stream][timer][cancel]")
+{
+    // A multishot timeout that has fired is re-armed by kernel task work, which runs when the
+    // executor next enters the kernel: a cancel submitted in that same enter finds no timer
+    // (-ENOENT) and the timer then goes on. The thread sleeps past a tick before each cancel,
+    // so that the cancel lands there; the executor must cancel again.
+    const std::string how = GENERATE("dropped", "stopped", "executor stop");
+    CAPTURE(how);
+    constexpr int rounds = 20;
+    std::uint64_t retried = 0;
+    bool unsupported = false;
+    for (int round = 0; round < rounds && !unsupported; ++round) {
+        coil::executor ex(coil_test::executor_options());
+        auto body = [&]() -> coil::task<int> {
+            int n = 0;
+            {
+                auto ticks = coil::ticks(1ms);
+                auto first = co_await ticks.next();
+                if (first && !first->ok() && first->error() == std::errc::invalid_argument)
+                    co_return -1; // no multishot timeouts in this kernel
+                std::this_thread::sleep_for(3ms); // a tick fires; its re-arm waits for us
+                if (how == "dropped")
+                    co_return 1; // ~stream cancels and waits for the final completion
+                if (how == "executor stop") {
+                    ex.stop(); // run() ends: cancels and drains everything in flight
+                    (void)co_await ticks.next();
+                    co_return 1;
+                }
+                ticks.stop();
+                while (auto tick = co_await ticks.next())
+                    if (tick->ok())
+                        ++n;
+                    else
+                        CHECK(is_canceled(tick->error()));
+            }
+            co_return 1;
+        };
+        int got = 0;
+        try {
+            got = ex.run(body());
+        } catch (const std::system_error& e) {
+            CHECK(how == "executor stop");
+            CHECK(is_canceled(e.code()));
+            got = 1;
+        }
+        unsupported = got == -1;
+        CHECK(ex.in_flight() == 0);
+        retried += ex.stats().cancels_retried;
+    }
+    if (unsupported)
+        SKIP("this kernel has no IORING_TIMEOUT_MULTISHOT (Linux 6.4)");
+    // The race was really run: some cancel found the timer between two ticks.
+    CHECK(retried > 0);
 }

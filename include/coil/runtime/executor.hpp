@@ -80,6 +80,9 @@ struct executor_stats {
     std::uint64_t ops_started = 0;       ///< ops handed to the ring
     std::uint64_t ops_deferred = 0;      ///< ops that waited for room in the submission queue
     std::uint64_t cancels_submitted = 0; ///< ASYNC_CANCEL requests submitted
+    /// Cancels made again because the last one found nothing (-ENOENT) while the op was still
+    /// in flight: a multishot op between two completions.
+    std::uint64_t cancels_retried = 0;
     std::uint64_t stale_completions = 0; ///< completions whose user_data named no live op
     std::uint64_t timers_fired = 0;      ///< sleeps and deadlines that expired
     /// Results nobody could receive (a descriptor from an op whose awaiter was destroyed or
@@ -289,6 +292,7 @@ private:
     void admit_waiting() noexcept;
     void submit_pending_cancels() noexcept;
     bool submit_cancel(std::uint64_t target) noexcept;
+    void recancel(std::uint64_t target) noexcept;
     void fire_due_timers();
     void submit_before_unregistering() noexcept;
     void drain_once(const char* what) noexcept;
