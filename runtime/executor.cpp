@@ -38,6 +38,13 @@ void throw_no_executor()
                            "executor::spawn()");
 }
 
+void throw_foreign_spawn()
+{
+    throw std::logic_error("coil: executor::spawn() called on a thread other than the "
+                           "executor's (its ready queue is not thread-safe); hand the work over "
+                           "with post(), which may call spawn() there");
+}
+
 run_scope::run_scope(executor& ex) : executor_(ex), previous_(current_executor)
 {
     if (!ex.on_executor_thread())

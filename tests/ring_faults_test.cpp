@@ -256,6 +256,28 @@ void two_hundred_timeouts()
     for (std::uint64_t i = 0; i < 200; ++i)
         CHECK(seen.find(i)->result == -ETIME);
     CHECK(ring.outstanding() == 0);
+
+    // Then 30 timers one at a time, each submitted before its wait, so that every wait is a
+    // pure wait (the only kind EINTR interrupts) and the EINTR plan fires whatever the timing.
+    const timespec64 short_while = timespec64::from(std::chrono::microseconds(100));
+    for (std::uint64_t i = 0; i < 30; ++i) {
+        while (refused(ring.add_timeout(&short_while, 0, timeout_clock::relative, 500 + i)))
+            REQUIRE(ring.submit().ok());
+        while (ring.unsubmitted() != 0)
+            REQUIRE(ring.submit().ok());
+        std::size_t got = 0;
+        while (got == 0) {
+            auto done = ring.wait(1);
+            REQUIRE(done.ok());
+            for (const completion& c : *done) {
+                CHECK(c.user_data == 500 + i);
+                CHECK(c.result == -ETIME);
+                ++got;
+            }
+        }
+        CHECK(got == 1);
+    }
+    CHECK(ring.outstanding() == 0);
 }
 
 void hundred_polls_removed_midway()

@@ -295,3 +295,110 @@ TEST_CASE("runtime: co_await or run() of an empty task throws logic_error in eve
     CHECK_THAT(ex.run(awaits_empty()), ContainsSubstring("empty task"));
     CHECK_THROWS_AS(coil::run(coil::task<void>{}), std::logic_error);
 }
+
+namespace {
+
+coil::task<std::string> hello() { co_return "hello"; }
+
+// Parameters, not captures (GCC 12, above).
+coil::task<std::string> await_again(coil::task<std::string>& t)
+{
+    try {
+        co_return co_await std::move(t);
+    } catch (const std::logic_error& e) {
+        co_return std::string("error: ") + e.what();
+    }
+}
+
+coil::task<std::string> read_into_string(int fd)
+{
+    std::array<std::byte, 4> buffer{};
+    auto r = co_await coil::read(fd, buffer);
+    co_return std::string(reinterpret_cast<const char*>(buffer.data()), r.value_or(0));
+}
+
+} // namespace
+
+TEST_CASE("runtime: a task awaited again after it gave its result throws logic_error, never a "
+          "moved-from value",
+          "[runtime][misuse]")
+{
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::pair<std::string, std::string>> {
+        auto t = hello();
+        std::string first = co_await await_again(t);
+        std::string second = co_await await_again(t);
+        co_return std::pair{first, second};
+    };
+    auto [first, second] = ex.run(body());
+    CHECK(first == "hello");
+    CHECK_THAT(second, ContainsSubstring("already been awaited"));
+
+    // run() of a task whose result was taken, and a task<void> awaited twice.
+    auto t = hello();
+    CHECK(ex.run(await_again(t)) == "hello");
+    CHECK_THROWS_WITH(ex.run(std::move(t)), ContainsSubstring("already been awaited"));
+    auto twice = [&]() -> coil::task<std::string> {
+        auto v = []() -> coil::task<void> { co_return; }();
+        co_await std::move(v);
+        try {
+            co_await std::move(v);
+        } catch (const std::logic_error& e) {
+            co_return e.what();
+        }
+        co_return "";
+    };
+    CHECK_THAT(ex.run(twice()), ContainsSubstring("already been awaited"));
+}
+
+TEST_CASE("runtime: a task awaited by two coroutines at once throws logic_error for the second; "
+          "the first gets the result",
+          "[runtime][misuse]")
+{
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::pair<std::string, std::string>> {
+        auto t = read_into_string(fds[0]);
+        auto first = ex.spawn(await_again(t));
+        co_await coil::yield(); // the first awaiter has started t, which waits in its read
+        std::string second = co_await await_again(t);
+        const bool wrote = ::write(fds[1], "abcd", 4) == 4;
+        std::string got = co_await first;
+        co_return std::pair{wrote ? got : std::string("no write"), second};
+    };
+    auto [first, second] = ex.run(body());
+    CHECK(first == "abcd");
+    CHECK_THAT(second, ContainsSubstring("two coroutines at once"));
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
+
+TEST_CASE("runtime: spawn() on a thread other than the executor's throws logic_error; post() "
+          "spawns there",
+          "[runtime][misuse][threads]")
+{
+    coil::executor ex(coil_test::executor_options());
+    std::exception_ptr error;
+    std::thread other([&] {
+        try {
+            ex.spawn(awaits_a_nop()).detach();
+        } catch (...) {
+            error = std::current_exception();
+        }
+    });
+    other.join();
+    REQUIRE(error);
+    CHECK_THAT(message_of(error), ContainsSubstring("post()"));
+
+    int ran = 0;
+    std::thread poster([&] {
+        ex.post([&] {
+            ex.spawn([](int& n) -> coil::task<void> { n = co_await awaits_a_nop(); }(ran))
+                .detach();
+        });
+    });
+    poster.join();
+    CHECK(ex.run(awaits_a_nop()) == 1);
+    CHECK(ran == 1);
+}

@@ -31,6 +31,7 @@ namespace coil {
 namespace detail {
 class spawned_promise_base;
 class run_scope;
+[[noreturn]] void throw_foreign_spawn(); // runtime/executor.cpp
 } // namespace detail
 namespace net {
 class buffer_pool;
@@ -129,7 +130,9 @@ public:
     T run(task<T> t);
 
     /// Starts `t` as a task owned by the executor (it first runs at the next loop turn) and
-    /// returns a handle that can be awaited for its result, or dropped to detach it.
+    /// returns a handle that can be awaited for its result, or dropped to detach it. Throws
+    /// `std::logic_error` on a thread other than the executor's (`post()` a function that
+    /// spawns instead).
     template <class T>
     join_handle<T> spawn(task<T> t);
 

@@ -41,6 +41,8 @@ private:
 template <class T>
 join_handle<T> executor::spawn(task<T> t)
 {
+    if (!on_executor_thread())
+        detail::throw_foreign_spawn();
     auto coroutine = detail::drive(std::move(t));
     auto& promise = coroutine.handle.promise();
     track(promise);

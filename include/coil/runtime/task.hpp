@@ -125,8 +125,19 @@ public:
         }
     }
 
+protected:
+    /// A task's result is taken once: a second `co_await` (or `run()`) of the same finished
+    /// task would otherwise hand out a moved-from value.
+    void check_untaken()
+    {
+        if (std::exchange(taken_, true))
+            throw std::logic_error("coil: co_await (or run) of a task that has already been "
+                                   "awaited (a task yields its result once)");
+    }
+
 private:
     std::coroutine_handle<> continuation_;
+    bool taken_ = false;
     executor* executor_ = nullptr;
     stop_scope* scope_ = nullptr;
     // The chain of awaits, for destroy_awaited_chain: the task this coroutine is suspended
@@ -196,6 +207,7 @@ public:
     /// The value, or rethrows what the coroutine threw. Precondition: it has finished.
     T take()
     {
+        check_untaken();
         if (result_.index() == 2)
             std::rethrow_exception(std::get<2>(result_));
         assert(result_.index() == 1 && "task finished without a result");
@@ -217,6 +229,7 @@ public:
 
     void take()
     {
+        check_untaken();
         if (exception_)
             std::rethrow_exception(exception_);
     }
@@ -275,7 +288,14 @@ public:
     class awaiter {
     public:
         explicit awaiter(task& owner) noexcept : handle_(owner.handle_), owner_(&owner) {}
-        bool await_ready() const noexcept { return !handle_ || handle_.done(); }
+        bool await_ready() const
+        {
+            if (handle_ && !handle_.done() && handle_.promise().continuation())
+                throw std::logic_error("coil: a task awaited by two coroutines at once (a task "
+                                       "is awaited once; share its result, or spawn it and "
+                                       "await the join_handle)");
+            return !handle_ || handle_.done();
+        }
 
         template <class Promise>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) noexcept
