@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <exception>
 #include <limits>
+#include <new>
 
 namespace coil {
 
@@ -71,8 +74,24 @@ void file::unregister_slot() noexcept
 {
     if (slot_ < 0)
         return;
-    registered_with_->unregister_file(static_cast<std::uint32_t>(std::exchange(slot_, -1)));
-    registered_with_ = nullptr;
+    executor* owner = std::exchange(registered_with_, nullptr);
+    const auto slot = static_cast<std::uint32_t>(std::exchange(slot_, -1));
+    if (owner->on_executor_thread()) {
+        owner->unregister_file(slot);
+        return;
+    }
+    // A file handed to another thread: the slot's table and ring belong to the owner's thread
+    // (a single-issuer ring refuses this one), so the owner empties it at its next loop turn.
+    // Until then the slot keeps the file open; the owner outlives the registration anyway
+    // (register_slot's contract).
+    try {
+        owner->post([owner, slot] { owner->unregister_file(slot); });
+    } catch (const std::bad_alloc&) {
+        std::fputs("coil: file: out of memory handing a registered slot back to its "
+                   "executor\n",
+                   stderr);
+        std::terminate();
+    }
 }
 
 task<result<file>> file::open(std::string path, int flags, unsigned mode)

@@ -993,3 +993,56 @@ TEST_CASE("net: sending to a peer that is gone gives broken_pipe and never raise
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
 }
+
+TEST_CASE("net: a receive over another executor's buffer pool is refused, never fed from the "
+          "wrong pool",
+          "[net][pool][misuse]")
+{
+    // Both pools get group id 0 in their own rings: a receive on executor B over A's pool
+    // would take B's buffer and hand out A's buffer of the same id (zeros).
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    net::stream_socket mine(pair[0]);
+    net::stream_socket peer(pair[1]);
+    coil::executor a(coil_test::executor_options());
+    coil::executor b(coil_test::executor_options());
+    net::buffer_pool pool_a(a, 8, 4096);
+    net::buffer_pool pool_b(b, 8, 4096);
+    REQUIRE(pool_a.group() == pool_b.group());
+
+    // Made in a task of B: refused at once.
+    auto make_on_b = [&]() -> coil::task<std::string> {
+        try {
+            auto chunks = mine.receive(pool_a);
+        } catch (const std::logic_error& e) {
+            co_return e.what();
+        }
+        co_return "";
+    };
+    CHECK_THAT(b.run(make_on_b()), ContainsSubstring("another executor"));
+
+    // Made outside any task, first awaited on B: it ends with invalid_argument, and B's own
+    // pool lends nothing.
+    auto chunks = mine.receive(pool_a);
+    REQUIRE(::write(pair[1], "hello", 5) == 5);
+    auto await_on_b = [](net::receive_stream& s) -> coil::task<std::error_code> {
+        auto first = co_await s.next();
+        if (!first || first->ok())
+            co_return std::error_code{};
+        co_return first->error();
+    };
+    CHECK(b.run(await_on_b(chunks)) == std::errc::invalid_argument);
+    CHECK(pool_b.available() == pool_b.count());
+    CHECK(pool_a.lent() == 0);
+
+    // The pool's own executor receives the bytes, which were left in the socket.
+    auto on_a = [&]() -> coil::task<std::string> {
+        auto right = mine.receive(pool_a);
+        auto got = co_await right.next();
+        if (!got || !got->ok())
+            co_return "";
+        auto bytes = (*got)->bytes();
+        co_return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    };
+    CHECK(a.run(on_a()) == "hello");
+}

@@ -8,14 +8,17 @@
 #include <coil/coil.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstring>
 #include <stop_token>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 using namespace coil_test;
@@ -371,4 +374,46 @@ TEST_CASE("runtime: stopping an executor with fixed reads in flight on registere
         CHECK(pool.available() == 4);
     }
     CHECK(in_flight_before_stop >= 4);
+}
+
+TEST_CASE("runtime: a registered file destroyed or closed on another executor's thread has its "
+          "slot emptied by its own executor, and the descriptor really closes",
+          "[runtime][fixed][threads]")
+{
+    const bool by_close = GENERATE(false, true);
+    CAPTURE(by_close);
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    unique_fd read_end(fds[0]);
+    coil::executor owner(coil::executor_options{.file_slots = 1});
+    auto register_it = [](int fd) -> coil::task<coil::file> {
+        coil::file f(fd);
+        REQUIRE(f.register_slot().ok());
+        co_return f;
+    };
+    coil::file writer = owner.run(register_it(fds[1]));
+    REQUIRE(owner.registered_files() == 1);
+
+    bool closed_ok = false;
+    std::thread other([&] {
+        coil::executor there;
+        auto body = [&]() -> coil::task<void> {
+            coil::file f = std::move(writer);
+            if (by_close)
+                closed_ok = (co_await f.close()).ok();
+        }; // otherwise ~file here
+        there.run(body());
+    });
+    other.join();
+    if (by_close)
+        CHECK(closed_ok);
+    // The owner's table still holds the write end until the owner's next loop turn ...
+    ::pollfd p{read_end.get(), POLLIN, 0};
+    CHECK(::poll(&p, 1, 0) == 0);
+    // ... which empties the slot: the reader sees the end of the pipe.
+    owner.run([]() -> coil::task<void> { co_await coil::yield(); }());
+    CHECK(owner.registered_files() == 0);
+    p.revents = 0;
+    REQUIRE(::poll(&p, 1, 1000) == 1);
+    CHECK((p.revents & POLLHUP) != 0);
 }

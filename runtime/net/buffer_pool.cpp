@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 #include <span>
 
 namespace coil::net {
@@ -26,6 +27,21 @@ buffer_pool::buffer_pool(executor& ex, unsigned count, std::size_t buffer_size,
     pieces_ = std::make_unique<std::uint32_t[]>(count);
     next_in_bundle_ = std::make_unique<std::uint16_t[]>(count);
     taken_ = std::make_unique<io::buffer_piece[]>(count);
+}
+
+bool buffer_pool::registered_with(const io::ring& r) const noexcept
+{
+    return &r == &executor_->ring_;
+}
+
+void buffer_pool::check_used_here() const
+{
+    executor* running = detail::running_executor();
+    if (running != nullptr && running != executor_)
+        throw std::logic_error("coil: a receive over a net::buffer_pool in a task of another "
+                               "executor: the pool's buffers are registered with the ring of "
+                               "the executor that made it, so give each executor a pool of "
+                               "its own");
 }
 
 buffer_pool::~buffer_pool()

@@ -16,9 +16,10 @@
 namespace coil {
 class executor;
 namespace io {
+class ring;
 class buffer_ring;
 struct buffer_piece;
-}
+} // namespace io
 } // namespace coil
 
 namespace coil::net {
@@ -173,7 +174,9 @@ struct buffer_pool_options {
 /// returns to the kernel when it is full and all its pieces are released. Size such a pool by
 /// bytes in flight, not by connections: a received_buffer held long keeps its whole buffer out.
 ///
-/// Lifetime: create and destroy it on the executor's thread. Every stream receiving over it
+/// Lifetime: create and destroy it on the executor's thread, and receive over it only in that
+/// executor's tasks (elsewhere `receive` throws `std::logic_error`: each executor needs a pool
+/// of its own). Every stream receiving over it
 /// must be destroyed before it, and every `received_buffer` released (destroying the pool
 /// with buffers still lent out terminates the program with a message: the kernel or the
 /// holder would write freed memory).
@@ -201,6 +204,13 @@ public:
     std::uint64_t exhaustions() const noexcept { return exhaustions_; }
 
     // --- used by the receive op (not by applications) ------------------------------------
+    /// Whether the pool's buffers are registered with `r` (its executor's ring): a receive on
+    /// another ring would name the same group id in a table where it means another pool, or
+    /// none.
+    bool registered_with(const io::ring& r) const noexcept;
+    /// Throws `std::logic_error` when a receive over the pool is made in a task of another
+    /// executor.
+    void check_used_here() const;
     /// A completion with `has_buffer()` arrived (call it in the order they are reaped): the
     /// piece it names is held until `lend` or `drop`. Returns the piece's offset in its buffer.
     std::uint32_t arrived(const io::completion& c) noexcept;

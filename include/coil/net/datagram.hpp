@@ -138,7 +138,7 @@ struct receive_from_provided : pool_receive_base {
 
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        if (pool->incremental())
+        if (pool->incremental() || foreign(r))
             return std::make_error_code(std::errc::invalid_argument);
         message = {};
         message.msg_namelen = sender.capacity();
@@ -270,6 +270,7 @@ public:
     /// The pool must not be incremental, and must outlive the stream.
     datagram_stream receive_datagrams(buffer_pool& pool, stream_options options = {}) const
     {
+        pool.check_used_here();
         return datagram_stream(ops::receive_from_provided{{fd_.get(), &pool}}, options);
     }
     /// Sends one datagram to the connected peer.

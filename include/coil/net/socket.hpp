@@ -305,6 +305,10 @@ struct pool_receive_base {
         return false;
     }
     bool park(detail::rearm_waiter& waiter) noexcept { return pool->park(waiter); }
+    /// A receive started on a ring the pool is not registered with (a stream made on one
+    /// executor and first awaited on another) ends with EINVAL instead of taking buffers
+    /// from whatever that ring has under the same group id.
+    bool foreign(const io::ring& r) const noexcept { return !pool->registered_with(r); }
     /// Takes the piece a completion names from the pool, in arrival order, and keeps its
     /// offset (an incremental pool's pieces start where the last one ended) in the stream's
     /// copy of the completion.
@@ -328,6 +332,8 @@ struct pool_receive_base {
 struct receive_provided : pool_receive_base {
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
+        if (foreign(r))
+            return std::make_error_code(std::errc::invalid_argument);
         return r.add_recv_provided(fd, pool->group(), 0,
                                    multishot ? io::recv_mode::multishot : io::recv_mode::single,
                                    ud);
@@ -352,7 +358,7 @@ struct receive_provided : pool_receive_base {
 struct receive_bundles_provided : pool_receive_base {
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        if (pool->incremental())
+        if (pool->incremental() || foreign(r))
             return std::make_error_code(std::errc::invalid_argument);
         io::recv_mode mode = multishot ? io::recv_mode::multishot : io::recv_mode::single;
         if (r.has_recv_bundles())
@@ -398,6 +404,7 @@ using receive_stream = stream<ops::receive_provided>;
 
 inline auto stream_socket::receive(buffer_pool& pool, stream_options options) const
 {
+    pool.check_used_here();
     return receive_stream(ops::receive_provided{{fd_.get(), &pool}}, options);
 }
 
@@ -407,6 +414,7 @@ using receive_bundle_stream = stream<ops::receive_bundles_provided>;
 
 inline auto stream_socket::receive_bundles(buffer_pool& pool, stream_options options) const
 {
+    pool.check_used_here();
     return receive_bundle_stream(ops::receive_bundles_provided{{fd_.get(), &pool}}, options);
 }
 
