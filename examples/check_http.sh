@@ -258,6 +258,18 @@ group_large() {
         stop_server
         pass "--large-file $method: whole, range, slow reader, keep-alive, a client that vanishes"
     done
+    # A client that reads 60 KB/s, against a 1 s send timeout and a 64 KiB TCP send buffer (in
+    # a network namespace of its own, where that can be set): the timeout bounds each wait for
+    # room, so it is never cut off, by any method.
+    if unshare -n true 2>/dev/null; then
+        for method in sendfile splice read; do
+            unshare -n python3 "$here/check_http_slow.py" "$server" "$root" "$method" ||
+                fail "$method: a slow, steady reader was cut off"
+        done
+        pass "--large-file: a slow, steady reader is never cut off (each wait for room is timed)"
+    else
+        echo "check_http: the slow, steady reader needs unshare -n (root): not run"
+    fi
 }
 
 group_wrk() {

@@ -312,6 +312,21 @@ coil::task<bool> send_all(const net::stream_socket& conn, std::span<const std::b
     co_return static_cast<bool>(sent);
 }
 
+// Sends all of `data` one send at a time, `timeout` bounding each wait for room in the socket
+// rather than the whole: a client that keeps reading is never cut off, however slowly it reads
+// a large response (as with sendfile and splice, which wait for POLLOUT the same way).
+coil::task<bool> send_steadily(const net::stream_socket& conn, std::span<const std::byte> data,
+                               std::chrono::milliseconds timeout)
+{
+    while (!data.empty()) {
+        auto sent = co_await net::send(conn.fd(), data, MSG_NOSIGNAL).with_timeout(timeout);
+        if (!sent || *sent == 0)
+            co_return false;
+        data = data.subspan(*sent);
+    }
+    co_return true;
+}
+
 // Files larger than this go out by the --large-file method; smaller ones are read into the
 // response's buffer behind the head and leave in one send.
 constexpr std::uint64_t small_file_bytes = 64 * 1024;
@@ -566,8 +581,7 @@ coil::task<response_outcome> respond(const net::stream_socket& conn, server_stat
             offset += *n;
             remaining -= *n;
         }
-        if (!co_await send_all(conn, buffer.first(used),
-                               srv.opts.send_timeout)) {
+        if (!co_await send_steadily(conn, buffer.first(used), srv.opts.send_timeout)) {
             co_return out;
         }
         out.bytes += want;

@@ -254,6 +254,14 @@ TEST_CASE("http target: decoding comes first, then `..`, NUL and backslashes are
     CHECK(relative("/%41%62") == "Ab");
     CHECK(relative("http://example.com/a/b") == "a/b");
     CHECK(relative("HTTP://example.com") == ".");
+    // In absolute-form the authority ends at '/', '?' or '#': a '/' in the query is not the
+    // path's.
+    CHECK(relative("http://x?/a.txt") == ".");
+    CHECK(relative("http://x?q=/ten.txt") == ".");
+    CHECK(relative("http://x:80?/sub/index.html") == ".");
+    CHECK(relative("http://x#/a.txt") == ".");
+    CHECK(relative("http://x/?/a.txt") == ".");
+    CHECK(relative("http://x/b.txt?/a.txt") == "b.txt");
     CHECK(relative("/a..b/..c") == "a..b/..c");
 
     const std::string refused = GENERATE(as<std::string>{}, "/../etc/passwd",

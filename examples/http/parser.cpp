@@ -429,8 +429,11 @@ target_path resolve_target(std::string_view target)
             out.error = target_error::bad_syntax;
             return out;
         }
-        const std::size_t slash = target.find('/', scheme_end);
-        path = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+        // The authority ends at the first '/', '?' or '#' (RFC 3986 3.2): a '/' in the query
+        // of "http://host?q=/a" is not the path's, which is empty there, meaning "/".
+        const std::size_t end = target.find_first_of("/?#", scheme_end);
+        path = end == std::string_view::npos || target[end] != '/' ? std::string_view("/")
+                                                                   : target.substr(end);
     }
     path = path.substr(0, path.find_first_of("?#"));
 
