@@ -2,7 +2,7 @@
 // echo_server: echoes every byte back, on any number of connections, with one executor.
 //
 //   echo_server --port N [--address HOST] [--buffers COUNT] [--buffer-size BYTES]
-//               [--incremental | --bundles]
+//               [--incremental | --bundles] [--send-timeout-ms MS]
 //
 // The server path io_uring was made for: a multishot accept hands over connections, and each
 // connection has one multishot receive pending over a shared provided-buffer pool, so an idle
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -43,6 +44,7 @@ struct options {
     std::size_t buffer_size = 4096;
     bool incremental = false;
     bool bundles = false;
+    std::chrono::milliseconds send_timeout{0}; // 0: sends wait as long as the peer does
 };
 
 [[noreturn]] void usage(const char* why)
@@ -51,6 +53,7 @@ struct options {
         fmt::print(stderr, "echo_server: {}\n", why);
     fmt::print(stderr, "usage: echo_server --port N [--address HOST] [--buffers COUNT] "
                        "[--buffer-size BYTES] [--incremental | --bundles]\n"
+                       "                   [--send-timeout-ms MS]\n"
                        "  --port N          TCP port to listen on (0: any free port, printed)\n"
                        "  --address HOST    address to bind (default 127.0.0.1; [::1] for IPv6)\n"
                        "  --buffers COUNT   provided receive buffers, a power of two (4096)\n"
@@ -58,7 +61,11 @@ struct options {
                        "  --incremental     receives take only the bytes they need from a buffer\n"
                        "                    (Linux 6.12): use fewer, larger buffers\n"
                        "  --bundles         one receive completion may fill several buffers\n"
-                       "                    (Linux 6.10; plain receives on older kernels)\n");
+                       "                    (Linux 6.10; plain receives on older kernels)\n"
+                       "  --send-timeout-ms MS  end a connection whose peer has not made room\n"
+                       "                    for its echo in MS (default 0: wait for ever). The\n"
+                       "                    pool is shared: a peer that sends but never reads\n"
+                       "                    holds buffers while its echo waits\n");
     std::exit(2);
 }
 
@@ -95,6 +102,8 @@ options parse(int argc, char** argv)
             o.incremental = true;
         } else if (arg == "--bundles") {
             o.bundles = true;
+        } else if (arg == "--send-timeout-ms") {
+            o.send_timeout = std::chrono::milliseconds(number<unsigned>(value(), "--send-timeout-ms"));
         } else if (arg == "--help" || arg == "-h") {
             usage(nullptr);
         } else {
@@ -112,26 +121,33 @@ options parse(int argc, char** argv)
     return o;
 }
 
-// One connection: every chunk received is sent back, in order.
-coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool)
+// One connection: every chunk received is sent back, in order. With a send timeout, a peer that
+// leaves its echo unread that long loses its connection (and the buffers it held).
+coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool,
+                      std::chrono::milliseconds send_timeout)
 {
     auto chunks = conn.receive(pool);
     while (auto chunk = co_await chunks.next()) {
         if (!*chunk || (*chunk)->empty())
             break; // an error (the peer reset) or the end: this connection only
-        if (!co_await conn.send_all((*chunk)->bytes()))
+        const auto bytes = (*chunk)->bytes();
+        if (send_timeout.count() == 0 ? !co_await conn.send_all(bytes)
+                                      : !co_await conn.send_all(bytes).with_timeout(send_timeout))
             break;
     }
 }
 
 // The same through receive bundles: each bundle's buffers are sent back in order.
-coil::task<void> echo_bundles(net::stream_socket conn, net::buffer_pool& pool)
+coil::task<void> echo_bundles(net::stream_socket conn, net::buffer_pool& pool,
+                              std::chrono::milliseconds send_timeout)
 {
     auto bundles = conn.receive_bundles(pool);
     while (auto bundle = co_await bundles.next()) {
         if (!*bundle || (*bundle)->empty())
             break;
-        if (!co_await conn.send_all(**bundle))   // its buffers gathered: one sendmsg per 16
+        // Its buffers gathered: one sendmsg per 16.
+        if (send_timeout.count() == 0 ? !co_await conn.send_all(**bundle)
+                                      : !co_await conn.send_all(**bundle).with_timeout(send_timeout))
             break;
     }
 }
@@ -182,9 +198,9 @@ coil::task<int> serve(const options& o, int signal_fd)
                 continue;
             }
             if (o.bundles)
-                n.spawn(echo_bundles(std::move(**conn), pool));
+                n.spawn(echo_bundles(std::move(**conn), pool, o.send_timeout));
             else
-                n.spawn(echo(std::move(**conn), pool));
+                n.spawn(echo(std::move(**conn), pool, o.send_timeout));
         }
     }));
     co_await watcher;

@@ -96,6 +96,13 @@ enum class poll_mode : std::uint8_t {
     multishot, ///< a completion per event (flag `more()` set) until removed or it fails
 };
 
+// Every multishot op (poll, accept, receive, timeout) can also end early: a firing that finds
+// the CQ full is kept by the kernel in its overflow list, and the kernel then ends the op with
+// that completion, without `more()`, carrying an ordinary result. A final completion without
+// `more()` thus does not mean the op's events are over: arm it again if more are wanted (the
+// runtime's streams do), and count a multishot timeout's firings rather than trust its end.
+// A CQ large enough for the bursts expected, and reaping often, keep it from happening.
+
 /// Accept arming.
 enum class accept_mode : std::uint8_t {
     single,    ///< one connection, one completion
@@ -426,6 +433,7 @@ public:
     /// `count` times (0: until removed with `add_timeout_remove`). Each firing completes with
     /// `-ETIME`, all but the last with `more()` set; a removed timer ends with a completion
     /// `-ECANCELED` without `more()`. The op stays outstanding until that final completion.
+    /// It can end before `count` firings when the CQ overflows (see `poll_mode`).
     /// A kernel without multishot timeouts completes it at once with `-EINVAL`.
     /// `interval` is borrowed until the final completion.
     std::error_code add_multishot_timeout(const timespec64* interval, unsigned count,
@@ -734,7 +742,11 @@ public:
     }
 
     /// The ring's file descriptor. It polls readable when completions are ready, so an outer
-    /// epoll loop can wait on it.
+    /// epoll loop can wait on it: but not on a `single_issuer` ring (`DEFER_TASKRUN`), where
+    /// the kernel posts completions only when the creating thread enters the ring and does
+    /// not wake this descriptor's pollers meanwhile (on Linux 6.18 `poll(2)` reports it
+    /// readable but a waiting `epoll_wait` is not woken). An epoll loop wants a ring without
+    /// `single_issuer`.
     int fd() const noexcept;
 
     unsigned sq_entries() const noexcept { return sq_entries_; }
