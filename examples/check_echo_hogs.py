@@ -4,26 +4,19 @@
 # --send-timeout-ms their connections end and another client is served again.
 #   check_echo_hogs.py ECHO_SERVER [SERVER ARGS...]
 # Exit 0 when a fresh client's "ping" comes back; 1 when it does not within 15 s.
-import re
+import os
 import socket
-import subprocess
 import sys
 import time
+
+sys.dont_write_bytecode = True  # nothing written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server_process  # noqa: E402
 
 server = sys.argv[1]
 HOGS = 8
 
-proc = subprocess.Popen([server, "--port", "0"] + sys.argv[2:],
-                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-port = None
-for line in proc.stdout:
-    found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-    if found:
-        port = int(found.group(1))
-        break
-if port is None:
-    print("check_echo_hogs: echo_server did not start")
-    sys.exit(1)
+proc, port = server_process.start([server, "--port", "0"] + sys.argv[2:], "check_echo_hogs")
 
 # Each hog sends until its socket is full and never reads: the server receives into the pool
 # until its echo of that data cannot be sent.

@@ -5,12 +5,15 @@
 # its own (unshare -n), where the TCP send buffer can be capped at 64 KiB so that the server
 # waits for room many times: check_http_slow.py HTTP_SERVER ROOT METHOD
 import fcntl
-import re
+import os
 import socket
 import struct
-import subprocess
 import sys
 import time
+
+sys.dont_write_bytecode = True  # nothing written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server_process  # noqa: E402
 
 server, root, method = sys.argv[1], sys.argv[2], sys.argv[3]
 RATE = 60_000      # bytes per second read by the client
@@ -29,18 +32,8 @@ loopback_up()
 with open("/proc/sys/net/ipv4/tcp_wmem", "w") as f:
     f.write("4096 16384 65536")
 
-proc = subprocess.Popen([server, "--port", "0", "--root", root, "--large-file", method,
-                         "--send-timeout-ms", "1000"],
-                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-port = None
-for line in proc.stdout:
-    found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-    if found:
-        port = int(found.group(1))
-        break
-if port is None:
-    print(f"check_http_slow: the server did not start ({method})")
-    sys.exit(1)
+proc, port = server_process.start([server, "--port", "0", "--root", root, "--large-file",
+                                     method, "--send-timeout-ms", "1000"], "check_http_slow")
 
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)

@@ -588,32 +588,6 @@ TEST_CASE("ring: a give-back that would rewrite a ring entry no completion has r
     CHECK(ids == std::vector<std::uint16_t>{2, 3, 0, 1});
 }
 
-namespace {
-
-// Runs `misuse` in a child; returns what it wrote on stderr, or "<returned>" if it did not stop
-// the child.
-template <class Misuse>
-std::string stopped_with(Misuse misuse)
-{
-    int out[2];
-    REQUIRE(::pipe(out) == 0);
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        ::dup2(out[1], STDERR_FILENO);
-        misuse();
-        ::_exit(0);
-    }
-    ::close(out[1]);
-    const std::string said = read_to_end(out[0]);
-    ::close(out[0]);
-    int status = 0;
-    REQUIRE(::waitpid(child, &status, 0) == child);
-    return WIFSIGNALED(status) ? said : "<returned>";
-}
-
-} // namespace
-
 TEST_CASE("ring: buffer_ring refuses a bad give_back or note_used in every build, naming the "
           "mistake",
           "[ring][buffer_ring][misuse]")

@@ -10,10 +10,12 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace coil_test {
@@ -87,6 +89,28 @@ inline void queue_nops_without_reaping(coil::io::ring& ring, std::uint64_t count
         }
         ++next;
     }
+}
+
+/// Runs `misuse` in a child; returns what it wrote on stderr, or "<returned>" if it did not stop
+/// the child (a contract violation or a refusal to go on must end the program, saying why).
+template <class Misuse>
+std::string stopped_with(Misuse misuse)
+{
+    int out[2];
+    REQUIRE(::pipe(out) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::dup2(out[1], STDERR_FILENO);
+        misuse();
+        ::_exit(0);
+    }
+    ::close(out[1]);
+    const std::string said = read_to_end(out[0]);
+    ::close(out[0]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    return WIFSIGNALED(status) ? said : "<returned>";
 }
 
 } // namespace coil_test
