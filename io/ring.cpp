@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -660,9 +661,16 @@ bool ring::hand_over_full_sq_() noexcept
 #endif
     ++stats_.sq_handovers;
     if (sqpoll()) {
-        // Publish and wake the kernel thread, then give it (bounded) time to take them.
+        // Publish and wake the kernel thread, then give it a moment (1 ms at most: a thread
+        // that has stopped taking SQEs, as while the CQ overflows, must not stall every add)
+        // to take some.
         static_cast<void>(submit());
-        await_sq_thread_();
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+        while (!refresh_sq_limit_() && std::chrono::steady_clock::now() < give_up) {
+            if (state_->sq_flags() & IORING_SQ_NEED_WAKEUP)
+                enter_(0, 0, IORING_ENTER_SQ_WAKEUP, nullptr, 0);
+            std::this_thread::yield();
+        }
     } else {
         // Retries EINTR, and EBUSY / EAGAIN after moving ready completions aside; an error
         // leaves the SQEs queued, and the op is refused below.
