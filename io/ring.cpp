@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -233,11 +234,22 @@ std::system_error setup_error(int error, unsigned entries, unsigned cq_entries, 
             current = limit.rlim_cur == RLIM_INFINITY ? "unlimited"
                                                       : std::to_string(limit.rlim_cur / 1024) +
                                                             " KiB";
-        what += "the kernel could not allocate the ring's memory. Before Linux 5.12 rings are "
-                "charged to the locked-memory limit (RLIMIT_MEMLOCK, now " +
+        // The SQEs, the SQ index array and the CQEs, at the sizes the kernel rounds to (powers
+        // of two; a CQ twice the SQ unless asked); it rounds each region up to pages as well.
+        const std::uint64_t sq = std::bit_ceil(entries);
+        const std::uint64_t cq = cq_entries != 0 ? std::bit_ceil(cq_entries) : 2 * sq;
+        const std::uint64_t needed_kib =
+            (sq * (sizeof(io_uring_sqe) + sizeof(std::uint32_t)) + cq * sizeof(io_uring_cqe) +
+             1023) /
+            1024;
+        what += "the kernel could not allocate the ring's memory (at least " +
+                std::to_string(needed_kib) +
+                " KiB). For a process without CAP_IPC_LOCK the kernel charges it to the "
+                "locked-memory limit (RLIMIT_MEMLOCK, now " +
                 current +
-                "): raise it ('ulimit -l', LimitMEMLOCK= in a systemd unit, memlock in "
-                "/etc/security/limits.conf) or create the ring with fewer entries";
+                "; kernels before 5.12 did, and recent ones do again): raise it ('ulimit -l', "
+                "LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf) or "
+                "create the ring with fewer entries";
         break;
     }
     case ENOSYS:

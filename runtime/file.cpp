@@ -4,6 +4,7 @@
 #include <coil/runtime/executor.hpp>
 #include <coil/runtime/file.hpp>
 
+#include <fcntl.h>
 #include <linux/falloc.h>
 #include <unistd.h>
 
@@ -108,19 +109,71 @@ task<result<file>> file::create(std::string path, unsigned mode)
     return open(std::move(path), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 }
 
+namespace {
+
+// The loops below keep their own offset and never lean on the file position between ops: when
+// an op moves some bytes and then fails (a write that meets RLIMIT_FSIZE or a full disk), the
+// kernel reports the bytes but leaves the position where it was (seen on Linux 6.18), and the
+// next op at the position would overwrite them. So `current_position` on a seekable file
+// becomes an explicit offset, the position read once at the start and set once at the end.
+class position_cursor {
+public:
+    position_cursor(int fd, std::uint64_t offset, bool writing) noexcept : fd_(fd), offset_(offset)
+    {
+        if (offset != current_position)
+            return;
+        // A pipe, socket or terminal has no position (ESPIPE), and a write to an O_APPEND
+        // file goes to the end whatever the offset: both keep the kernel's own handling.
+        const off_t at = ::lseek(fd, 0, SEEK_CUR);
+        if (at < 0 || (writing && (::fcntl(fd, F_GETFL) & O_APPEND)))
+            return;
+        offset_ = static_cast<std::uint64_t>(at);
+        owns_position_ = true;
+    }
+    position_cursor(const position_cursor&) = delete;
+    position_cursor& operator=(const position_cursor&) = delete;
+    // Also when the loop fails or its task is destroyed: the position ends after the bytes
+    // that moved, as read(2) and write(2) leave it.
+    ~position_cursor()
+    {
+        if (owns_position_)
+            (void)::lseek(fd_, static_cast<off_t>(offset_), SEEK_SET);
+    }
+
+    std::uint64_t offset() const noexcept { return offset_; }
+    void advance(std::size_t count) noexcept
+    {
+        if (offset_ != current_position)
+            offset_ += count;
+    }
+
+private:
+    int fd_;
+    std::uint64_t offset_;
+    bool owns_position_ = false;
+};
+
+bool retry_after(const std::error_code& ec) noexcept
+{
+    return ec == std::errc::interrupted || ec == std::errc::resource_unavailable_try_again;
+}
+
+} // namespace
+
 task<result<void>> file::read_exact_at(std::span<std::byte> buffer, std::uint64_t offset) const
 {
+    position_cursor at(fd_, offset, false);
     while (!buffer.empty()) {
-        result<std::size_t> n = co_await read_at(buffer, offset);
+        result<std::size_t> n = co_await read_at(buffer, at.offset());
         if (!n) {
-            if (n.error() == std::errc::interrupted || n.error() == std::errc::resource_unavailable_try_again)
+            if (retry_after(n.error()))
                 continue;
             co_return n.error();
         }
         if (*n == 0)
             co_return make_error_code(io::errc::end_of_file);
         buffer = buffer.subspan(*n);
-        offset += *n;
+        at.advance(*n);
     }
     co_return result<void>();
 }
@@ -128,17 +181,18 @@ task<result<void>> file::read_exact_at(std::span<std::byte> buffer, std::uint64_
 task<result<void>> file::write_all_at(std::span<const std::byte> buffer,
                                       std::uint64_t offset) const
 {
+    position_cursor at(fd_, offset, true);
     while (!buffer.empty()) {
-        result<std::size_t> n = co_await write_at(buffer, offset);
+        result<std::size_t> n = co_await write_at(buffer, at.offset());
         if (!n) {
-            if (n.error() == std::errc::interrupted || n.error() == std::errc::resource_unavailable_try_again)
+            if (retry_after(n.error()))
                 continue;
             co_return n.error();
         }
         if (*n == 0) // no progress and no error: the device is full in all but name
             co_return std::make_error_code(std::errc::no_space_on_device);
         buffer = buffer.subspan(*n);
-        offset += *n;
+        at.advance(*n);
     }
     co_return result<void>();
 }

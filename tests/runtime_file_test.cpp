@@ -10,11 +10,15 @@
 #include <catch2/catch_test_macros.hpp>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <csignal>
+#include <cstdio>
 #include <stop_token>
 #include <tuple>
 #include <string>
@@ -104,6 +108,83 @@ TEST_CASE("runtime: read_exact_at past the end of a file fails with end_of_file"
     CHECK(errors[0].category().name() == std::string("coil.io"));
 }
 
+TEST_CASE("runtime: read_exact_at from current_position goes on at the file position after a short "
+          "read",
+          "[runtime][file]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("position");
+    dir.create_file("position", coil_test::pattern(100));
+    coil_test::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(fd.get() >= 0);
+    REQUIRE(::lseek(fd.get(), 10, SEEK_SET) == 10);
+
+    coil::file f(fd.release());
+    std::vector<std::byte> exact(64);
+    std::vector<std::byte> past(200, std::byte{0xee});
+    auto body = [&]() -> coil::task<std::vector<std::error_code>> {
+        std::vector<std::error_code> errors;
+        errors.push_back((co_await f.read_exact_at(exact, coil::current_position)).error());
+        // 26 bytes are left: the first read is short, and the next must read at the position
+        // (the end), not at an offset computed from current_position's value.
+        errors.push_back((co_await f.read_exact_at(past, coil::current_position)).error());
+        co_return errors;
+    };
+    const std::vector<std::error_code> errors = coil_test::run(body());
+    CHECK_FALSE(errors[0]);
+    CHECK(exact == coil_test::pattern(64, 10));
+    CHECK(errors[1] == coil::io::make_error_code(coil::io::errc::end_of_file));
+    CHECK(std::vector<std::byte>(past.begin(), past.begin() + 26) == coil_test::pattern(26, 74));
+    CHECK(std::all_of(past.begin() + 26, past.end(), [](std::byte b) { return b == std::byte{0xee}; }));
+    CHECK(::lseek(f.native_handle(), 0, SEEK_CUR) == 100);
+
+    // A pipe has no position: current_position reads what comes, in order.
+    coil_test::pipe_fds pipe = coil_test::make_pipe();
+    coil_test::write_fully(pipe.write_end.get(), coil_test::pattern(30));
+    coil::file from_pipe(pipe.read_end.release());
+    std::vector<std::byte> piped(30);
+    CHECK(coil_test::run(from_pipe.read_exact_at(piped, coil::current_position)).ok());
+    CHECK(piped == coil_test::pattern(30));
+}
+
+TEST_CASE("runtime: write_all_at to current_position goes on at the file position after a short "
+          "write",
+          "[runtime][file]")
+{
+    // A file size limit of 8 KiB makes a write of 8 KiB at position 4 KiB short (4 KiB), and the
+    // next one fail with EFBIG. In a child: the limit is the process's.
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("limited");
+    dir.create_file("limited", std::vector<std::byte>(4096, std::byte{'H'}));
+    std::fflush(nullptr);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        std::signal(SIGXFSZ, SIG_IGN);
+        const rlimit limit{8192, 8192};
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ::lseek(fd, 4096, SEEK_SET) != 4096 || ::setrlimit(RLIMIT_FSIZE, &limit) != 0)
+            ::_exit(10);
+        std::vector<std::byte> data(8192, std::byte{'a'});
+        std::fill(data.begin() + 4096, data.end(), std::byte{'b'});
+        coil::file f(fd);
+        const coil::result<void> written =
+            coil_test::run(f.write_all_at(data, coil::current_position));
+        if (written.ok() || written.error() != std::errc::file_too_large)
+            ::_exit(11);
+        // The position is after the bytes written, as write(2) would leave it.
+        ::_exit(::lseek(fd, 0, SEEK_CUR) == 8192 ? 0 : 12);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    // The first 4 KiB of the new bytes went after the old ones, and nothing else was written.
+    coil_test::unique_fd back(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(back.get() >= 0);
+    CHECK(coil_test::read_to_end(back.get()) == std::string(4096, 'H') + std::string(4096, 'a'));
+}
+
 TEST_CASE("runtime: file::open of a missing path yields no_such_file_or_directory", "[runtime][file]")
 {
     coil_test::temp_dir dir;
@@ -113,6 +194,26 @@ TEST_CASE("runtime: file::open of a missing path yields no_such_file_or_director
         co_return f.error();
     };
     CHECK(is_error(coil_test::run(body()), std::errc::no_such_file_or_directory));
+}
+
+TEST_CASE("runtime: file::open with O_CREAT and no mode creates a file with create's mode, less "
+          "the umask",
+          "[runtime][file]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("created");
+    const mode_t umask_now = ::umask(022);
+    auto body = [&]() -> coil::task<bool> {
+        coil::result<coil::file> f =
+            co_await coil::file::open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC);
+        co_return f.ok();
+    };
+    const bool opened = coil_test::run(body());
+    ::umask(umask_now);
+    REQUIRE(opened);
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0644);
 }
 
 TEST_CASE("runtime: file::stat, allocate and punch_hole change what the kernel reports",

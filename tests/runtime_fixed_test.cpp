@@ -12,9 +12,12 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <stop_token>
 #include <system_error>
@@ -416,4 +419,47 @@ TEST_CASE("runtime: a registered file destroyed or closed on another executor's 
     p.revents = 0;
     REQUIRE(::poll(&p, 1, 1000) == 1);
     CHECK((p.revents & POLLHUP) != 0);
+}
+
+TEST_CASE("runtime: a pool larger than RLIMIT_MEMLOCK, without CAP_IPC_LOCK, throws ENOMEM naming "
+          "the limit and the fix",
+          "[runtime][fixed]")
+{
+    // In a child limited to 256 KiB of locked memory and, when run as root, turned into nobody
+    // (which drops CAP_IPC_LOCK): the executor's ring fits, 16 pinned buffers of 64 KiB do not.
+    constexpr int child_ok = 0, child_wrong = 10, child_no_throw = 11, child_setup = 12;
+    std::fflush(nullptr);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        const rlimit small{256 * 1024, 256 * 1024};
+        if (::setrlimit(RLIMIT_MEMLOCK, &small) != 0)
+            ::_exit(child_setup);
+        if (::geteuid() == 0 && (::setresgid(65534, 65534, 65534) != 0 ||
+                                 ::setresuid(65534, 65534, 65534) != 0))
+            ::_exit(child_setup);
+        try {
+            coil::executor ex;
+            try {
+                coil::fixed_buffer_pool pool(ex, 16, 65536);
+                ::_exit(child_no_throw);
+            } catch (const std::system_error& e) {
+                const bool right = e.code() == std::errc::not_enough_memory &&
+                                   std::strstr(e.what(), "RLIMIT_MEMLOCK") != nullptr &&
+                                   std::strstr(e.what(), "ulimit -l") != nullptr;
+                if (!right)
+                    std::fprintf(stderr, "child: %s\n", e.what());
+                std::fflush(stderr);
+                ::_exit(right ? child_ok : child_wrong);
+            }
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "child: the executor: %s\n", e.what());
+            std::fflush(stderr);
+            ::_exit(child_setup);
+        }
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == child_ok);
 }

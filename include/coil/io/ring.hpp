@@ -546,6 +546,8 @@ public:
     /// suppress completions (`IOSQE_CQE_SKIP_SUCCESS`) are not available here.
     ///
     /// @code
+    /// #include <linux/io_uring.h> // the kernel's IORING_OP_* numbers
+    ///
     /// // Move up to 4096 bytes from one pipe to another inside the kernel (splice(2)).
     /// auto ec = ring.add_sqe(IORING_OP_SPLICE, 7, [&](coil::io::sqe& s) {
     ///     s.splice_fd_in = from_pipe;

@@ -45,9 +45,12 @@ public:
     file& operator=(const file&) = delete;
     ~file();
 
-    /// Opens `path` (relative to the working directory) with `open(2)` flags.
+    /// Opens `path` (relative to the working directory) with `open(2)` flags. `mode` is used
+    /// when the flags create the file (`O_CREAT`, `O_TMPFILE`); the default is `create`'s, less
+    /// the umask (`open(2)` itself has no default, and a mode of 0 makes a file nobody but root
+    /// can open).
     static task<result<file>> open(std::string path, int flags = O_RDONLY | O_CLOEXEC,
-                                   unsigned mode = 0);
+                                   unsigned mode = 0644);
     /// Creates (or truncates) `path` for reading and writing.
     static task<result<file>> create(std::string path, unsigned mode = 0644);
 
@@ -111,9 +114,12 @@ public:
         return operation<ops::write_fixed>({t.fd, buffer.bytes, offset, buffer.index, t.flags});
     }
     /// Reads exactly `buffer.size()` bytes at `offset`, looping over short reads. Fails with
-    /// `io::errc::end_of_file` if the file ends first.
+    /// `io::errc::end_of_file` if the file ends first. With `offset = current_position` it
+    /// reads from the file position on and leaves the position after the bytes read. On an
+    /// error the bytes before it have been read, and the position (if used) moved past them.
     task<result<void>> read_exact_at(std::span<std::byte> buffer, std::uint64_t offset) const;
-    /// Writes all of `buffer` at `offset`, looping over short writes.
+    /// Writes all of `buffer` at `offset`, looping over short writes; `current_position` and
+    /// errors as for `read_exact_at` (the bytes before an error have been written).
     task<result<void>> write_all_at(std::span<const std::byte> buffer, std::uint64_t offset) const;
 
     operation<ops::fsync> fsync() const noexcept { return coil::fsync(fd_); }
@@ -125,7 +131,8 @@ public:
     }
     /// Deallocates `[offset, offset + length)`; it reads back as zeros and the size stays.
     operation<ops::fallocate> punch_hole(std::uint64_t offset, std::uint64_t length) const noexcept;
-    /// Zeroes `[offset, offset + length)` (`FALLOC_FL_ZERO_RANGE`).
+    /// Zeroes `[offset, offset + length)` (`FALLOC_FL_ZERO_RANGE`). Not every filesystem has
+    /// it: tmpfs, for one, answers `operation_not_supported`.
     operation<ops::fallocate> zero_range(std::uint64_t offset, std::uint64_t length) const noexcept;
 
     /// Sets the file's size to `length`: shorter drops the end, longer reads back as zeros.
