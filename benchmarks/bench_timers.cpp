@@ -159,8 +159,11 @@ struct round_clock {
 coil::task<void> nop_loop(bool deadline, round_clock& clock, bool leader, std::uint64_t& ops)
 {
     while (clock.check(leader)) {
-        coil::result<void> done =
-            deadline ? co_await coil::nop().with_timeout(10s) : co_await coil::nop();
+        coil::result<void> done;
+        if (deadline) // an if, not a conditional of two co_awaits (g++ 12: runtime.md)
+            done = co_await coil::nop().with_timeout(10s);
+        else
+            done = co_await coil::nop();
         if (!done)
             fail("coil: a NOP failed: " + done.error().message());
         ++ops;

@@ -546,11 +546,13 @@ coil::task<response_outcome> respond(const net::stream_socket& conn, server_stat
         if (!co_await send_all(conn, bytes_of(head), srv.opts.send_timeout, MSG_MORE)) {
             co_return out;
         }
-        out.sent = srv.opts.large_file == large_file_method::sendfile
-                       ? co_await sendfile_all(conn, f.native_handle(), first, length,
-                                               srv.opts.send_timeout)
-                       : co_await splice_all(conn, f.native_handle(), first, length,
+        // An if, not a conditional of two co_awaits (g++ 12 miscompiles those: runtime.md).
+        if (srv.opts.large_file == large_file_method::sendfile)
+            out.sent = co_await sendfile_all(conn, f.native_handle(), first, length,
                                              srv.opts.send_timeout);
+        else
+            out.sent = co_await splice_all(conn, f.native_handle(), first, length,
+                                           srv.opts.send_timeout);
         out.bytes = out.sent ? length : 0;
         co_return out;
     }

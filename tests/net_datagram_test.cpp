@@ -244,8 +244,12 @@ TEST_CASE("net: a pending receive_from ends with operation_canceled on a stop re
     };
     auto receive_error = [&](std::chrono::nanoseconds deadline) -> coil::task<std::error_code> {
         std::array<std::byte, 16> buffer;
-        auto got = deadline.count() != 0 ? co_await s->receive_from(buffer).with_timeout(deadline)
-                                         : co_await s->receive_from(buffer);
+        // An if, not a conditional of two co_awaits (g++ 12 miscompiles those: runtime.md).
+        if (deadline.count() != 0) {
+            auto got = co_await s->receive_from(buffer).with_timeout(deadline);
+            co_return got ? std::error_code() : got.error();
+        }
+        auto got = co_await s->receive_from(buffer);
         co_return got ? std::error_code() : got.error();
     };
     auto body = [&]() -> coil::task<outcome> {
@@ -576,8 +580,9 @@ TEST_CASE("net: receive_datagrams over a pool of 2 buffers gets 60 queued datagr
     CHECK(pool.lent() == 0);
 }
 
-TEST_CASE("net: receive_datagrams refuses an incremental pool, and a stream destroyed with "
-          "datagrams buffered gives every buffer back",
+TEST_CASE("net: receive_datagrams refuses an incremental pool and one whose buffers have no "
+          "room for a payload, and a stream destroyed with datagrams buffered gives every "
+          "buffer back",
           "[net][datagram][pool]")
 {
     coil_test::loopback_pair sockets;
@@ -617,5 +622,28 @@ TEST_CASE("net: receive_datagrams refuses an incremental pool, and a stream dest
             co_return d ? std::error_code() : d.error();
         };
         CHECK(ex.run(body()) == std::errc::invalid_argument);
+    }
+    SECTION("buffers of 144 bytes: the header and the address room, nothing more")
+    {
+        net::buffer_pool pool(ex, 4, 144);
+        auto body = [&]() -> coil::task<std::error_code> {
+            co_await send_whole(sockets.client, message(0, 8), sockets.server_at);
+            auto datagrams = sockets.server.receive_datagrams(pool);
+            auto d = co_await next_datagram(datagrams);
+            co_return d ? std::error_code() : d.error();
+        };
+        CHECK(ex.run(body()) == std::errc::invalid_argument);
+        CHECK(pool.lent() == 0);
+    }
+    SECTION("buffers of 145 bytes carry a 1-byte payload")
+    {
+        net::buffer_pool pool(ex, 4, 145);
+        auto body = [&]() -> coil::task<std::size_t> {
+            co_await send_whole(sockets.client, message(0, 1), sockets.server_at);
+            auto datagrams = sockets.server.receive_datagrams(pool);
+            auto d = co_await next_datagram(datagrams);
+            co_return d && !d->truncated ? d->data.size() : 0;
+        };
+        CHECK(ex.run(body()) == 1);
     }
 }

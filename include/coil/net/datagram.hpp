@@ -130,6 +130,10 @@ namespace ops {
 /// Multishot `recvmsg` over a buffer pool (Linux 6.0): each completion is one datagram in its
 /// own pool buffer, behind a header and the sender's address (single-shot receives, still over
 /// the pool, where the kernel refuses multishot). Not for incremental pools (`EINVAL`).
+/// What a pool buffer of a multishot datagram receive holds before the payload: the kernel's
+/// `io_uring_recvmsg_out` (16 bytes); the sender's address room (128 bytes) follows it.
+inline constexpr std::size_t datagram_header_room = 16;
+
 struct receive_from_provided : pool_receive_base {
     // The kernel takes the name and control lengths from here when the op is armed, and (in
     // single-shot mode) writes the sender into `sender`. Set up again at each arming.
@@ -138,7 +142,11 @@ struct receive_from_provided : pool_receive_base {
 
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        if (pool->incremental() || foreign(r))
+        // A multishot receive puts a 16-byte header and the address room before the payload,
+        // and the kernel ends it with EFAULT when a buffer has no room left for a payload:
+        // refused here, on every kernel alike.
+        if (pool->incremental() || foreign(r) ||
+            pool->buffer_size() <= datagram_header_room + sender.capacity())
             return std::make_error_code(std::errc::invalid_argument);
         message = {};
         message.msg_namelen = sender.capacity();
@@ -267,7 +275,8 @@ public:
     /// one armed multishot `recvmsg` serves the socket until the stream is destroyed (Linux
     /// 6.0; single-shot receives over the pool before). A datagram longer than a buffer less
     /// the header (16 bytes) and the address room (128 bytes) is cut and marked `truncated`.
-    /// The pool must not be incremental, and must outlive the stream.
+    /// The pool must not be incremental, must have buffers larger than 144 bytes, and must
+    /// outlive the stream; the stream's first `next()` yields `invalid_argument` otherwise.
     datagram_stream receive_datagrams(buffer_pool& pool, stream_options options = {}) const
     {
         pool.check_used_here();

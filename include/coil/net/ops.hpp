@@ -84,7 +84,8 @@ struct connect {
     }
 };
 
-/// `recv(2)` into a buffer; yields the count (0: the peer closed its side).
+/// `recv(2)` into a buffer; yields the count (0: the peer closed its side, when `buffer` is
+/// not empty; an empty one waits for data and yields 0, as `recv(2)` does).
 struct recv {
     int fd;
     std::span<std::byte> buffer;

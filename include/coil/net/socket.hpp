@@ -123,7 +123,9 @@ public:
     /// Gives up ownership of the descriptor.
     int release() noexcept { return fd_.release(); }
 
-    /// Receives up to `buffer.size()` bytes; 0 means the peer closed its side.
+    /// Receives up to `buffer.size()` bytes; 0 means the peer closed its side. Not for an
+    /// empty buffer: as with `recv(2)`, that waits until data arrives (or the peer closes) and
+    /// then yields 0 without taking any, which is no end of stream.
     operation<ops::recv> receive(std::span<std::byte> buffer, int flags = 0) const noexcept
     {
         return net::recv(fd_.get(), buffer, flags);
