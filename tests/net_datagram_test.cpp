@@ -17,9 +17,12 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <optional>
 #include <random>
 #include <stop_token>
@@ -646,4 +649,57 @@ TEST_CASE("net: receive_datagrams refuses an incremental pool and one whose buff
         };
         CHECK(ex.run(body()) == 1);
     }
+}
+
+TEST_CASE("net: an IPv6 datagram socket sends to an IPv4 address, which Linux maps",
+          "[net][datagram]")
+{
+    auto v4 = net::datagram_socket::bind(net::address::loopback_v4(0));
+    auto v6 = net::datagram_socket::open(AF_INET6);
+    REQUIRE(v4);
+    REQUIRE(v6);
+    const auto to = v4->local_address();
+    REQUIRE(to);
+    auto body = [&]() -> coil::task<std::vector<std::byte>> {
+        co_await send_whole(*v6, message(3, 3), *to);
+        std::array<std::byte, 16> buffer{};
+        auto got = co_await v4->receive_from(buffer).with_timeout(std::chrono::seconds(10));
+        REQUIRE(got);
+        co_return std::vector<std::byte>(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(got->size));
+    };
+    CHECK(coil_test::run(body()) == message(3, 3));
+}
+
+TEST_CASE("net: a datagram bind over a stale Unix socket file replaces it unless told not to, and "
+          "never a live socket or a regular file",
+          "[net][datagram]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("d.sock");
+    const auto at = net::address::unix_path(path);
+    REQUIRE(at);
+    {
+        auto first = net::datagram_socket::bind(*at);
+        REQUIRE(first);
+    } // closed: its file stays behind, stale
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+
+    auto kept = net::datagram_socket::bind(*at, {.remove_stale_path = false});
+    REQUIRE_FALSE(kept);
+    CHECK(kept.error() == std::errc::address_in_use);
+    {
+        auto replaced = net::datagram_socket::bind(*at);
+        REQUIRE(replaced);
+        auto over_live = net::datagram_socket::bind(*at);
+        REQUIRE_FALSE(over_live);
+        CHECK(over_live.error() == std::errc::address_in_use);
+    }
+    REQUIRE(::unlink(path.c_str()) == 0);
+    dir.create_file("d.sock", bytes_of("keep"));
+    auto over_file = net::datagram_socket::bind(*at);
+    REQUIRE_FALSE(over_file);
+    CHECK(over_file.error() == std::errc::address_in_use);
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    CHECK(S_ISREG(st.st_mode));
 }

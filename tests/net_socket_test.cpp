@@ -4,6 +4,7 @@
 // pending, peers that reset, accepts at the descriptor limit, connections accepted for nobody.
 
 #include "net_test_support.hpp"
+#include "ring_test_support.hpp"
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
 
@@ -273,6 +274,79 @@ TEST_CASE("net: a connect with a deadline to a listener whose queue is full ends
     CHECK(o.full == std::errc::timed_out);
     CHECK_FALSE(o.after_accept);
     CHECK(coil_test::open_descriptors() == open_before); // the timed-out socket was closed
+}
+
+TEST_CASE("net: a connect without a deadline to a full queue ends operation_canceled on a stop "
+          "request, and its socket is closed",
+          "[net][socket][cancel]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0), {.backlog = 0});
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    const unsigned open_before = coil_test::open_descriptors();
+    auto body = [&]() -> coil::task<std::error_code> {
+        auto first = co_await net::stream_socket::connect(at, std::chrono::seconds(10));
+        REQUIRE(first); // fills the queue
+        std::stop_source stop;
+        auto stopper = [](std::stop_source& s) -> coil::task<void> {
+            (void)co_await coil::sleep_for(std::chrono::milliseconds(100));
+            s.request_stop();
+        };
+        auto stopping = coil::executor::current()->spawn(stopper(stop));
+        auto second = co_await coil::with_stop_token(stop.get_token(), net::stream_socket::connect(at));
+        co_await std::move(stopping);
+        co_return second ? std::error_code() : second.error();
+    };
+    CHECK(coil_test::run(body()) == std::errc::operation_canceled);
+    CHECK(coil_test::open_descriptors() == open_before);
+}
+
+TEST_CASE("net: send_zero_copy yields each send's byte count once the kernel is done with the "
+          "buffer, and the peer gets every byte",
+          "[net][socket][zero_copy]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    const std::vector<std::byte> data = coil_test::pattern(256 * 1024);
+    struct outcome {
+        std::error_code error;
+        std::size_t sends = 0, zero_counts = 0;
+        std::string received;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto client = co_await net::stream_socket::connect(at);
+        auto conn = co_await server->accept();
+        REQUIRE(client);
+        REQUIRE(conn);
+        auto reader = coil::executor::current()->spawn(read_until_eof(*conn));
+        for (std::size_t sent = 0; sent < data.size() && !o.error;) {
+            auto n = co_await client->send_zero_copy(std::span(data).subspan(sent));
+            if (!n) {
+                o.error = n.error();
+            } else if (*n == 0) {
+                ++o.zero_counts;
+                if (o.zero_counts > 3)
+                    break;
+            } else {
+                sent += *n;
+                ++o.sends;
+            }
+        }
+        (void)co_await client->shutdown();
+        auto got = co_await std::move(reader);
+        REQUIRE(got);
+        o.received = std::move(*got);
+        co_return o;
+    };
+    const outcome o = coil_test::run(body());
+    if (o.error == coil::io::errc::unsupported_operation)
+        SKIP("this kernel has no IORING_OP_SEND_ZC (Linux 6.0)");
+    CHECK_FALSE(o.error);
+    CHECK(o.zero_counts == 0); // the count is the send's, not the notification's 0
+    CHECK(o.sends >= 1);
+    CHECK(o.received == coil_test::string_of(data));
 }
 
 TEST_CASE("net: listen_options::no_delay gives every accepted connection TCP_NODELAY, and "
@@ -960,6 +1034,65 @@ TEST_CASE("net: destroying a buffer pool while a receive stream over it exists s
     const std::string said = coil_test::read_to_end(errors.read_end.get());
     CHECK(WIFSIGNALED(status));
     CHECK_THAT(said, ContainsSubstring("receive stream(s) over it"));
+}
+
+TEST_CASE("net: destroying a buffer pool under a bundle or datagram stream, or with a "
+          "received_buffer still held, stops the program with a message",
+          "[net][pool][lifetime]")
+{
+    SECTION("an unarmed receive_bundles stream")
+    {
+        const std::string said = coil_test::stopped_with([] {
+            int pair[2];
+            if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+                return;
+            coil::executor ex(coil_test::executor_options());
+            auto pool = std::make_unique<net::buffer_pool>(ex, 4, 4096);
+            net::stream_socket conn(pair[0]);
+            auto bundles = conn.receive_bundles(*pool);
+            pool.reset(); // must not return
+        });
+        CHECK_THAT(said, ContainsSubstring("receive stream(s) over it"));
+    }
+    SECTION("an unarmed receive_datagrams stream")
+    {
+        const std::string said = coil_test::stopped_with([] {
+            coil::executor ex(coil_test::executor_options());
+            auto pool = std::make_unique<net::buffer_pool>(ex, 4, 4096);
+            auto socket = net::datagram_socket::bind(net::address::loopback_v4(0));
+            if (!socket)
+                return;
+            auto datagrams = socket->receive_datagrams(*pool);
+            pool.reset(); // must not return
+        });
+        CHECK_THAT(said, ContainsSubstring("receive stream(s) over it"));
+    }
+    SECTION("a received_buffer held after its stream is gone")
+    {
+        const std::string said = coil_test::stopped_with([] {
+            int pair[2];
+            if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+                return;
+            coil::executor ex(coil_test::executor_options());
+            auto pool = std::make_unique<net::buffer_pool>(ex, 4, 4096);
+            net::stream_socket conn(pair[0]);
+            if (::write(pair[1], "hello", 5) != 5)
+                return;
+            net::received_buffer held;
+            auto take_one = [&]() -> coil::task<void> {
+                auto chunks = conn.receive(*pool);
+                auto chunk = co_await chunks.next();
+                if (chunk && chunk->ok())
+                    held = std::move(**chunk);
+            };
+            ex.run(take_one());
+            if (held.size() != 5)
+                return;
+            pool.reset(); // must not return
+        });
+        CHECK_THAT(said, ContainsSubstring("destroyed with 1 buffer(s) still lent out as "
+                                           "received_buffer"));
+    }
 }
 
 TEST_CASE("net: sending to a peer that is gone gives broken_pipe and never raises SIGPIPE, even "

@@ -418,3 +418,50 @@ TEST_CASE("runtime: one stop request cancels 50,000 pending reads of its scope, 
     CHECK(canceled_b == per_scope);
     CHECK(ex.in_flight() == 0);
 }
+
+TEST_CASE("runtime: co_await get_stop_token() reads the token with_stop_token gave the task",
+          "[runtime][cancel]")
+{
+    std::stop_source source;
+    auto body = [](std::stop_source& s) -> coil::task<bool> {
+        const std::stop_token token = co_await coil::get_stop_token();
+        const bool before = token.stop_possible() && !token.stop_requested();
+        s.request_stop();
+        co_return before && token.stop_requested();
+    };
+    CHECK(coil_test::run(coil::with_stop_token(source.get_token(), body(source))));
+}
+
+TEST_CASE("runtime: a close that a stop request ends with operation_canceled leaves the "
+          "descriptor open, and a close that succeeds closes it",
+          "[runtime][cancel]")
+{
+    const auto is_open = [](int fd) { return ::fcntl(fd, F_GETFD) != -1; };
+    auto close_fd = [](int fd) -> coil::task<coil::result<void>> { co_return co_await coil::close(fd); };
+
+    coil_test::unique_fd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    REQUIRE(fd.get() >= 0);
+    std::stop_source stopped;
+    stopped.request_stop();
+    const coil::result<void> refused =
+        coil_test::run(coil::with_stop_token(stopped.get_token(), close_fd(fd.get())));
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error() == std::errc::operation_canceled);
+    CHECK(is_open(fd.get())); // still open, still ours
+
+    // Racing a stop request or a zero deadline: whatever the outcome, the descriptor is open
+    // exactly when the close did not succeed.
+    for (int round = 0; round < 50; ++round) {
+        const int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        REQUIRE(raw >= 0);
+        auto close_in_time = [](int fd) -> coil::task<coil::result<void>> {
+            co_return co_await coil::with_timeout(coil::close(fd), std::chrono::nanoseconds(0));
+        };
+        const coil::result<void> r = coil_test::run(close_in_time(raw));
+        CHECK(r.ok() != is_open(raw));
+        if (!r.ok()) {
+            CHECK(r.error() == std::errc::timed_out);
+            ::close(raw);
+        }
+    }
+}

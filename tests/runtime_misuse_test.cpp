@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Misuse of the API is named by an error in every build type, never a hang or a crash:
 // awaiting outside an executor, a nested run(), run() from another thread, a join_handle awaited
-// twice, an awaited operation moved.
+// twice, an awaited operation moved, a stream awaited twice at once; and the misuse that must
+// stop the program (a pool or an executor destroyed under what still uses it) says why.
 
+#include "ring_test_support.hpp"
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
 
@@ -12,10 +14,12 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -401,4 +405,113 @@ TEST_CASE("runtime: spawn() on a thread other than the executor's throws logic_e
     poster.join();
     CHECK(ex.run(awaits_a_nop()) == 1);
     CHECK(ran == 1);
+}
+
+TEST_CASE("runtime: an operation moved while a coroutine awaits it throws logic_error, and the "
+          "await goes on",
+          "[runtime][misuse]")
+{
+    coil::executor ex(coil_test::executor_options());
+    auto pipe = coil_test::make_pipe();
+    std::array<std::byte, 4> buffer{};
+    auto op = coil::read(pipe.read_end.get(), buffer);
+    std::string what;
+    std::size_t got = 0;
+    auto body = [&]() -> coil::task<void> {
+        auto reader = ex.spawn(read_count(op));
+        co_await coil::yield(); // the reader is now suspended in the read
+        try {
+            auto moved = std::move(op);
+            (void)moved;
+        } catch (const std::logic_error& e) {
+            what = e.what();
+        }
+        coil_test::write_fully(pipe.write_end.get(), coil_test::bytes_of("abcd"));
+        got = co_await std::move(reader);
+    };
+    ex.run(body());
+    CHECK(what == "coil: an operation cannot be moved once awaited");
+    CHECK(got == 4);
+}
+
+TEST_CASE("runtime: a stream awaited by two coroutines at once throws logic_error for the second",
+          "[runtime][misuse]")
+{
+    coil::executor ex(coil_test::executor_options());
+    coil_test::unique_fd event = coil_test::make_eventfd();
+    auto ready = coil::poll_multishot(event.get(), POLLIN);
+    std::string what;
+    bool first_woke = false;
+    auto waiter = [](decltype(ready)& s, bool& woke) -> coil::task<void> {
+        auto r = co_await s.next();
+        woke = r.has_value() && r->ok();
+    };
+    auto body = [&]() -> coil::task<void> {
+        auto first = ex.spawn(waiter(ready, first_woke));
+        co_await coil::yield(); // the first waiter is suspended in next()
+        try {
+            (void)co_await ready.next();
+        } catch (const std::logic_error& e) {
+            what = e.what();
+        }
+        coil_test::signal_eventfd(event.get());
+        co_await std::move(first);
+    };
+    ex.run(body());
+    CHECK(what == "coil: two coroutines await the same stream");
+    CHECK(first_woke);
+}
+
+TEST_CASE("runtime: destroying a fixed_buffer_pool with a lease out stops the program with a "
+          "message",
+          "[runtime][misuse][fixed]")
+{
+    const std::string said = coil_test::stopped_with([] {
+        coil::executor ex(coil_test::executor_options());
+        auto pool = std::make_unique<coil::fixed_buffer_pool>(ex, 2, 4096);
+        coil::fixed_buffer lease = pool->try_acquire();
+        if (!lease)
+            return;
+        pool.reset(); // must not return
+    });
+    CHECK_THAT(said, ContainsSubstring("fixed_buffer_pool was destroyed with 1 buffer(s) still "
+                                       "lent out"));
+}
+
+TEST_CASE("runtime: destroying an executor before its registered file or fixed_buffer_pool stops "
+          "the program with a message",
+          "[runtime][misuse][fixed]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("registered");
+    dir.create_file("registered", coil_test::pattern(16));
+    SECTION("a registered file")
+    {
+        const std::string said = coil_test::stopped_with([&] {
+            auto ex = std::make_unique<coil::executor>(coil_test::executor_options());
+            std::optional<coil::file> kept;
+            auto open_registered = [&]() -> coil::task<bool> {
+                auto f = co_await coil::file::open(path);
+                if (!f || !f->register_slot())
+                    co_return false;
+                kept.emplace(std::move(*f));
+                co_return true;
+            };
+            if (!ex->run(open_registered()))
+                return;
+            ex.reset(); // must not return
+        });
+        CHECK_THAT(said, ContainsSubstring("executor destroyed while 1 registered file slot(s) "
+                                           "and 0 registered buffer(s)"));
+    }
+    SECTION("a fixed_buffer_pool")
+    {
+        const std::string said = coil_test::stopped_with([] {
+            auto ex = std::make_unique<coil::executor>(coil_test::executor_options());
+            auto pool = std::make_unique<coil::fixed_buffer_pool>(*ex, 2, 4096);
+            ex.reset(); // must not return
+        });
+        CHECK_THAT(said, ContainsSubstring("executor destroyed while 0 registered file slot(s) "
+                                           "and 2 registered buffer(s)"));
+    }
 }

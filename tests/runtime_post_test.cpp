@@ -11,11 +11,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <coroutine>
 #include <memory>
 #include <thread>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <unistd.h>
@@ -218,4 +220,50 @@ TEST_CASE("runtime: a stop() made while no run() is active does not stop the nex
         co_return r.ok() ? 3 : 0;
     };
     CHECK(ex.run(body()) == 3);
+}
+
+TEST_CASE("runtime: a stop posted before run() ends the next run()", "[runtime][post]")
+{
+    coil::executor ex(coil_test::executor_options());
+    ex.post([&ex] { ex.stop(); });
+    auto sleeper = []() -> coil::task<bool> {
+        auto slept = co_await coil::sleep_for(std::chrono::hours(1));
+        co_return slept.ok();
+    };
+    // The hour-long sleep is cancelled: run() ends as a stopped run does.
+    bool stopped = false;
+    try {
+        (void)ex.run(sleeper());
+    } catch (const std::system_error& e) {
+        stopped = e.code() == std::errc::operation_canceled;
+    }
+    CHECK(stopped);
+}
+
+TEST_CASE("runtime: a spawned task starts at the next loop turn, and run() returns only when "
+          "every spawned task has ended",
+          "[runtime][post]")
+{
+    coil::executor ex(coil_test::executor_options());
+    bool started = false, seen_at_spawn = true, seen_after_yield = false, detached_done = false;
+    auto mark = [](bool& flag) -> coil::task<void> {
+        flag = true;
+        co_return;
+    };
+    auto later = [](bool& flag) -> coil::task<void> {
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(20));
+        flag = true;
+    };
+    auto body = [&]() -> coil::task<void> {
+        auto handle = ex.spawn(mark(started));
+        seen_at_spawn = started;
+        co_await coil::yield();
+        seen_after_yield = started;
+        co_await std::move(handle);
+        (void)ex.spawn(later(detached_done)); // its handle dropped: detached
+    };
+    ex.run(body());
+    CHECK_FALSE(seen_at_spawn);
+    CHECK(seen_after_yield);
+    CHECK(detached_done);
 }
