@@ -22,6 +22,16 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// Closes two descriptors when the scope ends (after a co_return too).
+struct close_at_exit {
+    int a, b;
+    ~close_at_exit()
+    {
+        ::close(a);
+        ::close(b);
+    }
+};
+
 void check(bool ok, const char* what)
 {
     if (!ok) {
@@ -133,11 +143,11 @@ coil::task<bool> read_times_out()
 {
     int fds[2];
     check(::pipe(fds) == 0, "pipe");
+    const int fd = fds[0]; // nobody writes to fds[1]
+    close_at_exit closing{fds[0], fds[1]};
     std::array<std::byte, 16> buffer;
-    auto n = co_await coil::with_timeout(coil::read(fds[0], buffer), 20ms);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    co_return !n && n.error() == std::errc::timed_out;
+    auto n = co_await coil::with_timeout(coil::read(fd, buffer), 20ms);
+    co_return !n && n.error() == std::errc::timed_out; // true: nothing arrived in 20 ms
 }
 
 // --- 4. when_any cancels the loser ---------------------------------------------------------
@@ -259,6 +269,16 @@ coil::task<bool> own_op()
     co_return r.ok() || r.error() == coil::io::errc::unsupported_operation;
 }
 
+// --- 9. Around a g++ 12 miscompilation (see the guide) -------------------------------------
+coil::task<int> take(std::string s) { co_return static_cast<int>(s.size()); }
+
+coil::task<int> take_a_path(std::string p)
+{
+    std::string where = p.empty() ? "." : p;
+    auto n = co_await take(where);
+    co_return n;
+}
+
 } // namespace
 
 int main()
@@ -337,5 +357,9 @@ int main()
     bool fadvised = coil::run(own_op());
     fmt::print("8. a user-defined op (IORING_OP_FADVISE) completed: {}\n", fadvised);
     check(fadvised, "own op");
+
+    const int taken = coil::run(take_a_path(""));
+    fmt::print("9. a conditional computed before the co_await: {} byte(s)\n", taken);
+    check(taken == 1, "g++ 12 workaround");
     return 0;
 }

@@ -7,6 +7,8 @@
 
 #include <fmt/core.h>
 
+#include <fcntl.h>
+
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -34,6 +36,8 @@ void addresses()
     auto b = coil::net::address::parse("[::1]:8080");          // IPv6: brackets required
     auto c = coil::net::address::parse("localhost:8080");      // a name: getaddrinfo
     auto d = coil::net::address::parse("unix:/run/app.sock");  // a Unix socket path
+    if (!a)
+        fmt::print("{}\n", a.error().message());
     check(a && b && c && d, "parsing good addresses");
     auto bad = coil::net::address::parse("127.0.0.1");
     check(!bad && bad.error() == std::errc::invalid_argument, "an address without a port");
@@ -51,7 +55,8 @@ coil::task<void> sockets()
     check(static_cast<bool>(client), "connect");
     auto conn = co_await server->accept();                   // result<stream_socket>
     check(static_cast<bool>(conn), "accept");
-    auto sent = co_await client->send_all(bytes_of("hello over TCP"));
+    const std::span<const std::byte> bytes = bytes_of("hello over TCP");
+    auto sent = co_await client->send_all(bytes);
     check(static_cast<bool>(sent), "send_all");
     std::array<std::byte, 4096> buffer;
     auto n = co_await conn->receive(buffer);                 // 0: the peer closed its side
@@ -78,10 +83,14 @@ coil::task<void> echo(coil::net::stream_socket conn, coil::net::buffer_pool& poo
 // The same through receive bundles: each bundle's buffers, gathered into one send.
 coil::task<void> echo_bundles(coil::net::stream_socket conn, coil::net::buffer_pool& pool)
 {
+    std::size_t received = 0;
+    auto consume = [&received](std::span<const std::byte> part) { received += part.size(); };
     auto bundles = conn.receive_bundles(pool);
     while (auto bundle = co_await bundles.next()) {
         if (!*bundle || (*bundle)->empty())
             break;
+        for (std::span<const std::byte> part : **bundle)   // each buffer's bytes, in order
+            consume(part);
         if (!co_await conn.send_all(**bundle))   // its buffers gathered: one sendmsg per 16
             break;
     }
@@ -169,11 +178,11 @@ coil::task<void> send_deadline()
 // --- 5. Datagram sockets ------------------------------------------------------------------
 coil::task<void> datagrams()
 {
-    auto server = net::datagram_socket::bind(net::address::loopback_v4(0)); // UDP, any port
-    auto client = net::datagram_socket::open(AF_INET);                     // port at first send
+    auto server = coil::net::datagram_socket::bind(coil::net::address::loopback_v4(0)); // any port
+    auto client = coil::net::datagram_socket::open(AF_INET);     // a port at its first send
     check(server && client, "datagram sockets");
-    const net::address at = *server->local_address();
-    auto sent = co_await client->send_to(bytes_of("ping"), at);  // the address is copied
+    const std::span<const std::byte> bytes = bytes_of("ping");
+    auto sent = co_await client->send_to(bytes, *server->local_address()); // the address is copied
     check(sent && *sent == 4, "send_to");
     std::array<std::byte, 1500> buffer;
     auto got = co_await server->receive_from(buffer);           // result<datagram>
@@ -231,6 +240,28 @@ coil::task<void> datagram_pool()
                pool.lent());
 }
 
+// --- 6. Around a g++ 12 miscompilation (docs/runtime.md) ---------------------------------
+coil::task<bool> connect_within(net::address backend, std::chrono::milliseconds timeout)
+{
+    coil::result<coil::net::tcp_stream> conn = coil::net::tcp_stream();
+    if (timeout.count() != 0)
+        conn = co_await coil::net::tcp_stream::connect(backend, timeout);
+    else
+        conn = co_await coil::net::tcp_stream::connect(backend);
+    // Open for real: the miscompiled conditional handed out a socket already closed.
+    co_return conn.ok() && ::fcntl(conn->fd(), F_GETFD) != -1;
+}
+
+coil::task<void> connect_either_way()
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    check(static_cast<bool>(server), "bind for the connects");
+    const bool timed = co_await connect_within(*server->local_address(), 5s);
+    const bool plain = co_await connect_within(*server->local_address(), 0ms);
+    check(timed && plain, "connect with and without a deadline");
+    fmt::print("connect with and without a deadline, through an if: {} {}\n", timed, plain);
+}
+
 coil::task<void> all()
 {
     addresses();
@@ -240,6 +271,7 @@ coil::task<void> all()
     co_await send_deadline();
     co_await datagrams();
     co_await datagram_pool();
+    co_await connect_either_way();
 }
 
 } // namespace
