@@ -16,6 +16,7 @@
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <net/if.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <netinet/tcp.h>
@@ -108,6 +109,21 @@ TEST_CASE("net: addresses parse from text, and bad ones say what was expected", 
     CHECK(net::address::parse("unix:@" + std::string(108, 'z')).error() == net::errc::path_too_long);
     CHECK_THAT(net::address::parse("127.0.0.1").error().message(), ContainsSubstring("HOST:PORT"));
     CHECK(net::address::parse("x:1:2").error() == std::errc::invalid_argument);
+
+    // Brackets hold an IPv6 literal only; a link-local one names its interface.
+    CHECK(net::address::parse("[1.2.3.4]:80").error() == net::errc::bad_host);
+    CHECK(net::address::parse("[localhost]:80").error() == net::errc::bad_host);
+    auto link_local = net::address::parse("[fe80::1%lo]:80");
+    REQUIRE(link_local);
+    CHECK(reinterpret_cast<const sockaddr_in6*>(link_local->data())->sin6_scope_id ==
+          ::if_nametoindex("lo"));
+    CHECK(link_local->to_string() == "[fe80::1%lo]:80");
+    auto by_index = net::address::parse("[fe80::1%1]:80");
+    REQUIRE(by_index);
+    CHECK(reinterpret_cast<const sockaddr_in6*>(by_index->data())->sin6_scope_id == 1);
+    CHECK(net::address::parse("[fe80::1%no-such-if]:80").error() == net::errc::bad_host);
+    CHECK(net::address::parse("[fe80::1%]:80").error() == net::errc::bad_host);
+    CHECK(net::address::parse("[::1]:80")->to_string() == "[::1]:80");
 }
 
 TEST_CASE("net: a connection over TCP and Unix sockets carries bytes both ways and ends cleanly",

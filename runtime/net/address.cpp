@@ -4,6 +4,7 @@
 #include <coil/net/address.hpp>
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/un.h>
@@ -109,13 +110,27 @@ result<address> address::ip(std::string_view ip, std::uint16_t port)
     }
     a = address();
     auto* in6 = reinterpret_cast<sockaddr_in6*>(&a.storage_);
-    if (::inet_pton(AF_INET6, text.c_str(), &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-        a.size_ = sizeof(sockaddr_in6);
-        return a;
+    // A link-local address names its interface after a '%': a name (fe80::1%eth0) or an
+    // index (fe80::1%2).
+    const auto percent = text.find('%');
+    const std::string literal = text.substr(0, percent);
+    if (::inet_pton(AF_INET6, literal.c_str(), &in6->sin6_addr) != 1)
+        return make_error_code(errc::bad_host);
+    if (percent != std::string::npos) {
+        const std::string zone = text.substr(percent + 1);
+        unsigned index = ::if_nametoindex(zone.c_str());
+        if (index == 0) {
+            const auto [end, error] = std::from_chars(zone.data(), zone.data() + zone.size(), index);
+            if (zone.empty() || error != std::errc() || end != zone.data() + zone.size() ||
+                index == 0)
+                return make_error_code(errc::bad_host);
+        }
+        in6->sin6_scope_id = index;
     }
-    return make_error_code(errc::bad_host);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    a.size_ = sizeof(sockaddr_in6);
+    return a;
 }
 
 result<address> address::unix_path(std::string_view path)
@@ -170,10 +185,14 @@ result<address> address::parse(std::string_view text)
         return port.error();
     if (host.empty())
         return make_error_code(errc::bad_host);
+    if (text.front() == '[') { // brackets hold an IPv6 literal, nothing else
+        auto literal = ip(host, *port);
+        if (!literal || literal->family() != AF_INET6)
+            return make_error_code(errc::bad_host);
+        return literal;
+    }
     if (auto literal = ip(host, *port))
         return literal;
-    if (text.front() == '[')
-        return make_error_code(errc::bad_host);
 
     // A name: ask the resolver for stream sockets; prefer IPv4 (what "localhost" servers
     // usually bind), else take the first answer.
@@ -228,6 +247,13 @@ std::string address::to_string() const
         // "[" + std::string, wrongly.
         std::string out = "[";
         out += text;
+        if (in6->sin6_scope_id != 0) {
+            char name[IF_NAMESIZE] = {};
+            out += '%';
+            out += ::if_indextoname(in6->sin6_scope_id, name) != nullptr
+                       ? std::string(name)
+                       : std::to_string(in6->sin6_scope_id);
+        }
         out += "]:";
         out += std::to_string(port());
         return out;

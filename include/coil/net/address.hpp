@@ -27,7 +27,9 @@ public:
     address() noexcept;
 
     /// Parses `text`:
-    /// - `IPv4:port` (`127.0.0.1:8080`), `[IPv6]:port` (`[::1]:8080`, `[::]:0`);
+    /// - `IPv4:port` (`127.0.0.1:8080`), `[IPv6]:port` (`[::1]:8080`, `[::]:0`), a link-local
+    ///   IPv6 address with its interface (`[fe80::1%eth0]:8080`, or its index: `%2`); only an
+    ///   IPv6 literal goes in brackets;
     /// - `name:port` (`localhost:8080`): resolved with getaddrinfo(3), which may block on DNS
     ///   for names other than local ones; the first IPv4 result is preferred, else the first;
     /// - `unix:PATH` or an absolute `/PATH`: a Unix stream socket path; `unix:@NAME` an
@@ -35,7 +37,8 @@ public:
     /// Errors are `coil::net::errc` values whose messages say what was expected.
     static result<address> parse(std::string_view text);
 
-    /// `ip` (a dotted IPv4 literal or an IPv6 literal without brackets) and `port`.
+    /// `ip` (a dotted IPv4 literal or an IPv6 literal without brackets, with `%interface`
+    /// for a link-local one) and `port`.
     static result<address> ip(std::string_view ip, std::uint16_t port);
     /// A Unix socket path (`@NAME`: abstract).
     static result<address> unix_path(std::string_view path);
