@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -269,6 +270,50 @@ coil::task<bool> own_op()
     co_return r.ok() || r.error() == coil::io::errc::unsupported_operation;
 }
 
+// --- 6a. Waking another task: coil::event -------------------------------------------------
+coil::task<std::size_t> writer(int fd, std::deque<std::string>& queue, coil::event& ready,
+                               const bool& closing)
+{
+    std::size_t written = 0;
+    for (;;) {
+        while (queue.empty()) {
+            if (closing)
+                co_return written;
+            ready.reset();
+            if (!co_await ready.wait()) // operation_canceled: this task was stopped
+                co_return written;
+        }
+        const std::string message = std::move(queue.front());
+        queue.pop_front();
+        auto n = co_await coil::write(fd, std::as_bytes(std::span(message)));
+        if (!n)
+            co_return written;
+        written += *n;
+    }
+}
+
+coil::task<std::string> queued_writes()
+{
+    int fds[2];
+    check(::pipe(fds) == 0, "pipe");
+    close_at_exit closing_fds{fds[0], fds[1]};
+    std::deque<std::string> queue;
+    coil::event ready;
+    bool closing = false;
+    auto writing = coil::executor::current()->spawn(writer(fds[1], queue, ready, closing));
+    for (const char* word : {"one ", "two ", "three"}) {
+        queue.push_back(word);
+        ready.set();
+        co_await coil::yield();
+    }
+    closing = true;
+    ready.set();
+    const std::size_t written = co_await writing;
+    std::string back(written, '\0');
+    check(::read(fds[0], back.data(), back.size()) == static_cast<ssize_t>(written), "read back");
+    co_return back;
+}
+
 // --- 9. Around a g++ 12 miscompilation (see the guide) -------------------------------------
 coil::task<int> take(std::string s) { co_return static_cast<int>(s.size()); }
 
@@ -357,6 +402,10 @@ int main()
     bool fadvised = coil::run(own_op());
     fmt::print("8. a user-defined op (IORING_OP_FADVISE) completed: {}\n", fadvised);
     check(fadvised, "own op");
+
+    const std::string queued = coil::run(queued_writes());
+    fmt::print("6a. a writer woken through an event wrote: '{}'\n", queued);
+    check(queued == "one two three", "event");
 
     const int taken = coil::run(take_a_path(""));
     fmt::print("9. a conditional computed before the co_await: {} byte(s)\n", taken);

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <chrono>
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -424,6 +425,55 @@ TEST_CASE("runtime: 10,000 datagrams through receive_datagrams allocate nothing 
         co_return co_await warm_then_measure([&](std::size_t count, bool counted) {
             return pool_datagrams(sockets.client, sockets.server_at, in, count, counted);
         });
+    };
+    auto [warm, good] = ex.run(body());
+    CHECK(warm == 100);
+    CHECK(good == 10'000);
+    CHECK(allocations.load() == 0);
+}
+
+namespace {
+
+/// Wakes a partner through `ping` and waits for its answer on `pong`, `count` times; counts
+/// allocations only around the loop.
+coil::task<std::size_t> ping_pong(coil::event& ping, coil::event& pong, std::size_t count,
+                                  bool measure)
+{
+    std::size_t good = 0;
+    const counted_section counted(measure);
+    for (std::size_t i = 0; i < count; ++i) {
+        pong.reset();
+        ping.set();
+        if (co_await pong.wait().with_timeout(std::chrono::seconds(30)))
+            ++good;
+    }
+    co_return good;
+}
+
+coil::task<void> answer(coil::event& ping, coil::event& pong, std::size_t count)
+{
+    for (std::size_t i = 0; i < count; ++i) {
+        if (!co_await ping.wait())
+            co_return;
+        ping.reset();
+        pong.set();
+    }
+}
+
+} // namespace
+
+TEST_CASE("runtime: 10,000 event wake-ups between two tasks allocate nothing after a warm-up",
+          "[runtime][alloc][event]")
+{
+    coil::executor ex;
+    coil::event ping, pong;
+    auto body = [&]() -> coil::task<std::pair<std::size_t, std::size_t>> {
+        auto answering = ex.spawn(answer(ping, pong, 10'100));
+        auto counts = co_await warm_then_measure([&](std::size_t count, bool counted) {
+            return ping_pong(ping, pong, count, counted);
+        });
+        co_await answering;
+        co_return counts;
     };
     auto [warm, good] = ex.run(body());
     CHECK(warm == 100);

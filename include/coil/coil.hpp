@@ -7,6 +7,7 @@
 #include <coil/io/error.hpp>
 #include <coil/io/result.hpp>
 #include <coil/io/ring.hpp>
+#include <coil/runtime/event.hpp>
 #include <coil/runtime/executor.hpp>
 #include <coil/runtime/file.hpp>
 #include <coil/runtime/fixed_buffer_pool.hpp>
