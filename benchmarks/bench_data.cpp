@@ -48,8 +48,17 @@ void ensure_file(const std::string& path, std::uint64_t size)
     std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
     if (ec)
         fail(fmt::format("cannot create the directory for {}: {}", path, ec.message()));
+    // A run killed before its rename left NAME.tmp.PID; one whose process is gone is removed.
+    const std::filesystem::path wanted(path);
+    const std::string prefix = wanted.filename().string() + ".tmp.";
+    for (const auto& entry : std::filesystem::directory_iterator(wanted.parent_path(), ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.starts_with(prefix) && process_gone(std::atol(name.c_str() + prefix.size())))
+            std::filesystem::remove(entry.path(), ec);
+    }
     const auto start = std::chrono::steady_clock::now();
     const std::string temporary = fmt::format("{}.tmp.{}", path, ::getpid());
+    remove_on_interrupt(temporary);
     int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         fail(fmt::format("cannot create {}: {} (choose another place with --data-dir or "
@@ -63,7 +72,9 @@ void ensure_file(const std::string& path, std::uint64_t size)
         write_all(fd, std::as_bytes(std::span(chunk)), temporary);
     }
     ::close(fd);
-    if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int renamed = ::rename(temporary.c_str(), path.c_str());
+    forget_on_interrupt(temporary);
+    if (renamed != 0) {
         int error = errno;
         ::unlink(temporary.c_str());
         fail(fmt::format("cannot rename {} to {}: {}", temporary, path, errno_text(error)));
@@ -114,15 +125,20 @@ scratch_file::scratch_file(const std::string& dir, const std::string& name)
     std::filesystem::create_directories(dir, ec);
     if (ec)
         fail(fmt::format("cannot create the directory {}: {}", dir, ec.message()));
+    remove_on_interrupt(path_);
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd_ < 0)
-        fail(fmt::format("cannot create {}: {}", path_, errno_text(errno)));
+    if (fd_ < 0) {
+        const int error = errno;
+        forget_on_interrupt(path_);
+        fail(fmt::format("cannot create {}: {}", path_, errno_text(error)));
+    }
 }
 
 scratch_file::~scratch_file()
 {
     ::close(fd_);
     ::unlink(path_.c_str());
+    forget_on_interrupt(path_);
 }
 
 void scratch_file::truncate() const

@@ -39,6 +39,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -370,6 +371,15 @@ public:
         if (!found)
             fail("wrk is not installed (./dev bench installs it; or: apt-get install wrk)");
         wrk_ = *found;
+        // A run killed by a signal left bench_http.PID (nginx's files, the served ones): one
+        // whose process is gone is removed now.
+        std::error_code swept;
+        for (const auto& entry : fs::directory_iterator(h.option("data-dir"), swept)) {
+            const std::string name = entry.path().filename().string();
+            if (name.starts_with("bench_http.") &&
+                bench::process_gone(std::atol(name.c_str() + std::strlen("bench_http."))))
+                fs::remove_all(entry.path(), swept);
+        }
         work_ = fs::path(h.option("data-dir")) / fmt::format("bench_http.{}", ::getpid());
         root_ = work_ / "root";
         // Whole seconds: wrk's -d takes no fraction.
@@ -402,6 +412,11 @@ public:
                        s.missing_why.empty() ? "" : " -- SKIPPED: " + s.missing_why);
         fmt::print("  client    {} -t1 (one thread), keep-alive, {} s per run, --timeout 10s\n",
                    wrk_, seconds_);
+        const double asked = std::chrono::duration<double>(h_.opts().duration).count();
+        if (asked != static_cast<double>(seconds_))
+            fmt::print("  note      wrk runs whole seconds: each run lasts {} s, not the {:.3g} s "
+                       "the settings line gives\n",
+                       seconds_, asked);
         fmt::print("  files     random bytes in {}\n", root_.string());
         fmt::print("  target    coil >= {:.2f}x nginx in requests/s with p99 no worse (aim "
                    "1.2x)\n", target_vs_nginx);
@@ -575,6 +590,8 @@ private:
              << ",\n";
         json << "  \"environment\": " << bench::json_environment() << ",\n";
         json << "  \"settings\": {\"seconds_per_run\": " << seconds_
+             << ", \"duration_seconds\": " << seconds_
+             << ", \"quick\": " << (h_.opts().quick ? "true" : "false")
              << ", \"runs\": " << h_.opts().runs << ", \"server_cpu\": " << server_cpu_
              << ", \"client_cpu\": " << client_cpu_ << ", \"client\": \"wrk -t1\"},\n";
         json << "  \"unit\": \"requests/s\",\n  \"rows\": [";

@@ -5,6 +5,7 @@
 
 #include <fmt/core.h>
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -241,6 +243,55 @@ void print_help(const program& prog)
 
 void fail(const std::string& why) { throw benchmark_failure(why); }
 
+namespace {
+
+// What remove_on_interrupt registered: fixed storage, since the handler may only make
+// async-signal-safe calls (unlink, rmdir, signal, raise) and touch no allocator.
+constexpr std::size_t cleanup_slots = 32;
+char cleanup_paths[cleanup_slots][4096];
+volatile std::sig_atomic_t cleanup_used[cleanup_slots];
+
+extern "C" void remove_and_reraise(int signal_number)
+{
+    for (std::size_t i = 0; i < cleanup_slots; ++i)
+        if (cleanup_used[i] != 0 && ::unlink(cleanup_paths[i]) != 0)
+            (void)::rmdir(cleanup_paths[i]);
+    std::signal(signal_number, SIG_DFL);
+    std::raise(signal_number);
+}
+
+} // namespace
+
+void remove_on_interrupt(const std::string& path)
+{
+    static const bool installed = [] {
+        for (int signal_number : {SIGINT, SIGTERM, SIGHUP})
+            std::signal(signal_number, remove_and_reraise);
+        return true;
+    }();
+    (void)installed;
+    if (path.size() >= sizeof cleanup_paths[0])
+        return;
+    for (std::size_t i = 0; i < cleanup_slots; ++i)
+        if (cleanup_used[i] == 0) {
+            std::memcpy(cleanup_paths[i], path.c_str(), path.size() + 1);
+            cleanup_used[i] = 1;
+            return;
+        }
+}
+
+void forget_on_interrupt(const std::string& path)
+{
+    for (std::size_t i = 0; i < cleanup_slots; ++i)
+        if (cleanup_used[i] != 0 && path == cleanup_paths[i])
+            cleanup_used[i] = 0;
+}
+
+bool process_gone(long pid)
+{
+    return pid > 0 && ::access(fmt::format("/proc/{}", pid).c_str(), F_OK) != 0;
+}
+
 options parse_command_line(int argc, char** argv, program& prog)
 {
     options opts;
@@ -285,6 +336,17 @@ options parse_command_line(int argc, char** argv, program& prog)
             std::error_code ec;
             if (opts.json_path.empty() || std::filesystem::is_directory(opts.json_path, ec))
                 usage_error(prog, "--json wants a file to write, not '" + opts.json_path + "'");
+            // Opened for appending (and removed again if this made it): a directory that does
+            // not exist or cannot be written, or a file that cannot, fails here.
+            const bool existed = std::filesystem::exists(opts.json_path, ec);
+            const int probe = ::open(opts.json_path.c_str(),
+                                     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+            if (probe < 0)
+                usage_error(prog, "--json cannot write '" + opts.json_path +
+                                      "': " + std::strerror(errno));
+            ::close(probe);
+            if (!existed)
+                ::unlink(opts.json_path.c_str());
         } else if (arg == "--quick") {
             opts.quick = true;
         } else if (arg == "--filter") {

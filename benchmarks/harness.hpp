@@ -80,6 +80,16 @@ public:
 /// Throws `benchmark_failure` with `why`.
 [[noreturn]] void fail(const std::string& why);
 
+/// Files (or empty directories) to remove if SIGINT, SIGTERM or SIGHUP ends the program before
+/// their owner removes them: data files half written, scratch files of hundreds of MiB.
+/// Registering installs the handlers (once); `forget_on_interrupt` when the owner has removed
+/// or kept the file. At most 32 at a time (more are not removed on a signal).
+void remove_on_interrupt(const std::string& path);
+void forget_on_interrupt(const std::string& path);
+
+/// The process `pid` is gone (no /proc entry): what a leftover named after it was left by.
+bool process_gone(long pid);
+
 /// Tells a measurement loop when its time is up, and collects the latencies it samples.
 /// Reading the clock costs tens of nanoseconds, which is a visible share of a one-NOP
 /// iteration, so `running()` reads it only every `check_every` calls; the overshoot is a few

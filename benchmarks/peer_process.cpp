@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -179,11 +180,17 @@ int server_process::stop()
 
 pid_t spawn_pinned(const std::vector<std::string>& argv, int cpu, int stdout_fd, bool quiet)
 {
+    const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0)
         fail("fork: " + errno_text(errno));
     if (pid != 0)
         return pid;
+    // A server or client ends with the benchmark, even one killed by a signal sent to it
+    // alone: the kernel sends SIGTERM when the thread that forked exits (checked against a
+    // parent gone before the request).
+    if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != parent)
+        ::_exit(127);
     if (cpu >= 0) {
         cpu_set_t set;
         CPU_ZERO(&set);

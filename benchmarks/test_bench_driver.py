@@ -233,6 +233,74 @@ class program_options_test(unittest.TestCase):
                      "--side 'nosuch' names no system")
         with tempfile.TemporaryDirectory() as d:
             self.refused("bench_ring", ["--quick", "--json", d], "--json wants a file")
+            # A path that cannot be written is refused before the run, and nothing is left.
+            self.refused("bench_ring", ["--quick", "--json", os.path.join(d, "no", "x.json")],
+                         "--json cannot write")
+            self.refused("bench_echo", ["--quick", "--json", os.path.join(d, "no", "x.json")],
+                         "--json cannot write")
+            self.assertEqual(os.listdir(d), [])
+
+    def children_of(self, pid):
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == pid:
+                    found.append(int(entry))
+        return found
+
+    def wait_for(self, condition, seconds=30):
+        import time
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def test_a_benchmark_killed_by_a_signal_takes_its_servers_and_files_with_it(self):
+        import signal
+        import subprocess
+        build = os.environ["COIL_BENCH_BUILD_DIR"]
+        echo = os.path.join(build, "benchmarks", "bench_echo")
+        storage = os.path.join(build, "benchmarks", "bench_storage")
+        if not (os.path.exists(echo) and os.path.exists(storage)):
+            self.skipTest("bench_echo or bench_storage is not built")
+        # SIGTERM to bench_echo alone (not its process group) while its servers run.
+        p = subprocess.Popen([echo, "--runs", "5", "--duration", "1", "--sizes", "64",
+                              "--connections", "8", "--idle-connections", "0",
+                              "--servers", "coil,liburing,epoll"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self.assertTrue(self.wait_for(lambda: len(self.children_of(p.pid)) >= 3))
+            servers = self.children_of(p.pid)
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        self.assertTrue(self.wait_for(lambda: not any(os.path.exists(f"/proc/{s}") and
+                                                      p.pid != s for s in servers), 10),
+                        f"servers {servers} outlived bench_echo")
+        # SIGINT to bench_storage while its 256 MiB copy files exist: they are removed.
+        with tempfile.TemporaryDirectory() as d:
+            p = subprocess.Popen([storage, "--filter", "copy", "--runs", "5", "--duration", "1",
+                                  "--data-dir", d],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                self.assertTrue(self.wait_for(
+                    lambda: os.path.exists(os.path.join(d, "coil-bench-copy-target.dat"))))
+                p.send_signal(signal.SIGINT)
+                p.wait(timeout=30)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+            self.assertEqual(p.returncode, -signal.SIGINT)
+            self.assertEqual(os.listdir(d), [])
 
 
 @unittest.skipUnless(os.environ.get("COIL_BENCH_BUILD_DIR"),
