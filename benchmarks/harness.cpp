@@ -320,8 +320,9 @@ options parse_command_line(int argc, char** argv, program& prog)
             std::string v = take_value();
             char* end = nullptr;
             double seconds = std::strtod(v.c_str(), &end);
-            if (end == v.c_str() || *end != '\0' || !(seconds > 0) || seconds > 3600)
-                usage_error(prog, "--duration wants seconds in (0, 3600], not '" + v + "'");
+            // Below a millisecond a run is the clock's own granularity and start-up.
+            if (end == v.c_str() || *end != '\0' || !(seconds >= 0.001) || seconds > 3600)
+                usage_error(prog, "--duration wants seconds in [0.001, 3600], not '" + v + "'");
             duration = seconds;
         } else if (arg == "--runs") {
             std::string v = take_value();

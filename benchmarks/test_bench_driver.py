@@ -239,6 +239,7 @@ class program_options_test(unittest.TestCase):
             self.refused("bench_echo", ["--quick", "--json", os.path.join(d, "no", "x.json")],
                          "--json cannot write")
             self.assertEqual(os.listdir(d), [])
+        self.refused("bench_ring", ["--quick", "--duration", "1e-12"], "--duration wants seconds")
 
     def children_of(self, pid):
         found = []
