@@ -115,8 +115,10 @@ public:
     }
     /// Reads exactly `buffer.size()` bytes at `offset`, looping over short reads. Fails with
     /// `io::errc::end_of_file` if the file ends first. With `offset = current_position` it
-    /// reads from the file position on and leaves the position after the bytes read. On an
-    /// error the bytes before it have been read, and the position (if used) moved past them.
+    /// reads from the file position on and leaves the position after the bytes read (it reads
+    /// the position once at the start and sets it once at the end, so two loops at the
+    /// position at once read the same bytes). On an error the bytes before it have been read,
+    /// and the position (if used) moved past them.
     task<result<void>> read_exact_at(std::span<std::byte> buffer, std::uint64_t offset) const;
     /// Writes all of `buffer` at `offset`, looping over short writes; `current_position` and
     /// errors as for `read_exact_at` (the bytes before an error have been written).
