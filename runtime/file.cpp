@@ -122,22 +122,31 @@ public:
     {
         if (offset != current_position)
             return;
-        // A pipe, socket or terminal has no position (ESPIPE), and a write to an O_APPEND
-        // file goes to the end whatever the offset: both keep the kernel's own handling.
+        // A pipe, socket or terminal has no position (ESPIPE): the kernel's own handling.
         const off_t at = ::lseek(fd, 0, SEEK_CUR);
-        if (at < 0 || (writing && (::fcntl(fd, F_GETFL) & O_APPEND)))
+        if (at < 0)
             return;
+        if (writing && (::fcntl(fd, F_GETFL) & O_APPEND)) {
+            // Each write goes to the end whatever the offset; the position ends at the end, as
+            // write(2) leaves it (the kernel's own update is lost on the same partial writes).
+            at_end_ = true;
+            return;
+        }
         offset_ = static_cast<std::uint64_t>(at);
         owns_position_ = true;
     }
     position_cursor(const position_cursor&) = delete;
     position_cursor& operator=(const position_cursor&) = delete;
-    // Also when the loop fails or its task is destroyed: the position ends after the bytes
-    // that moved, as read(2) and write(2) leave it.
+    // Also when the loop fails: the position ends after the bytes that moved, as read(2) and
+    // write(2) leave it. When the loop's task is destroyed with an op in flight, that op's
+    // bytes are not known here (its result went to nobody): the position ends after the ops
+    // that completed before.
     ~position_cursor()
     {
         if (owns_position_)
             (void)::lseek(fd_, static_cast<off_t>(offset_), SEEK_SET);
+        else if (at_end_)
+            (void)::lseek(fd_, 0, SEEK_END);
     }
 
     std::uint64_t offset() const noexcept { return offset_; }
@@ -151,6 +160,7 @@ private:
     int fd_;
     std::uint64_t offset_;
     bool owns_position_ = false;
+    bool at_end_ = false;
 };
 
 bool retry_after(const std::error_code& ec) noexcept

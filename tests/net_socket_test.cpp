@@ -124,6 +124,17 @@ TEST_CASE("net: addresses parse from text, and bad ones say what was expected", 
     CHECK(net::address::parse("[fe80::1%no-such-if]:80").error() == net::errc::bad_host);
     CHECK(net::address::parse("[fe80::1%]:80").error() == net::errc::bad_host);
     CHECK(net::address::parse("[::1]:80")->to_string() == "[::1]:80");
+
+    // A NUL ends nothing (the C library would stop there), and inet_aton's shorthands are no
+    // IPv4 literals.
+    using namespace std::string_view_literals;
+    CHECK(net::address::parse("127.0.0.1\0junk:80"sv).error() == net::errc::bad_host);
+    CHECK(net::address::parse("[::1\0junk]:80"sv).error() == net::errc::bad_host);
+    CHECK(net::address::parse("localhost\0.example.invalid:80"sv).error() == net::errc::bad_host);
+    CHECK(net::address::parse("127.1:80").error() == net::errc::bad_host);
+    CHECK(net::address::parse("0x7f.1:80").error() == net::errc::bad_host);
+    CHECK(net::address::parse("2130706433:80").error() == net::errc::bad_host);
+    CHECK(net::address::parse("1.2.3.4.5:80").error() == net::errc::bad_host); // a name, unknown
 }
 
 TEST_CASE("net: a connection over TCP and Unix sockets carries bytes both ways and ends cleanly",

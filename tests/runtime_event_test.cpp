@@ -229,3 +229,82 @@ TEST_CASE("runtime: a writer task fed through a queue and an event sends every m
     CHECK(written == expected.size());
     CHECK(coil_test::read_to_end(pipe.read_end.get()) == expected);
 }
+
+TEST_CASE("runtime: an event wait awaiter awaited again runs anew, not with the last outcome",
+          "[runtime][event]")
+{
+    coil::event ev;
+    auto body = [&]() -> coil::task<std::vector<std::error_code>> {
+        std::vector<std::error_code> out;
+        auto wait = ev.wait().with_timeout(5ms);
+        auto first = co_await wait; // nobody sets it
+        out.push_back(first ? std::error_code() : first.error());
+        auto setter = [](coil::event& e) -> coil::task<void> {
+            (void)co_await coil::sleep_for(1ms);
+            e.set();
+        };
+        auto setting = coil::executor::current()->spawn(setter(ev));
+        auto second = co_await wait; // set before its new deadline
+        out.push_back(second ? std::error_code() : second.error());
+        co_await setting;
+        auto third = co_await wait; // set already: at once
+        out.push_back(third ? std::error_code() : third.error());
+        co_return out;
+    };
+    const auto errors = coil_test::run(body());
+    REQUIRE(errors.size() == 3);
+    CHECK(errors[0] == std::errc::timed_out);
+    CHECK_FALSE(errors[1]);
+    CHECK_FALSE(errors[2]);
+}
+
+TEST_CASE("runtime: event misuse throws logic_error: one awaiter awaited twice at once, a set() "
+          "off the executor's thread, a wait from another executor's task",
+          "[runtime][event][misuse]")
+{
+    coil::executor ex(coil_test::executor_options());
+    coil::event ev;
+    std::string twice, foreign_set, foreign_wait;
+    bool first_woke = false;
+    auto await_it = [](coil::event::wait_awaiter& w, bool& woke) -> coil::task<void> {
+        woke = (co_await w).ok();
+    };
+    auto body = [&]() -> coil::task<void> {
+        auto wait = ev.wait();
+        auto first = ex.spawn(await_it(wait, first_woke));
+        co_await coil::yield(); // the first waiter is suspended
+        try {
+            (void)co_await wait;
+        } catch (const std::logic_error& e) {
+            twice = e.what();
+        }
+        // Threads started now see the waiting list as it is (thread creation orders it), and
+        // this thread is blocked in join() while they look.
+        std::thread([&] {
+            try {
+                ev.set();
+            } catch (const std::logic_error& e) {
+                foreign_set = e.what();
+            }
+        }).join();
+        std::thread([&] {
+            coil::executor other(coil_test::executor_options());
+            auto waits_here = [&]() -> coil::task<void> {
+                try {
+                    (void)co_await ev.wait();
+                } catch (const std::logic_error& e) {
+                    foreign_wait = e.what();
+                }
+            };
+            other.run(waits_here());
+        }).join();
+        CHECK_FALSE(ev.is_set());
+        ev.set(); // on the right thread: wakes the first waiter
+        co_await first;
+    };
+    ex.run(body());
+    CHECK(twice == "coil: two coroutines await the same event wait");
+    CHECK(foreign_set.find("event::set() called off the thread") != std::string::npos);
+    CHECK(foreign_wait.find("must all run on one executor") != std::string::npos);
+    CHECK(first_woke);
+}

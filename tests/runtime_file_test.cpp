@@ -185,6 +185,48 @@ TEST_CASE("runtime: write_all_at to current_position goes on at the file positio
     CHECK(coil_test::read_to_end(back.get()) == std::string(4096, 'H') + std::string(4096, 'a'));
 }
 
+TEST_CASE("runtime: write_all_at to current_position on an O_APPEND file leaves the position at "
+          "the end, as write(2) does, also after a short write",
+          "[runtime][file]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("appended");
+    dir.create_file("appended", std::vector<std::byte>(4000, std::byte{'H'}));
+    std::fflush(nullptr);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        std::signal(SIGXFSZ, SIG_IGN);
+        const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (fd < 0)
+            ::_exit(10);
+        coil::file f(fd);
+        // Without a limit: 1000 bytes appended, the position after them.
+        const std::vector<std::byte> some(1000, std::byte{'a'});
+        if (!coil_test::run(f.write_all_at(some, coil::current_position)).ok() ||
+            ::lseek(fd, 0, SEEK_CUR) != 5000)
+            ::_exit(11);
+        // With one: 5000 of 20000 bytes fit, then EFBIG; the position is at the end still.
+        const rlimit limit{10000, 10000};
+        if (::lseek(fd, 0, SEEK_SET) != 0 || ::setrlimit(RLIMIT_FSIZE, &limit) != 0)
+            ::_exit(12);
+        const std::vector<std::byte> more(20000, std::byte{'b'});
+        const coil::result<void> written =
+            coil_test::run(f.write_all_at(more, coil::current_position));
+        if (written.ok() || written.error() != std::errc::file_too_large)
+            ::_exit(13);
+        ::_exit(::lseek(fd, 0, SEEK_CUR) == 10000 ? 0 : 14);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    coil_test::unique_fd back(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(back.get() >= 0);
+    CHECK(coil_test::read_to_end(back.get()) ==
+          std::string(4000, 'H') + std::string(1000, 'a') + std::string(5000, 'b'));
+}
+
 TEST_CASE("runtime: file::open of a missing path yields no_such_file_or_directory", "[runtime][file]")
 {
     coil_test::temp_dir dir;

@@ -97,8 +97,38 @@ address address::loopback_v6(std::uint16_t port) noexcept
     return a;
 }
 
+namespace {
+
+// One to four parts separated by dots, each decimal, octal or 0x-hexadecimal digits: what
+// inet_aton(3) reads as an IPv4 address.
+bool inet_aton_shorthand(std::string_view host)
+{
+    int parts = 0;
+    while (true) {
+        const auto dot = host.find('.');
+        std::string_view part = host.substr(0, dot);
+        const bool hex = part.size() > 2 && part[0] == '0' && (part[1] == 'x' || part[1] == 'X');
+        if (hex)
+            part.remove_prefix(2);
+        if (part.empty() ||
+            part.find_first_not_of(hex ? "0123456789abcdefABCDEF" : "0123456789") !=
+                std::string_view::npos)
+            return false;
+        if (++parts > 4)
+            return false;
+        if (dot == std::string_view::npos)
+            return true;
+        host.remove_prefix(dot + 1);
+    }
+}
+
+} // namespace
+
 result<address> address::ip(std::string_view ip, std::uint16_t port)
 {
+    // The C library would stop at a NUL and take what comes before it for the whole address.
+    if (ip.find('\0') != std::string_view::npos)
+        return make_error_code(errc::bad_host);
     const std::string text(ip);
     address a;
     auto* in = reinterpret_cast<sockaddr_in*>(&a.storage_);
@@ -193,6 +223,11 @@ result<address> address::parse(std::string_view text)
     }
     if (auto literal = ip(host, *port))
         return literal;
+    // getaddrinfo would take inet_aton's shorthands ("127.1", "0x7f.1", "2130706433") for
+    // IPv4 addresses: an IPv4 literal is the four decimal parts inet_pton takes, nothing else.
+    // A NUL ends no name.
+    if (inet_aton_shorthand(host) || host.find('\0') != std::string_view::npos)
+        return make_error_code(errc::bad_host);
 
     // A name: ask the resolver for stream sockets; prefer IPv4 (what "localhost" servers
     // usually bind), else take the first answer.

@@ -25,10 +25,12 @@
 
 #include <coil/runtime/detail/list.hpp>
 #include <coil/runtime/detail/timer_heap.hpp>
+#include <coil/runtime/executor.hpp>
 #include <coil/runtime/ops.hpp>
 
 #include <chrono>
 #include <coroutine>
+#include <stdexcept>
 #include <system_error>
 
 namespace coil {
@@ -48,7 +50,10 @@ struct event_tag;
 /// queue with it.
 ///
 /// Executor thread only, like everything but `executor::post`: from another thread, post the
-/// call (`ex.post([&] { ev.set(); })`). One executor's tasks only.
+/// call (`ex.post([&] { ev.set(); })`). One executor's tasks only. Misuse throws
+/// `std::logic_error`: a `set()` off the waiting tasks' executor's thread, a wait from a task of
+/// another executor than those already waiting, one `wait()` awaiter awaited by two
+/// coroutines at once. An awaiter may be awaited again once its `co_await` has completed.
 class event {
 public:
     class wait_awaiter;
@@ -60,8 +65,9 @@ public:
     ~event();
 
     bool is_set() const noexcept { return set_; }
-    /// Sets the event and wakes every waiting task.
-    void set() noexcept;
+    /// Sets the event and wakes every waiting task. Throws `std::logic_error` when called on
+    /// a thread other than the waiting tasks' executor's (post it there instead).
+    void set();
     /// Clears the event: the next waits suspend until `set()`.
     void reset() noexcept { set_ = false; }
 
@@ -93,13 +99,26 @@ public:
         return std::move(*this);
     }
 
-    bool await_ready() const noexcept { return event_->set_; }
+    bool await_ready() noexcept
+    {
+        // Each await runs anew, as an operation's does: nothing of an earlier one carries over.
+        cancelled_ = timed_out_ = false;
+        return event_->set_;
+    }
 
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
+        if (detail::link<detail::event_tag>::linked()) [[unlikely]]
+            throw_misuse("coil: two coroutines await the same event wait");
         if (!begin_wait(h, &cancel_thunk))
             return false;
+        if (!event_->waiting_.empty() && event_->waiting_.front().executor_ != executor_)
+            [[unlikely]] {
+            detail::cancellable::unlink();
+            throw_misuse("coil: an event's waiters must all run on one executor (wake tasks "
+                         "of another executor through executor::post)");
+        }
         event_->waiting_.push_back(*this);
         if (has_timeout_)
             executor_->arm_timer(*this, detail::deadline_after(timeout_), &deadline_thunk);
@@ -118,6 +137,8 @@ public:
 private:
     friend class event;
     friend class detail::list<wait_awaiter, detail::event_tag>;
+
+    [[noreturn]] static void throw_misuse(const char* what) { throw std::logic_error(what); }
 
     // Ends the wait: leaves the event's queue, the stop scope and the timer heap, and resumes
     // the task at the executor's next turn.
@@ -150,8 +171,12 @@ private:
 
 inline event::wait_awaiter event::wait() noexcept { return wait_awaiter(*this); }
 
-inline void event::set() noexcept
+inline void event::set()
 {
+    if (!waiting_.empty() && waiting_.front().executor_ != executor::current()) [[unlikely]]
+        wait_awaiter::throw_misuse("coil: event::set() called off the thread of the executor "
+                                   "whose tasks wait for it: post it there with "
+                                   "executor::post");
     set_ = true;
     while (wait_awaiter* w = waiting_.pop_front())
         w->finish();

@@ -118,10 +118,13 @@ public:
     /// reads from the file position on and leaves the position after the bytes read (it reads
     /// the position once at the start and sets it once at the end, so two loops at the
     /// position at once read the same bytes). On an error the bytes before it have been read,
-    /// and the position (if used) moved past them.
+    /// and the position (if used) moved past them; if the task is destroyed with a read in
+    /// flight, the position ends after the reads that completed before it.
     task<result<void>> read_exact_at(std::span<std::byte> buffer, std::uint64_t offset) const;
     /// Writes all of `buffer` at `offset`, looping over short writes; `current_position` and
-    /// errors as for `read_exact_at` (the bytes before an error have been written).
+    /// errors as for `read_exact_at` (the bytes before an error have been written). On an
+    /// `O_APPEND` file every write goes to the end, and with `current_position` the position
+    /// ends at the end, as after `write(2)`.
     task<result<void>> write_all_at(std::span<const std::byte> buffer, std::uint64_t offset) const;
 
     operation<ops::fsync> fsync() const noexcept { return coil::fsync(fd_); }
