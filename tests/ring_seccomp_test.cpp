@@ -186,13 +186,7 @@ TEST_CASE("ring: a ring larger than RLIMIT_MEMLOCK, without CAP_IPC_LOCK, throws
     const pid_t child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {
-        const rlimit small{64 * 1024, 64 * 1024};
-        if (::setrlimit(RLIMIT_MEMLOCK, &small) != 0)
-            ::_exit(child_wrong_error);
-        // Root holds CAP_IPC_LOCK, which exempts it from the limit: become nobody, which drops
-        // every capability.
-        if (::geteuid() == 0 && (::setresgid(65534, 65534, 65534) != 0 ||
-                                 ::setresuid(65534, 65534, 65534) != 0))
+        if (!coil_test::limit_locked_memory(64 * 1024))
             ::_exit(child_wrong_error);
         try {
             ring ring(4096);

@@ -28,6 +28,31 @@ namespace {
 
 bool is_error(const std::error_code& ec, std::errc e) { return ec == std::make_error_code(e); }
 
+// Runs `body` in a child process (a file size limit is a process's own) with SIGXFSZ ignored,
+// and returns what it returned: 0 when every check in it held, else which one failed.
+template <class Body>
+int exit_code_in_child(Body body)
+{
+    std::fflush(nullptr);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        std::signal(SIGXFSZ, SIG_IGN);
+        ::_exit(body());
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+std::string contents_of(const std::string& path)
+{
+    coil_test::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(fd.get() >= 0);
+    return coil_test::read_to_end(fd.get());
+}
+
 } // namespace
 
 TEST_CASE("runtime: a file written with write_all_at reads back exactly with read_exact_at",
@@ -156,33 +181,24 @@ TEST_CASE("runtime: write_all_at to current_position goes on at the file positio
     coil_test::temp_dir dir;
     const std::string path = dir.file("limited");
     dir.create_file("limited", std::vector<std::byte>(4096, std::byte{'H'}));
-    std::fflush(nullptr);
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        std::signal(SIGXFSZ, SIG_IGN);
+    const int failed = exit_code_in_child([&] {
         const rlimit limit{8192, 8192};
         const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
         if (fd < 0 || ::lseek(fd, 4096, SEEK_SET) != 4096 || ::setrlimit(RLIMIT_FSIZE, &limit) != 0)
-            ::_exit(10);
+            return 10;
         std::vector<std::byte> data(8192, std::byte{'a'});
         std::fill(data.begin() + 4096, data.end(), std::byte{'b'});
         coil::file f(fd);
         const coil::result<void> written =
             coil_test::run(f.write_all_at(data, coil::current_position));
         if (written.ok() || written.error() != std::errc::file_too_large)
-            ::_exit(11);
+            return 11;
         // The position is after the bytes written, as write(2) would leave it.
-        ::_exit(::lseek(fd, 0, SEEK_CUR) == 8192 ? 0 : 12);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(child, &status, 0) == child);
-    REQUIRE(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
+        return ::lseek(fd, 0, SEEK_CUR) == 8192 ? 0 : 12;
+    });
+    CHECK(failed == 0);
     // The first 4 KiB of the new bytes went after the old ones, and nothing else was written.
-    coil_test::unique_fd back(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    REQUIRE(back.get() >= 0);
-    CHECK(coil_test::read_to_end(back.get()) == std::string(4096, 'H') + std::string(4096, 'a'));
+    CHECK(contents_of(path) == std::string(4096, 'H') + std::string(4096, 'a'));
 }
 
 TEST_CASE("runtime: write_all_at to current_position on an O_APPEND file leaves the position at "
@@ -192,38 +208,29 @@ TEST_CASE("runtime: write_all_at to current_position on an O_APPEND file leaves 
     coil_test::temp_dir dir;
     const std::string path = dir.file("appended");
     dir.create_file("appended", std::vector<std::byte>(4000, std::byte{'H'}));
-    std::fflush(nullptr);
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        std::signal(SIGXFSZ, SIG_IGN);
+    const int failed = exit_code_in_child([&] {
         const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
         if (fd < 0)
-            ::_exit(10);
+            return 10;
         coil::file f(fd);
         // Without a limit: 1000 bytes appended, the position after them.
         const std::vector<std::byte> some(1000, std::byte{'a'});
         if (!coil_test::run(f.write_all_at(some, coil::current_position)).ok() ||
             ::lseek(fd, 0, SEEK_CUR) != 5000)
-            ::_exit(11);
+            return 11;
         // With one: 5000 of 20000 bytes fit, then EFBIG; the position is at the end still.
         const rlimit limit{10000, 10000};
         if (::lseek(fd, 0, SEEK_SET) != 0 || ::setrlimit(RLIMIT_FSIZE, &limit) != 0)
-            ::_exit(12);
+            return 12;
         const std::vector<std::byte> more(20000, std::byte{'b'});
         const coil::result<void> written =
             coil_test::run(f.write_all_at(more, coil::current_position));
         if (written.ok() || written.error() != std::errc::file_too_large)
-            ::_exit(13);
-        ::_exit(::lseek(fd, 0, SEEK_CUR) == 10000 ? 0 : 14);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(child, &status, 0) == child);
-    REQUIRE(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
-    coil_test::unique_fd back(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    REQUIRE(back.get() >= 0);
-    CHECK(coil_test::read_to_end(back.get()) ==
+            return 13;
+        return ::lseek(fd, 0, SEEK_CUR) == 10000 ? 0 : 14;
+    });
+    CHECK(failed == 0);
+    CHECK(contents_of(path) ==
           std::string(4000, 'H') + std::string(1000, 'a') + std::string(5000, 'b'));
 }
 

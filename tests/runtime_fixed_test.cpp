@@ -432,11 +432,7 @@ TEST_CASE("runtime: a pool larger than RLIMIT_MEMLOCK, without CAP_IPC_LOCK, thr
     const pid_t child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {
-        const rlimit small{256 * 1024, 256 * 1024};
-        if (::setrlimit(RLIMIT_MEMLOCK, &small) != 0)
-            ::_exit(child_setup);
-        if (::geteuid() == 0 && (::setresgid(65534, 65534, 65534) != 0 ||
-                                 ::setresuid(65534, 65534, 65534) != 0))
+        if (!coil_test::limit_locked_memory(256 * 1024))
             ::_exit(child_setup);
         try {
             coil::executor ex;

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -138,6 +139,18 @@ inline unsigned open_descriptors()
     for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
         ++n;
     return n;
+}
+
+/// In a forked child: limits locked memory to `bytes` and, when running as root, becomes
+/// nobody, which drops CAP_IPC_LOCK (the capability that exempts a process from the limit).
+/// False if either step failed.
+inline bool limit_locked_memory(rlim_t bytes)
+{
+    const rlimit small{bytes, bytes};
+    if (::setrlimit(RLIMIT_MEMLOCK, &small) != 0)
+        return false;
+    return ::geteuid() != 0 ||
+           (::setresgid(65534, 65534, 65534) == 0 && ::setresuid(65534, 65534, 65534) == 0);
 }
 
 } // namespace coil_test
