@@ -278,6 +278,20 @@ TEST_CASE("runtime: event misuse throws logic_error: one awaiter awaited twice a
         } catch (const std::logic_error& e) {
             twice = e.what();
         }
+        // Woken but not yet resumed is in use still: the second await must not take over.
+        ev.set();
+        std::string twice_woken;
+        try {
+            (void)co_await wait;
+        } catch (const std::logic_error& e) {
+            twice_woken = e.what();
+        }
+        CHECK(twice_woken == "coil: two coroutines await the same event wait");
+        ev.reset();
+        co_await first;
+        first_woke = false;
+        first = ex.spawn(await_it(wait, first_woke)); // the awaiter is free again: reused
+        co_await coil::yield();
         // Threads started now see the waiting list as it is (thread creation orders it), and
         // this thread is blocked in join() while they look.
         std::thread([&] {

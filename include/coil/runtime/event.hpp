@@ -101,6 +101,8 @@ public:
 
     bool await_ready() noexcept
     {
+        if (in_use()) [[unlikely]]
+            return false; // await_suspend says so
         // Each await runs anew, as an operation's does: nothing of an earlier one carries over.
         cancelled_ = timed_out_ = false;
         return event_->set_;
@@ -109,7 +111,7 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
-        if (detail::link<detail::event_tag>::linked()) [[unlikely]]
+        if (in_use()) [[unlikely]]
             throw_misuse("coil: two coroutines await the same event wait");
         if (!begin_wait(h, &cancel_thunk))
             return false;
@@ -139,6 +141,12 @@ private:
     friend class detail::list<wait_awaiter, detail::event_tag>;
 
     [[noreturn]] static void throw_misuse(const char* what) { throw std::logic_error(what); }
+
+    // Waiting, or woken and not yet resumed: another coroutine's await of it.
+    bool in_use() const noexcept
+    {
+        return detail::link<detail::event_tag>::linked() || wake_.linked();
+    }
 
     // Ends the wait: leaves the event's queue, the stop scope and the timer heap, and resumes
     // the task at the executor's next turn.
