@@ -1067,15 +1067,16 @@ TEST_CASE("net: destroying a buffer pool under a bundle or datagram stream, or w
           "received_buffer still held, stops the program with a message",
           "[net][pool][lifetime]")
 {
+    // The children (each a fork of this process) receive on `own` and write on `peer`.
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    const coil_test::unique_fd own(pair[0]), peer(pair[1]);
     SECTION("an unarmed receive_bundles stream")
     {
-        const std::string said = coil_test::stopped_with([] {
-            int pair[2];
-            if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
-                return;
+        const std::string said = coil_test::stopped_with([&] {
             coil::executor ex(coil_test::executor_options());
             auto pool = std::make_unique<net::buffer_pool>(ex, 4, 4096);
-            net::stream_socket conn(pair[0]);
+            net::stream_socket conn(own.get());
             auto bundles = conn.receive_bundles(*pool);
             pool.reset(); // must not return
         });
@@ -1096,14 +1097,11 @@ TEST_CASE("net: destroying a buffer pool under a bundle or datagram stream, or w
     }
     SECTION("a received_buffer held after its stream is gone")
     {
-        const std::string said = coil_test::stopped_with([] {
-            int pair[2];
-            if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
-                return;
+        const std::string said = coil_test::stopped_with([&] {
             coil::executor ex(coil_test::executor_options());
             auto pool = std::make_unique<net::buffer_pool>(ex, 4, 4096);
-            net::stream_socket conn(pair[0]);
-            if (::write(pair[1], "hello", 5) != 5)
+            net::stream_socket conn(own.get());
+            if (::write(peer.get(), "hello", 5) != 5)
                 return;
             net::received_buffer held;
             auto take_one = [&]() -> coil::task<void> {
