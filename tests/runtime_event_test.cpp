@@ -32,6 +32,13 @@ coil::task<void> waiter(coil::event& ev, int id, std::vector<std::string>& log)
     log.push_back(woke ? std::to_string(id) : std::to_string(id) + ":" + woke.error().message());
 }
 
+// Sets `ev` after `delay`.
+coil::task<void> set_after(coil::event& ev, std::chrono::milliseconds delay)
+{
+    (void)co_await coil::sleep_for(delay);
+    ev.set();
+}
+
 } // namespace
 
 TEST_CASE("runtime: event::set wakes every waiting task in the order they came, and a set event "
@@ -104,11 +111,7 @@ TEST_CASE("runtime: event::wait().with_timeout yields timed_out when nobody sets
         auto late = co_await ev.wait().with_timeout(10ms);
         out.push_back(late ? std::error_code() : late.error());
 
-        auto setter = [](coil::event& e) -> coil::task<void> {
-            (void)co_await coil::sleep_for(5ms);
-            e.set();
-        };
-        auto setting = coil::executor::current()->spawn(setter(ev));
+        auto setting = coil::executor::current()->spawn(set_after(ev, 5ms));
         auto in_time = co_await ev.wait().with_timeout(10s);
         out.push_back(in_time ? std::error_code() : in_time.error());
         co_await setting;
@@ -239,11 +242,7 @@ TEST_CASE("runtime: an event wait awaiter awaited again runs anew, not with the 
         auto wait = ev.wait().with_timeout(5ms);
         auto first = co_await wait; // nobody sets it
         out.push_back(first ? std::error_code() : first.error());
-        auto setter = [](coil::event& e) -> coil::task<void> {
-            (void)co_await coil::sleep_for(1ms);
-            e.set();
-        };
-        auto setting = coil::executor::current()->spawn(setter(ev));
+        auto setting = coil::executor::current()->spawn(set_after(ev, 1ms));
         auto second = co_await wait; // set before its new deadline
         out.push_back(second ? std::error_code() : second.error());
         co_await setting;
