@@ -124,6 +124,10 @@ TEST_CASE("net: addresses parse from text, and bad ones say what was expected", 
     CHECK(net::address::parse("[fe80::1%no-such-if]:80").error() == net::errc::bad_host);
     CHECK(net::address::parse("[fe80::1%]:80").error() == net::errc::bad_host);
     CHECK(net::address::parse("[::1]:80")->to_string() == "[::1]:80");
+    // Stray brackets are a malformed host, not a missing port.
+    CHECK(net::address::parse("[[::1]]:80").error() == net::errc::bad_host);
+    CHECK(net::address::parse("[::1]]:80").error() == net::errc::bad_host);
+    CHECK(net::address::parse("[::1]x80").error() == net::errc::bad_host);
 
     // A NUL ends nothing (the C library would stop there), and inet_aton's shorthands are no
     // IPv4 literals.

@@ -198,8 +198,12 @@ result<address> address::parse(std::string_view text)
         if (close == std::string_view::npos)
             return make_error_code(errc::bad_host);
         host = text.substr(1, close - 1);
-        if (close + 1 >= text.size() || text[close + 1] != ':')
+        if (host.find('[') != std::string_view::npos)
+            return make_error_code(errc::bad_host);
+        if (close + 1 == text.size())
             return make_error_code(errc::missing_port);
+        if (text[close + 1] != ':')
+            return make_error_code(errc::bad_host); // "[::1]]:80", "[::1]x80"
         port_text = text.substr(close + 2);
     } else {
         const auto colon = text.rfind(':');
