@@ -53,21 +53,6 @@ using namespace bench::reads;
 
 // --- fio ---------------------------------------------------------------------------------------
 
-std::optional<std::string> find_fio()
-{
-    const char* path = std::getenv("PATH");
-    std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
-    std::size_t start = 0;
-    while (start <= dirs.size()) {
-        const std::size_t end = std::min(dirs.find(':', start), dirs.size());
-        std::string candidate = dirs.substr(start, end - start) + "/fio";
-        if (::access(candidate.c_str(), X_OK) == 0)
-            return candidate;
-        start = end + 1;
-    }
-    return std::nullopt;
-}
-
 // The number after `"key"` that follows `after` in fio's JSON output (no JSON library here:
 // the keys read are unique within the job's "read" object).
 std::optional<double> json_number(const std::string& json, std::size_t after, const char* key)
@@ -319,7 +304,7 @@ int main(int argc, char** argv)
         std::optional<sqpoll_sides> sqpoll;
         if (std::optional<unsigned> cpu = sqpoll_cpu())
             sqpoll.emplace(*cpu);
-        context c{h, file, coil, raw, arena, find_fio(), cores,
+        context c{h, file, coil, raw, arena, bench::find_program("fio"), cores,
                   sqpoll ? &*sqpoll : nullptr};
         fmt::print("  rings     coil {} SQ / {} CQ entries ({}), raw liburing {} / {}\n",
                    coil.ex.ring().sq_entries(), coil.ex.ring().cq_entries(),

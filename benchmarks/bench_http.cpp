@@ -67,21 +67,6 @@ constexpr double target_vs_nginx = 1.0;
 
 std::string errno_text(int error) { return std::generic_category().message(error); }
 
-std::optional<std::string> find_program(std::string_view name)
-{
-    std::string path = ::getenv("PATH") != nullptr ? ::getenv("PATH") : "";
-    path += ":/usr/sbin:/sbin:/usr/local/sbin"; // nginx lives in sbin, often not on a user's PATH
-    std::size_t at = 0;
-    while (at <= path.size()) {
-        const std::size_t colon = std::min(path.find(':', at), path.size());
-        const std::string candidate = path.substr(at, colon - at) + "/" + std::string(name);
-        if (colon > at && ::access(candidate.c_str(), X_OK) == 0)
-            return candidate;
-        at = colon + 1;
-    }
-    return std::nullopt;
-}
-
 // --- the files and the servers -----------------------------------------------------------------
 
 std::string file_name(std::size_t size) { return fmt::format("file-{}.bin", size); }
@@ -124,7 +109,7 @@ std::vector<server_spec> known_servers()
     coil("coil-splice", "splice", "coil's http_server, large files spliced through a pipe");
     server_spec nginx{"nginx", "nginx, one worker (master_process off), sendfile on, tcp_nopush, "
                                "keep-alive, access log off", "", "", {}};
-    if (auto path = find_program("nginx"))
+    if (auto path = bench::find_program("nginx"))
         nginx.program = *path;
     else
         nginx.missing_why = "nginx not installed (./dev bench installs it from Debian)";
@@ -367,7 +352,7 @@ public:
         servers_ = bench::select_by_name(known_servers(), h.option("servers"), "servers");
         if (servers_.empty())
             fail("--servers names none of coil, coil-read, coil-splice, nginx");
-        auto found = find_program("wrk");
+        auto found = bench::find_program("wrk");
         if (!found)
             fail("wrk is not installed (./dev bench installs it; or: apt-get install wrk)");
         wrk_ = *found;

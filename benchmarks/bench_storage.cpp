@@ -325,8 +325,8 @@ std::uint64_t kernel_copy(const copy_setup& s, bench::run_clock& clock)
 // program a user would run instead, timed by this loop (a self-timed system; the harness
 // charges it the CPU time of the reaped cp processes). cp truncates its target first, so it
 // gets a file of its own: the other systems overwrite allocated blocks of theirs.
-bench::self_timed_run cp_copies(const copy_setup& s, const scratch_file& cp_target,
-                                std::chrono::nanoseconds budget)
+bench::self_timed_run cp_copies(const std::string& cp_path, const copy_setup& s,
+                                const scratch_file& cp_target, std::chrono::nanoseconds budget)
 {
     const auto start = steady::now();
     bench::self_timed_run run;
@@ -336,7 +336,7 @@ bench::self_timed_run cp_copies(const copy_setup& s, const scratch_file& cp_targ
         char cp[] = "cp";
         char* argv[] = {cp, source.data(), target.data(), nullptr};
         pid_t pid = 0;
-        if (int error = ::posix_spawnp(&pid, "cp", nullptr, nullptr, argv, environ))
+        if (int error = ::posix_spawn(&pid, cp_path.c_str(), nullptr, nullptr, argv, environ))
             fail("cannot start cp: " + errno_text(error));
         int status = 0;
         if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -413,15 +413,21 @@ int main(int argc, char** argv)
             fill_source(source, copy_size);
             std::vector<std::byte> buffer(chunk_size);
             const copy_setup s{source, target, copy_size, buffer};
-            h.compare_systems(
-                copy_row,
-                {{"coil", [&](bench::run_clock& c) { return coil_copy(ex, s, c); }},
-                 {"raw liburing, in order", [&](bench::run_clock& c) { return raw_copy(raw, false, s, c); }},
-                 {"raw liburing, linked", [&](bench::run_clock& c) { return raw_copy(raw, true, s, c); }},
-                 {"read+write loop", [&](bench::run_clock& c) { return blocking_copy(s, c); }},
-                 {"copy_file_range", [&](bench::run_clock& c) { return kernel_copy(s, c); }},
-                 {"cp (coreutils)", {}, [&](std::chrono::nanoseconds budget) { return cp_copies(s, cp_target, budget); }}},
-                "read+write loop");
+            std::vector<bench::system> systems{
+                {"coil", [&](bench::run_clock& c) { return coil_copy(ex, s, c); }},
+                {"raw liburing, in order", [&](bench::run_clock& c) { return raw_copy(raw, false, s, c); }},
+                {"raw liburing, linked", [&](bench::run_clock& c) { return raw_copy(raw, true, s, c); }},
+                {"read+write loop", [&](bench::run_clock& c) { return blocking_copy(s, c); }},
+                {"copy_file_range", [&](bench::run_clock& c) { return kernel_copy(s, c); }}};
+            const std::optional<std::string> cp_path = bench::find_program("cp");
+            if (cp_path)
+                systems.push_back({"cp (coreutils)", {}, [&](std::chrono::nanoseconds budget) {
+                                       return cp_copies(*cp_path, s, cp_target, budget);
+                                   }});
+            else
+                systems.push_back({.name = "cp (coreutils)",
+                                   .skipped = "cp not found on PATH (apt-get install coreutils)"});
+            h.compare_systems(copy_row, systems, "read+write loop");
             h.note(fmt::format("{}: one op is one 1 MiB chunk read and written, so ops/s is "
                                "MiB/s, p50/p99 are per chunk; the target file is not synced (page-cache copy)",
                                copy_row));

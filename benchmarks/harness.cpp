@@ -292,6 +292,22 @@ bool process_gone(long pid)
     return pid > 0 && ::access(fmt::format("/proc/{}", pid).c_str(), F_OK) != 0;
 }
 
+std::optional<std::string> find_program(std::string_view name)
+{
+    const char* env = ::getenv("PATH");
+    std::string path = env != nullptr ? env : "/usr/bin:/bin";
+    path += ":/usr/sbin:/sbin:/usr/local/sbin";
+    std::size_t at = 0;
+    while (at <= path.size()) {
+        const std::size_t colon = std::min(path.find(':', at), path.size());
+        const std::string candidate = path.substr(at, colon - at) + "/" + std::string(name);
+        if (colon > at && ::access(candidate.c_str(), X_OK) == 0)
+            return candidate;
+        at = colon + 1;
+    }
+    return std::nullopt;
+}
+
 options parse_command_line(int argc, char** argv, program& prog)
 {
     options opts;

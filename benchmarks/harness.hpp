@@ -90,6 +90,10 @@ void forget_on_interrupt(const std::string& path);
 /// The process `pid` is gone (no /proc entry): what a leftover named after it was left by.
 bool process_gone(long pid);
 
+/// The path of the executable `name` on $PATH or in the sbin directories (where nginx lives,
+/// often off a user's PATH); nullopt if there is none, so that its row is skipped, not failed.
+std::optional<std::string> find_program(std::string_view name);
+
 /// Tells a measurement loop when its time is up, and collects the latencies it samples.
 /// Reading the clock costs tens of nanoseconds, which is a visible share of a one-NOP
 /// iteration, so `running()` reads it only every `check_every` calls; the overshoot is a few

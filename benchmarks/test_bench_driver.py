@@ -303,6 +303,27 @@ class program_options_test(unittest.TestCase):
             self.assertEqual(p.returncode, -signal.SIGINT)
             self.assertEqual(os.listdir(d), [])
 
+    def test_a_missing_cp_skips_its_system_and_the_row_still_runs(self):
+        import subprocess
+        build = os.environ["COIL_BENCH_BUILD_DIR"]
+        storage = os.path.join(build, "benchmarks", "bench_storage")
+        if not os.path.exists(storage):
+            self.skipTest("bench_storage is not built")
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "out.json")
+            data = os.path.join(d, "data")
+            p = subprocess.run([storage, "--quick", "--filter", "copy", "--runs", "1",
+                                "--duration", "0.02", "--data-dir", data, "--json", out],
+                               env={"PATH": os.path.join(d, "empty")},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               timeout=120)
+            self.assertEqual(p.returncode, 0, p.stdout)
+            with open(out) as f:
+                (row,) = json.load(f)["rows"]
+            systems = {s["name"]: s for s in row["systems"]}
+            self.assertIn("cp not found", systems["cp (coreutils)"]["skipped"])
+            self.assertGreater(len(systems["coil"]["throughput"]["samples"]), 0)
+
 
 @unittest.skipUnless(os.environ.get("COIL_BENCH_BUILD_DIR"),
                      "COIL_BENCH_BUILD_DIR (a build tree with bench_switch) not set")
