@@ -526,22 +526,25 @@ def cmd_run(args):
     return 1 if failed else 0
 
 
+def rows_of(doc):
+    """A merged run's measured (workload, row, system) -> (system, reference), and its
+    (workload, metric, system) -> metric."""
+    out = {}
+    metrics = {}
+    for w in doc.get("workloads", []):
+        r = w.get("result") or {}
+        for row in r.get("rows", []):
+            for s in row["systems"]:
+                if "skipped" not in s:
+                    out[(w["name"], row["name"], s["name"])] = (s, row["reference"])
+        for m in r.get("metrics", []):
+            metrics[(w["name"], m["name"], m["system"])] = m
+    return out, metrics
+
+
 def compare_docs(a, b):
     """Lines comparing two merged runs: per row and system, median A -> B, the change, and
     whether it is beyond the noise band (B's min..max not overlapping A's)."""
-    def rows_of(doc):
-        out = {}
-        metrics = {}
-        for w in doc.get("workloads", []):
-            r = w.get("result") or {}
-            for row in r.get("rows", []):
-                for s in row["systems"]:
-                    if "skipped" not in s:
-                        out[(w["name"], row["name"], s["name"])] = (s, row["reference"])
-            for m in r.get("metrics", []):
-                metrics[(w["name"], m["name"], m["system"])] = m
-        return out, metrics
-
     ra, ma = rows_of(a)
     rb, mb = rows_of(b)
     lines = [f"{'workload / row / system':<64} {'A median':>12} {'B median':>12} {'change':>8} "
@@ -660,6 +663,11 @@ def cmd_compare(args):
           "min..max; 'within noise' when the ranges overlap.")
     for line in compare_docs(*docs):
         print(line)
+    (ra, ma), (rb, mb) = rows_of(docs[0]), rows_of(docs[1])
+    if not (ra.keys() & rb.keys()) and not (ma.keys() & mb.keys()):
+        print("bench: A and B share no row and system (different workloads or --filter): "
+              "nothing was compared", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -189,7 +189,8 @@ class input_errors_test(unittest.TestCase):
             self.assertIn("not a JSON result file", err)
 
     def test_compare_warns_when_the_runs_used_different_clocks(self):
-        a, b = run_doc([]), run_doc([])
+        row = {"name": "append", "reference": "pwrite", "systems": [system("coil", [1, 2, 3])]}
+        a, b = run_doc([row]), run_doc([row])
         a["workloads"][0]["result"]["unit"] = "ops/s"
         b["workloads"][0]["result"]["unit"] = "ops per CPU second"
         with tempfile.TemporaryDirectory() as d:
@@ -201,6 +202,19 @@ class input_errors_test(unittest.TestCase):
             with contextlib.redirect_stdout(out):
                 self.assertEqual(bench.main(["compare"] + paths), 0)
         self.assertIn("WARNING: storage: A is in ops/s, B in ops per CPU second", out.getvalue())
+
+    def test_compare_of_runs_with_nothing_in_common_fails(self):
+        a = run_doc([{"name": "append", "reference": "pwrite", "systems": [system("coil", [1])]}])
+        b = run_doc([{"name": "copy", "reference": "cp", "systems": [system("coil", [1])]}])
+        with tempfile.TemporaryDirectory() as d:
+            paths = [os.path.join(d, n) for n in ("a.json", "b.json")]
+            for path, doc in zip(paths, (a, b)):
+                with open(path, "w") as f:
+                    json.dump(doc, f)
+            status, err = self.call(["compare"] + paths)
+            self.assertEqual(status, 1)
+            self.assertIn("share no row and system", err)
+            self.assertEqual(self.call(["compare", paths[0], paths[0]])[0], 0)
 
 
 @unittest.skipUnless(os.environ.get("COIL_BENCH_BUILD_DIR"),
