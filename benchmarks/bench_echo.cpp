@@ -1077,7 +1077,9 @@ private:
              << bench::json_number(std::chrono::duration<double>(h_.opts().duration).count())
              << ", \"runs\": " << h_.opts().runs << ", \"quick\": "
              << (h_.opts().quick ? "true" : "false") << ", \"server_cpu\": " << server_cpu_
-             << ", \"client_cpu\": " << client_cpu_ << ", \"idle_connections\": " << idle_
+             << ", \"client_cpu\": " << client_cpu_
+             << ", \"client\": " << bench::json_string(uring_client_ ? "uring" : "epoll")
+             << ", \"idle_connections\": " << idle_
              << "},\n";
         json << "  \"targets\": {\"connections\": " << target_connections
              << ", \"coil_over_best_of_epoll_asio\": " << target_vs_readiness

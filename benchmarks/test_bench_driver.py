@@ -317,6 +317,23 @@ class program_options_test(unittest.TestCase):
             self.assertEqual(p.returncode, -signal.SIGINT)
             self.assertEqual(os.listdir(d), [])
 
+    def test_bench_echo_json_names_its_client(self):
+        import subprocess
+        echo = os.path.join(os.environ["COIL_BENCH_BUILD_DIR"], "benchmarks", "bench_echo")
+        if not os.path.exists(echo):
+            self.skipTest("bench_echo is not built")
+        with tempfile.TemporaryDirectory() as d:
+            for client in ("epoll", "uring"):
+                out = os.path.join(d, client + ".json")
+                p = subprocess.run([echo, "--quick", "--runs", "1", "--duration", "0.05",
+                                    "--sizes", "64", "--connections", "1", "--servers", "coil",
+                                    "--idle-connections", "0", "--client", client, "--json", out],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   timeout=120)
+                self.assertEqual(p.returncode, 0, p.stdout)
+                with open(out) as f:
+                    self.assertEqual(json.load(f)["settings"]["client"], client)
+
     def test_a_missing_cp_skips_its_system_and_the_row_still_runs(self):
         import subprocess
         build = os.environ["COIL_BENCH_BUILD_DIR"]
