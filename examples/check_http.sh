@@ -9,7 +9,8 @@
 #   check_http.sh HTTP_SERVER large     files over 64 KiB by each --large-file method (sendfile,
 #                                       splice, read): whole, ranges, a client that reads slowly
 #   check_http.sh HTTP_SERVER wrk       a bounded wrk run: no socket error, no non-2xx answer
-#   check_http.sh HTTP_SERVER shutdown  SIGTERM during a download: it completes, exit status 0
+#   check_http.sh HTTP_SERVER shutdown  SIGTERM during a download: it completes, exit status 0;
+#                                       a second SIGTERM ends a slow download at once
 # Exits 77 (SKIP) when a client the group needs is missing.
 set -euo pipefail
 server=$1 group=$2
@@ -314,6 +315,21 @@ time.sleep(30)' "$port" &
     status=0; curl -s -o /dev/null "http://127.0.0.1:$port/" || status=$?
     [ "$status" -ne 0 ] || fail "still answering after shutdown"
     pass "no longer accepting"
+
+    # A download that would take 100 s: the first SIGTERM waits for it, a second ends it.
+    start_server
+    curl -s --limit-rate 1M -o "$work/slow.bin" "http://127.0.0.1:$port/large.bin" &
+    download=$!
+    sleep 0.5
+    kill -TERM "$pid"
+    sleep 0.5
+    kill -0 "$pid" 2>/dev/null || fail "http_server did not wait for the download in flight"
+    stop_server
+    pass "a second SIGTERM ended the download in flight; exit status 0"
+    status=0; wait "$download" || status=$?
+    [ "$status" -ne 0 ] || fail "the download ended by the second signal looked complete"
+    grep -q "again, ending every connection now" "$work"/server*.log ||
+        fail "the second signal was not reported"
 }
 
 make_root

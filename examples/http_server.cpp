@@ -11,7 +11,8 @@
 // them in order. A small file is read through the ring and sent with its head in one send; a
 // large one goes out with sendfile(2) called from the loop (or, by option, spliced through a
 // pipe or read and sent in chunks; docs/benchmarks.md has the figures that chose sendfile). SIGINT or SIGTERM (read through a signalfd)
-// stops accepting, lets the responses in flight finish, closes idle connections and exits 0.
+// stops accepting, lets the responses in flight finish, closes idle connections and exits 0;
+// a second signal ends the responses still in flight at once.
 // docs/networking.md describes the limits, the timeouts and how paths are confined.
 
 #include "http/parser.hpp"
@@ -761,19 +762,30 @@ coil::task<void> accept_connections(net::listener& server, coil::nursery& n, ser
     }
 }
 
-// Waits for SIGINT or SIGTERM, then starts the graceful shutdown.
-coil::task<void> watch_signals(int fd, server_state& srv, std::stop_source& accepting)
+// Waits for SIGINT or SIGTERM, then starts the graceful shutdown; a second signal (an operator
+// who will not wait for a slow download) stops every connection.
+coil::task<void> watch_signals(int fd, server_state& srv, std::stop_source& accepting,
+                               std::stop_source& connections)
 {
-    const auto signal = co_await coil_examples::next_shutdown_signal(fd);
+    auto signal = co_await coil_examples::next_shutdown_signal(fd);
     if (!signal) {
         co_return; // cancelled: the server ended on its own
     }
-    fmt::print(stderr, "http_server: signal {}, finishing responses in flight\n", *signal);
+    fmt::print(stderr,
+               "http_server: signal {}, finishing responses in flight (a second signal ends "
+               "them now)\n",
+               *signal);
     srv.stopping = true;
     accepting.request_stop();
     for (int fd_of_idle : srv.idle) {
         ::shutdown(fd_of_idle, SHUT_RD);
     }
+    signal = co_await coil_examples::next_shutdown_signal(fd);
+    if (!signal) {
+        co_return; // cancelled: the last response finished
+    }
+    fmt::print(stderr, "http_server: signal {} again, ending every connection now\n", *signal);
+    connections.request_stop();
 }
 
 coil::task<int> serve(server_state& srv, int signal_fd)
@@ -799,15 +811,18 @@ coil::task<int> serve(server_state& srv, int signal_fd)
     std::fflush(stdout);
 
     std::stop_source accepting;
+    std::stop_source connections;
     std::stop_source watching;
-    auto watcher = ex.spawn(
-        coil::with_stop_token(watching.get_token(), watch_signals(signal_fd, srv, accepting)));
+    auto watcher = ex.spawn(coil::with_stop_token(
+        watching.get_token(), watch_signals(signal_fd, srv, accepting, connections)));
     // Connections live in the nursery, outside the accept loop's stop token: stopping the
-    // accepts leaves the responses in flight alone.
-    co_await coil::with_nursery([&](coil::nursery& n) -> coil::task<void> {
-        co_await coil::with_stop_token(accepting.get_token(), accept_connections(*server, n, srv));
-        *server = net::listener(); // closed: new connections are refused from now on
-    });
+    // accepts leaves the responses in flight alone; stopping the nursery ends them.
+    co_await coil::with_stop_token(
+        connections.get_token(), coil::with_nursery([&](coil::nursery& n) -> coil::task<void> {
+            co_await coil::with_stop_token(accepting.get_token(),
+                                           accept_connections(*server, n, srv));
+            *server = net::listener(); // closed: new connections are refused from now on
+        }));
     watching.request_stop();
     co_await watcher;
     fmt::print(stderr, "http_server: stopped\n");
