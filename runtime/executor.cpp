@@ -38,6 +38,15 @@ void throw_no_executor()
                            "executor::spawn()");
 }
 
+void throw_foreign_await()
+{
+    throw std::logic_error("coil: co_await of a coil operation on a thread where the "
+                           "coroutine's executor is not running (something resumed it on "
+                           "another executor's thread or a thread of its own): a task stays on "
+                           "the executor that started it; hand work to another executor with "
+                           "post(), which may spawn() a task there");
+}
+
 void throw_foreign_spawn()
 {
     throw std::logic_error("coil: executor::spawn() called on a thread other than the "

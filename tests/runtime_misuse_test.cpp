@@ -18,6 +18,10 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <future>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -135,6 +139,62 @@ TEST_CASE("runtime: a join_handle awaited in a task of another executor throws l
     // The task still belongs to b, which runs it to the end.
     auto join = [&]() -> coil::task<int> { co_return co_await h; };
     CHECK(b.run(join()) == 1);
+}
+
+namespace {
+// The "switch to that executor" awaiter a user may write: resumes the coroutine from a function
+// posted to `target`, on target's thread.
+struct resume_on {
+    coil::executor& target;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) const { target.post([h] { h.resume(); }); }
+    void await_resume() const noexcept {}
+};
+} // namespace
+
+TEST_CASE("runtime: a coil op awaited after the coroutine was resumed on another executor's "
+          "thread throws logic_error, instead of touching its own executor from there",
+          "[runtime][misuse]")
+{
+    std::promise<coil::executor*> started;
+    std::atomic<bool> finish{false};
+    std::thread other_thread([&] {
+        coil::executor b(coil_test::executor_options());
+        auto idle = [&]() -> coil::task<void> {
+            while (!finish.load())
+                (void)co_await coil::sleep_for(std::chrono::milliseconds(1));
+        };
+        started.set_value(&b);
+        b.run(idle());
+    });
+    coil::executor* b = started.get_future().get();
+    coil::executor a(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::string> {
+        co_await resume_on{*b};
+        std::string what;
+        try {
+            (void)co_await coil::nop(); // a's op, on b's thread
+        } catch (const std::logic_error& e) {
+            what = e.what();
+        }
+        try {
+            (void)co_await coil::sleep_for(std::chrono::milliseconds(1));
+        } catch (const std::logic_error& e) {
+            what += " | ";
+            what += e.what();
+        }
+        co_await resume_on{a}; // home again: ops work
+        if (!co_await coil::nop())
+            what += " | the nop at home failed";
+        co_return what;
+    };
+    const std::string what = a.run(body());
+    finish = true;
+    other_thread.join();
+    CHECK_THAT(what, ContainsSubstring("coroutine's executor is not running"));
+    CHECK_THAT(what, ContainsSubstring(" | coil: co_await of a coil operation on a thread"));
+    CHECK_THAT(what, !ContainsSubstring("failed"));
+    CHECK(a.in_flight() == 0);
 }
 
 TEST_CASE("runtime: run() on a thread that reuses the creating thread's std::thread::id "

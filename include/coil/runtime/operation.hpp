@@ -76,8 +76,6 @@ constexpr bool yields_descriptor() noexcept
         return false;
 }
 
-/// The error for a co_await of a coil op in a coroutine no executor runs.
-[[noreturn]] void throw_no_executor(); // runtime/executor.cpp
 } // namespace detail
 
 /// An awaitable ring operation. `co_await` it to run the op; it yields `result<T>`.
@@ -136,9 +134,7 @@ public:
         if (state != detail::op_state::idle) [[unlikely]]
             throw std::logic_error("coil: an operation awaited while its previous co_await is "
                                    "still pending (one awaiter at a time)");
-        executor* ex = detail::executor_of(h);
-        if (ex == nullptr) [[unlikely]]
-            detail::throw_no_executor();
+        executor* ex = detail::awaiting_executor(h);
         owner = ex;
         scope = detail::scope_of(h);
         wake.handle = h;

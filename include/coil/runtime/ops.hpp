@@ -534,9 +534,7 @@ protected:
     template <class Promise>
     bool begin_wait(std::coroutine_handle<Promise> h, cancel_fn on_cancel)
     {
-        executor* ex = executor_of(h);
-        if (ex == nullptr) [[unlikely]]
-            throw_no_executor();
+        executor* ex = awaiting_executor(h);
         executor_ = ex;
         stop_scope* scope = scope_of(h);
         cancelled_ = scope != nullptr && scope->stop_requested();
@@ -623,9 +621,7 @@ public:
     template <class Promise>
     void await_suspend(std::coroutine_handle<Promise> h)
     {
-        executor* ex = detail::executor_of(h);
-        if (ex == nullptr) [[unlikely]]
-            detail::throw_no_executor();
+        executor* ex = detail::awaiting_executor(h);
         wake_.handle = h;
         ex->schedule(wake_);
     }

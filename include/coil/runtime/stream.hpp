@@ -152,7 +152,7 @@ public:
         template <class Promise>
         bool await_suspend(std::coroutine_handle<Promise> h)
         {
-            executor* ex = detail::executor_of(h);
+            executor* ex = detail::awaiting_executor(h);
             if (!stream_.suspend(h, ex, detail::scope_of(h)))
                 return false;
             if (timeout_.count() >= 0) [[unlikely]]
@@ -218,8 +218,6 @@ private:
 
     bool suspend(std::coroutine_handle<> h, executor* ex, detail::stop_scope* scope)
     {
-        if (ex == nullptr) [[unlikely]]
-            detail::throw_no_executor();
         if (waiting_consumer_)
             throw std::logic_error("coil: two coroutines await the same stream");
         wake.handle = h;

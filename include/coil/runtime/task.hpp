@@ -29,6 +29,11 @@ namespace detail {
 /// The executor running on this thread, or null. Defined in runtime/executor.cpp.
 executor* running_executor() noexcept;
 
+/// The errors for a co_await of a coil awaitable in a coroutine no executor runs, and in one
+/// whose executor is not the one running on this thread. Defined in runtime/executor.cpp.
+[[noreturn]] void throw_no_executor();
+[[noreturn]] void throw_foreign_await();
+
 /// What every coil coroutine promise carries: who to resume when it ends, the executor it
 /// runs on, and the stop scope that the operations it awaits join.
 ///
@@ -177,6 +182,28 @@ executor* executor_of(std::coroutine_handle<Promise> h) noexcept
             return ex;
     }
     return running_executor();
+}
+
+/// The executor that a coil awaitable awaited in the coroutine behind `h` runs on: the
+/// coroutine's own, or, for a coroutine no executor started (not a coil task), the one running
+/// on this thread. Throws `std::logic_error` when there is none, and when the coroutine's
+/// executor is not the one running on this thread: something resumed it on another thread
+/// (another executor's `post`, a thread of the user's), where its executor's ring, timers and
+/// ready queue must not be touched.
+template <class Promise>
+executor* awaiting_executor(std::coroutine_handle<Promise> h)
+{
+    executor* const running = running_executor();
+    if constexpr (knows_executor<Promise>) {
+        if (executor* ex = h.promise().owning_executor()) {
+            if (ex != running) [[unlikely]]
+                throw_foreign_await();
+            return ex;
+        }
+    }
+    if (running == nullptr) [[unlikely]]
+        throw_no_executor();
+    return running;
 }
 
 /// The stop scope of the coroutine behind `h`, or null when it has none.
