@@ -453,10 +453,14 @@ template <bool ResumeInline>
 void executor::reap_all() noexcept
 {
     // Only what the CQ holds: every caller has just entered the kernel (a wait, or a submit
-    // that got events), and one system call per turn of the loop is what it costs.
+    // that got events), and one system call per turn of the loop is what it costs. And only
+    // what it holds now: a coroutine resumed inline queues its next op, a full SQ is handed
+    // over, and ops that complete inline (NOPs, page-cache reads) refill the CQ at once, so
+    // with more such coroutines than SQ entries an unbounded pass would never end, and the
+    // ready queue, the timers and posted work would wait for good.
     ring_.for_each_ready([this](const io::completion& c) __attribute__((always_inline)) {
         dispatch<ResumeInline>(c);
-    });
+    }, ring_.ready());
     if (!pending_cancels_.empty())
         submit_pending_cancels();
 }

@@ -157,3 +157,39 @@ TEST_CASE("ring: submit_and_get_events submits what is queued and returns withou
         CHECK(ring.stats().enter_calls == enters);
     }
 }
+
+TEST_CASE("ring: for_each_ready and for_each_completion take at most their limit, and a pass "
+          "limited to ready() ends although its callback queues ops that complete at once",
+          "[ring][wait]")
+{
+    ring ring(4);
+    for (std::uint64_t i = 0; i < 4; ++i)
+        REQUIRE_FALSE(ring.add_nop(i));
+    REQUIRE(ring.wait(4).ok());
+    REQUIRE(ring.ready() == 4);
+    std::vector<std::uint64_t> seen;
+    auto record = [&](const completion& c) { seen.push_back(c.user_data); };
+    CHECK(ring.for_each_ready(record, 1) == 1);
+    CHECK(ring.for_each_completion(record, 2) == 2);
+    CHECK(ring.ready() == 1);
+    CHECK(ring.for_each_ready(record, 0) == 0);
+    CHECK(ring.for_each_ready(record) == 1);
+    CHECK(seen == std::vector<std::uint64_t>{0, 1, 2, 3});
+
+    // Each completion queues two NOPs; the 4-entry SQ fills and is handed over, and the NOPs
+    // complete inline, so an unlimited pass would not end.
+    for (std::uint64_t i = 0; i < 4; ++i)
+        REQUIRE_FALSE(ring.add_nop(i));
+    REQUIRE(ring.wait(4).ok());
+    std::uint64_t next = 4;
+    const unsigned now = ring.ready();
+    const std::size_t taken = ring.for_each_ready(
+        [&](const completion&) {
+            REQUIRE_FALSE(ring.add_nop(next++));
+            REQUIRE_FALSE(ring.add_nop(next++));
+        },
+        now);
+    CHECK(taken == now);
+    CHECK(ring.outstanding() == 2 * now);
+    ring.drain();
+}

@@ -9,6 +9,8 @@
 #include <catch2/catch_test_macros.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -69,5 +71,68 @@ TEST_CASE("runtime: 10,000 concurrent tasks each read and verify their own slice
         CHECK(ex.run(body()) == task_count);
     }
     CHECK(ex.stats().ops_started == task_count);
+    CHECK(ex.in_flight() == 0);
+}
+
+namespace {
+
+// Loops on an op that completes inline (a NOP) until `done`, at most `cap` times.
+coil::task<void> nop_until(const bool& done, unsigned cap, unsigned& capped)
+{
+    for (unsigned i = 0; !done; ++i) {
+        if (i == cap) {
+            ++capped;
+            co_return;
+        }
+        REQUIRE(co_await coil::nop());
+    }
+}
+
+} // namespace
+
+TEST_CASE("runtime: more tasks than SQ entries looping on inline-completing ops still let a "
+          "yield, a sleep and a stop through",
+          "[runtime][fairness]")
+{
+    // Each NOP completes while the full SQ is handed over, so the CQ never drains while the
+    // loop reaps; one reaping pass must still end, else the flag setter below never runs and
+    // every looper spins to its cap.
+    coil::executor ex(coil_test::executor_options({.entries = 64}));
+    const unsigned tasks = 4 * ex.ring().sq_entries() + 1;
+    constexpr unsigned cap = 20'000;
+    bool done = false;
+    unsigned capped = 0;
+    std::vector<coil::join_handle<void>> loops;
+    for (unsigned i = 0; i < tasks; ++i)
+        loops.push_back(ex.spawn(nop_until(done, cap, capped)));
+
+    SECTION("a yield")
+    {
+        auto setter = [&]() -> coil::task<void> {
+            co_await coil::yield();
+            done = true;
+        };
+        ex.run(setter());
+    }
+    SECTION("a sleep")
+    {
+        auto setter = [&]() -> coil::task<void> {
+            (void)co_await coil::sleep_for(std::chrono::milliseconds(1));
+            done = true;
+        };
+        ex.run(setter());
+    }
+    SECTION("a function posted from another thread")
+    {
+        std::thread stopper([&] { ex.post([&] { done = true; }); });
+        auto wait_for_loops = [&]() -> coil::task<void> {
+            for (auto& h : loops)
+                co_await h;
+        };
+        ex.run(wait_for_loops());
+        stopper.join();
+    }
+    // run() returned: every spawned looper has ended too.
+    CHECK(capped == 0);
     CHECK(ex.in_flight() == 0);
 }

@@ -622,21 +622,27 @@ public:
     /// completions and deferred task work. `fn` may use the ring in any way, even reap or wait
     /// itself: each completion is consumed before the call and the ring's state is read again
     /// after it, so nothing is delivered twice or skipped. This is the cheapest way to reap.
+    ///
+    /// It goes on while completions keep arriving, including those of ops that `fn` queues:
+    /// ops that complete inline (NOPs, reads from the page cache) are completed while a full
+    /// SQ is handed over, so a loop whose `fn` queues the next op of each completion may never
+    /// see the CQ empty. `limit` bounds one pass (pass `ready()` to take what is there now).
     template <class F>
-    std::size_t for_each_completion(F&& fn)
+    std::size_t for_each_completion(F&& fn, std::size_t limit = SIZE_MAX)
     {
-        return reap_each_<true>(std::forward<F>(fn));
+        return reap_each_<true>(std::forward<F>(fn), limit);
     }
 
     /// Like `for_each_completion()`, but only what is in the CQ (or the ring's backlog) now:
     /// it never enters the kernel. Completions the kernel still holds (deferred task work,
     /// the overflow list; `kernel_holds_completions()` says so) wait for the next
     /// `submit_and_get_events()` or `wait()`. For a loop that enters the kernel once per turn
-    /// anyway: reaping that also entered would make it two system calls.
+    /// anyway: reaping that also entered would make it two system calls. At most `limit`
+    /// completions, as for `for_each_completion()`.
     template <class F>
-    std::size_t for_each_ready(F&& fn)
+    std::size_t for_each_ready(F&& fn, std::size_t limit = SIZE_MAX)
     {
-        return reap_each_<false>(std::forward<F>(fn));
+        return reap_each_<false>(std::forward<F>(fn), limit);
     }
 
     /// Whether the kernel holds completions that only a system call brings into the CQ:
@@ -876,7 +882,7 @@ private:
     bool peek_(completion& out, bool enter_kernel = true) noexcept;
     // for_each_completion (EnterKernel) and for_each_ready (not).
     template <bool EnterKernel, class F>
-    std::size_t reap_each_(F&& fn)
+    std::size_t reap_each_(F&& fn, std::size_t limit)
     {
         std::size_t n = 0;
         // Where the CQ lives never changes after construction: read it once, not after every
@@ -885,7 +891,7 @@ private:
         const unsigned* const ktail = cq_ktail_;
         const completion* const cqes = cqes_;
         const unsigned mask = cq_mask_;
-        for (;;) {
+        while (n != limit) {
             if (direct_cq_) {
                 // The kernel writes CQEs before it moves the tail (acquire pairs with that),
                 // and reuses an entry only after it sees our head move past it (release, after
@@ -909,6 +915,7 @@ private:
             ++n;
             fn(c);
         }
+        return n;
     }
     void pop_() noexcept;
 
