@@ -1208,3 +1208,57 @@ TEST_CASE("net: a receive over another executor's buffer pool is refused, never 
     };
     CHECK(a.run(on_a()) == "hello");
 }
+
+TEST_CASE("net: a receive stream waiting for a buffer of a dry pool ends with operation_canceled "
+          "on a stop request or stop(), and the pool is whole afterwards",
+          "[net][receive][buffer_pool][cancel]")
+{
+    const bool by_token = GENERATE(true, false);
+    CAPTURE(by_token);
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<void> {
+        net::buffer_pool pool(ex, 1, 64); // one buffer: holding it leaves the pool dry
+        auto client = co_await net::stream_socket::connect(at);
+        REQUIRE(client);
+        auto conn = co_await server->accept();
+        REQUIRE(conn);
+        const std::vector<std::byte> payload = coil_test::pattern(256);
+        REQUIRE((co_await client->send_all(payload)).ok());
+
+        std::stop_source stop;
+        auto chunks = conn->receive(pool);
+        std::optional<net::received_buffer> held;
+        auto consumer = [&]() -> coil::task<std::error_code> {
+            auto first = co_await chunks.next();
+            REQUIRE(first);
+            REQUIRE(first->ok());
+            held.emplace(std::move(**first)); // the pool's only buffer
+            // The rest of the payload is there, but no buffer is: the stream waits for one.
+            auto second = co_await chunks.next();
+            REQUIRE(second);
+            REQUIRE_FALSE(second->ok());
+            co_return second->error();
+        };
+        auto stopper = [&]() -> coil::task<void> {
+            while (pool.exhaustions() == 0) // the stream asked the dry pool for a buffer
+                (void)co_await coil::sleep_for(std::chrono::milliseconds(1));
+            (void)co_await coil::sleep_for(std::chrono::milliseconds(5));
+            if (by_token)
+                stop.request_stop();
+            else
+                chunks.stop();
+        };
+        auto [error, stopped] = co_await coil::when_all(
+            coil::with_stop_token(stop.get_token(), consumer()), stopper());
+        (void)stopped;
+        CHECK(error == std::errc::operation_canceled);
+        CHECK(chunks.ended());
+        held.reset();
+        CHECK(pool.lent() == 0);
+    };
+    ex.run(body());
+    CHECK(ex.in_flight() == 0);
+}

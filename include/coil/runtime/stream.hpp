@@ -198,6 +198,8 @@ public:
         stopping_ = true;
         if (state == detail::op_state::in_flight || state == detail::op_state::waiting)
             owner->cancel(*this);
+        else if (parked_.linked())
+            end_parked();
         else if (!ended_)
             end_with(std::make_error_code(std::errc::operation_canceled));
     }
@@ -249,8 +251,13 @@ private:
         }
         if constexpr (detail::has_park<Op>) {
             parked_.ready = &unparked_thunk;
-            if (op_.park(parked_))
+            if (op_.park(parked_)) {
+                // Waiting for the resource, not in the executor: a stop request must still
+                // reach it (cancel_thunk ends the wait).
+                if (scope != nullptr)
+                    scope->add(*this);
                 return true;
+            }
         }
         if (!owner->start(*this)) {
             end_with(setup_error.failed() ? setup_error.get()
@@ -263,8 +270,20 @@ private:
     static void unparked_thunk(detail::rearm_waiter& w) noexcept
     {
         auto& self = *static_cast<parked_link&>(w).self;
+        self.detail::cancellable::unlink(); // arm() links it into its scope again
         if (!self.arm() && self.wake_consumer())
             self.owner->schedule(self.wake);
+    }
+
+    // Ends the stream while it waits for its resource (a pool's buffer): leaves the queue and
+    // the stop scope, and resumes a waiting consumer, which takes operation_canceled.
+    void end_parked() noexcept
+    {
+        parked_.unlink();
+        detail::cancellable::unlink();
+        end_with(std::make_error_code(std::errc::operation_canceled));
+        if (wake_consumer())
+            owner->schedule(wake);
     }
 
     std::optional<result_type> take()
@@ -355,7 +374,10 @@ private:
     {
         auto& self = static_cast<stream&>(static_cast<op_base&>(c));
         self.stopping_ = true;
-        self.owner->cancel(self);
+        if (self.parked_.linked())
+            self.end_parked();
+        else
+            self.owner->cancel(self);
     }
 
     // Marks the buffered entry that stands for end_error_ (no kernel completion has this
