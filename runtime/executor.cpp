@@ -533,7 +533,10 @@ void executor::dispatch_other(const io::completion& c) noexcept
         // Says whether the cancel found its op; the op's own CQE follows. -ENOENT is usually
         // an op that had completed already, but a multishot op between two completions (a
         // multishot timeout that has fired and is re-arming) is missed the same way and then
-        // goes on for ever: cancel again while the op is still in flight.
+        // goes on for ever: cancel a multishot op again while it is still in flight. (Not a
+        // single-shot one: on a DEFER_TASKRUN ring, buffered file writes that io-wq runs are
+        // missed by every cancel until they end, and re-cancelling them each turn made tens
+        // of thousands of cancels for 200 writes.)
         if (c.result == -ENOENT)
             recancel(c.user_data & ~(std::uint64_t{0xff} << slot_bits));
         return;
@@ -669,6 +672,8 @@ void executor::recancel(std::uint64_t target) noexcept
     if (s.op == nullptr || s.generation != static_cast<std::uint32_t>(target >> 32) ||
         !s.op->cancel_requested)
         return; // finished meanwhile: its final completion was reaped
+    if (!s.op->multishot)
+        return; // ends on its own (see dispatch_other)
     ++stats_.cancels_retried;
     pending_cancels_.push_back(target); // submitted at the end of this reaping pass
 }

@@ -465,3 +465,41 @@ TEST_CASE("runtime: a close that a stop request ends with operation_canceled lea
         }
     }
 }
+
+TEST_CASE("runtime: a stop request sends one cancel per single-shot op, even when the kernel "
+          "cannot find the ops it names (buffered writes that io-wq runs)",
+          "[runtime][cancel]")
+{
+    coil_test::temp_dir dir;
+    auto fd = dir.create_file("log.dat");
+    constexpr unsigned writes = 400;
+    const std::vector<std::byte> block(64 * 1024, std::byte{'w'});
+    coil::executor ex(coil_test::executor_options());
+    std::stop_source stop;
+    unsigned ok = 0;
+    unsigned cancelled = 0;
+    auto writer = [&](unsigned i) -> coil::task<void> {
+        // 64 places written over and over: the writes queue up behind one another in io-wq.
+        auto n = co_await coil::write(fd.get(), block, std::uint64_t{i % 64} * block.size());
+        if (n)
+            ++ok;
+        else if (n.error() == std::errc::operation_canceled)
+            ++cancelled;
+    };
+    auto body = [&]() -> coil::task<void> {
+        std::vector<coil::task<void>> all;
+        for (unsigned i = 0; i < writes; ++i)
+            all.push_back(writer(i));
+        auto stopper = [&]() -> coil::task<void> {
+            (void)co_await coil::sleep_for(std::chrono::microseconds(0)); // writes in flight
+            stop.request_stop();
+        };
+        co_await coil::when_all(coil::with_stop_token(stop.get_token(), coil::when_all(std::move(all))),
+                                stopper());
+    };
+    ex.run(body());
+    CHECK(ok + cancelled == writes);
+    CHECK(ex.stats().cancels_submitted <= writes);
+    CHECK(ex.stats().cancels_retried == 0);
+    CHECK(ex.in_flight() == 0);
+}

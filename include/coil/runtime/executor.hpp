@@ -81,8 +81,8 @@ struct executor_stats {
     std::uint64_t ops_started = 0;       ///< ops handed to the ring
     std::uint64_t ops_deferred = 0;      ///< ops that waited for room in the submission queue
     std::uint64_t cancels_submitted = 0; ///< ASYNC_CANCEL requests submitted
-    /// Cancels made again because the last one found nothing (-ENOENT) while the op was still
-    /// in flight: a multishot op between two completions.
+    /// Cancels made again because the last one found nothing (-ENOENT) while a multishot op
+    /// was still in flight (between two completions). A single-shot op is cancelled once.
     std::uint64_t cancels_retried = 0;
     std::uint64_t stale_completions = 0; ///< completions whose user_data named no live op
     std::uint64_t timers_fired = 0;      ///< sleeps and deadlines that expired

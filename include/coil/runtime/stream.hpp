@@ -109,6 +109,7 @@ public:
         on_completion = &on_completion_thunk;
         prepare = &prepare_thunk;
         cancel = &cancel_thunk;
+        multishot = true;
     }
     stream(stream&& other)
         : op_(std::move(other.op_)), bound_(other.bound_)
@@ -119,6 +120,7 @@ public:
         on_completion = &on_completion_thunk;
         prepare = &prepare_thunk;
         cancel = &cancel_thunk;
+        multishot = true;
     }
     stream& operator=(stream&&) = delete;
 

@@ -64,6 +64,12 @@ struct op_base : cancellable, link<waiting_tag>, timer_entry {
     op_state state = op_state::idle;
     bool cancel_requested = false;  ///< an ASYNC_CANCEL was asked for (maybe not yet submitted)
     bool timed_out = false;         ///< its deadline fired before it completed
+    /// A multishot op (a stream's): a cancel that finds nothing (-ENOENT) may have fallen
+    /// between two of its completions, and is made again while it stays in flight. A single-shot
+    /// op that a cancel misses is finishing on its own (its completion is on the way, or it
+    /// runs where the kernel cannot stop it): cancelling it again would only repeat the miss,
+    /// once per loop turn, until it ends.
+    bool multishot = false;
 
     /// `IORING_CQE_F_NOTIF`: a zero-copy send's notification, which follows its result.
     static constexpr std::uint32_t notif_flag = 1U << 3;
