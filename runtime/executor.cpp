@@ -229,6 +229,15 @@ executor::~executor()
     {
         std::lock_guard lock(remote_mutex_);
         dropped.swap(posted_);
+        // Registered files closed on other threads since the last turn: their slots go with
+        // the table, which the ring takes along.
+        for (std::uint32_t slot : released_file_slots_) {
+            if (slot < file_slot_taken_.size() && file_slot_taken_[slot]) {
+                file_slot_taken_[slot] = false;
+                --files_taken_;
+            }
+        }
+        released_file_slots_.clear();
     }
     if (!dropped.empty()) {
         std::fprintf(stderr, "coil: %zu posted function(s) dropped unrun: the executor was "

@@ -82,11 +82,11 @@ void file::unregister_slot() noexcept
         return;
     }
     // A file handed to another thread: the slot's table and ring belong to the owner's thread
-    // (a single-issuer ring refuses this one), so the owner empties it at its next loop turn.
-    // Until then the slot keeps the file open; the owner outlives the registration anyway
-    // (register_slot's contract).
+    // (a single-issuer ring refuses this one), so the owner empties it at its next loop turn
+    // (or gives it up with its table if it is destroyed first). Until then the slot keeps the
+    // file open; the owner outlives the registration anyway (register_slot's contract).
     try {
-        owner->post([owner, slot] { owner->unregister_file(slot); });
+        owner->unregister_file_from_any_thread(slot);
     } catch (const std::bad_alloc&) {
         std::fputs("coil: file: out of memory handing a registered slot back to its "
                    "executor\n",

@@ -68,6 +68,18 @@ void executor::post(std::function<void()> fn)
         wake();
 }
 
+void executor::unregister_file_from_any_thread(std::uint32_t slot)
+{
+    if (on_executor_thread()) {
+        unregister_file(slot);
+        return;
+    }
+    std::lock_guard lock(remote_mutex_);
+    released_file_slots_.push_back(slot);
+    if (!std::exchange(wake_owed_, true))
+        wake();
+}
+
 void executor::stop() noexcept
 {
     if (on_executor_thread()) {
@@ -117,6 +129,7 @@ bool executor::take_remote_work()
     {
         std::lock_guard lock(remote_mutex_);
         posted_running_.swap(posted_);
+        released_running_.swap(released_file_slots_);
         // Copied out: once unqueued, another thread may queue a scope again (relinking it).
         for (detail::stop_scope* s = std::exchange(remote_stops_, nullptr); s != nullptr;
              s = std::exchange(s->remote_next_, nullptr)) {
@@ -126,7 +139,11 @@ bool executor::take_remote_work()
         stop = std::exchange(remote_stop_, false);
         wake_owed_ = false;
     }
-    const bool any = !stopped_running_.empty() || stop || !posted_running_.empty();
+    const bool any = !stopped_running_.empty() || stop || !posted_running_.empty() ||
+                     !released_running_.empty();
+    for (std::uint32_t slot : released_running_)
+        unregister_file(slot);
+    released_running_.clear();
     // Scopes first: nothing runs in between that could destroy one (scopes are destroyed on
     // this thread only). Each cancel only queues resumptions.
     for (detail::stop_scope* s : stopped_running_)

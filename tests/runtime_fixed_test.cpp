@@ -421,6 +421,40 @@ TEST_CASE("runtime: a registered file destroyed or closed on another executor's 
     CHECK((p.revents & POLLHUP) != 0);
 }
 
+TEST_CASE("runtime: an executor destroyed before its next turn gives up the slot of a "
+          "registered file closed on another thread, and the descriptor closes",
+          "[runtime][fixed][threads]")
+{
+    const bool by_close = GENERATE(false, true);
+    CAPTURE(by_close);
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    unique_fd read_end(fds[0]);
+    {
+        coil::executor owner(coil::executor_options{.file_slots = 1});
+        auto register_it = [](int fd) -> coil::task<coil::file> {
+            coil::file f(fd);
+            REQUIRE(f.register_slot().ok());
+            co_return f;
+        };
+        coil::file writer = owner.run(register_it(fds[1]));
+        std::thread other([&] {
+            coil::executor there;
+            auto body = [&]() -> coil::task<void> {
+                coil::file f = std::move(writer);
+                if (by_close)
+                    (void)co_await f.close();
+            };
+            there.run(body());
+        });
+        other.join();
+        CHECK(owner.registered_files() == 1); // not yet emptied: the owner has not run since
+    } // ~executor: no "still in use" stop, no posted function dropped
+    ::pollfd p{read_end.get(), POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 1000) == 1);
+    CHECK((p.revents & POLLHUP) != 0);
+}
+
 TEST_CASE("runtime: a pool larger than RLIMIT_MEMLOCK, without CAP_IPC_LOCK, throws ENOMEM naming "
           "the limit and the fix",
           "[runtime][fixed]")

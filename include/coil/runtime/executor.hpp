@@ -231,6 +231,10 @@ public:
     result<std::uint32_t> register_file(int fd);
     /// Empties `slot`. Ops in flight on it keep their file until they complete.
     void unregister_file(std::uint32_t slot) noexcept;
+    /// `unregister_file` from any thread: on another one, the slot is queued and emptied at
+    /// the executor's next loop turn, or given up with the table when the executor is
+    /// destroyed first (a registered file closed elsewhere is not the executor's to outlive).
+    void unregister_file_from_any_thread(std::uint32_t slot);
     /// Puts `buffers` into a run of free entries of the buffer table and returns the first
     /// index. Errors: `ENOBUFS` no run of that many entries is free (or
     /// `executor_options::buffer_slots` is 0), and the kernel's errno (`ENOMEM`: the
@@ -373,11 +377,13 @@ private:
     std::vector<std::uint16_t> free_buffer_groups_; // handed out and given back
     executor_stats stats_;
     std::vector<std::function<void()>> posted_running_; // the batch being run
+    std::vector<std::uint32_t> released_running_;       // file slots being emptied
     std::vector<detail::stop_scope*> stopped_running_;  // the scopes being cancelled
 
     // --- shared with other threads: guarded by remote_mutex_ (protocol in remote.cpp) ------
     std::mutex remote_mutex_;
     std::vector<std::function<void()>> posted_;
+    std::vector<std::uint32_t> released_file_slots_; // unregister_file_from_any_thread
     detail::stop_scope* remote_stops_ = nullptr; // scopes stopped from other threads
     bool remote_stop_ = false;                   // stop() from another thread
     bool wake_owed_ = false;                     // the eventfd was written and not yet consumed

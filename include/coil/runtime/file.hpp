@@ -78,8 +78,8 @@ public:
     /// Empties the file's slot; its ops go through the descriptor again. Ops in flight on the
     /// slot keep the file until they complete. A no-op when not registered. On a thread other
     /// than the registering executor's (also from close() and the destructor there), the
-    /// slot is emptied by that executor at its next loop turn (a posted function): until
-    /// then its table still holds the file open.
+    /// slot is emptied by that executor at its next loop turn, or given up with its table if
+    /// the executor is destroyed first: until then its table still holds the file open.
     void unregister_slot() noexcept;
     /// The file's slot in its executor's file table, or -1.
     int registered_slot() const noexcept { return slot_; }
