@@ -10,6 +10,8 @@
 #include <coil/coil.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <chrono>
 #include <deque>
@@ -320,4 +322,50 @@ TEST_CASE("runtime: event misuse throws logic_error: one awaiter awaited twice a
     CHECK(foreign_set.find("event::set() called off the thread") != std::string::npos);
     CHECK(foreign_wait.find("must all run on one executor") != std::string::npos);
     CHECK(first_woke);
+}
+
+TEST_CASE("runtime: event::set() off its executor's thread throws logic_error with nobody "
+          "waiting too, and the event stays unset",
+          "[runtime][event][misuse]")
+{
+    const bool made_in_task = GENERATE(true, false);
+    CAPTURE(made_in_task);
+    coil::executor ex(coil_test::executor_options());
+    std::optional<coil::event> outside;
+    if (!made_in_task)
+        outside.emplace(); // no executor runs here: the event belongs to its first waiter's
+    auto foreign_set = [](coil::event& ev) {
+        std::string what;
+        std::thread([&] {
+            try {
+                ev.set();
+            } catch (const std::logic_error& e) {
+                what = e.what();
+            }
+        }).join();
+        return what;
+    };
+    auto body = [&]() -> coil::task<std::string> {
+        std::optional<coil::event> inside;
+        coil::event& ev = made_in_task ? inside.emplace() : *outside;
+        if (!made_in_task) {
+            CHECK(foreign_set(ev).empty()); // nobody has waited: no thread is known yet
+            ev.reset();
+            auto setter = [&]() -> coil::task<void> {
+                co_await coil::yield();
+                ev.set();
+            };
+            auto s = coil::executor::current()->spawn(setter());
+            REQUIRE(co_await ev.wait()); // now it is this executor's
+            co_await s;
+            ev.reset();
+        }
+        std::string what = foreign_set(ev); // nobody waits now
+        CHECK_FALSE(ev.is_set());
+        ev.set(); // on its thread: fine
+        CHECK(ev.is_set());
+        co_return what;
+    };
+    CHECK_THAT(ex.run(body()),
+               Catch::Matchers::ContainsSubstring("event::set() called off the thread"));
 }

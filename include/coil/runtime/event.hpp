@@ -28,8 +28,10 @@
 #include <coil/runtime/executor.hpp>
 #include <coil/runtime/ops.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <coroutine>
+#include <cstdint>
 #include <stdexcept>
 #include <system_error>
 
@@ -50,15 +52,20 @@ struct event_tag;
 /// queue with it.
 ///
 /// Executor thread only, like everything but `executor::post`: from another thread, post the
-/// call (`ex.post([&] { ev.set(); })`). One executor's tasks only. Misuse throws
-/// `std::logic_error`: a `set()` off the waiting tasks' executor's thread, a wait from a task of
-/// another executor than those already waiting, one `wait()` awaiter awaited by two
-/// coroutines at once. An awaiter may be awaited again once its `co_await` has completed.
+/// call (`ex.post([&] { ev.set(); })`). One executor's tasks only. An event belongs to the
+/// thread of the executor running where it was made, else of the executor of its first wait; a
+/// wait with no other task waiting moves it to the waiting task's executor's thread. Misuse
+/// throws `std::logic_error`: a `set()` off that thread (whether or not a task waits), a wait
+/// from a task of another executor than those already waiting, one `wait()` awaiter awaited by
+/// two coroutines at once. An awaiter may be awaited again once its `co_await` has completed.
 class event {
 public:
     class wait_awaiter;
 
-    event() noexcept = default;
+    event() noexcept
+        : thread_(executor::current() != nullptr ? io::detail::this_thread_serial() : 0)
+    {
+    }
     event(const event&) = delete;
     event& operator=(const event&) = delete;
     /// Wakes the tasks still waiting, with `operation_canceled`.
@@ -66,7 +73,7 @@ public:
 
     bool is_set() const noexcept { return set_; }
     /// Sets the event and wakes every waiting task. Throws `std::logic_error` when called on
-    /// a thread other than the waiting tasks' executor's (post it there instead).
+    /// a thread other than its executor's (post it there instead).
     void set();
     /// Clears the event: the next waits suspend until `set()`.
     void reset() noexcept { set_ = false; }
@@ -77,6 +84,9 @@ public:
 private:
     bool set_ = false;
     detail::list<wait_awaiter, detail::event_tag> waiting_;
+    // The serial (io::detail::this_thread_serial) of the thread that may set the event, 0
+    // while none is known. Atomic: a set() from a wrong thread reads it to say so.
+    std::atomic<std::uint64_t> thread_;
 };
 
 /// The awaiter of `event::wait()`.
@@ -121,6 +131,7 @@ public:
             throw_misuse("coil: an event's waiters must all run on one executor (wake tasks "
                          "of another executor through executor::post)");
         }
+        event_->thread_.store(io::detail::this_thread_serial(), std::memory_order_relaxed);
         event_->waiting_.push_back(*this);
         if (has_timeout_)
             executor_->arm_timer(*this, detail::deadline_after(timeout_), &deadline_thunk);
@@ -181,10 +192,11 @@ inline event::wait_awaiter event::wait() noexcept { return wait_awaiter(*this); 
 
 inline void event::set()
 {
-    if (!waiting_.empty() && waiting_.front().executor_ != executor::current()) [[unlikely]]
+    const std::uint64_t owner = thread_.load(std::memory_order_relaxed);
+    if (owner != 0 && owner != io::detail::this_thread_serial()) [[unlikely]]
         wait_awaiter::throw_misuse("coil: event::set() called off the thread of the executor "
-                                   "whose tasks wait for it: post it there with "
-                                   "executor::post");
+                                   "the event belongs to (whose tasks wait for it): post it "
+                                   "there with executor::post");
     set_ = true;
     while (wait_awaiter* w = waiting_.pop_front())
         w->finish();
