@@ -215,6 +215,20 @@ executor::executor(const executor_options& options)
 
 executor::~executor()
 {
+    // A single-issuer ring takes system calls from its creating thread only (EEXIST from any
+    // other): on another thread the ops in flight (the wake-up read, armed by the first run())
+    // could be neither cancelled nor waited for, and their memory is about to go.
+    if (!on_executor_thread() && ring_.single_issuer() && ring_.outstanding() != 0) {
+        std::fprintf(stderr,
+                     "coil: executor destroyed on a thread other than the one that created "
+                     "it, with %u op(s) in its ring (after a run(), at least its wake-up "
+                     "read): its single-issuer ring takes system calls from its creating "
+                     "thread only, so they can be neither cancelled nor waited for. Destroy "
+                     "an executor on the thread that created it (or create it with "
+                     "ring.single_issuer = false)\n",
+                     ring_.outstanding());
+        std::terminate();
+    }
     executor* previous = std::exchange(current_executor, this);
     shutdown();
     // Finished tasks whose handles outlive the executor: a handle dropped later must not

@@ -575,3 +575,37 @@ TEST_CASE("runtime: destroying an executor before its registered file or fixed_b
                                            "and 2 registered buffer(s)"));
     }
 }
+
+TEST_CASE("runtime: destroying a run executor on another thread stops the program naming the "
+          "mistake; one that never ran, or one whose ring is not single-issuer, is destroyed "
+          "cleanly there",
+          "[runtime][misuse][threads]")
+{
+    auto make = [](bool single_issuer) {
+        coil::executor_options o = coil_test::executor_options();
+        o.ring.single_issuer = single_issuer;
+        return std::make_unique<coil::executor>(o);
+    };
+    auto destroy_elsewhere = [](std::unique_ptr<coil::executor> ex) {
+        std::thread([&] { ex.reset(); }).join();
+    };
+    auto one_nop = []() -> coil::task<void> { REQUIRE(co_await coil::nop()); };
+    {
+        auto ex = make(true);
+        if (!ex->ring().single_issuer())
+            SKIP("this kernel has no IORING_SETUP_SINGLE_ISSUER (Linux 6.0)");
+    }
+    const std::string said = coil_test::stopped_with([&] {
+        auto ex = make(true);
+        ex->run(one_nop());
+        destroy_elsewhere(std::move(ex)); // must not return
+    });
+    CHECK_THAT(said, ContainsSubstring("executor destroyed on a thread other than the one that "
+                                       "created it"));
+    CHECK_THAT(said, ContainsSubstring("single_issuer = false"));
+
+    destroy_elsewhere(make(true)); // never ran: nothing in its ring
+    auto plain = make(false);
+    plain->run(one_nop());
+    destroy_elsewhere(std::move(plain)); // another thread may drain a ring that is not
+}
