@@ -111,6 +111,32 @@ TEST_CASE("ring (ASan): queueing a read into freed memory is reported when it is
     CHECK(out.stderr_text.find("freed") != std::string::npos);
 }
 
+TEST_CASE("ring (ASan): a fixed read or write naming freed memory is reported when it is queued",
+          "[ring][asan]")
+{
+    require_asan();
+    pipe_fds pipe = make_pipe();
+    for (const bool write : {false, true}) {
+        CAPTURE(write);
+        const auto out = in_child([&] {
+            ring r(4);
+            auto* buffer = opaque(new std::byte[4096]);
+            const ::iovec registered{buffer, 4096};
+            if (r.register_buffers(std::span(&registered, 1)))
+                std::_Exit(3);
+            delete[] buffer; // still registered: the kernel would write into it
+            buffer = opaque(buffer);
+            if (write)
+                (void)r.add_write_fixed(pipe.write_end.get(), std::span(buffer, 64),
+                                        current_position, 0, 1);
+            else
+                (void)r.add_read_fixed(pipe.read_end.get(), std::span(buffer, 64),
+                                       current_position, 0, 1);
+        });
+        check_reported(out, write ? "add_write_fixed" : "add_read_fixed");
+    }
+}
+
 TEST_CASE("ring (ASan): a receive into a buffer that runs past its allocation is reported",
           "[ring][asan]")
 {

@@ -180,7 +180,9 @@ struct ring_options {
 
 /// Counters kept by a ring. All are totals since the ring was created.
 struct ring_stats {
-    std::uint64_t enter_calls = 0;      ///< `io_uring_enter` system calls made
+    /// `io_uring_enter` system calls made since construction (not the constructor's one,
+    /// which checks that the call is allowed: a new ring reads 0)
+    std::uint64_t enter_calls = 0;
     std::uint64_t sqes_submitted = 0;   ///< SQEs the kernel consumed
     std::uint64_t cqes_reaped = 0;      ///< CQEs handed to the caller
     std::uint64_t sq_full = 0;          ///< times an op was refused with `no_space`
@@ -344,6 +346,7 @@ public:
                                    std::uint16_t buffer_index, std::uint64_t user_data,
                                    sqe_flags flags = sqe_flags::none) noexcept
     {
+        detail::check_kernel_memory(buffer.data(), clamp_length(buffer.size()), "add_read_fixed");
         sqe* s;
         if (!claim_inline_<opcode::read_fixed>(s))
             return claim_failure_(opcode::read_fixed);
@@ -360,6 +363,7 @@ public:
                                     std::uint64_t user_data,
                                     sqe_flags flags = sqe_flags::none) noexcept
     {
+        detail::check_kernel_memory(buffer.data(), clamp_length(buffer.size()), "add_write_fixed");
         sqe* s;
         if (!claim_inline_<opcode::write_fixed>(s))
             return claim_failure_(opcode::write_fixed);
