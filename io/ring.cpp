@@ -683,6 +683,12 @@ bool ring::hand_over_full_sq_() noexcept
                 enter_(0, 0, IORING_ENTER_SQ_WAKEUP, nullptr, 0);
             std::this_thread::yield();
         }
+        // Still full: the thread is slow, not stopped (it waits for its CPU, which other
+        // processes share): wait in the kernel until it has taken some (IORING_ENTER_SQ_WAIT,
+        // Linux 5.10; an older kernel refuses the flag and the op is refused below). Not while
+        // the CQ overflows, when a kernel may stop taking SQEs until the caller reaps.
+        if (!refresh_sq_limit_() && (state_->sq_flags() & IORING_SQ_CQ_OVERFLOW) == 0)
+            enter_(0, 0, IORING_ENTER_SQ_WAKEUP | IORING_ENTER_SQ_WAIT, nullptr, 0);
     } else {
         // Retries EINTR, and EBUSY / EAGAIN after moving ready completions aside; an error
         // leaves the SQEs queued, and the op is refused below.

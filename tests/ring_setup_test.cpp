@@ -12,9 +12,12 @@
 #include <dirent.h>
 #include <linux/io_uring.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -367,6 +370,48 @@ TEST_CASE("ring: sqpoll_cpu binds the SQPOLL thread to that CPU", "[ring][setup]
     auto done = collect(*sq, 1);
     REQUIRE(done.size() == 1);
     CHECK(done[0].user_data == 9);
+}
+
+TEST_CASE("ring: on an SQPOLL ring whose thread shares its CPU with a busy one, adds beyond the "
+          "SQ wait for room instead of failing with no_space",
+          "[ring][setup][sqpoll]")
+{
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    REQUIRE(::sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+    int cpu = 0;
+    while (cpu < CPU_SETSIZE - 1 && !CPU_ISSET(cpu, &allowed))
+        ++cpu;
+    ring_options options;
+    options.sqpoll_cpu = static_cast<unsigned>(cpu);
+    std::optional<ring> sq = make_sqpoll_ring(options); // 4 entries
+    if (!sq)
+        SKIP("SQPOLL is not permitted here");
+    // A thread that never sleeps, on the SQPOLL thread's CPU: the kernel thread gets its
+    // share of the CPU in slices of milliseconds, so it often takes longer than the ring's
+    // first, short wait to take SQEs.
+    std::atomic<bool> done{false};
+    std::thread hog([&] {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        (void)::pthread_setaffinity_np(::pthread_self(), sizeof one, &one);
+        while (!done.load(std::memory_order_relaxed)) {
+        }
+    });
+    pipe_fds pipe = make_pipe();
+    std::array<std::byte, 8> buffer{};
+    unsigned refused = 0;
+    constexpr unsigned reads = 64; // 16 times the SQ; nothing completes (the pipe is empty)
+    for (unsigned i = 0; i < reads; ++i)
+        if (sq->add_read(pipe.read_end.get(), buffer, current_position, i))
+            ++refused;
+    done = true;
+    hog.join();
+    CHECK(refused == 0);
+    CHECK(sq->outstanding() == reads);
+    sq->cancel_all();
+    sq->drain();
 }
 
 TEST_CASE("ring: an sqpoll_cpu that names no CPU throws EINVAL saying what it must name",
