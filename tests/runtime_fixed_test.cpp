@@ -139,6 +139,32 @@ TEST_CASE("runtime: a fixed read naming a bad buffer index or foreign memory fai
     CHECK(foreign == std::vector<std::byte>(block, std::byte{0x11}));
 }
 
+TEST_CASE("runtime: a pool's buffers lie back to back in a page-aligned mapping: page-aligned "
+          "for page-multiple sizes, size-aligned otherwise",
+          "[runtime][fixed]")
+{
+    coil::executor ex;
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    for (const std::size_t size : {std::size_t{4096} * 2, std::size_t{1536}}) {
+        CAPTURE(size);
+        coil::fixed_buffer_pool pool(ex, 4, size);
+        std::vector<coil::fixed_buffer> leases;
+        for (int i = 0; i < 4; ++i)
+            leases.push_back(pool.try_acquire());
+        std::vector<std::uintptr_t> at;
+        for (auto& lease : leases) {
+            REQUIRE(lease);
+            at.push_back(reinterpret_cast<std::uintptr_t>(lease.bytes().data()));
+        }
+        std::sort(at.begin(), at.end());
+        CHECK(at[0] % page == 0);
+        for (std::size_t i = 1; i < at.size(); ++i) {
+            CHECK(at[i] - at[i - 1] == size);
+            CHECK(at[i] % (size % page == 0 ? page : 512) == 0);
+        }
+    }
+}
+
 TEST_CASE("runtime: an exhausted pool gives empty leases from try_acquire and serves waiting "
           "acquires in order as leases come back",
           "[runtime][fixed][exhaustion]")

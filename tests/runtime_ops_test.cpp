@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -238,6 +239,34 @@ TEST_CASE("runtime: a read of an empty O_NONBLOCK pipe fails with EAGAIN or wait
     char probe = 0;
     CHECK(::read(p.read_end.get(), &probe, 1) == -1);
     CHECK(errno == EAGAIN);
+}
+
+TEST_CASE("runtime: readv and writev take IOV_MAX iovecs, and one more ends with "
+          "invalid_argument, writing nothing",
+          "[runtime][readv][writev]")
+{
+    coil_test::temp_dir dir;
+    auto fd = dir.create_file("many");
+    std::vector<char> bytes(IOV_MAX + 1, 'v');
+    std::vector<iovec> iovecs;
+    for (char& c : bytes)
+        iovecs.push_back(iovec{&c, 1});
+    auto body = [&]() -> coil::task<void> {
+        auto all = co_await coil::writev(fd.get(), std::span(iovecs).first(IOV_MAX), 0);
+        REQUIRE(all.ok());
+        CHECK(*all == std::size_t{IOV_MAX});
+        auto too_many = co_await coil::writev(fd.get(), iovecs, IOV_MAX);
+        CHECK(too_many.error() == std::errc::invalid_argument);
+        auto back = co_await coil::readv(fd.get(), std::span(iovecs).first(IOV_MAX), 0);
+        REQUIRE(back.ok());
+        CHECK(*back == std::size_t{IOV_MAX});
+        auto read_too_many = co_await coil::readv(fd.get(), iovecs, 0);
+        CHECK(read_too_many.error() == std::errc::invalid_argument);
+    };
+    coil_test::run(body());
+    struct ::stat st{};
+    REQUIRE(::fstat(fd.get(), &st) == 0);
+    CHECK(st.st_size == IOV_MAX);
 }
 
 TEST_CASE("runtime: readv and writev round-trip scattered buffers", "[runtime][readv][writev]")

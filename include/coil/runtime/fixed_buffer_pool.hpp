@@ -99,8 +99,11 @@ private:
     std::uint16_t index_ = 0;
 };
 
-/// `count` buffers of `buffer_size` bytes, page-aligned, registered with one executor's ring
-/// as a run of entries of its buffer table (`executor_options::buffer_slots`).
+/// `count` buffers of `buffer_size` bytes, registered with one executor's ring as a run of
+/// entries of its buffer table (`executor_options::buffer_slots`). They lie back to back in
+/// one page-aligned mapping, buffer `i` at `i * buffer_size`: every buffer is page-aligned when
+/// `buffer_size` is a multiple of the page size, and as aligned as its size allows otherwise
+/// (O_DIRECT needs the device's logical block size: pick a multiple of it).
 ///
 /// Exhaustion is defined: `try_acquire()` never waits and returns an empty lease when every
 /// buffer is lent; `co_await acquire()` waits (first come, first served) until a lease is

@@ -373,14 +373,17 @@ inline operation<ops::write_fixed> write_fixed(int fd, fixed_buffer_view buffer,
         {fd, buffer.bytes, offset, buffer.index, io::sqe_flags::none});
 }
 
-/// Scatter read. The iovec array and its buffers must stay valid until completion.
+/// Scatter read. The iovec array and its buffers must stay valid until completion. At most
+/// `IOV_MAX` (1024) iovecs, as for readv(2): a longer array ends with `invalid_argument`.
 inline operation<ops::readv> readv(int fd, std::span<const ::iovec> buffers,
                                    std::uint64_t offset = current_position) noexcept
 {
     return operation<ops::readv>({fd, buffers, offset});
 }
 
-/// Gather write. The iovec array and its buffers must stay valid until completion.
+/// Gather write. The iovec array and its buffers must stay valid until completion. At most
+/// `IOV_MAX` (1024) iovecs, as for writev(2): a longer array ends with `invalid_argument`. A
+/// short write is the caller's to continue (as with writev(2)).
 inline operation<ops::writev> writev(int fd, std::span<const ::iovec> buffers,
                                      std::uint64_t offset = current_position) noexcept
 {
