@@ -783,6 +783,10 @@ public:
 
     /// SQEs queued whose final completion has not yet been reaped (queued, submitted or
     /// in flight). Never exceeds `cq_entries()` with `ring_options::cap_outstanding`.
+    /// Every final CQE in this ring's CQ counts as one of its own ops ending: a CQE another
+    /// ring posts into this one (`IORING_OP_MSG_RING`) cannot be told apart, so it miscounts,
+    /// and `drain()` and the destructor, which wait for this count to reach 0, could return
+    /// while an op still runs. Do not target a coil ring with MSG_RING (not supported yet).
     unsigned outstanding() const noexcept { return outstanding_; }
 
     /// SQEs queued but not yet consumed by the kernel.
