@@ -259,6 +259,22 @@ TEST_CASE("runtime: an event wait awaiter awaited again runs anew, not with the 
     CHECK_FALSE(errors[2]);
 }
 
+namespace {
+// Calls ev.set() on a thread of its own, and yields the logic_error's message ("" if none).
+std::string set_from_another_thread(coil::event& ev)
+{
+    std::string what;
+    std::thread([&] {
+        try {
+            ev.set();
+        } catch (const std::logic_error& e) {
+            what = e.what();
+        }
+    }).join();
+    return what;
+}
+} // namespace
+
 TEST_CASE("runtime: event misuse throws logic_error: one awaiter awaited twice at once, a set() "
           "off the executor's thread, a wait from another executor's task",
           "[runtime][event][misuse]")
@@ -295,13 +311,7 @@ TEST_CASE("runtime: event misuse throws logic_error: one awaiter awaited twice a
         co_await coil::yield();
         // Threads started now see the waiting list as it is (thread creation orders it), and
         // this thread is blocked in join() while they look.
-        std::thread([&] {
-            try {
-                ev.set();
-            } catch (const std::logic_error& e) {
-                foreign_set = e.what();
-            }
-        }).join();
+        foreign_set = set_from_another_thread(ev);
         std::thread([&] {
             coil::executor other(coil_test::executor_options());
             auto waits_here = [&]() -> coil::task<void> {
@@ -334,22 +344,11 @@ TEST_CASE("runtime: event::set() off its executor's thread throws logic_error wi
     std::optional<coil::event> outside;
     if (!made_in_task)
         outside.emplace(); // no executor runs here: the event belongs to its first waiter's
-    auto foreign_set = [](coil::event& ev) {
-        std::string what;
-        std::thread([&] {
-            try {
-                ev.set();
-            } catch (const std::logic_error& e) {
-                what = e.what();
-            }
-        }).join();
-        return what;
-    };
     auto body = [&]() -> coil::task<std::string> {
         std::optional<coil::event> inside;
         coil::event& ev = made_in_task ? inside.emplace() : *outside;
         if (!made_in_task) {
-            CHECK(foreign_set(ev).empty()); // nobody has waited: no thread is known yet
+            CHECK(set_from_another_thread(ev).empty()); // nobody has waited: no thread is known yet
             ev.reset();
             auto setter = [&]() -> coil::task<void> {
                 co_await coil::yield();
@@ -360,7 +359,7 @@ TEST_CASE("runtime: event::set() off its executor's thread throws logic_error wi
             co_await s;
             ev.reset();
         }
-        std::string what = foreign_set(ev); // nobody waits now
+        std::string what = set_from_another_thread(ev); // nobody waits now
         CHECK_FALSE(ev.is_set());
         ev.set(); // on its thread: fine
         CHECK(ev.is_set());
