@@ -1226,7 +1226,8 @@ TEST_CASE("net: a receive stream waiting for a buffer of a dry pool ends with op
         auto conn = co_await server->accept();
         REQUIRE(conn);
         const std::vector<std::byte> payload = coil_test::pattern(256);
-        REQUIRE((co_await client->send_all(payload)).ok());
+        auto sent = co_await client->send_all(payload); // not inside REQUIRE: g++ 12 evaluates
+        REQUIRE(sent.ok());                             // a co_await in it more than once
 
         std::stop_source stop;
         auto chunks = conn->receive(pool);
@@ -1260,5 +1261,67 @@ TEST_CASE("net: a receive stream waiting for a buffer of a dry pool ends with op
         CHECK(pool.lent() == 0);
     };
     ex.run(body());
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: a buffer coming back to a dry pool re-arms every parked receive, not only the "
+          "first, which may have no data waiting",
+          "[net][receive][buffer_pool]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::string> {
+        net::buffer_pool pool(ex, 1, 64); // one buffer
+        auto client_a = co_await net::stream_socket::connect(at);
+        auto conn_a = co_await server->accept();
+        auto client_b = co_await net::stream_socket::connect(at);
+        auto conn_b = co_await server->accept();
+        REQUIRE((client_a && conn_a && client_b && conn_b));
+        // A pauses after each completion (bound 1), so it re-arms only when its consumer asks.
+        auto a = conn_a->receive(pool, {.bound = 1});
+        auto b = conn_b->receive(pool);
+        const std::vector<std::byte> hello = coil_test::pattern(10);
+        auto sent_a = co_await client_a->send_all(hello);
+        REQUIRE(sent_a.ok());
+        auto first = co_await a.next(); // the pool's only buffer, held here
+        REQUIRE((first && first->ok()));
+        std::optional<net::received_buffer> held(std::move(**first));
+
+        // A's consumer asks again: the pool is dry, so A parks, with no data waiting.
+        std::optional<coil::result<net::received_buffer>> a_next;
+        auto a_waits = [&]() -> coil::task<void> {
+            auto n = co_await a.next().with_timeout(std::chrono::seconds(10));
+            if (n)
+                a_next.emplace(std::move(*n));
+        };
+        auto a_task = coil::executor::current()->spawn(a_waits());
+        // A's paused op ends (its cancel completes) and the waiting consumer re-arms it:
+        // parked, first in the pool's queue.
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(5));
+        // B's consumer asks next: the pool is dry, so B parks second; then its peer sends, so
+        // B has data waiting.
+        auto b_first = [&]() -> coil::task<std::size_t> {
+            auto n = co_await b.next().with_timeout(std::chrono::seconds(10));
+            if (!n || !n->ok())
+                co_return 0;
+            const std::size_t size = (*n)->bytes().size();
+            co_return size;
+        };
+        auto b_task = coil::executor::current()->spawn(b_first());
+        co_await coil::yield(); // b_first runs up to its wait
+        REQUIRE(pool.available() == 0);
+        auto sent_b = co_await client_b->send_all(hello);
+        REQUIRE(sent_b.ok());
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(5));
+
+        held.reset(); // the buffer comes back: B must be armed again, not only A
+        const std::size_t b_got = co_await b_task;
+        (void)co_await client_a->shutdown(); // A's wait ends with the end of its stream
+        co_await a_task;
+        co_return b_got == hello.size() ? "b received" : "b got " + std::to_string(b_got);
+    };
+    CHECK(ex.run(body()) == "b received");
     CHECK(ex.in_flight() == 0);
 }

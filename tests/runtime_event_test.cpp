@@ -355,7 +355,8 @@ TEST_CASE("runtime: event::set() off its executor's thread throws logic_error wi
                 ev.set();
             };
             auto s = coil::executor::current()->spawn(setter());
-            REQUIRE(co_await ev.wait()); // now it is this executor's
+            auto waited = co_await ev.wait(); // now it is this executor's
+            REQUIRE(waited);
             co_await s;
             ev.reset();
         }

@@ -84,7 +84,8 @@ coil::task<void> nop_until(const bool& done, unsigned cap, unsigned& capped)
             ++capped;
             co_return;
         }
-        REQUIRE(co_await coil::nop());
+        auto done_nop = co_await coil::nop();
+        REQUIRE(done_nop);
     }
 }
 

@@ -589,7 +589,10 @@ TEST_CASE("runtime: destroying a run executor on another thread stops the progra
     auto destroy_elsewhere = [](std::unique_ptr<coil::executor> ex) {
         std::thread([&] { ex.reset(); }).join();
     };
-    auto one_nop = []() -> coil::task<void> { REQUIRE(co_await coil::nop()); };
+    auto one_nop = []() -> coil::task<void> {
+        auto done = co_await coil::nop();
+        REQUIRE(done);
+    };
     {
         auto ex = make(true);
         if (!ex->ring().single_issuer())

@@ -134,11 +134,19 @@ void buffer_pool::returned_bundle(std::uint16_t first, unsigned buffers) noexcep
 
 void buffer_pool::wake_parked() noexcept
 {
-    // One buffer is enough for a parked receive to make progress: wake one, if the kernel has
-    // one (a give-back may be waiting for its ring entry, see buffer_ring::give_back).
-    if (ring_->available() == 0)
+    // Once the kernel has a buffer (a give-back may be waiting for its ring entry, see
+    // buffer_ring::give_back), every parked receive is armed again. Not just one per buffer:
+    // a parked stream need not have data waiting (it parked to re-arm after a pause), and
+    // one woken alone would take no buffer and wake nobody, while streams whose peers wait
+    // for an answer stayed parked beside free buffers (a hang found by the fault-injection
+    // echo test). Armed receives hold no buffer; those that find the ring dry again park
+    // again, until the next buffer comes back. Waking moves them to a list of this call's
+    // own first, so that one parking again is not woken twice here.
+    if (ring_->available() == 0 || parked_.empty())
         return;
-    if (detail::rearm_waiter* w = parked_.pop_front())
+    detail::rearm_queue waking;
+    waking.splice_back(parked_);
+    while (detail::rearm_waiter* w = waking.pop_front())
         w->ready(*w);
 }
 
