@@ -79,14 +79,13 @@ namespace {
 // Loops on an op that completes inline (a NOP) until `done`, at most `cap` times.
 coil::task<void> nop_until(const bool& done, unsigned cap, unsigned& capped)
 {
-    for (unsigned i = 0; !done; ++i) {
-        if (i == cap) {
-            ++capped;
+    for (unsigned i = 0; i < cap; ++i) {
+        if (done) // set by another task while this one is suspended
             co_return;
-        }
         auto done_nop = co_await coil::nop();
         REQUIRE(done_nop);
     }
+    ++capped;
 }
 
 } // namespace
