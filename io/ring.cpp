@@ -685,10 +685,17 @@ bool ring::hand_over_full_sq_() noexcept
         }
         // Still full: the thread is slow, not stopped (it waits for its CPU, which other
         // processes share): wait in the kernel until it has taken some (IORING_ENTER_SQ_WAIT,
-        // Linux 5.10; an older kernel refuses the flag and the op is refused below). Not while
-        // the CQ overflows, when a kernel may stop taking SQEs until the caller reaps.
-        if (!refresh_sq_limit_() && (state_->sq_flags() & IORING_SQ_CQ_OVERFLOW) == 0)
-            enter_(0, 0, IORING_ENTER_SQ_WAKEUP | IORING_ENTER_SQ_WAIT, nullptr, 0);
+        // Linux 5.10; an older kernel refuses the flag and the op is refused below), again if
+        // the wait ends early (a signal), for a second at most. Not while the CQ overflows,
+        // when a kernel may stop taking SQEs until the caller reaps.
+        const auto wait_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        while (!refresh_sq_limit_() && (state_->sq_flags() & IORING_SQ_CQ_OVERFLOW) == 0 &&
+               std::chrono::steady_clock::now() < wait_until) {
+            const int ret =
+                enter_(0, 0, IORING_ENTER_SQ_WAKEUP | IORING_ENTER_SQ_WAIT, nullptr, 0);
+            if (ret < 0 && ret != -EINTR)
+                break;
+        }
     } else {
         // Retries EINTR, and EBUSY / EAGAIN after moving ready completions aside; an error
         // leaves the SQEs queued, and the op is refused below.
