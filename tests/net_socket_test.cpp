@@ -731,6 +731,70 @@ TEST_CASE("net: close() cancels a receive pending on the socket", "[net][socket]
     CHECK(ex.in_flight() == 0);
 }
 
+TEST_CASE("net: listener::close() ends a pending accept or connections() stream with "
+          "invalid_argument, and the port refuses new connections",
+          "[net][accept][cancel]")
+{
+    const bool as_stream = GENERATE(false, true);
+    CAPTURE(as_stream);
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::vector<std::error_code>> {
+        // The deadline only keeps a regression from hanging: close() must end the accept first.
+        auto accept_once = [](net::listener& l) -> coil::task<std::error_code> {
+            auto c = co_await l.accept().with_timeout(std::chrono::seconds(5));
+            co_return c ? std::error_code() : c.error();
+        };
+        auto accept_stream = [](net::listener& l) -> coil::task<std::error_code> {
+            auto connections = l.connections();
+            std::error_code last;
+            while (auto c = co_await connections.next().with_timeout(std::chrono::seconds(5))) {
+                if (!*c) {
+                    last = c->error();
+                    if (last == std::errc::timed_out)
+                        break;
+                }
+            }
+            co_return last;
+        };
+        auto acceptor = ex.spawn(as_stream ? accept_stream(*server) : accept_once(*server));
+        co_await coil::yield();
+        co_await coil::yield();
+        REQUIRE(ex.in_flight() == 1);
+        server->close();
+        CHECK_FALSE(server->is_open());
+        std::vector<std::error_code> errors;
+        errors.push_back(co_await std::move(acceptor));
+        auto late = co_await net::stream_socket::connect(at);
+        errors.push_back(late ? std::error_code() : late.error());
+        co_return errors;
+    };
+    const auto errors = ex.run(body());
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0] == std::errc::invalid_argument);
+    CHECK(errors[1] == std::errc::connection_refused);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: listener::close() resets the connections still in its backlog", "[net][accept]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::error_code> {
+        auto waiting = co_await net::stream_socket::connect(at); // queued, never accepted
+        REQUIRE(waiting);
+        server->close();
+        std::array<std::byte, 8> b;
+        auto n = co_await waiting->receive(b);
+        co_return n ? std::error_code() : n.error();
+    };
+    CHECK(ex.run(body()) == std::errc::connection_reset);
+}
+
 TEST_CASE("net: a peer that resets mid-stream ends only its own connection", "[net][socket]")
 {
     auto server = net::listener::bind(net::address::loopback_v4(0));

@@ -189,6 +189,20 @@ result<listener> listener::bind(const address& at, listen_options options)
 
 result<address> listener::local_address() const { return name_of(fd_.get(), false); }
 
+void listener::close() noexcept
+{
+    if (fd_.get() >= 0)
+        static_cast<void>(::shutdown(fd_.get(), SHUT_RDWR)); // ends pending accepts (EINVAL)
+    fd_.reset();
+}
+
+bool ops::still_listening(int fd) noexcept
+{
+    int accepting = 0;
+    socklen_t size = sizeof accepting;
+    return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &size) == 0 && accepting != 0;
+}
+
 result<datagram_socket> datagram_socket::open(int family)
 {
     if (family != AF_INET && family != AF_INET6 && family != AF_UNIX)

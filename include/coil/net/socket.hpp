@@ -243,6 +243,9 @@ inline bool transient_accept_error(int error) noexcept
     }
 }
 
+/// Whether `fd` is a socket in the listening state (`SO_ACCEPTCONN`).
+bool still_listening(int fd) noexcept;
+
 /// Multishot accept (Linux 5.19; single-shot accepts re-armed after each connection where the
 /// kernel refuses multishot): a connection per completion.
 struct accept_multishot {
@@ -265,10 +268,12 @@ struct accept_multishot {
     {
         return c.result >= 0 || transient_accept_error(-c.result);
     }
-    /// A kernel without multishot accept answers EINVAL: fall back to single-shot accepts.
+    /// A kernel without multishot accept answers EINVAL: fall back to single-shot accepts. A
+    /// socket that stopped listening (`listener::close()`) answers EINVAL too: that ends the
+    /// stream.
     bool retry_after(const io::completion& c) noexcept
     {
-        if (c.result == -EINVAL && multishot) {
+        if (c.result == -EINVAL && multishot && still_listening(fd)) {
             multishot = false;
             return true;
         }
@@ -432,9 +437,15 @@ public:
     int fd() const noexcept { return fd_.get(); }
     bool is_open() const noexcept { return fd_.get() >= 0; }
     result<address> local_address() const;
-    /// Stops listening now: closes the descriptor. An accept still pending on it must be
-    /// cancelled first (its stream stopped, or `cancel_fd`): the kernel holds its own reference.
-    void close() noexcept { fd_.reset(); }
+    /// Stops listening now: shuts the socket down, then closes the descriptor. Every accept
+    /// pending on it (an `accept()` awaited, a `connections()` stream) ends with
+    /// `invalid_argument`, connections still in the backlog are reset, and new ones are
+    /// refused. Closing alone would do none of that while an accept is pending: the kernel
+    /// holds its own reference, and the socket would go on listening (and accepting).
+    ///
+    /// The shutdown reaches every holder of the socket: a descriptor inherited by a forked
+    /// process stops listening there too. Destroying a listener only closes its descriptor.
+    void close() noexcept;
 
     /// Accepts one connection.
     operation<ops::accept_socket> accept() const noexcept
