@@ -103,6 +103,10 @@ std::vector<server_spec> known_servers()
         {"coil-bundles", "coil's echo_server with receive bundles (--bundles, Linux 6.10); "
                          "only when --servers names it",
          COIL_ECHO_PEER_COIL, "", {"--bundles"}},
+        {"coil-publish-all", "coil's echo_server with every pool buffer in the kernel's ring "
+                             "(--publish-limit 0, as before 2026-12-06); only when --servers "
+                             "names it",
+         COIL_ECHO_PEER_COIL, "", {"--publish-limit", "0"}},
         {"liburing", "raw liburing: multishot accept and receive, registered buffer ring, one "
                      "send per chunk, SINGLE_ISSUER | DEFER_TASKRUN", COIL_ECHO_PEER_URING, ""},
         {"liburing-direct", "the raw liburing server with direct descriptors (registered "
@@ -767,8 +771,8 @@ public:
             }
         }
         if (servers_.empty())
-            fail("--servers names none of coil, coil-incremental, coil-bundles, liburing, "
-                 "liburing-direct, epoll, asio");
+            fail("--servers names none of coil, coil-incremental, coil-bundles, "
+                 "coil-publish-all, liburing, liburing-direct, epoll, asio");
         for (const server_spec& s : servers_)
             name_width_ = std::max(name_width_, s.name.size());
     }
@@ -1186,7 +1190,7 @@ int main(int argc, char** argv)
             {"connections", "connection counts, comma-separated", "1,50,1000"},
             {"idle-connections", "idle connections for the memory rows (0: none)", "10000"},
             {"servers", "which servers: coil,liburing,epoll,asio (and coil-incremental, "
-                        "coil-bundles, liburing-direct)",
+                        "coil-bundles, coil-publish-all, liburing-direct)",
              "coil,liburing,epoll,asio"},
             {"server-cpu", "CPU the servers are pinned to (-1: none)", "0"},
             {"client-cpu", "CPU the client is pinned to (-1: none)", "1"},

@@ -334,6 +334,30 @@ class program_options_test(unittest.TestCase):
                 with open(out) as f:
                     self.assertEqual(json.load(f)["settings"]["client"], client)
 
+    def test_ab_echo_alternates_two_servers_and_prints_the_ratios(self):
+        import subprocess
+        build = os.environ["COIL_BENCH_BUILD_DIR"]
+        server = os.path.join(build, "benchmarks", "echo_peer_coil")
+        if not os.path.exists(server) or not os.path.exists(
+                os.path.join(build, "examples", "echo_client")):
+            self.skipTest("echo_peer_coil or examples/echo_client is not built")
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ab_echo.sh")
+        env = dict(os.environ, BUILD_DIR=build)
+        p = subprocess.run([script, "-n", "2", "-c", "2", "-m", "20", "-s", "64", "--", server,
+                            "--publish-limit", "0", "--", server],
+                           capture_output=True, text=True, env=env, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        pairs = [line for line in p.stdout.splitlines()
+                 if len(line.split()) == 5 and line.split()[0] in ("1", "2")]
+        self.assertEqual(len(pairs), 2, p.stdout)
+        self.assertIn("B/A requests/s", p.stdout)
+        # One server only, or an option the script does not know: usage, nothing run.
+        for args in (["--", server], ["-x", "--", server, "--", server]):
+            p = subprocess.run([script] + args, capture_output=True, text=True, env=env,
+                               timeout=60)
+            self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+            self.assertNotIn("pair", p.stdout)
+
     def test_a_missing_cp_skips_its_system_and_the_row_still_runs(self):
         import subprocess
         build = os.environ["COIL_BENCH_BUILD_DIR"]

@@ -2,7 +2,7 @@
 // echo_server: echoes every byte back, on any number of connections, with one executor.
 //
 //   echo_server --port N [--address HOST] [--buffers COUNT] [--buffer-size BYTES]
-//               [--incremental | --bundles] [--send-timeout-ms MS]
+//               [--incremental | --bundles] [--publish-limit N] [--send-timeout-ms MS]
 //
 // The server path io_uring was made for: a multishot accept hands over connections, and each
 // connection has one multishot receive pending over a shared provided-buffer pool, so an idle
@@ -44,6 +44,7 @@ struct options {
     std::size_t buffer_size = 4096;
     bool incremental = false;
     bool bundles = false;
+    unsigned publish_limit = 64; // buffer_pool_options::initial_publish_limit
     std::chrono::milliseconds send_timeout{0}; // 0: sends wait as long as the peer does
 };
 
@@ -53,7 +54,7 @@ struct options {
         fmt::print(stderr, "echo_server: {}\n", why);
     fmt::print(stderr, "usage: echo_server --port N [--address HOST] [--buffers COUNT] "
                        "[--buffer-size BYTES] [--incremental | --bundles]\n"
-                       "                   [--send-timeout-ms MS]\n"
+                       "                   [--publish-limit N] [--send-timeout-ms MS]\n"
                        "  --port N          TCP port to listen on (0: any free port, printed)\n"
                        "  --address HOST    address to bind (default 127.0.0.1; [::1] for IPv6)\n"
                        "  --buffers COUNT   provided receive buffers, a power of two (4096)\n"
@@ -62,6 +63,8 @@ struct options {
                        "                    (Linux 6.12): use fewer, larger buffers\n"
                        "  --bundles         one receive completion may fill several buffers\n"
                        "                    (Linux 6.10; plain receives on older kernels)\n"
+                       "  --publish-limit N buffers the kernel holds at first (64; 0: all); it\n"
+                       "                    doubles whenever receives find them used up\n"
                        "  --send-timeout-ms MS  end a connection whose peer has not made room\n"
                        "                    for its echo in MS (default 0: wait for ever). The\n"
                        "                    pool is shared: a peer that sends but never reads\n"
@@ -102,6 +105,8 @@ options parse(int argc, char** argv)
             o.incremental = true;
         } else if (arg == "--bundles") {
             o.bundles = true;
+        } else if (arg == "--publish-limit") {
+            o.publish_limit = number<unsigned>(value(), "--publish-limit");
         } else if (arg == "--send-timeout-ms") {
             o.send_timeout = std::chrono::milliseconds(number<unsigned>(value(), "--send-timeout-ms"));
         } else if (arg == "--help" || arg == "-h") {
@@ -181,7 +186,8 @@ coil::task<int> serve(const options& o, int signal_fd)
         co_return 1;
     }
     net::buffer_pool pool(ex, o.buffers, o.buffer_size,
-                          net::buffer_pool_options{.incremental = o.incremental});
+                          net::buffer_pool_options{.incremental = o.incremental,
+                                                   .initial_publish_limit = o.publish_limit});
     fmt::print("echo_server: listening on {}\n", server->local_address()->to_string());
     std::fflush(stdout);
     std::stop_source stop;

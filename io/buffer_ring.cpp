@@ -72,6 +72,10 @@ buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size
     pending_ = std::make_unique<std::uint16_t[]>(count);
     if (incremental_)
         filled_ = std::make_unique<std::uint32_t[]>(count);
+    reserve_ = std::make_unique<std::uint16_t[]>(count);
+    publish_limit_ = options.publish_limit == 0 || options.publish_limit > count || incremental_
+                         ? count
+                         : options.publish_limit;
 
     // The kernel (before 6.4, without IOU_PBUF_RING_MMAP) pins the ring's pages from user
     // memory and wants the ring page-aligned: map it, and put the buffers right after it.
@@ -139,9 +143,10 @@ buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size
         throw std::system_error(-ret, std::generic_category(), what);
     }
 
-    // Everything to the kernel. The mapping is fresh (zeroed), so the tail starts at 0.
+    // Up to the limit to the kernel, the rest to the reserve (buffer 0 on its top). The
+    // mapping is fresh (zeroed), so the tail starts at 0.
     auto* entries = static_cast<io_uring_buf*>(mapping_);
-    for (unsigned id = 0; id < count; ++id) {
+    for (unsigned id = 0; id < publish_limit_; ++id) {
         io_uring_buf& entry = entries[id];
         entry.addr = reinterpret_cast<std::uintptr_t>(buffers_ + id * buffer_size_);
         entry.len = static_cast<std::uint32_t>(buffer_size_);
@@ -149,8 +154,15 @@ buffer_ring::buffer_ring(ring& r, std::uint16_t group, unsigned count, std::size
         with_kernel_[id] = 1;
         slot_of_[id] = static_cast<std::uint16_t>(id);
     }
-    tail_ = static_cast<std::uint16_t>(count);
-    available_ = count;
+    for (unsigned id = count; id-- > publish_limit_;) {
+        with_kernel_[id] = 2;
+        reserve_[reserve_count_++] = static_cast<std::uint16_t>(id);
+    }
+    // Entries never written count as reported: the first publish into each may go ahead.
+    for (unsigned slot = publish_limit_; slot < count; ++slot)
+        reported_[slot] = 1;
+    tail_ = static_cast<std::uint16_t>(publish_limit_);
+    available_ = publish_limit_;
     // Release: the kernel reads the entries after it sees the tail move past them.
     __atomic_store_n(&static_cast<io_uring_buf_ring*>(mapping_)->tail, tail_, __ATOMIC_RELEASE);
 }
@@ -178,10 +190,20 @@ void buffer_ring::give_back(std::uint16_t id) noexcept
     // Writing an entry for a buffer the kernel holds would let it fill the buffer twice; and
     // a full ring has no free entry: writing one would overwrite an entry the kernel may still
     // pick (a buffer given back twice, or a completion not passed to take or note_used).
-    if (with_kernel_[id] != 0 || available_ + pending_count_ >= count_)
+    if (with_kernel_[id] != 0 || available_ + pending_count_ + reserve_count_ >= count_)
         contract_violation("coil: buffer_ring::give_back: the buffer is with the kernel (given "
                            "back twice, or take/note_used not called for a completion with "
                            "has_buffer(), or an incremental buffer not yet taken as last)");
+    if (available_ + pending_count_ >= publish_limit_) {
+        with_kernel_[id] = 2;
+        reserve_[reserve_count_++] = id;
+        return;
+    }
+    hand_over(id);
+}
+
+void buffer_ring::hand_over(std::uint16_t id) noexcept
+{
     with_kernel_[id] = 1;
     // In order: behind earlier waiting give-backs, or waiting itself while the entry it would
     // overwrite has not been reported (a bundle's completion may still read it).
@@ -191,6 +213,21 @@ void buffer_ring::give_back(std::uint16_t id) noexcept
         return;
     }
     publish(id);
+}
+
+void buffer_ring::top_up() noexcept
+{
+    while (reserve_count_ != 0 && available_ + pending_count_ < publish_limit_)
+        hand_over(reserve_[--reserve_count_]);
+}
+
+void buffer_ring::raise_publish_limit(unsigned limit) noexcept
+{
+    if (limit > count_)
+        limit = count_;
+    if (limit > publish_limit_)
+        publish_limit_ = limit;
+    top_up();
 }
 
 void buffer_ring::publish(std::uint16_t id) noexcept
@@ -220,6 +257,7 @@ void buffer_ring::publish_pending() noexcept
         --pending_count_;
         publish(id);
     }
+    top_up(); // the kernel used a buffer: one from the reserve takes its place
 }
 
 void buffer_ring::reported(std::uint16_t id, unsigned slot) noexcept
@@ -236,7 +274,7 @@ void buffer_ring::note_used(std::uint16_t id) noexcept
                            "incrementally: use take(), which tracks where each piece starts");
     if (id >= count_)
         contract_violation("coil: buffer_ring::note_used: buffer id out of range");
-    if (with_kernel_[id] == 0 || available_ == 0 || reported_[slot_of_[id]] != 0)
+    if (with_kernel_[id] != 1 || available_ == 0 || reported_[slot_of_[id]] != 0)
         contract_violation("coil: buffer_ring::note_used: the buffer is not with the kernel (a "
                            "completion noted twice?)");
     reported(id, slot_of_[id]);
@@ -250,7 +288,7 @@ buffer_piece buffer_ring::take(const completion& c) noexcept
     const std::uint16_t id = c.buffer_id();
     if (id >= count_)
         contract_violation("coil: buffer_ring::take: buffer id out of range");
-    if (with_kernel_[id] == 0 || available_ == 0 || reported_[slot_of_[id]] != 0)
+    if (with_kernel_[id] != 1 || available_ == 0 || reported_[slot_of_[id]] != 0)
         contract_violation("coil: buffer_ring::take: the buffer is not with the kernel (a "
                            "completion taken twice, or from another group?)");
     const auto size = static_cast<std::uint32_t>(c.result > 0 ? c.result : 0);
@@ -295,7 +333,7 @@ std::size_t buffer_ring::take(const completion& c, std::span<buffer_piece> piece
         const std::uint16_t id = entries[slot].bid;
         // Each entry must still hold the buffer the kernel took from it: written by us, with
         // the kernel, not yet reported.
-        if (id >= count_ || slot_of_[id] != slot || with_kernel_[id] == 0 || reported_[slot] != 0)
+        if (id >= count_ || slot_of_[id] != slot || with_kernel_[id] != 1 || reported_[slot] != 0)
             contract_violation("coil: buffer_ring::take: the bundle's buffers are not the ones "
                                "the ring handed to the kernel (a completion taken twice, or "
                                "from another group?)");

@@ -1389,3 +1389,72 @@ TEST_CASE("net: a buffer coming back to a dry pool re-arms every parked receive,
     CHECK(ex.run(body()) == "b received");
     CHECK(ex.in_flight() == 0);
 }
+
+TEST_CASE("net: a burst of receives larger than the kernel's share of a pool raises the pool's "
+          "publish limit, and every connection is served",
+          "[net][receive][buffer_pool]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex(coil_test::executor_options());
+    constexpr std::size_t connections = 8;
+    auto body = [&]() -> coil::task<std::size_t> {
+        net::buffer_pool pool(ex, 16, 64, {.initial_publish_limit = 2});
+        CHECK(pool.publish_limit() == 2);
+        CHECK(pool.available() == 16); // two with the kernel, fourteen in reserve
+        std::vector<net::stream_socket> clients, conns;
+        for (std::size_t i = 0; i < connections; ++i) {
+            auto c = co_await net::stream_socket::connect(at);
+            auto s = co_await server->accept();
+            REQUIRE((c && s));
+            clients.push_back(std::move(*c));
+            conns.push_back(std::move(*s));
+        }
+        // Data waits on every connection before the receives are armed, all in one
+        // submission: the kernel has two buffers for eight receives. Each keeps its buffer
+        // until all have arrived.
+        for (std::size_t i = 0; i < connections; ++i) {
+            auto sent = co_await clients[i].send_all(coil_test::pattern(32, i));
+            REQUIRE(sent.ok());
+        }
+        std::vector<net::received_buffer> held;
+        coil::event all_in;
+        std::size_t right = 0;
+        auto receive_one = [&](net::stream_socket& s, std::size_t i) -> coil::task<void> {
+            auto chunks = s.receive(pool);
+            auto chunk = co_await chunks.next().with_timeout(std::chrono::seconds(10));
+            if (chunk && chunk->ok()) {
+                const auto bytes = (*chunk)->bytes();
+                right += std::vector<std::byte>(bytes.begin(), bytes.end()) == coil_test::pattern(32, i);
+                held.push_back(std::move(**chunk));
+            }
+            if (held.size() == connections)
+                all_in.set();
+            else
+                co_await all_in.wait();
+        };
+        std::vector<coil::join_handle<void>> receivers;
+        for (std::size_t i = 0; i < connections; ++i)
+            receivers.push_back(ex.spawn(receive_one(conns[i], i)));
+        std::stop_source guard_stop;
+        auto guard_task = [&]() -> coil::task<void> {
+            auto slept = co_await coil::sleep_for(std::chrono::seconds(10));
+            if (slept.ok())
+                all_in.set(); // a receiver that timed out left the rest waiting: let them end
+        };
+        auto guard = ex.spawn(coil::with_stop_token(guard_stop.get_token(), guard_task()));
+        for (auto& r : receivers)
+            co_await std::move(r);
+        CHECK(held.size() == connections);
+        CHECK(pool.publish_limit() >= connections);
+        CHECK(pool.exhaustions() >= 1);
+        held.clear();
+        CHECK(pool.available() == 16);
+        guard_stop.request_stop();
+        co_await std::move(guard);
+        co_return right;
+    };
+    CHECK(ex.run(body()) == connections);
+    CHECK(ex.in_flight() == 0);
+}

@@ -39,10 +39,11 @@ socket_family any_family()
 
 // A buffer ring, or a SKIP when the kernel has none (Linux 5.19).
 std::unique_ptr<buffer_ring> make_buffers(ring& r, std::uint16_t group, unsigned count,
-                                          std::size_t size)
+                                          std::size_t size,
+                                          coil::io::buffer_ring_options options = {})
 {
     try {
-        return std::make_unique<buffer_ring>(r, group, count, size);
+        return std::make_unique<buffer_ring>(r, group, count, size, options);
     } catch (const std::system_error& e) {
         // Only the kernel's refusal is a SKIP; a refusal of the arguments is a failure.
         if (e.code() == std::errc::invalid_argument &&
@@ -611,4 +612,101 @@ TEST_CASE("ring: buffer_ring refuses a bad give_back or note_used in every build
                    p.note_used(1);
                })),
                ContainsSubstring("note_used: the buffer is not with the kernel"));
+}
+
+TEST_CASE("ring: with a publish limit the kernel cycles through limit + 1 buffers, most recently "
+          "given back first, and a raised limit hands the reserve over",
+          "[ring][buffer_ring][recv]")
+{
+    connection c = make_connection(socket_family::local);
+    ring ring(8);
+    auto buffers = make_buffers(ring, 3, 16, 256, {.publish_limit = 4});
+    CHECK(buffers->publish_limit() == 4);
+    CHECK(buffers->available() == 4);
+    CHECK(buffers->reserved() == 12);
+
+    // One message at a time, each buffer given back as soon as it is read: every consumption
+    // brings the reserve's top (the buffer given back last) into the ring.
+    std::vector<unsigned> used;
+    for (unsigned i = 0; i < 30; ++i) {
+        const std::vector<std::byte> chunk = pattern(64, i);
+        send_all(c.client.get(), chunk);
+        REQUIRE_FALSE(ring.add_recv_provided(c.server.get(), buffers->group(), 0,
+                                             recv_mode::single, i));
+        REQUIRE(ring.submit().ok());
+        auto done = collect(ring, 1);
+        REQUIRE(done.size() == 1);
+        REQUIRE(done[0].result == 64);
+        REQUIRE(done[0].has_buffer());
+        const coil::io::buffer_piece piece = buffers->take(done[0]);
+        const auto bytes = buffers->bytes(piece);
+        CHECK(std::vector<std::byte>(bytes.begin(), bytes.end()) == chunk);
+        used.push_back(piece.id);
+        CHECK(buffers->available() == 4); // the reserve refilled the kernel's share
+        buffers->give_back(piece.id);
+        CHECK(buffers->available() == 4);
+        CHECK(buffers->reserved() == 12);
+    }
+    // Buffers 0..3 first, then 4 from the reserve; after that the same five in turn.
+    for (unsigned i = 0; i < used.size(); ++i)
+        CHECK(used[i] == i % 5);
+
+    buffers->raise_publish_limit(8);
+    CHECK(buffers->publish_limit() == 8);
+    CHECK(buffers->available() == 8);
+    CHECK(buffers->reserved() == 8);
+    buffers->raise_publish_limit(2); // lower: nothing changes
+    CHECK(buffers->publish_limit() == 8);
+    buffers->raise_publish_limit(1000); // at most count()
+    CHECK(buffers->publish_limit() == 16);
+    CHECK(buffers->available() == 16);
+    CHECK(buffers->reserved() == 0);
+}
+
+TEST_CASE("ring: a receive that finds the kernel's share used up ends with -ENOBUFS while the "
+          "reserve holds buffers, and succeeds once the limit is raised",
+          "[ring][buffer_ring][recv]")
+{
+    connection a = make_connection(socket_family::local);
+    connection b = make_connection(socket_family::local);
+    ring ring(8);
+    auto buffers = make_buffers(ring, 5, 8, 64, {.publish_limit = 1});
+    const std::vector<std::byte> to_a = pattern(40, 1);
+    const std::vector<std::byte> to_b = pattern(40, 2);
+    send_all(a.client.get(), to_a);
+    send_all(b.client.get(), to_b);
+    // Both in one submission: the kernel has one buffer for two receives.
+    REQUIRE_FALSE(ring.add_recv_provided(a.server.get(), buffers->group(), 0, recv_mode::single, 1));
+    REQUIRE_FALSE(ring.add_recv_provided(b.server.get(), buffers->group(), 0, recv_mode::single, 2));
+    REQUIRE(ring.submit().ok());
+    auto done = collect(ring, 2);
+    REQUIRE(done.size() == 2);
+    const completion got = done[0].result > 0 ? done[0] : done[1];
+    const completion dry = done[0].result > 0 ? done[1] : done[0];
+    REQUIRE(got.result == 40);
+    CHECK(dry.result == -ENOBUFS);
+    CHECK(buffers->reserved() == 7);
+
+    buffers->raise_publish_limit(2);
+    CHECK(buffers->available() == 2); // the used buffer is not counted until taken
+    const coil::io::buffer_piece first = buffers->take(got);
+    CHECK(buffers->available() == 2); // and its place was refilled from the reserve
+    CHECK(buffers->reserved() == 5);
+    const int again = got.user_data == 1 ? b.server.get() : a.server.get();
+    REQUIRE_FALSE(ring.add_recv_provided(again, buffers->group(), 0, recv_mode::single, 3));
+    REQUIRE(ring.submit().ok());
+    done = collect(ring, 1);
+    REQUIRE(done.size() == 1);
+    REQUIRE(done[0].result == 40);
+    const coil::io::buffer_piece second = buffers->take(done[0]);
+    CHECK(second.id != first.id);
+    const auto first_bytes = buffers->bytes(first);
+    const auto second_bytes = buffers->bytes(second);
+    const auto& first_expected = got.user_data == 1 ? to_a : to_b;
+    const auto& second_expected = got.user_data == 1 ? to_b : to_a;
+    CHECK(std::vector<std::byte>(first_bytes.begin(), first_bytes.end()) == first_expected);
+    CHECK(std::vector<std::byte>(second_bytes.begin(), second_bytes.end()) == second_expected);
+    buffers->give_back(first.id);
+    buffers->give_back(second.id);
+    CHECK(buffers->available() + buffers->reserved() == 8);
 }

@@ -18,8 +18,9 @@ buffer_pool::buffer_pool(executor& ex, unsigned count, std::size_t buffer_size,
     : executor_(&ex), group_(ex.allocate_buffer_group())
 {
     try {
-        ring_ = std::make_unique<io::buffer_ring>(ex.ring_, group_, count, buffer_size,
-                                                  io::buffer_ring_options{options.incremental});
+        ring_ = std::make_unique<io::buffer_ring>(
+            ex.ring_, group_, count, buffer_size,
+            io::buffer_ring_options{options.incremental, options.initial_publish_limit});
     } catch (...) {
         ex.release_buffer_group(group_);
         throw;
@@ -68,7 +69,18 @@ buffer_pool::~buffer_pool()
 
 unsigned buffer_pool::count() const noexcept { return ring_->count(); }
 std::size_t buffer_pool::buffer_size() const noexcept { return ring_->buffer_size(); }
-unsigned buffer_pool::available() const noexcept { return ring_->available(); }
+unsigned buffer_pool::available() const noexcept
+{
+    return ring_->available() + ring_->reserved();
+}
+unsigned buffer_pool::publish_limit() const noexcept { return ring_->publish_limit(); }
+
+void buffer_pool::note_exhausted() noexcept
+{
+    ++exhaustions_;
+    if (ring_->reserved() != 0)
+        ring_->raise_publish_limit(2 * ring_->publish_limit());
+}
 bool buffer_pool::incremental() const noexcept { return ring_->incremental(); }
 
 std::uint32_t buffer_pool::arrived(const io::completion& c) noexcept

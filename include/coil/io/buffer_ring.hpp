@@ -49,6 +49,16 @@ struct buffer_ring_options {
     /// until it is full. Completions then carry `buffer_more()` while the kernel keeps their
     /// buffer. A kernel without it makes the constructor throw (`ENOTSUP`).
     bool incremental = false;
+    /// At most this many buffers are with the kernel at a time (0: all of them). Buffers given
+    /// back beyond it wait in a reserve, the most recently given back on top, and go to the
+    /// kernel one by one as it uses buffers (`take` / `note_used`), or all at once as far as
+    /// `raise_publish_limit` allows. The kernel takes buffers in ring order, so a ring
+    /// holding every buffer cycles through all of its memory; a limit near the number of
+    /// receives that fill buffers at once keeps the buffers in use warm in the CPU caches.
+    /// A receive that finds the kernel's share empty while buffers wait in the reserve ends
+    /// with `-ENOBUFS` like one on an exhausted ring: raise the limit, then arm it again.
+    /// Ignored (all buffers published) on an incremental ring.
+    unsigned publish_limit = 0;
 };
 
 /// What one completion put into a buffer ring's memory (see `buffer_ring::take`).
@@ -140,16 +150,24 @@ public:
     /// Buffers given back and waiting to be published (see `give_back`).
     unsigned pending() const noexcept { return pending_count_; }
 
-    /// Whether buffer `id` is with the kernel (handed over, or waiting to be, and not yet
-    /// taken as `last`).
+    /// Whether buffer `id` is with the kernel (handed over, or waiting to be or in the
+    /// reserve, and not yet taken as `last`).
     bool with_kernel(std::uint16_t id) const noexcept
     {
         return id < count_ && with_kernel_[id] != 0;
     }
 
     /// Buffers the kernel may still pick: handed over and not yet reported used. Counted by
-    /// this object: each `give_back` adds one and each `note_used` removes one.
+    /// this object: each buffer published adds one and each `take` / `note_used` removes one.
     unsigned available() const noexcept { return available_; }
+
+    /// Buffers given back and waiting in the reserve (see `buffer_ring_options::publish_limit`).
+    unsigned reserved() const noexcept { return reserve_count_; }
+    /// How many buffers may be with the kernel at a time (`count()` when unlimited).
+    unsigned publish_limit() const noexcept { return publish_limit_; }
+    /// Raises the publish limit to `limit` (at most `count()`; a lower value changes nothing)
+    /// and hands reserve buffers to the kernel up to it.
+    void raise_publish_limit(unsigned limit) noexcept;
 
     /// Records that the kernel used buffer `id`: `take` for callers that need only the id.
     /// Precondition, checked in every build (a violation aborts): the ring is not incremental
@@ -164,6 +182,11 @@ private:
     void publish_pending() noexcept;
     // Records that the kernel's use of buffer `id`, in the entry at `slot`, was reported.
     void reported(std::uint16_t id, unsigned slot) noexcept;
+    // Hands buffer `id` (the caller's, or from the reserve) to the kernel: published, or
+    // waiting for its entry.
+    void hand_over(std::uint16_t id) noexcept;
+    // Hands reserve buffers over while the kernel holds fewer than the limit.
+    void top_up() noexcept;
 
     // Set once at construction.
     ring* ring_;
@@ -179,8 +202,14 @@ private:
     std::uint16_t tail_ = 0;            // the ring tail as filled; published by give_back
     // available_: buffers handed to the kernel and not reported used; never exceeds count_.
     unsigned available_ = 0;
-    // Per buffer: 1 while the kernel holds it (handed over, not yet taken as last).
+    // Per buffer: 1 while the kernel holds it (handed over, not yet taken as last), 2 while it
+    // waits in the reserve.
     std::unique_ptr<std::uint8_t[]> with_kernel_;
+    // The reserve: given-back buffers beyond the publish limit, a stack (top: the most
+    // recently given back, the likeliest to be in the caches).
+    std::unique_ptr<std::uint16_t[]> reserve_;
+    unsigned reserve_count_ = 0;
+    unsigned publish_limit_ = 0;
     // Incremental rings only, per buffer: bytes the kernel filled since it was handed over
     // (where its next piece starts).
     std::unique_ptr<std::uint32_t[]> filled_;
