@@ -1432,7 +1432,7 @@ TEST_CASE("net: a burst of receives larger than the kernel's share of a pool rai
             if (held.size() == connections)
                 all_in.set();
             else
-                co_await all_in.wait();
+                (void)co_await all_in.wait();
         };
         std::vector<coil::join_handle<void>> receivers;
         for (std::size_t i = 0; i < connections; ++i)
