@@ -126,6 +126,17 @@ options parse(int argc, char** argv)
     return o;
 }
 
+// `op` with a deadline `d` from its co_await, or none when `d` is 0. One co_await of the result
+// keeps one operation in the coroutine frame, where `cond ? co_await a : co_await b.with_timeout()`
+// kept two: every idle connection's frame paid for both.
+template <class Op>
+coil::operation<Op> with_optional_timeout(coil::operation<Op>&& op, std::chrono::milliseconds d)
+{
+    if (d.count() == 0)
+        return std::move(op);
+    return std::move(op).with_timeout(d);
+}
+
 // One connection: every chunk received is sent back, in order. With a send timeout, a peer that
 // leaves its echo unread that long loses its connection (and the buffers it held).
 coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool,
@@ -136,8 +147,7 @@ coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool,
         if (!*chunk || (*chunk)->empty())
             break; // an error (the peer reset) or the end: this connection only
         const auto bytes = (*chunk)->bytes();
-        if (send_timeout.count() == 0 ? !co_await conn.send_all(bytes)
-                                      : !co_await conn.send_all(bytes).with_timeout(send_timeout))
+        if (!co_await with_optional_timeout(conn.send_all(bytes), send_timeout))
             break;
     }
 }
@@ -151,8 +161,7 @@ coil::task<void> echo_bundles(net::stream_socket conn, net::buffer_pool& pool,
         if (!*bundle || (*bundle)->empty())
             break;
         // Its buffers gathered: one sendmsg per 16.
-        if (send_timeout.count() == 0 ? !co_await conn.send_all(**bundle)
-                                      : !co_await conn.send_all(**bundle).with_timeout(send_timeout))
+        if (!co_await with_optional_timeout(conn.send_all(**bundle), send_timeout))
             break;
     }
 }
