@@ -126,9 +126,11 @@ options parse(int argc, char** argv)
     return o;
 }
 
-// `op` with a deadline `d` from its co_await, or none when `d` is 0. One co_await of the result
-// keeps one operation in the coroutine frame, where `cond ? co_await a : co_await b.with_timeout()`
-// kept two: every idle connection's frame paid for both.
+// `op` with a deadline `d` from its co_await, or none when `d` is 0. Made in a statement of its
+// own and then awaited, it keeps one operation in the coroutine frame: `cond ? co_await a :
+// co_await b.with_timeout(d)` kept two, and so does `co_await with_optional_timeout(a, d)`
+// (the argument is a temporary of the full expression that suspends). Every idle
+// connection's frame paid for the second.
 template <class Op>
 coil::operation<Op> with_optional_timeout(coil::operation<Op>&& op, std::chrono::milliseconds d)
 {
@@ -147,7 +149,8 @@ coil::task<void> echo(net::stream_socket conn, net::buffer_pool& pool,
         if (!*chunk || (*chunk)->empty())
             break; // an error (the peer reset) or the end: this connection only
         const auto bytes = (*chunk)->bytes();
-        if (!co_await with_optional_timeout(conn.send_all(bytes), send_timeout))
+        auto send = with_optional_timeout(conn.send_all(bytes), send_timeout);
+        if (!co_await send)
             break;
     }
 }
@@ -161,7 +164,8 @@ coil::task<void> echo_bundles(net::stream_socket conn, net::buffer_pool& pool,
         if (!*bundle || (*bundle)->empty())
             break;
         // Its buffers gathered: one sendmsg per 16.
-        if (!co_await with_optional_timeout(conn.send_all(**bundle), send_timeout))
+        auto send = with_optional_timeout(conn.send_all(**bundle), send_timeout);
+        if (!co_await send)
             break;
     }
 }
