@@ -392,11 +392,11 @@ private:
     };
 
     Op op_;
-    // Room for a few completions at first: a consumer that keeps up never holds more than one
+    // Room for two completions at first: a consumer that keeps up never holds more than one
     // or two, and an idle stream (a server's idle connection) should cost little. The buffer
-    // grows, once, if completions pile up towards the bound (and past it by what was already
-    // in the CQ when the pause was asked for); it keeps its capacity from then on.
-    std::size_t initial_capacity() const noexcept { return bound_ < 8 ? bound_ + 1 : 8; }
+    // grows (doubling) if completions pile up towards the bound (and past it by what was
+    // already in the CQ when the pause was asked for); it keeps its capacity from then on.
+    static constexpr std::size_t initial_capacity() noexcept { return 2; }
 
     std::size_t bound_;
     std::error_code end_error_;
