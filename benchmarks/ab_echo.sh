@@ -67,10 +67,15 @@ echo "A: ${a[*]}"
 echo "B: ${b[*]}"
 echo "$connections connections x $messages messages of $size B per run; server CPU us/request, client req/s"
 for i in $(seq "$pairs"); do
-    echo "$(run "${a[@]}") $(run "${b[@]}")"
+    # A run that fails ends the loop (and, through pipefail, the script) with its message.
+    ra=$(run "${a[@]}") || exit 1
+    rb=$(run "${b[@]}") || exit 1
+    echo "$ra $rb"
 done | python3 -c '
 import statistics, sys
 rows = [line.split() for line in sys.stdin if line.strip()]
+if not rows:
+    sys.exit(1)
 print("pair   A us/req   A req/s   B us/req   B req/s")
 for i, (ca, ra, cb, rb) in enumerate(rows, 1):
     print(f"{i:4}   {float(ca):8.3f}  {float(ra):8.0f}   {float(cb):8.3f}  {float(rb):8.0f}")

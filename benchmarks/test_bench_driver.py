@@ -351,6 +351,11 @@ class program_options_test(unittest.TestCase):
                  if len(line.split()) == 5 and line.split()[0] in ("1", "2")]
         self.assertEqual(len(pairs), 2, p.stdout)
         self.assertIn("B/A requests/s", p.stdout)
+        # A server that does not start fails the script, naming it.
+        p = subprocess.run([script, "-n", "1", "-c", "2", "-m", "20", "--", server, "--",
+                            "/bin/false"], capture_output=True, text=True, env=env, timeout=60)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertIn("/bin/false did not start", p.stderr)
         # One server only, or an option the script does not know: usage, nothing run.
         for args in (["--", server], ["-x", "--", server, "--", server]):
             p = subprocess.run([script] + args, capture_output=True, text=True, env=env,
