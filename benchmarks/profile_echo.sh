@@ -11,6 +11,9 @@
 #       callgrind  user-space instructions per request (callgrind counts a second batch of
 #                  the same size as the first, so start-up and warm-up are left out)
 #       enter      what each io_uring_enter asked for (strace), counted by kind
+#       split      where the server's CPU time goes: the share of each binary (kernel, libcoil,
+#                  the server, liburing) and the kernel's top functions (perf record,
+#                  cpu-clock sampling: works without hardware counters)
 # SERVER: coil, liburing, epoll or asio (build-release/benchmarks/echo_peer_coil, _uring,
 # _epoll, _asio).
 # The load is examples/echo_client (closed loop, CONNECTIONS x MESSAGES of SIZE bytes, every
@@ -18,7 +21,7 @@
 # Environment: BUILD_DIR (default build-release).
 set -euo pipefail
 
-mode=${1:?usage: profile_echo.sh perf|callgrind|enter SERVER [CONNECTIONS] [MESSAGES] [SIZE]}
+mode=${1:?usage: profile_echo.sh perf|callgrind|enter|split SERVER [CONNECTIONS] [MESSAGES] [SIZE]}
 server=${2:?which server: coil, liburing, epoll or asio}
 connections=${3:-50}
 messages=${4:-4000}
@@ -101,8 +104,27 @@ enter)
         sed -E 's/io_uring_enter\([0-9]+, [1-9][0-9]*,/io_uring_enter(fd, N>0,/; s/io_uring_enter\([0-9]+, 0,/io_uring_enter(fd, 0,/' |
         sort | uniq -c | sort -rn
     ;;
+split)
+    start_server taskset -c 0
+    perf record -q -e cpu-clock -F 4999 -p "$server_pid" -o "$work/samples" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.3
+    load
+    kill -INT "$perf_pid"; wait "$perf_pid" || true
+    kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    echo "$server, $connections connections x $messages messages of $size B: share of the server's CPU samples"
+    echo "by binary:"
+    perf report -i "$work/samples" --no-children --sort dso --stdio 2>/dev/null |
+        grep -E '^ +[0-9.]+%' | sed -n 1,6p
+    perf report -i "$work/samples" --no-children --sort symbol --stdio 2>/dev/null |
+        awk '$2 == "[k]" && $3 ~ /^_*io_/ { gsub("%", "", $1); s += $1 }
+             END { printf "io_uring functions in the kernel (io_*, self time): %.2f%%\n", s }'
+    echo "top functions:"
+    perf report -i "$work/samples" --no-children --sort dso,symbol --stdio 2>/dev/null |
+        grep -E '^ +[0-9.]+%' | sed -n 1,12p | cut -c1-110
+    ;;
 *)
-    echo "profile_echo: MODE is perf, callgrind or enter" >&2
+    echo "profile_echo: MODE is perf, callgrind, enter or split" >&2
     exit 2
     ;;
 esac
