@@ -1292,6 +1292,40 @@ std::error_code ring::unregister_files() noexcept
     return ec;
 }
 
+// --- eventfd notification ------------------------------------------------------------------
+
+std::error_code ring::register_eventfd(int fd, bool async_only) noexcept
+{
+    std::error_code ec = register_result(async_only
+                                             ? io_uring_register_eventfd_async(&state_->uring, fd)
+                                             : io_uring_register_eventfd(&state_->uring, fd));
+    if (!ec)
+        eventfd_registered_ = true;
+    return ec;
+}
+
+std::error_code ring::unregister_eventfd() noexcept
+{
+    std::error_code ec = register_result(io_uring_unregister_eventfd(&state_->uring));
+    if (!ec)
+        eventfd_registered_ = false;
+    return ec;
+}
+
+std::error_code ring::set_eventfd_enabled(bool enabled) noexcept
+{
+    // The CQ ring has a flags word only from Linux 5.8; liburing answers -EOPNOTSUPP without it.
+    const int ret = io_uring_cq_eventfd_toggle(&state_->uring, enabled);
+    if (ret == -EOPNOTSUPP)
+        return make_error_code(errc::unsupported_operation);
+    return register_result(ret);
+}
+
+bool ring::eventfd_enabled() const noexcept
+{
+    return io_uring_cq_eventfd_enabled(&state_->uring);
+}
+
 #undef COIL_CLAIM_SQE
 
 // --- submission -----------------------------------------------------------------------------

@@ -709,6 +709,36 @@ public:
     /// Slots in the file table (0 when none is registered).
     unsigned registered_file_count() const noexcept { return registered_files_; }
 
+    // --- eventfd notification -------------------------------------------------------------
+    // For a program whose own event loop (epoll, poll, a GUI toolkit's) must learn when the
+    // ring has completions: the kernel writes to a registered eventfd when it posts them. On a
+    // `single_issuer` (DEFER_TASKRUN) ring, whose completions are posted only when the ring's
+    // thread enters the kernel, it signals as soon as work that will post one is pending, and
+    // `reap()` runs that work. A signal is a hint: one may stand for many completions, and on a
+    // DEFER_TASKRUN ring a completion signals twice (when its work is queued and when `reap()`
+    // posts it), so a wake-up can find nothing to reap. A loop reads the eventfd, reaps until
+    // the CQ is empty, and goes back to waiting (docs/architecture.md has the snippet). Do not
+    // queue a read or poll of the registered eventfd on the same ring: each completion would
+    // signal the next.
+
+    /// Has the kernel signal `fd`, an eventfd (`eventfd(2)`), when completions are posted
+    /// (`IORING_REGISTER_EVENTFD`). With `async_only`, only for completions posted by the
+    /// kernel's worker threads (`IORING_REGISTER_EVENTFD_ASYNC`): not for ops that complete
+    /// inline during submission. The ring holds its own reference to the eventfd until
+    /// `unregister_eventfd()` or destruction. Errors: `EBUSY` one is already registered,
+    /// `EBADF` `fd` is not open, `EINVAL` it is not an eventfd.
+    std::error_code register_eventfd(int fd, bool async_only = false) noexcept;
+    /// Stops the signalling and drops the ring's reference. `ENXIO` when none is registered.
+    std::error_code unregister_eventfd() noexcept;
+    /// Pauses (`false`) or resumes (`true`) the signalling without unregistering, for example
+    /// while the loop is reaping anyway (`IORING_CQ_EVENTFD_DISABLED`, Linux 5.8: an older
+    /// kernel gives `errc::unsupported_operation`). A registration starts enabled.
+    std::error_code set_eventfd_enabled(bool enabled) noexcept;
+    /// Whether the signalling is enabled (it says nothing of whether an eventfd is registered).
+    bool eventfd_enabled() const noexcept;
+    /// Whether an eventfd is registered.
+    bool eventfd_registered() const noexcept { return eventfd_registered_; }
+
     // --- shutdown -------------------------------------------------------------------------
 
     /// Asks the kernel to cancel every op in flight: one `IORING_OP_ASYNC_CANCEL` with
@@ -990,6 +1020,7 @@ private:
     // Entries in the registered buffer and file tables; 0 when none is registered.
     unsigned registered_buffers_ = 0;
     unsigned registered_files_ = 0;
+    bool eventfd_registered_ = false;
     // outstanding_: SQEs queued whose final CQE (one without IORING_CQE_F_MORE) has not been
     // handed to the caller; with cap_outstanding it never exceeds cq_entries.
     unsigned outstanding_ = 0;
