@@ -99,7 +99,8 @@ static_assert(kernel_opcode(opcode::symlinkat) == IORING_OP_SYMLINKAT);
 static_assert(kernel_opcode(opcode::linkat) == IORING_OP_LINKAT);
 // IORING_OP_FTRUNCATE (55, Linux 6.9) is newer than liburing 2.3's header: its number is
 // checked against the kernel by tests/ring_file_ops_test.cpp (a truncate that takes effect).
-static_assert(opcode_count == 33, "a new opcode needs its kernel number checked above");
+static_assert(kernel_opcode(opcode::sync_file_range) == IORING_OP_SYNC_FILE_RANGE);
+static_assert(opcode_count == 34, "a new opcode needs its kernel number checked above");
 // ring::for_each_completion reads CQEs in place as coil::io::completion.
 static_assert(sizeof(completion) == sizeof(io_uring_cqe));
 static_assert(offsetof(completion, user_data) == offsetof(io_uring_cqe, user_data));
@@ -781,6 +782,19 @@ std::error_code ring::add_fsync(int fd, fsync_mode mode, std::uint64_t user_data
 {
     COIL_CLAIM_SQE(opcode::fsync);
     io_uring_prep_fsync(sqe, fd, mode == fsync_mode::data ? IORING_FSYNC_DATASYNC : 0U);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
+std::error_code ring::add_sync_file_range(int fd, std::uint64_t offset, std::uint64_t length,
+                                          unsigned range_flags, std::uint64_t user_data,
+                                          sqe_flags flags)
+{
+    if (length > std::numeric_limits<std::uint32_t>::max())
+        return std::make_error_code(std::errc::invalid_argument);
+    COIL_CLAIM_SQE(opcode::sync_file_range);
+    io_uring_prep_sync_file_range(sqe, fd, static_cast<unsigned>(length), offset,
+                                  static_cast<int>(range_flags));
     finish(sqe, user_data, flags);
     return success();
 }

@@ -50,7 +50,11 @@ std::uint64_t take_signals(int fd)
 bool wait_readable(int fd)
 {
     pollfd p{fd, POLLIN, 0};
-    return ::poll(&p, 1, 10'000) == 1 && (p.revents & POLLIN) != 0;
+    int ready = 0;
+    do // io_uring's own task work (starting a worker thread, say) can interrupt a wait
+        ready = ::poll(&p, 1, 10'000);
+    while (ready < 0 && errno == EINTR);
+    return ready == 1 && (p.revents & POLLIN) != 0;
 }
 
 std::vector<coil::io::completion> reap_now(ring& ring)
@@ -297,6 +301,9 @@ TEST_CASE("ring: the outer-loop pattern of docs/architecture.md: epoll on the ev
         while (seen.size() < i + 1) {
             epoll_event event{};
             const int ready = ::epoll_wait(epoll.get(), &event, 1, 10'000); // a guard, not a timing check
+            if (ready < 0 && errno == EINTR)
+                continue; // as in any event loop (io_uring's own task work can interrupt it)
+            CAPTURE(errno);
             REQUIRE(ready == 1);
             CHECK(event.data.fd == efd);
             // ... efd joins the loop's epoll set; each time it polls readable:

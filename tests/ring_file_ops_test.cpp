@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // File-system ops through the ring core: openat, statx and close on a temporary file; mkdirat,
-// symlinkat, linkat, renameat and unlinkat in a directory; ftruncate.
+// symlinkat, linkat, renameat and unlinkat in a directory; ftruncate; sync_file_range.
 
 #include "ring_test_support.hpp"
 
@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -189,4 +191,69 @@ TEST_CASE("ring: ftruncate (Linux 6.9, coil's own SQE) shrinks and grows a file"
     unique_fd read_only(::open((dir.path() / "data").c_str(), O_RDONLY | O_CLOEXEC));
     CHECK(run_one(r, [&](ring& q) { return q.add_ftruncate(read_only.get(), 0, 1); }) == -EINVAL);
     CHECK(size() == 1 << 20);
+}
+
+TEST_CASE("ring: sync_file_range writes out the dirty pages of its range and no others",
+          "[ring][file]")
+{
+    ring r(4);
+    temp_dir dir;
+    unique_fd fd(::open(dir.file("data").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    REQUIRE(fd.get() >= 0);
+    // Two ranges 1 MiB apart, both written through the page cache and so dirty.
+    const std::vector<std::byte> data = filled(64 * 1024, 0x5a);
+    constexpr std::uint64_t far = 1 << 20;
+    REQUIRE(::pwrite(fd.get(), data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()));
+    REQUIRE(::pwrite(fd.get(), data.data(), data.size(), far) == static_cast<ssize_t>(data.size()));
+    auto before = page_cache_state(fd.get(), 0, data.size());
+    if (!before)
+        SKIP("no cachestat(2) (Linux 6.5) to see which pages are dirty");
+    if (before->dirty == 0)
+        SKIP("this file system keeps no dirty pages for the test to watch (tmpfs?)");
+
+    // Write out the first range and wait for it: its pages are clean, the far range's are not.
+    constexpr unsigned write_and_wait =
+        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_sync_file_range(fd.get(), 0, data.size(), write_and_wait, 1);
+          }) == 0);
+    auto first = page_cache_state(fd.get(), 0, data.size());
+    auto second = page_cache_state(fd.get(), far, data.size());
+    REQUIRE(first);
+    REQUIRE(second);
+    CHECK(first->dirty == 0);
+    CHECK(first->writeback == 0);
+    CHECK(first->cached == data.size() / 4096); // written out, still cached
+    CHECK(second->dirty > 0);
+
+    // Length 0 runs to the end of the file: the far range too.
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_sync_file_range(fd.get(), far, 0, write_and_wait, 1);
+          }) == 0);
+    second = page_cache_state(fd.get(), far, data.size());
+    REQUIRE(second);
+    CHECK(second->dirty == 0);
+}
+
+TEST_CASE("ring: sync_file_range refuses a length the kernel cannot take, bad flags and a pipe",
+          "[ring][file][error]")
+{
+    ring r(4);
+    temp_dir dir;
+    unique_fd fd = dir.create_file("data", filled(4096, 0x61));
+    // Above 32 bits: refused before anything is queued.
+    const std::uint64_t too_long = std::uint64_t{std::numeric_limits<std::uint32_t>::max()} + 1;
+    CHECK(r.add_sync_file_range(fd.get(), 0, too_long, SYNC_FILE_RANGE_WRITE, 1) ==
+          std::errc::invalid_argument);
+    CHECK(r.unsubmitted() == 0);
+    // The kernel's own answers.
+    CHECK(run_one(r, [&](ring& q) { return q.add_sync_file_range(fd.get(), 0, 0, 0x80, 1); }) ==
+          -EINVAL);
+    pipe_fds pipe = make_pipe();
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_sync_file_range(pipe.write_end.get(), 0, 0, SYNC_FILE_RANGE_WRITE, 1);
+          }) == -ESPIPE);
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_sync_file_range(-1, 0, 0, SYNC_FILE_RANGE_WRITE, 1);
+          }) == -EBADF);
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// coil::file: create, open, exact reads and writes, size, stat, allocate, punch_hole, truncate and
-// close; renaming over a file, directories, symbolic and hard links, removing them.
+// coil::file: create, open, exact reads and writes, size, stat, allocate, punch_hole, truncate,
+// sync_range and close; renaming over a file, directories, symbolic and hard links, removing them.
 
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
@@ -19,6 +19,7 @@
 #include <array>
 #include <csignal>
 #include <cstdio>
+#include <optional>
 #include <stop_token>
 #include <tuple>
 #include <string>
@@ -599,4 +600,59 @@ TEST_CASE("runtime: file::truncate shrinks and grows a file, also through a regi
     CHECK(o.tail == std::string(12, '\0'));
     CHECK(o.slot_size == 1);
     CHECK(is_error(o.read_only, std::errc::invalid_argument));
+}
+
+TEST_CASE("runtime: file::sync_range writes out its range, coil::sync_file_range reports bad "
+          "input as errors",
+          "[runtime][file]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("data");
+    coil::executor ex(coil_test::executor_options());
+    constexpr std::uint64_t far = 1 << 20;
+    struct outcome {
+        std::optional<coil_test::page_cache_counts> before, synced, untouched;
+        std::error_code too_long, bad_flags, pipe;
+    };
+    coil_test::pipe_fds pipe = coil_test::make_pipe();
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto f = co_await coil::file::open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        REQUIRE(f);
+        const std::vector<std::byte> data(64 * 1024, std::byte{0x33});
+        auto first = co_await f->write_all_at(data, 0);
+        REQUIRE(first);
+        auto second = co_await f->write_all_at(data, far);
+        REQUIRE(second);
+        o.before = coil_test::page_cache_state(f->native_handle(), 0, data.size());
+        auto synced = co_await f->sync_range(0, data.size(),
+                                             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                                 SYNC_FILE_RANGE_WAIT_AFTER);
+        REQUIRE(synced);
+        o.synced = coil_test::page_cache_state(f->native_handle(), 0, data.size());
+        o.untouched = coil_test::page_cache_state(f->native_handle(), far, data.size());
+        // Started only (the default flags): succeeds, whatever the disk's pace.
+        auto started = co_await f->sync_range(far, 0);
+        REQUIRE(started);
+        auto too_long = co_await f->sync_range(0, std::uint64_t{1} << 32);
+        o.too_long = too_long ? std::error_code() : too_long.error();
+        auto bad_flags = co_await coil::sync_file_range(f->native_handle(), 0, 0, 0x80);
+        o.bad_flags = bad_flags ? std::error_code() : bad_flags.error();
+        auto on_pipe = co_await coil::sync_file_range(pipe.write_end.get(), 0, 0);
+        o.pipe = on_pipe ? std::error_code() : on_pipe.error();
+        co_return o;
+    };
+    const outcome o = ex.run(body());
+    CHECK(is_error(o.too_long, std::errc::invalid_argument));
+    CHECK(is_error(o.bad_flags, std::errc::invalid_argument));
+    CHECK(is_error(o.pipe, std::errc::invalid_seek));
+    if (!o.before)
+        SKIP("no cachestat(2) (Linux 6.5) to see which pages are dirty");
+    if (o.before->dirty == 0)
+        SKIP("this file system keeps no dirty pages for the test to watch (tmpfs?)");
+    REQUIRE(o.synced);
+    REQUIRE(o.untouched);
+    CHECK(o.synced->dirty == 0);
+    CHECK(o.synced->writeback == 0);
+    CHECK(o.untouched->dirty > 0);
 }

@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: MIT
 // Helpers shared by the ring and runtime tests: self-cleaning descriptors, temporary directories,
-// pipes and eventfds.
+// pipes and eventfds, the page-cache state of a file range.
 #pragma once
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -151,6 +154,31 @@ inline bool limit_locked_memory(rlim_t bytes)
         return false;
     return ::geteuid() != 0 ||
            (::setresgid(65534, 65534, 65534) == 0 && ::setresuid(65534, 65534, 65534) == 0);
+}
+
+/// What cachestat(2) (Linux 6.5) reports of a file range: pages in the page cache, dirty, under
+/// write-back. Debian 12's kernel headers predate the call, so its layout is written out here.
+struct page_cache_counts {
+    std::uint64_t cached;
+    std::uint64_t dirty;
+    std::uint64_t writeback;
+    std::uint64_t evicted;
+    std::uint64_t recently_evicted;
+};
+
+/// The page-cache state of `[offset, offset + length)` of `fd`; empty without cachestat(2).
+inline std::optional<page_cache_counts> page_cache_state(int fd, std::uint64_t offset,
+                                                         std::uint64_t length)
+{
+    constexpr long cachestat_syscall = 451; // the same on every architecture since 5.x's table
+    struct {
+        std::uint64_t offset;
+        std::uint64_t length;
+    } range{offset, length};
+    page_cache_counts counts{};
+    if (::syscall(cachestat_syscall, fd, &range, &counts, 0) != 0)
+        return std::nullopt;
+    return counts;
 }
 
 } // namespace coil_test

@@ -47,6 +47,7 @@ enum class opcode : std::uint8_t {
     symlinkat,
     linkat,
     ftruncate,
+    sync_file_range,
 };
 
 /// One row of the opcode table: coil's opcode, the kernel's `IORING_OP_*` number for it
@@ -93,6 +94,7 @@ inline constexpr opcode_info opcode_table[] = {
     {opcode::symlinkat, 38, "symlinkat"},
     {opcode::linkat, 39, "linkat"},
     {opcode::ftruncate, 55, "ftruncate"}, // Linux 6.9; liburing 2.3 has no name for it
+    {opcode::sync_file_range, 8, "sync_file_range"},
 };
 
 /// How many opcodes coil wraps.
@@ -112,7 +114,7 @@ constexpr bool opcode_table_is_indexed() noexcept
 
 static_assert(detail::opcode_table_is_indexed(),
               "opcode_table must list the opcodes in the order of their enum values");
-static_assert(static_cast<std::size_t>(opcode::ftruncate) + 1 == opcode_count,
+static_assert(static_cast<std::size_t>(opcode::sync_file_range) + 1 == opcode_count,
               "every opcode needs a row in opcode_table");
 
 /// The kernel's `IORING_OP_*` number for `op`.

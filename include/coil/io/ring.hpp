@@ -382,6 +382,15 @@ public:
     /// `fsync(2)` or `fdatasync(2)`.
     std::error_code add_fsync(int fd, fsync_mode mode, std::uint64_t user_data,
                               sqe_flags flags = sqe_flags::none);
+    /// `sync_file_range(2)`: starts and/or waits for the write-out of the dirty pages of
+    /// `[offset, offset + length)` (`length` 0: to the end of the file), as `range_flags`
+    /// (`SYNC_FILE_RANGE_WAIT_BEFORE | _WRITE | _WAIT_AFTER`) say. Not a substitute for
+    /// `fsync`: it writes no metadata and flushes no disk cache. The kernel takes the length
+    /// in 32 bits: above 4 GiB - 1 this returns `std::errc::invalid_argument`, queuing
+    /// nothing.
+    std::error_code add_sync_file_range(int fd, std::uint64_t offset, std::uint64_t length,
+                                        unsigned range_flags, std::uint64_t user_data,
+                                        sqe_flags flags = sqe_flags::none);
     /// `fallocate(2)` with `mode` (`FALLOC_FL_*`), `offset` and `length`.
     std::error_code add_fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t length,
                                   std::uint64_t user_data, sqe_flags flags = sqe_flags::none);

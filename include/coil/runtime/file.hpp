@@ -129,6 +129,13 @@ public:
 
     operation<ops::fsync> fsync() const noexcept { return coil::fsync(fd_); }
     operation<ops::fsync> fdatasync() const noexcept { return coil::fdatasync(fd_); }
+    /// Starts (and with `SYNC_FILE_RANGE_WAIT_AFTER` in `flags`, waits for) the write-out of
+    /// `[offset, offset + length)`; see `coil::sync_file_range`. Not durability: `fdatasync`.
+    operation<ops::sync_file_range> sync_range(std::uint64_t offset, std::uint64_t length,
+                                               unsigned flags = SYNC_FILE_RANGE_WRITE) const noexcept
+    {
+        return coil::sync_file_range(fd_, offset, length, flags);
+    }
     /// Reserves `length` bytes at `offset` (the file grows if needed).
     operation<ops::fallocate> allocate(std::uint64_t offset, std::uint64_t length) const noexcept
     {

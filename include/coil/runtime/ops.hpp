@@ -157,6 +157,18 @@ struct fsync {
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
+struct sync_file_range {
+    int fd;
+    std::uint64_t offset;
+    std::uint64_t length;
+    unsigned flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_sync_file_range(fd, offset, length, flags, ud);
+    }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+};
+
 struct fallocate {
     int fd;
     int mode;
@@ -515,6 +527,19 @@ inline operation<ops::linkat> linkat(int old_dirfd, const char* old_path, int ne
 inline operation<ops::linkat> create_hard_link(const char* from, const char* to) noexcept
 {
     return linkat(AT_FDCWD, from, AT_FDCWD, to, 0);
+}
+
+/// `sync_file_range(2)`: starts (`SYNC_FILE_RANGE_WRITE`, the default) and/or waits for
+/// (`SYNC_FILE_RANGE_WAIT_BEFORE`, `SYNC_FILE_RANGE_WAIT_AFTER`) the write-out of the dirty
+/// pages of `[offset, offset + length)`; `length` 0 runs to the end of the file. It writes no
+/// metadata and flushes no disk cache, so it does not make data durable (`fdatasync` does); it
+/// lets a writer push out what it wrote in steady steps instead of one large `fsync` at the end.
+/// A length above 4 GiB - 1 ends with `invalid_argument` (the kernel takes 32 bits).
+inline operation<ops::sync_file_range> sync_file_range(int fd, std::uint64_t offset,
+                                                       std::uint64_t length,
+                                                       unsigned flags = SYNC_FILE_RANGE_WRITE) noexcept
+{
+    return operation<ops::sync_file_range>({fd, offset, length, flags});
 }
 
 /// `ftruncate(2)` through the ring (Linux 6.9; `unsupported_operation` before). Prefer
