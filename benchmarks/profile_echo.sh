@@ -53,6 +53,18 @@ load() {
         --size "$size" | sed -n 1,2p
 }
 
+# Runs the load while the tracer `$@` (attached to the server) records, then stops the tracer
+# and the server.
+traced_load() {
+    "$@" >/dev/null 2>&1 &
+    local tracer=$!
+    sleep 0.3
+    load
+    sleep 0.2
+    kill -INT "$tracer"; wait "$tracer" || true
+    kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
+}
+
 per_request() {
     awk -v n="$requests" '/^ *[0-9]/ { gsub(",", "", $1); printf "  %-40s %14s  %10.4f per request\n", $2, $1, $1 / n }'
 }
@@ -60,16 +72,10 @@ per_request() {
 case $mode in
 perf)
     start_server taskset -c 0
-    perf stat -x, -o "$work/perf" -p "$server_pid" -e task-clock,context-switches \
+    traced_load perf stat -x, -o "$work/perf" -p "$server_pid" -e task-clock,context-switches \
         -e raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter \
         -e io_uring:io_uring_submit_req,io_uring:io_uring_complete \
-        -e io_uring:io_uring_local_work_run,io_uring:io_uring_task_work_run,io_uring:io_uring_poll_arm &
-    perf_pid=$!
-    sleep 0.3
-    load
-    sleep 0.2
-    kill -INT "$perf_pid"; wait "$perf_pid" || true
-    kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
+        -e io_uring:io_uring_local_work_run,io_uring:io_uring_task_work_run,io_uring:io_uring_poll_arm
     echo "$server, $connections connections x $messages messages of $size B = $requests requests:"
     # -x, gives "value,unit,event,...": task-clock is in milliseconds.
     awk -F, -v n="$requests" '$1 ~ /^[0-9.]+$/ {
@@ -93,12 +99,7 @@ callgrind)
     ;;
 enter)
     start_server taskset -c 0
-    strace -f -e trace=io_uring_enter -p "$server_pid" -o "$work/enter" 2>/dev/null &
-    strace_pid=$!
-    sleep 0.3
-    load
-    kill -INT "$strace_pid"; wait "$strace_pid" || true
-    kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    traced_load strace -f -e trace=io_uring_enter -p "$server_pid" -o "$work/enter"
     echo "$server: io_uring_enter(fd, to_submit, min_complete, flags, ...) by kind, under strace:"
     grep -o 'io_uring_enter([^)]*)' "$work/enter" |
         sed -E 's/io_uring_enter\([0-9]+, [1-9][0-9]*,/io_uring_enter(fd, N>0,/; s/io_uring_enter\([0-9]+, 0,/io_uring_enter(fd, 0,/' |
@@ -106,12 +107,7 @@ enter)
     ;;
 split)
     start_server taskset -c 0
-    perf record -q -e cpu-clock -F 4999 -p "$server_pid" -o "$work/samples" >/dev/null 2>&1 &
-    perf_pid=$!
-    sleep 0.3
-    load
-    kill -INT "$perf_pid"; wait "$perf_pid" || true
-    kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    traced_load perf record -q -e cpu-clock -F 4999 -p "$server_pid" -o "$work/samples"
     echo "$server, $connections connections x $messages messages of $size B: share of the server's CPU samples"
     echo "by binary:"
     perf report -i "$work/samples" --no-children --sort dso --stdio 2>/dev/null |
