@@ -100,7 +100,8 @@ static_assert(kernel_opcode(opcode::linkat) == IORING_OP_LINKAT);
 // IORING_OP_FTRUNCATE (55, Linux 6.9) is newer than liburing 2.3's header: its number is
 // checked against the kernel by tests/ring_file_ops_test.cpp (a truncate that takes effect).
 static_assert(kernel_opcode(opcode::sync_file_range) == IORING_OP_SYNC_FILE_RANGE);
-static_assert(opcode_count == 34, "a new opcode needs its kernel number checked above");
+static_assert(kernel_opcode(opcode::fadvise) == IORING_OP_FADVISE);
+static_assert(opcode_count == 35, "a new opcode needs its kernel number checked above");
 // ring::for_each_completion reads CQEs in place as coil::io::completion.
 static_assert(sizeof(completion) == sizeof(io_uring_cqe));
 static_assert(offsetof(completion, user_data) == offsetof(io_uring_cqe, user_data));
@@ -795,6 +796,22 @@ std::error_code ring::add_sync_file_range(int fd, std::uint64_t offset, std::uin
     COIL_CLAIM_SQE(opcode::sync_file_range);
     io_uring_prep_sync_file_range(sqe, fd, static_cast<unsigned>(length), offset,
                                   static_cast<int>(range_flags));
+    finish(sqe, user_data, flags);
+    return success();
+}
+
+std::error_code ring::add_fadvise(int fd, std::uint64_t offset, std::uint64_t length, int advice,
+                                  std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::fadvise);
+    // The 32-bit `len` where it fits (every kernel); a longer length in `addr`, which kernels
+    // that take 64-bit lengths read first and older ones refuse (nonzero `addr`: -EINVAL).
+    const bool fits = length <= std::numeric_limits<std::uint32_t>::max();
+    io_uring_prep_rw(IORING_OP_FADVISE, sqe, fd, nullptr,
+                     fits ? static_cast<unsigned>(length) : 0U, offset);
+    if (!fits)
+        sqe->addr = length;
+    sqe->fadvise_advice = static_cast<std::uint32_t>(advice);
     finish(sqe, user_data, flags);
     return success();
 }

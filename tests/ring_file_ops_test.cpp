@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // File-system ops through the ring core: openat, statx and close on a temporary file; mkdirat,
-// symlinkat, linkat, renameat and unlinkat in a directory; ftruncate; sync_file_range.
+// symlinkat, linkat, renameat and unlinkat in a directory; ftruncate; sync_file_range and fadvise.
 
 #include "ring_test_support.hpp"
 
@@ -256,4 +256,104 @@ TEST_CASE("ring: sync_file_range refuses a length the kernel cannot take, bad fl
     CHECK(run_one(r, [&](ring& q) {
               return q.add_sync_file_range(-1, 0, 0, SYNC_FILE_RANGE_WRITE, 1);
           }) == -EBADF);
+}
+
+TEST_CASE("ring: fadvise DONTNEED drops a range's clean pages from the page cache, and no others",
+          "[ring][file]")
+{
+    // Two ranges of 64 KiB, 1 MiB apart (the page cache may hold a range in large folios, which
+    // advice can drop only whole: each range is advised whole).
+    ring r(4);
+    temp_dir dir;
+    unique_fd fd = dir.create_file("data");
+    const std::vector<std::byte> data = filled(64 * 1024, 0x6b);
+    constexpr std::uint64_t far = 1 << 20;
+    REQUIRE(::pwrite(fd.get(), data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()));
+    REQUIRE(::pwrite(fd.get(), data.data(), data.size(), far) == static_cast<ssize_t>(data.size()));
+    REQUIRE(::fdatasync(fd.get()) == 0); // clean pages: DONTNEED drops only those
+    auto cached = [&](std::uint64_t offset) {
+        auto state = page_cache_state(fd.get(), offset, data.size());
+        REQUIRE(state);
+        return state->cached;
+    };
+    if (!page_cache_state(fd.get(), 0, data.size()))
+        SKIP("no cachestat(2) (Linux 6.5) to see which pages are cached");
+    const std::uint64_t pages = data.size() / 4096;
+    REQUIRE(cached(0) == pages);
+    REQUIRE(cached(far) == pages);
+
+    // The first range is dropped, the far one stays.
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_fadvise(fd.get(), 0, data.size(), POSIX_FADV_DONTNEED, 1);
+          }) == 0);
+    CHECK(cached(0) == 0);
+    CHECK(cached(far) == pages);
+
+    // Length 0 runs to the end of the file.
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_fadvise(fd.get(), far, 0, POSIX_FADV_DONTNEED, 1);
+          }) == 0);
+    CHECK(cached(far) == 0);
+
+    // The contents are intact, read back from the disk.
+    std::vector<std::byte> back(data.size());
+    REQUIRE(::pread(fd.get(), back.data(), back.size(), static_cast<off_t>(far)) ==
+            static_cast<ssize_t>(back.size()));
+    CHECK(back == data);
+}
+
+TEST_CASE("ring: fadvise takes a length above 32 bits whole (Linux 6.11) or refuses it",
+          "[ring][file]")
+{
+    // A sparse file with 64 KiB at 0 and 64 KiB at 5 GiB, both cached and clean. Advice for
+    // [0, 4 GiB + 64 KiB) must drop the first range and keep the far one (a kernel that read
+    // the length as 0, "to the end", would drop both); advice for [0, 5 GiB + 64 KiB) must drop
+    // the far one too (one that cut the length to 32 bits would keep it).
+    ring r(4);
+    temp_dir dir;
+    unique_fd fd = dir.create_file("sparse");
+    const std::vector<std::byte> data = filled(64 * 1024, 0x2e);
+    const std::uint64_t far = std::uint64_t{5} << 30;
+    REQUIRE(::pwrite(fd.get(), data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()));
+    REQUIRE(::pwrite(fd.get(), data.data(), data.size(), static_cast<off_t>(far)) ==
+            static_cast<ssize_t>(data.size()));
+    REQUIRE(::fdatasync(fd.get()) == 0);
+    auto cached = [&](std::uint64_t offset) {
+        auto state = page_cache_state(fd.get(), offset, data.size());
+        REQUIRE(state);
+        return state->cached;
+    };
+    if (!page_cache_state(fd.get(), 0, data.size()))
+        SKIP("no cachestat(2) (Linux 6.5) to see which pages are cached");
+    const std::uint64_t pages = data.size() / 4096;
+    REQUIRE(cached(0) == pages);
+    REQUIRE(cached(far) == pages);
+
+    const int first = run_one(r, [&](ring& q) {
+        return q.add_fadvise(fd.get(), 0, (std::uint64_t{4} << 30) + data.size(),
+                             POSIX_FADV_DONTNEED, 1);
+    });
+    if (first == -EINVAL)
+        SKIP("this kernel takes 32-bit fadvise lengths only (before Linux 6.11)");
+    REQUIRE(first == 0);
+    CHECK(cached(0) == 0);
+    CHECK(cached(far) == pages);
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_fadvise(fd.get(), 0, far + data.size(), POSIX_FADV_DONTNEED, 1);
+          }) == 0);
+    CHECK(cached(far) == 0);
+}
+
+TEST_CASE("ring: fadvise reports bad advice, a pipe and a closed descriptor", "[ring][file][error]")
+{
+    ring r(4);
+    temp_dir dir;
+    unique_fd fd = dir.create_file("data", filled(4096, 0x61));
+    CHECK(run_one(r, [&](ring& q) { return q.add_fadvise(fd.get(), 0, 0, 99, 1); }) == -EINVAL);
+    pipe_fds pipe = make_pipe();
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_fadvise(pipe.read_end.get(), 0, 0, POSIX_FADV_SEQUENTIAL, 1);
+          }) == -ESPIPE);
+    CHECK(run_one(r, [&](ring& q) { return q.add_fadvise(-1, 0, 0, POSIX_FADV_NORMAL, 1); }) ==
+          -EBADF);
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // coil::file: create, open, exact reads and writes, size, stat, allocate, punch_hole, truncate,
-// sync_range and close; renaming over a file, directories, symbolic and hard links, removing them.
+// sync_range, advise and close; renaming over a file, directories, symbolic and hard links, removing them.
 
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
@@ -655,4 +655,46 @@ TEST_CASE("runtime: file::sync_range writes out its range, coil::sync_file_range
     CHECK(o.synced->dirty == 0);
     CHECK(o.synced->writeback == 0);
     CHECK(o.untouched->dirty > 0);
+}
+
+TEST_CASE("runtime: file::advise(DONTNEED) drops the file's pages from the page cache; bad advice "
+          "is an error",
+          "[runtime][file]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("data");
+    coil::executor ex(coil_test::executor_options());
+    struct outcome {
+        std::optional<coil_test::page_cache_counts> before, after;
+        std::error_code bad_advice;
+        bool intact = false;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto f = co_await coil::file::open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        REQUIRE(f);
+        const std::vector<std::byte> data(64 * 1024, std::byte{0x44});
+        auto written = co_await f->write_all_at(data, 0);
+        REQUIRE(written);
+        auto synced = co_await f->fdatasync();
+        REQUIRE(synced);
+        o.before = coil_test::page_cache_state(f->native_handle(), 0, data.size());
+        auto dropped = co_await f->advise(0, 0, POSIX_FADV_DONTNEED);
+        REQUIRE(dropped);
+        o.after = coil_test::page_cache_state(f->native_handle(), 0, data.size());
+        std::vector<std::byte> back(data.size());
+        auto read = co_await f->read_exact_at(back, 0);
+        o.intact = read && back == data;
+        auto bad = co_await f->advise(0, 0, 99);
+        o.bad_advice = bad ? std::error_code() : bad.error();
+        co_return o;
+    };
+    const outcome o = ex.run(body());
+    CHECK(o.intact);
+    CHECK(is_error(o.bad_advice, std::errc::invalid_argument));
+    if (!o.before)
+        SKIP("no cachestat(2) (Linux 6.5) to see which pages are cached");
+    REQUIRE(o.after);
+    CHECK(o.before->cached == 16);
+    CHECK(o.after->cached == 0);
 }

@@ -391,6 +391,13 @@ public:
     std::error_code add_sync_file_range(int fd, std::uint64_t offset, std::uint64_t length,
                                         unsigned range_flags, std::uint64_t user_data,
                                         sqe_flags flags = sqe_flags::none);
+    /// `posix_fadvise(2)`: tells the kernel how `[offset, offset + length)` will be read
+    /// (`length` 0: to the end of the file); `advice` is `POSIX_FADV_*`: `DONTNEED` drops the
+    /// range's clean pages from the page cache, `WILLNEED` starts reading it in, `SEQUENTIAL`
+    /// and `RANDOM` set the read-ahead. Linux 5.6. A length above 4 GiB - 1 goes in the SQE's
+    /// 64-bit field, which kernels before 6.11 refuse with `-EINVAL`.
+    std::error_code add_fadvise(int fd, std::uint64_t offset, std::uint64_t length, int advice,
+                                std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
     /// `fallocate(2)` with `mode` (`FALLOC_FL_*`), `offset` and `length`.
     std::error_code add_fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t length,
                                   std::uint64_t user_data, sqe_flags flags = sqe_flags::none);

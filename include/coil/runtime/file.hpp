@@ -136,6 +136,13 @@ public:
     {
         return coil::sync_file_range(fd_, offset, length, flags);
     }
+    /// Advice on how `[offset, offset + length)` will be read (`POSIX_FADV_*`); see
+    /// `coil::fadvise`.
+    operation<ops::fadvise> advise(std::uint64_t offset, std::uint64_t length,
+                                   int advice) const noexcept
+    {
+        return coil::fadvise(fd_, offset, length, advice);
+    }
     /// Reserves `length` bytes at `offset` (the file grows if needed).
     operation<ops::fallocate> allocate(std::uint64_t offset, std::uint64_t length) const noexcept
     {

@@ -169,6 +169,18 @@ struct sync_file_range {
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
+struct fadvise {
+    int fd;
+    std::uint64_t offset;
+    std::uint64_t length;
+    int advice;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_fadvise(fd, offset, length, advice, ud);
+    }
+    result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
+};
+
 struct fallocate {
     int fd;
     int mode;
@@ -540,6 +552,17 @@ inline operation<ops::sync_file_range> sync_file_range(int fd, std::uint64_t off
                                                        unsigned flags = SYNC_FILE_RANGE_WRITE) noexcept
 {
     return operation<ops::sync_file_range>({fd, offset, length, flags});
+}
+
+/// `posix_fadvise(2)`: how `[offset, offset + length)` will be read (`length` 0: to the end of
+/// the file). `POSIX_FADV_DONTNEED` drops the range's clean pages from the page cache (after
+/// streaming through a file once), `POSIX_FADV_WILLNEED` starts reading it in,
+/// `POSIX_FADV_SEQUENTIAL` / `POSIX_FADV_RANDOM` set the read-ahead. Linux 5.6. Lengths above
+/// 4 GiB - 1 need Linux 6.11 (`invalid_argument` before); 0 covers any length.
+inline operation<ops::fadvise> fadvise(int fd, std::uint64_t offset, std::uint64_t length,
+                                       int advice) noexcept
+{
+    return operation<ops::fadvise>({fd, offset, length, advice});
 }
 
 /// `ftruncate(2)` through the ring (Linux 6.9; `unsupported_operation` before). Prefer
