@@ -10,9 +10,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <string>
@@ -245,13 +248,16 @@ coil::task<std::uint64_t> stream_of_wakeups()
 }
 
 // --- 8. Your own ops --------------------------------------------------------------------------
-struct fadvise {
-    int fd;
+struct madvise {
+    void* address;
+    std::size_t length;
+    int advice;
     std::error_code prepare(coil::io::ring& r, std::uint64_t user_data) noexcept
     {
-        return r.add_sqe(24 /* IORING_OP_FADVISE */, user_data, [&](coil::io::sqe& s) {
-            s.fd = fd;
-            s.fadvise_advice = POSIX_FADV_SEQUENTIAL;
+        return r.add_sqe(25 /* IORING_OP_MADVISE */, user_data, [&](coil::io::sqe& s) {
+            s.addr = reinterpret_cast<std::uint64_t>(address);
+            s.len = static_cast<std::uint32_t>(length);
+            s.fadvise_advice = static_cast<std::uint32_t>(advice);
         });
     }
     coil::result<void> complete(const coil::io::completion& c) const noexcept
@@ -262,12 +268,18 @@ struct fadvise {
     }
 };
 
+// Private anonymous pages handed back with MADV_DONTNEED read back as zeros.
 coil::task<bool> own_op()
 {
-    int fd = ::open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    auto r = co_await coil::operation<fadvise>({fd});
-    ::close(fd);
-    co_return r.ok() || r.error() == coil::io::errc::unsupported_operation;
+    const std::size_t size = 2 * 4096;
+    void* pages = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    check(pages != MAP_FAILED, "mmap");
+    std::memset(pages, 1, size);
+    auto r = co_await coil::operation<madvise>({pages, size, MADV_DONTNEED});
+    const auto* bytes = static_cast<const unsigned char*>(pages);
+    const bool zeroed = std::all_of(bytes, bytes + size, [](unsigned char b) { return b == 0; });
+    ::munmap(pages, size);
+    co_return (r.ok() && zeroed) || r.error() == coil::io::errc::unsupported_operation;
 }
 
 // --- 6a. Waking another task: coil::event -------------------------------------------------
@@ -400,7 +412,7 @@ int main()
     check(sum == 55, "stream");
 
     bool fadvised = coil::run(own_op());
-    fmt::print("8. a user-defined op (IORING_OP_FADVISE) completed: {}\n", fadvised);
+    fmt::print("8. a user-defined op (IORING_OP_MADVISE) completed: {}\n", fadvised);
     check(fadvised, "own op");
 
     const std::string queued = coil::run(queued_writes());

@@ -207,34 +207,6 @@ struct openat2_op {
     }
 };
 
-// splice(2) through the ring (IORING_OP_SPLICE, Linux 5.7), which coil does not wrap: moves up
-// to `length` bytes from `in` (at `in_offset`, or -1 for a pipe) to `out`, a pipe or socket.
-// The kernel always runs it in one of its workers.
-struct splice_op {
-    int in;
-    std::int64_t in_offset;
-    int out;
-    unsigned length;
-    std::error_code prepare(coil::io::ring& r, std::uint64_t user_data) noexcept
-    {
-        return r.add_sqe(IORING_OP_SPLICE, user_data, [&](coil::io::sqe& s) {
-            s.splice_fd_in = in;
-            s.splice_off_in = static_cast<std::uint64_t>(in_offset);
-            s.fd = out;
-            s.off = ~std::uint64_t{0}; // no offset on the output side
-            s.len = length;
-            s.splice_flags = SPLICE_F_MOVE;
-        });
-    }
-    coil::result<std::size_t> complete(const coil::io::completion& c) const noexcept
-    {
-        if (c.result < 0) {
-            return coil::io::error_from_result(c.result);
-        }
-        return static_cast<std::size_t>(c.result);
-    }
-};
-
 // Shared by every connection; touched only on the executor's thread.
 struct server_state {
     // --- set once at start-up ---
@@ -383,18 +355,20 @@ coil::task<bool> splice_all(const net::stream_socket& conn, int file_fd, std::ui
     }
     coil::file pipe_out(pipe_fds[0]); // closed on every path out
     coil::file pipe_in(pipe_fds[1]);
-    auto offset = static_cast<std::int64_t>(first);
+    std::uint64_t offset = first;
     while (length > 0) {
-        const auto step = static_cast<unsigned>(std::min<std::uint64_t>(length, 64 * 1024));
-        auto in = co_await coil::operation<splice_op>({file_fd, offset, pipe_fds[1], step});
+        const auto step = static_cast<std::uint32_t>(std::min<std::uint64_t>(length, 64 * 1024));
+        auto in = co_await coil::splice(file_fd, offset, pipe_fds[1], coil::current_position, step,
+                                        SPLICE_F_MOVE);
         if (!in || *in == 0) {
             co_return false;
         }
-        offset += static_cast<std::int64_t>(*in);
+        offset += *in;
         length -= *in;
         for (std::size_t left = *in; left > 0;) {
-            auto out = co_await coil::operation<splice_op>(
-                           {pipe_fds[0], -1, conn.fd(), static_cast<unsigned>(left)})
+            auto out = co_await coil::splice(pipe_fds[0], coil::current_position, conn.fd(),
+                                             coil::current_position,
+                                             static_cast<std::uint32_t>(left), SPLICE_F_MOVE)
                            .with_timeout(timeout);
             if (!out || *out == 0) {
                 co_return false;

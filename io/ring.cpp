@@ -101,7 +101,9 @@ static_assert(kernel_opcode(opcode::linkat) == IORING_OP_LINKAT);
 // checked against the kernel by tests/ring_file_ops_test.cpp (a truncate that takes effect).
 static_assert(kernel_opcode(opcode::sync_file_range) == IORING_OP_SYNC_FILE_RANGE);
 static_assert(kernel_opcode(opcode::fadvise) == IORING_OP_FADVISE);
-static_assert(opcode_count == 35, "a new opcode needs its kernel number checked above");
+static_assert(kernel_opcode(opcode::splice) == IORING_OP_SPLICE);
+static_assert(kernel_opcode(opcode::tee) == IORING_OP_TEE);
+static_assert(opcode_count == 37, "a new opcode needs its kernel number checked above");
 // ring::for_each_completion reads CQEs in place as coil::io::completion.
 static_assert(sizeof(completion) == sizeof(io_uring_cqe));
 static_assert(offsetof(completion, user_data) == offsetof(io_uring_cqe, user_data));
@@ -812,6 +814,26 @@ std::error_code ring::add_fadvise(int fd, std::uint64_t offset, std::uint64_t le
     if (!fits)
         sqe->addr = length;
     sqe->fadvise_advice = static_cast<std::uint32_t>(advice);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
+std::error_code ring::add_splice(int in, std::uint64_t in_offset, int out,
+                                 std::uint64_t out_offset, std::uint32_t length,
+                                 unsigned splice_flags, std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::splice);
+    io_uring_prep_splice(sqe, in, static_cast<std::int64_t>(in_offset), out,
+                         static_cast<std::int64_t>(out_offset), length, splice_flags);
+    finish(sqe, user_data, flags);
+    return success();
+}
+
+std::error_code ring::add_tee(int in, int out, std::uint32_t length, unsigned splice_flags,
+                              std::uint64_t user_data, sqe_flags flags)
+{
+    COIL_CLAIM_SQE(opcode::tee);
+    io_uring_prep_tee(sqe, in, out, length, splice_flags);
     finish(sqe, user_data, flags);
     return success();
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // File-system ops through the ring core: openat, statx and close on a temporary file; mkdirat,
-// symlinkat, linkat, renameat and unlinkat in a directory; ftruncate; sync_file_range and fadvise.
+// symlinkat, linkat, renameat and unlinkat in a directory; ftruncate; sync_file_range and fadvise; splice and tee.
 
 #include "ring_test_support.hpp"
 
@@ -356,4 +356,77 @@ TEST_CASE("ring: fadvise reports bad advice, a pipe and a closed descriptor", "[
           }) == -ESPIPE);
     CHECK(run_one(r, [&](ring& q) { return q.add_fadvise(-1, 0, 0, POSIX_FADV_NORMAL, 1); }) ==
           -EBADF);
+}
+
+TEST_CASE("ring: splice moves a file's bytes through a pipe into another file, at the offsets "
+          "given",
+          "[ring][file][splice]")
+{
+    ring r(4);
+    temp_dir dir;
+    std::vector<std::byte> source(3 * 4096);
+    for (std::size_t i = 0; i < source.size(); ++i)
+        source[i] = static_cast<std::byte>(i * 7 + 1);
+    unique_fd in = dir.create_file("in", source);
+    unique_fd out = dir.create_file("out");
+    pipe_fds pipe = make_pipe();
+
+    // File at offset 4096 -> pipe: 5000 bytes (a pipe holds 64 KiB, so all of them).
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_splice(in.get(), 4096, pipe.write_end.get(), ring::no_offset, 5000,
+                                  SPLICE_F_MOVE, 1);
+          }) == 5000);
+    // The file's position did not move: splicing at an explicit offset leaves it.
+    CHECK(::lseek(in.get(), 0, SEEK_CUR) == 0);
+    // Pipe -> file at offset 100.
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_splice(pipe.read_end.get(), ring::no_offset, out.get(), 100, 5000, 0, 1);
+          }) == 5000);
+    std::vector<std::byte> back(5000);
+    REQUIRE(::pread(out.get(), back.data(), back.size(), 100) == 5000);
+    CHECK(std::equal(back.begin(), back.end(), source.begin() + 4096));
+    struct stat st{};
+    REQUIRE(::fstat(out.get(), &st) == 0);
+    CHECK(st.st_size == 5100);
+
+    // At the end of the input: 0.
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_splice(in.get(), source.size(), pipe.write_end.get(), ring::no_offset,
+                                  100, 0, 1);
+          }) == 0);
+    // Neither side a pipe, a closed descriptor.
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_splice(in.get(), 0, out.get(), 0, 100, 0, 1);
+          }) == -EINVAL);
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_splice(-1, ring::no_offset, pipe.write_end.get(), ring::no_offset, 1, 0,
+                                  1);
+          }) == -EBADF);
+}
+
+TEST_CASE("ring: tee copies a pipe's bytes into another pipe and leaves them in the first",
+          "[ring][file][splice]")
+{
+    ring r(4);
+    pipe_fds a = make_pipe();
+    pipe_fds b = make_pipe();
+    const std::string text = "tee leaves the bytes where they were";
+    REQUIRE(::write(a.write_end.get(), text.data(), text.size()) ==
+            static_cast<ssize_t>(text.size()));
+    CHECK(run_one(r, [&](ring& q) {
+              return q.add_tee(a.read_end.get(), b.write_end.get(), 1024, 0, 1);
+          }) == static_cast<int>(text.size()));
+    std::string from_a(text.size(), '\0');
+    std::string from_b(text.size(), '\0');
+    REQUIRE(::read(a.read_end.get(), from_a.data(), from_a.size()) ==
+            static_cast<ssize_t>(text.size()));
+    REQUIRE(::read(b.read_end.get(), from_b.data(), from_b.size()) ==
+            static_cast<ssize_t>(text.size()));
+    CHECK(from_a == text);
+    CHECK(from_b == text);
+    // Not pipes: EINVAL.
+    temp_dir dir;
+    unique_fd file = dir.create_file("f", filled(16, 0x41));
+    CHECK(run_one(r, [&](ring& q) { return q.add_tee(file.get(), b.write_end.get(), 16, 0, 1); }) ==
+          -EINVAL);
 }

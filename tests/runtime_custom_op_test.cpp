@@ -22,7 +22,7 @@
 namespace {
 
 constexpr std::uint8_t op_send_zc = 47;  // IORING_OP_SEND_ZC (Linux 6.0)
-constexpr std::uint8_t op_fadvise = 24;  // IORING_OP_FADVISE (Linux 5.6)
+constexpr std::uint8_t op_fadvise = 24;  // IORING_OP_FADVISE (Linux 5.6; coil::fadvise wraps it too)
 
 /// What the SEND_ZC op yields: the byte count, and whether a notification was announced.
 struct zc_outcome {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // coil::file: create, open, exact reads and writes, size, stat, allocate, punch_hole, truncate,
-// sync_range, advise and close; renaming over a file, directories, symbolic and hard links, removing them.
+// sync_range, advise and close; splice and tee; renaming over a file, directories, symbolic and hard links, removing them.
 
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -697,4 +698,96 @@ TEST_CASE("runtime: file::advise(DONTNEED) drops the file's pages from the page 
     REQUIRE(o.after);
     CHECK(o.before->cached == 16);
     CHECK(o.after->cached == 0);
+}
+
+TEST_CASE("runtime: coil::splice moves a file range into a socket through a pipe, coil::tee "
+          "copies a pipe",
+          "[runtime][file][splice]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("data");
+    std::string contents(200 * 1024, '\0');
+    for (std::size_t i = 0; i < contents.size(); ++i)
+        contents[i] = static_cast<char>('a' + i % 26);
+    {
+        coil_test::unique_fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        REQUIRE(::write(fd.get(), contents.data(), contents.size()) ==
+                static_cast<ssize_t>(contents.size()));
+    }
+    int sockets[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) == 0);
+    coil_test::unique_fd sender(sockets[0]);
+    coil_test::unique_fd receiver(sockets[1]);
+    coil_test::pipe_fds pipe = coil_test::make_pipe();
+    coil_test::pipe_fds copy = coil_test::make_pipe();
+    coil::executor ex(coil_test::executor_options());
+
+    // 100,000 bytes from offset 1,000, a pipeful at a time (the pipe holds 64 KiB), while
+    // another task reads them off the socket.
+    constexpr std::uint64_t first = 1000, length = 100'000;
+    auto send = [&]() -> coil::task<std::error_code> {
+        auto f = co_await coil::file::open(path);
+        REQUIRE(f);
+        std::uint64_t offset = first, left = length;
+        while (left > 0) {
+            const auto step = static_cast<std::uint32_t>(std::min<std::uint64_t>(left, 65536));
+            auto in = co_await coil::splice(f->native_handle(), offset, pipe.write_end.get(),
+                                            coil::current_position, step);
+            if (!in)
+                co_return in.error();
+            REQUIRE(*in > 0);
+            offset += *in;
+            left -= *in;
+            for (std::size_t queued = *in; queued > 0;) {
+                auto out = co_await coil::splice(pipe.read_end.get(), coil::current_position,
+                                                 sender.get(), coil::current_position,
+                                                 static_cast<std::uint32_t>(queued));
+                if (!out)
+                    co_return out.error();
+                queued -= *out;
+            }
+        }
+        co_return std::error_code();
+    };
+    auto receive = [&]() -> coil::task<std::string> {
+        std::string got;
+        std::array<char, 8192> chunk{};
+        while (got.size() < length) {
+            auto n = co_await coil::read(receiver.get(), std::as_writable_bytes(std::span(chunk)));
+            REQUIRE(n);
+            REQUIRE(*n > 0);
+            got.append(chunk.data(), *n);
+        }
+        co_return got;
+    };
+    auto both = [&]() -> coil::task<std::tuple<std::error_code, std::string>> {
+        co_return co_await coil::when_all(send(), receive());
+    };
+    const auto [sent, received] = ex.run(both());
+    CHECK_FALSE(sent);
+    CHECK(received == contents.substr(first, length));
+
+    // tee: the bytes land in the second pipe and stay in the first.
+    auto tee = [&]() -> coil::task<coil::result<std::size_t>> {
+        co_return co_await coil::tee(pipe.read_end.get(), copy.write_end.get(), 1024);
+    };
+    REQUIRE(::write(pipe.write_end.get(), "hello", 5) == 5);
+    const auto teed = ex.run(tee());
+    REQUIRE(teed);
+    CHECK(*teed == 5);
+    auto read5 = [](int fd) {
+        std::string got(5, '\0');
+        REQUIRE(::read(fd, got.data(), got.size()) == 5);
+        return got;
+    };
+    CHECK(read5(pipe.read_end.get()) == "hello");
+    CHECK(read5(copy.read_end.get()) == "hello");
+    // Neither side of a splice a pipe: invalid_argument.
+    auto bad = [&]() -> coil::task<coil::result<std::size_t>> {
+        co_return co_await coil::splice(sender.get(), coil::current_position, receiver.get(),
+                                        coil::current_position, 16);
+    };
+    const auto refused = ex.run(bad());
+    REQUIRE_FALSE(refused);
+    CHECK(is_error(refused.error(), std::errc::invalid_argument));
 }

@@ -49,6 +49,8 @@ enum class opcode : std::uint8_t {
     ftruncate,
     sync_file_range,
     fadvise,
+    splice,
+    tee,
 };
 
 /// One row of the opcode table: coil's opcode, the kernel's `IORING_OP_*` number for it
@@ -97,6 +99,8 @@ inline constexpr opcode_info opcode_table[] = {
     {opcode::ftruncate, 55, "ftruncate"}, // Linux 6.9; liburing 2.3 has no name for it
     {opcode::sync_file_range, 8, "sync_file_range"},
     {opcode::fadvise, 24, "fadvise"},
+    {opcode::splice, 30, "splice"},
+    {opcode::tee, 33, "tee"},
 };
 
 /// How many opcodes coil wraps.
@@ -116,7 +120,7 @@ constexpr bool opcode_table_is_indexed() noexcept
 
 static_assert(detail::opcode_table_is_indexed(),
               "opcode_table must list the opcodes in the order of their enum values");
-static_assert(static_cast<std::size_t>(opcode::fadvise) + 1 == opcode_count,
+static_assert(static_cast<std::size_t>(opcode::tee) + 1 == opcode_count,
               "every opcode needs a row in opcode_table");
 
 /// The kernel's `IORING_OP_*` number for `op`.

@@ -398,6 +398,21 @@ public:
     /// 64-bit field, which kernels before 6.11 refuse with `-EINVAL`.
     std::error_code add_fadvise(int fd, std::uint64_t offset, std::uint64_t length, int advice,
                                 std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `splice(2)`: moves up to `length` bytes from `in` to `out`, at least one of which is a
+    /// pipe, without copying them through user space (Linux 5.7). `in_offset` / `out_offset`:
+    /// where to read or write in a file (its position is not moved), or `no_offset` for a pipe,
+    /// a socket, or a file at (and moving) its position. `splice_flags`: `SPLICE_F_MOVE`,
+    /// `SPLICE_F_NONBLOCK`, `SPLICE_F_MORE`. Completes with the bytes moved, 0 at the end of
+    /// the input. The kernel runs every splice in one of its worker threads.
+    std::error_code add_splice(int in, std::uint64_t in_offset, int out, std::uint64_t out_offset,
+                               std::uint32_t length, unsigned splice_flags,
+                               std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// `tee(2)`: copies up to `length` bytes from pipe `in` to pipe `out` without consuming
+    /// them from `in` (Linux 5.8). Completes with the bytes copied.
+    std::error_code add_tee(int in, int out, std::uint32_t length, unsigned splice_flags,
+                            std::uint64_t user_data, sqe_flags flags = sqe_flags::none);
+    /// The offset argument of `add_splice` for a side with no offset of its own.
+    static constexpr std::uint64_t no_offset = ~std::uint64_t{0};
     /// `fallocate(2)` with `mode` (`FALLOC_FL_*`), `offset` and `length`.
     std::error_code add_fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t length,
                                   std::uint64_t user_data, sqe_flags flags = sqe_flags::none);

@@ -181,6 +181,32 @@ struct fadvise {
     result<void> complete(const io::completion& c) const noexcept { return void_result(c.result); }
 };
 
+struct splice {
+    int in;
+    std::uint64_t in_offset;
+    int out;
+    std::uint64_t out_offset;
+    std::uint32_t length;
+    unsigned flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_splice(in, in_offset, out, out_offset, length, flags, ud);
+    }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
+};
+
+struct tee {
+    int in;
+    int out;
+    std::uint32_t length;
+    unsigned flags;
+    std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
+    {
+        return r.add_tee(in, out, length, flags, ud);
+    }
+    result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
+};
+
 struct fallocate {
     int fd;
     int mode;
@@ -563,6 +589,26 @@ inline operation<ops::fadvise> fadvise(int fd, std::uint64_t offset, std::uint64
                                        int advice) noexcept
 {
     return operation<ops::fadvise>({fd, offset, length, advice});
+}
+
+/// `splice(2)`: moves up to `length` bytes from `in` to `out` (one of them a pipe) inside the
+/// kernel; yields the count, 0 at the end of the input. `in_offset` / `out_offset`: a file
+/// offset, or `coil::current_position` for a pipe, a socket, or a file at its position.
+/// `flags`: `SPLICE_F_MOVE`, `SPLICE_F_MORE`, ... Linux 5.7. The kernel runs each splice in
+/// one of its worker threads, and a pipe holds 64 KiB by default: a file reaches a socket in
+/// two splices per pipeful, file -> pipe -> socket.
+inline operation<ops::splice> splice(int in, std::uint64_t in_offset, int out,
+                                     std::uint64_t out_offset, std::uint32_t length,
+                                     unsigned flags = 0) noexcept
+{
+    return operation<ops::splice>({in, in_offset, out, out_offset, length, flags});
+}
+
+/// `tee(2)`: copies up to `length` bytes from pipe `in` to pipe `out`, leaving them in `in`;
+/// yields the count. Linux 5.8.
+inline operation<ops::tee> tee(int in, int out, std::uint32_t length, unsigned flags = 0) noexcept
+{
+    return operation<ops::tee>({in, out, length, flags});
 }
 
 /// `ftruncate(2)` through the ring (Linux 6.9; `unsupported_operation` before). Prefer
