@@ -1460,8 +1460,9 @@ unsigned ring::flush_() noexcept
     if (sq.sqe_head != sq_tail_) {
 #if COIL_FAULT_INJECTION
         if (state_->faults) {
-            // Cut reads, writes, sends and receives the kernel has not seen yet: a genuinely
-            // short transfer. (A receive into a provided buffer has length 0: left alone.)
+            // Cut reads, writes, sends, receives and splices the kernel has not seen yet: a
+            // genuinely short transfer. (A receive into a provided buffer has length 0: left
+            // alone.)
             testing::detail::fault_state& f = *state_->faults;
             for (unsigned i = sq.sqe_head; i != sq_tail_; ++i) {
                 io_uring_sqe& e = sq.sqes[i & sq.ring_mask];
@@ -1469,7 +1470,8 @@ unsigned ring::flush_() noexcept
                     continue;
                 const bool rw = e.opcode == IORING_OP_READ || e.opcode == IORING_OP_WRITE ||
                                 e.opcode == IORING_OP_READV || e.opcode == IORING_OP_WRITEV ||
-                                e.opcode == IORING_OP_SEND || e.opcode == IORING_OP_RECV;
+                                e.opcode == IORING_OP_SEND || e.opcode == IORING_OP_RECV ||
+                                e.opcode == IORING_OP_SPLICE;
                 if (rw && e.len > 1 && f.roll(f.plan.short_rw)) {
                     e.len = 1 + f.below(e.len - 1);
                     ++f.counts.shortened;
