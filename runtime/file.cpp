@@ -6,9 +6,12 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits> // IOV_MAX
 #include <cstdio>
 #include <exception>
 #include <limits>
@@ -168,6 +171,28 @@ bool retry_after(const std::error_code& ec) noexcept
     return ec == std::errc::interrupted || ec == std::errc::resource_unavailable_try_again;
 }
 
+// Drops `count` transferred bytes from the front of `buffers`, in place: entries done (and
+// empty ones) leave the span, a partly done one starts later. Called only after the op that
+// borrowed the array has completed.
+void consume(std::span<::iovec>& buffers, std::size_t count) noexcept
+{
+    while (!buffers.empty() && count >= buffers.front().iov_len) {
+        count -= buffers.front().iov_len;
+        buffers = buffers.subspan(1);
+    }
+    if (count > 0) {
+        ::iovec& partly = buffers.front();
+        partly.iov_base = static_cast<std::byte*>(partly.iov_base) + count;
+        partly.iov_len -= count;
+    }
+}
+
+// The first IOV_MAX entries: what one readv or writev takes.
+std::span<const ::iovec> one_op(std::span<::iovec> buffers) noexcept
+{
+    return buffers.first(std::min<std::size_t>(buffers.size(), IOV_MAX));
+}
+
 } // namespace
 
 task<result<void>> file::read_exact_at(std::span<std::byte> buffer, std::uint64_t offset) const
@@ -202,6 +227,44 @@ task<result<void>> file::write_all_at(std::span<const std::byte> buffer,
         if (*n == 0) // no progress and no error: the device is full in all but name
             co_return std::make_error_code(std::errc::no_space_on_device);
         buffer = buffer.subspan(*n);
+        at.advance(*n);
+    }
+    co_return result<void>();
+}
+
+task<result<void>> file::readv_exact_at(std::span<::iovec> buffers, std::uint64_t offset) const
+{
+    position_cursor at(fd_, offset, false);
+    consume(buffers, 0); // leading empty entries
+    while (!buffers.empty()) {
+        result<std::size_t> n = co_await readv_at(one_op(buffers), at.offset());
+        if (!n) {
+            if (retry_after(n.error()))
+                continue;
+            co_return n.error();
+        }
+        if (*n == 0)
+            co_return make_error_code(io::errc::end_of_file);
+        consume(buffers, *n);
+        at.advance(*n);
+    }
+    co_return result<void>();
+}
+
+task<result<void>> file::writev_all_at(std::span<::iovec> buffers, std::uint64_t offset) const
+{
+    position_cursor at(fd_, offset, true);
+    consume(buffers, 0);
+    while (!buffers.empty()) {
+        result<std::size_t> n = co_await writev_at(one_op(buffers), at.offset());
+        if (!n) {
+            if (retry_after(n.error()))
+                continue;
+            co_return n.error();
+        }
+        if (*n == 0)
+            co_return std::make_error_code(std::errc::no_space_on_device);
+        consume(buffers, *n);
         at.advance(*n);
     }
     co_return result<void>();

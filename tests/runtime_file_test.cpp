@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // coil::file: create, open, exact reads and writes, size, stat, allocate, punch_hole, truncate,
-// sync_range, advise and close; splice and tee; renaming over a file, directories, symbolic and hard links, removing them.
+// sync_range, advise and close; vectored exact reads and full writes; splice and tee; renaming over a file, directories, symbolic and hard links, removing them.
 
 #include "runtime_test_support.hpp"
 #include "test_executor.hpp"
@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include <array>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <stop_token>
 #include <tuple>
@@ -790,4 +792,111 @@ TEST_CASE("runtime: coil::splice moves a file range into a socket through a pipe
     const auto refused = ex.run(bad());
     REQUIRE_FALSE(refused);
     CHECK(is_error(refused.error(), std::errc::invalid_argument));
+}
+
+namespace {
+
+// iovecs over consecutive pieces of `bytes`, of the given sizes (0: an empty entry).
+std::vector<::iovec> pieces(std::vector<std::byte>& bytes, const std::vector<std::size_t>& sizes)
+{
+    std::vector<::iovec> out;
+    std::size_t at = 0;
+    for (std::size_t n : sizes) {
+        out.push_back({bytes.data() + at, n});
+        at += n;
+    }
+    REQUIRE(at == bytes.size());
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("runtime: writev_all_at and readv_exact_at move every byte of every entry, in order",
+          "[runtime][file][vectored]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("vectored");
+    std::vector<std::byte> out = coil_test::pattern(10'000);
+    // Entries of odd sizes, with empty ones at the start, in the middle and at the end.
+    std::vector<::iovec> out_vec = pieces(out, {0, 1, 4095, 0, 3000, 17, 2887, 0});
+    std::vector<std::byte> in(10'000);
+    std::vector<::iovec> in_vec = pieces(in, {0, 5000, 0, 1, 4999});
+    // More entries than one op takes (IOV_MAX is 1024): 1,500 entries of 4 bytes.
+    std::vector<std::byte> many_out = coil_test::pattern(6'000, 77);
+    std::vector<::iovec> many_out_vec = pieces(many_out, std::vector<std::size_t>(1500, 4));
+    std::vector<std::byte> many_in(6'000);
+    std::vector<::iovec> many_in_vec = pieces(many_in, std::vector<std::size_t>(1500, 4));
+    std::vector<std::byte> past(100);
+    std::vector<::iovec> past_vec = pieces(past, {60, 40});
+    struct outcome {
+        std::error_code wrote, read, wrote_many, read_many, past_end, positioned;
+        std::uint64_t size = 0;
+        off_t position = 0;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto f = co_await coil::file::open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        REQUIRE(f);
+        o.wrote = (co_await f->writev_all_at(out_vec, 100)).error();
+        o.read = (co_await f->readv_exact_at(in_vec, 100)).error();
+        o.wrote_many = (co_await f->writev_all_at(many_out_vec, 20'000)).error();
+        o.read_many = (co_await f->readv_exact_at(many_in_vec, 20'000)).error();
+        o.size = (co_await f->size()).value();
+        // 100 bytes asked, 40 left before the end of the file.
+        o.past_end = (co_await f->readv_exact_at(past_vec, o.size - 40)).error();
+        // From the file position, which ends after the bytes moved.
+        REQUIRE(::lseek(f->native_handle(), 0, SEEK_SET) == 0);
+        std::vector<std::byte> head = coil_test::pattern(50, 3);
+        std::vector<::iovec> head_vec = pieces(head, {20, 30});
+        o.positioned = (co_await f->writev_all_at(head_vec, coil::current_position)).error();
+        o.position = ::lseek(f->native_handle(), 0, SEEK_CUR);
+        co_return o;
+    };
+    coil::executor ex(coil_test::executor_options());
+    const outcome o = ex.run(body());
+    CHECK_FALSE(o.wrote);
+    CHECK_FALSE(o.read);
+    CHECK(in == out);
+    CHECK_FALSE(o.wrote_many);
+    CHECK_FALSE(o.read_many);
+    CHECK(many_in == many_out);
+    CHECK(o.size == 26'000);
+    CHECK(o.past_end == coil::io::make_error_code(coil::io::errc::end_of_file));
+    CHECK(std::vector<std::byte>(past.begin(), past.begin() + 40) ==
+          std::vector<std::byte>(many_out.end() - 40, many_out.end()));
+    CHECK_FALSE(o.positioned);
+    CHECK(o.position == 50);
+    const std::string on_disk = contents_of(path);
+    CHECK(std::memcmp(on_disk.data(), coil_test::pattern(50, 3).data(), 50) == 0);
+    CHECK(std::memcmp(on_disk.data() + 100, out.data(), out.size()) == 0);
+}
+
+TEST_CASE("runtime: readv_exact_at on a pipe fills its entries across short reads",
+          "[runtime][file][vectored]")
+{
+    // The writer sends 7 bytes at a time and yields in between: every readv returns short,
+    // most of them ending inside an entry.
+    coil_test::pipe_fds pipe = coil_test::make_pipe();
+    const std::vector<std::byte> sent = coil_test::pattern(999, 11);
+    std::vector<std::byte> got(999);
+    std::vector<::iovec> got_vec = pieces(got, {10, 0, 500, 1, 488});
+    coil::file reader(pipe.read_end.release());
+    auto write_slowly = [&]() -> coil::task<void> {
+        for (std::size_t at = 0; at < sent.size(); at += 7) {
+            const std::size_t n = std::min<std::size_t>(7, sent.size() - at);
+            auto w = co_await coil::write(pipe.write_end.get(), std::span(sent).subspan(at, n));
+            REQUIRE(w);
+            REQUIRE(*w == n);
+            co_await coil::yield();
+        }
+    };
+    auto both = [&]() -> coil::task<std::error_code> {
+        auto [read, written] = co_await coil::when_all(
+            reader.readv_exact_at(got_vec, coil::current_position), write_slowly());
+        (void)written;
+        co_return read.error();
+    };
+    coil::executor ex(coil_test::executor_options());
+    CHECK_FALSE(ex.run(both()));
+    CHECK(got == sent);
 }

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -97,6 +98,21 @@ public:
         const target_fd t = target();
         return operation<ops::write>({t.fd, buffer, offset, t.flags});
     }
+    /// One scatter read at `offset` into `buffers` (in order); may return fewer bytes than
+    /// they hold. The iovec array and the buffers are borrowed until the op completes.
+    operation<ops::readv> readv_at(std::span<const ::iovec> buffers,
+                                   std::uint64_t offset) const noexcept
+    {
+        const target_fd t = target();
+        return operation<ops::readv>({t.fd, buffers, offset, t.flags});
+    }
+    /// One gather write at `offset` from `buffers` (in order); may write fewer bytes.
+    operation<ops::writev> writev_at(std::span<const ::iovec> buffers,
+                                     std::uint64_t offset) const noexcept
+    {
+        const target_fd t = target();
+        return operation<ops::writev>({t.fd, buffers, offset, t.flags});
+    }
     /// One read at `offset` into registered memory (`coil::read_fixed`; see
     /// `fixed_buffer_pool`), through the file's slot when it has one. With both, the kernel
     /// neither looks up the file nor maps the buffer: the cheapest read coil has.
@@ -126,6 +142,15 @@ public:
     /// `O_APPEND` file every write goes to the end, and with `current_position` the position
     /// ends at the end, as after `write(2)`.
     task<result<void>> write_all_at(std::span<const std::byte> buffer, std::uint64_t offset) const;
+    /// Fills every buffer of `buffers` in order from `offset` on, looping over short reads as
+    /// `read_exact_at` does (`end_of_file` if the file ends first, `current_position` the
+    /// same). The loop consumes `buffers` in place, moving the start of a partly filled entry
+    /// and dropping full ones, so the caller's iovecs are scratch until the task completes and
+    /// say nothing afterwards. At most `IOV_MAX` entries go into one op; no allocation.
+    task<result<void>> readv_exact_at(std::span<::iovec> buffers, std::uint64_t offset) const;
+    /// Writes every byte of `buffers` in order from `offset` on, looping over short writes as
+    /// `write_all_at` does; `buffers` is consumed in place, as for `readv_exact_at`.
+    task<result<void>> writev_all_at(std::span<::iovec> buffers, std::uint64_t offset) const;
 
     operation<ops::fsync> fsync() const noexcept { return coil::fsync(fd_); }
     operation<ops::fsync> fdatasync() const noexcept { return coil::fdatasync(fd_); }

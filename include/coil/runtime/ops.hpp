@@ -129,9 +129,10 @@ struct readv {
     int fd;
     std::span<const ::iovec> buffers;
     std::uint64_t offset;
+    io::sqe_flags sqe_flags = io::sqe_flags::none;
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_readv(fd, buffers, offset, ud);
+        return r.add_readv(fd, buffers, offset, ud, sqe_flags);
     }
     result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
 };
@@ -140,9 +141,10 @@ struct writev {
     int fd;
     std::span<const ::iovec> buffers;
     std::uint64_t offset;
+    io::sqe_flags sqe_flags = io::sqe_flags::none;
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_writev(fd, buffers, offset, ud);
+        return r.add_writev(fd, buffers, offset, ud, sqe_flags);
     }
     result<std::size_t> complete(const io::completion& c) const noexcept { return size_result(c.result); }
 };
