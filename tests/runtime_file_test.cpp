@@ -829,9 +829,11 @@ TEST_CASE("runtime: writev_all_at and readv_exact_at move every byte of every en
     std::vector<std::byte> past(100);
     std::vector<::iovec> past_vec = pieces(past, {60, 40});
     struct outcome {
-        std::error_code wrote, read, wrote_many, read_many, past_end, positioned;
+        std::error_code wrote, read, wrote_many, read_many, past_end, positioned, slot_wrote,
+            slot_read;
         std::uint64_t size = 0;
         off_t position = 0;
+        bool slot_intact = false;
     };
     auto body = [&]() -> coil::task<outcome> {
         outcome o;
@@ -850,10 +852,25 @@ TEST_CASE("runtime: writev_all_at and readv_exact_at move every byte of every en
         std::vector<::iovec> head_vec = pieces(head, {20, 30});
         o.positioned = (co_await f->writev_all_at(head_vec, coil::current_position)).error();
         o.position = ::lseek(f->native_handle(), 0, SEEK_CUR);
+        // Through the executor's registered file table (IOSQE_FIXED_FILE).
+        auto slot = f->register_slot();
+        REQUIRE(slot);
+        std::vector<std::byte> tail = coil_test::pattern(30, 9);
+        std::vector<::iovec> tail_vec = pieces(tail, {10, 20});
+        o.slot_wrote = (co_await f->writev_all_at(tail_vec, 26'000)).error();
+        std::vector<std::byte> tail_back(30);
+        std::vector<::iovec> tail_back_vec = pieces(tail_back, {29, 1});
+        o.slot_read = (co_await f->readv_exact_at(tail_back_vec, 26'000)).error();
+        o.slot_intact = tail_back == tail;
         co_return o;
     };
-    coil::executor ex(coil_test::executor_options());
+    coil::executor_options options;
+    options.file_slots = 2;
+    coil::executor ex(coil_test::executor_options(options));
     const outcome o = ex.run(body());
+    CHECK_FALSE(o.slot_wrote);
+    CHECK_FALSE(o.slot_read);
+    CHECK(o.slot_intact);
     CHECK_FALSE(o.wrote);
     CHECK_FALSE(o.read);
     CHECK(in == out);
