@@ -170,7 +170,7 @@ struct page_cache_counts {
 inline std::optional<page_cache_counts> page_cache_state(int fd, std::uint64_t offset,
                                                          std::uint64_t length)
 {
-    constexpr long cachestat_syscall = 451; // the same on every architecture since 5.x's table
+    constexpr long cachestat_syscall = 451; // x86-64 and the architectures of the common table
     struct {
         std::uint64_t offset;
         std::uint64_t length;
