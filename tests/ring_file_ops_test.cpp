@@ -258,6 +258,25 @@ TEST_CASE("ring: sync_file_range refuses a length the kernel cannot take, bad fl
           }) == -EBADF);
 }
 
+namespace {
+
+// Writes `data` at offset 0 and at `far` and waits until both ranges are on disk: clean pages,
+// all in the page cache, which fadvise(DONTNEED) can drop. False without cachestat(2) to see it.
+bool two_clean_ranges(int fd, const std::vector<std::byte>& data, std::uint64_t far)
+{
+    REQUIRE(::pwrite(fd, data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()));
+    REQUIRE(::pwrite(fd, data.data(), data.size(), static_cast<off_t>(far)) ==
+            static_cast<ssize_t>(data.size()));
+    REQUIRE(::fdatasync(fd) == 0);
+    if (!page_cache_state(fd, 0, data.size()))
+        return false;
+    REQUIRE(cached_pages(fd, 0, data.size()) == data.size() / 4096);
+    REQUIRE(cached_pages(fd, far, data.size()) == data.size() / 4096);
+    return true;
+}
+
+} // namespace
+
 TEST_CASE("ring: fadvise DONTNEED drops a range's clean pages from the page cache, and no others",
           "[ring][file]")
 {
@@ -268,19 +287,10 @@ TEST_CASE("ring: fadvise DONTNEED drops a range's clean pages from the page cach
     unique_fd fd = dir.create_file("data");
     const std::vector<std::byte> data = filled(64 * 1024, 0x6b);
     constexpr std::uint64_t far = 1 << 20;
-    REQUIRE(::pwrite(fd.get(), data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()));
-    REQUIRE(::pwrite(fd.get(), data.data(), data.size(), far) == static_cast<ssize_t>(data.size()));
-    REQUIRE(::fdatasync(fd.get()) == 0); // clean pages: DONTNEED drops only those
-    auto cached = [&](std::uint64_t offset) {
-        auto state = page_cache_state(fd.get(), offset, data.size());
-        REQUIRE(state);
-        return state->cached;
-    };
-    if (!page_cache_state(fd.get(), 0, data.size()))
+    if (!two_clean_ranges(fd.get(), data, far))
         SKIP("no cachestat(2) (Linux 6.5) to see which pages are cached");
     const std::uint64_t pages = data.size() / 4096;
-    REQUIRE(cached(0) == pages);
-    REQUIRE(cached(far) == pages);
+    auto cached = [&](std::uint64_t offset) { return cached_pages(fd.get(), offset, data.size()); };
 
     // The first range is dropped, the far one stays.
     CHECK(run_one(r, [&](ring& q) {
@@ -314,20 +324,10 @@ TEST_CASE("ring: fadvise takes a length above 32 bits whole (Linux 6.11) or refu
     unique_fd fd = dir.create_file("sparse");
     const std::vector<std::byte> data = filled(64 * 1024, 0x2e);
     const std::uint64_t far = std::uint64_t{5} << 30;
-    REQUIRE(::pwrite(fd.get(), data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()));
-    REQUIRE(::pwrite(fd.get(), data.data(), data.size(), static_cast<off_t>(far)) ==
-            static_cast<ssize_t>(data.size()));
-    REQUIRE(::fdatasync(fd.get()) == 0);
-    auto cached = [&](std::uint64_t offset) {
-        auto state = page_cache_state(fd.get(), offset, data.size());
-        REQUIRE(state);
-        return state->cached;
-    };
-    if (!page_cache_state(fd.get(), 0, data.size()))
+    if (!two_clean_ranges(fd.get(), data, far))
         SKIP("no cachestat(2) (Linux 6.5) to see which pages are cached");
     const std::uint64_t pages = data.size() / 4096;
-    REQUIRE(cached(0) == pages);
-    REQUIRE(cached(far) == pages);
+    auto cached = [&](std::uint64_t offset) { return cached_pages(fd.get(), offset, data.size()); };
 
     const int first = run_one(r, [&](ring& q) {
         return q.add_fadvise(fd.get(), 0, (std::uint64_t{4} << 30) + data.size(),

@@ -181,4 +181,13 @@ inline std::optional<page_cache_counts> page_cache_state(int fd, std::uint64_t o
     return counts;
 }
 
+/// Pages of `[offset, offset + length)` of `fd` in the page cache (cachestat(2) must exist).
+inline std::uint64_t cached_pages(int fd, std::uint64_t offset, std::uint64_t length)
+{
+    const std::optional<page_cache_counts> state = page_cache_state(fd, offset, length);
+    if (!state)
+        throw std::system_error(errno, std::generic_category(), "cachestat");
+    return state->cached;
+}
+
 } // namespace coil_test
