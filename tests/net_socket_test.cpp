@@ -778,6 +778,50 @@ TEST_CASE("net: listener::close() ends a pending accept or connections() stream 
     CHECK(ex.in_flight() == 0);
 }
 
+TEST_CASE("net: a connections() stream paused when its listener closes ends with invalid_argument "
+          "and never accepts on the descriptor number again",
+          "[net][accept][cancel]")
+{
+    const bool by_close = GENERATE(true, false);
+    CAPTURE(by_close);
+    auto bound = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(bound);
+    std::optional<net::listener> first(std::move(*bound));
+    const auto first_at = *first->local_address();
+    const int number = first->fd();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<void> {
+        // Bound 1: the stream pauses (cancels its accept) after each connection and re-arms
+        // at the next next().
+        auto connections = first->connections({.bound = 1});
+        auto client = co_await net::stream_socket::connect(first_at);
+        REQUIRE(client);
+        auto accepted = co_await connections.next();
+        REQUIRE((accepted && accepted->ok()));
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(5)); // the pause completes
+        if (by_close)
+            first->close();
+        else
+            first.reset();
+        // The next socket takes the lowest free number: the one the stream still holds.
+        auto second = net::listener::bind(net::address::loopback_v4(0));
+        REQUIRE(second);
+        REQUIRE(second->fd() == number);
+        auto other = co_await net::stream_socket::connect(*second->local_address());
+        REQUIRE(other);
+        auto after = co_await connections.next();
+        REQUIRE(after);
+        REQUIRE_FALSE(after->ok());
+        CHECK(after->error() == std::errc::invalid_argument);
+        CHECK_FALSE(co_await connections.next());
+        // The second listener's connection is still in its backlog, for its owner.
+        auto theirs = co_await second->accept().with_timeout(std::chrono::seconds(5));
+        CHECK(theirs);
+    };
+    ex.run(body());
+    CHECK(ex.in_flight() == 0);
+}
+
 TEST_CASE("net: listener::close() resets the connections still in its backlog", "[net][accept]")
 {
     auto server = net::listener::bind(net::address::loopback_v4(0));
@@ -1323,6 +1367,131 @@ TEST_CASE("net: a receive stream waiting for a buffer of a dry pool ends with op
         CHECK(chunks.ended());
         held.reset();
         CHECK(pool.lent() == 0);
+    };
+    ex.run(body());
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: closing a socket whose receive stream waits for a buffer ends the stream with "
+          "operation_canceled, and the stream never receives on the descriptor number again",
+          "[net][receive][buffer_pool][cancel]")
+{
+    // By close() or by destroying the socket; with the consumer waiting in next() (the stream
+    // parked in the pool's queue) or not yet asking (the stream re-arms at its next next()).
+    const bool by_close = GENERATE(true, false);
+    const bool consumer_waits = GENERATE(true, false);
+    CAPTURE(by_close, consumer_waits);
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<void> {
+        net::buffer_pool pool(ex, 1, 64); // one buffer: holding it leaves the pool dry
+        int pair[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+        const int number = pair[0];
+        coil_test::unique_fd peer(pair[1]);
+        std::optional<net::stream_socket> conn(std::in_place, pair[0]);
+        auto chunks = conn->receive(pool);
+        REQUIRE(::write(peer.get(), "first", 5) == 5);
+        auto first = co_await chunks.next();
+        REQUIRE((first && first->ok()));
+        std::optional<net::received_buffer> held(std::move(**first)); // the only buffer
+        REQUIRE(::write(peer.get(), "more", 4) == 4); // waits in the socket: no buffer
+        while (pool.exhaustions() == 0)               // the receive found the pool dry
+            (void)co_await coil::sleep_for(std::chrono::milliseconds(1));
+
+        std::optional<std::error_code> outcome; // set when the consumer's next() returns
+        auto consume = [&]() -> coil::task<void> {
+            auto n = co_await chunks.next();
+            if (!n)
+                outcome = std::make_error_code(std::errc::no_message); // ended without error
+            else if (!n->ok())
+                outcome = n->error();
+            else
+                outcome = std::error_code(); // bytes: from whichever socket it armed on
+        };
+        std::optional<coil::join_handle<void>> consumer;
+        if (consumer_waits) {
+            consumer.emplace(ex.spawn(consume()));
+            co_await coil::yield(); // in next(): parked in the pool's queue
+            REQUIRE_FALSE(outcome.has_value());
+        }
+        if (by_close) {
+            auto closed = co_await conn->close();
+            REQUIRE(closed.ok());
+        } else {
+            conn.reset();
+        }
+        // The next socket takes the lowest free number: the one the stream still holds.
+        int other[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, other) == 0);
+        coil_test::unique_fd other_a(other[0]);
+        coil_test::unique_fd other_b(other[1]);
+        const int reused = other[0] == number ? other[0] : other[1];
+        REQUIRE(reused == number);
+        const int reused_peer = reused == other[0] ? other[1] : other[0];
+        REQUIRE(::write(reused_peer, "theirs", 6) == 6);
+        if (consumer_waits) {
+            co_await coil::yield();
+            co_await coil::yield();
+            CHECK(outcome.has_value()); // ended at the close, not when a buffer comes back
+        }
+        held.reset(); // the buffer comes back: a parked stream would arm now
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(5));
+        if (consumer_waits)
+            co_await *consumer;
+        else
+            co_await consume();
+        REQUIRE(outcome.has_value());
+        CHECK(*outcome == std::errc::operation_canceled);
+        CHECK(chunks.ended());
+        // The new socket's bytes are still there for its owner.
+        char got[16];
+        CHECK(::recv(reused, got, sizeof got, MSG_DONTWAIT) == 6);
+        CHECK(pool.lent() == 0);
+    };
+    ex.run(body());
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: a receive stream learns of its socket's close through moves of both, and not "
+          "after release()",
+          "[net][receive][buffer_pool][cancel]")
+{
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<void> {
+        net::buffer_pool pool(ex, 4, 64);
+        {
+            int pair[2];
+            REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+            coil_test::unique_fd peer(pair[1]);
+            net::stream_socket a(pair[0]);
+            auto made = a.receive(pool);
+            net::stream_socket b(std::move(a)); // the socket moves (constructed)...
+            net::stream_socket c;
+            c = std::move(b);                   // ... and again (assigned)
+            auto chunks = std::move(made);      // the stream moves before it starts
+            auto closed = co_await c.close();
+            REQUIRE(closed.ok());
+            // Not armed on the closed descriptor (that would be bad_file_descriptor, or
+            // another file's bytes): it ends as a receive pending at the close would.
+            auto n = co_await chunks.next();
+            REQUIRE(n);
+            REQUIRE_FALSE(n->ok());
+            CHECK(n->error() == std::errc::operation_canceled);
+        }
+        {
+            // After release() the descriptor is the caller's: the stream goes on with it.
+            int pair[2];
+            REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+            coil_test::unique_fd peer(pair[1]);
+            std::optional<net::stream_socket> a(std::in_place, pair[0]);
+            auto chunks = a->receive(pool);
+            coil_test::unique_fd mine(a->release());
+            a.reset();
+            REQUIRE(::write(peer.get(), "abc", 3) == 3);
+            auto n = co_await chunks.next();
+            REQUIRE((n && n->ok()));
+            CHECK((*n)->bytes().size() == 3);
+        }
     };
     ex.run(body());
     CHECK(ex.in_flight() == 0);

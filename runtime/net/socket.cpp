@@ -155,7 +155,7 @@ task<result<void>> stream_socket::close()
 {
     if (!is_open())
         co_return result<void>();
-    co_return co_await cancel_then_close(fd_.release());
+    co_return co_await cancel_then_close(fd_.release_to_close());
 }
 
 result<void> stream_socket::set_no_delay(bool on) const noexcept
@@ -239,7 +239,7 @@ task<result<void>> datagram_socket::close()
 {
     if (!is_open())
         co_return result<void>();
-    co_return co_await cancel_then_close(fd_.release());
+    co_return co_await cancel_then_close(fd_.release_to_close());
 }
 
 result<address> datagram_socket::local_address() const { return name_of(fd_.get(), false); }

@@ -145,7 +145,9 @@ struct receive_from_provided : pool_receive_base {
         // A multishot receive puts a 16-byte header and the address room before the payload,
         // and the kernel ends it with EFAULT when a buffer has no room left for a payload:
         // refused here, on every kernel alike.
-        if (pool->incremental() || foreign(r) ||
+        if (auto error = unusable(r))
+            return error;
+        if (pool->incremental() ||
             pool->buffer_size() <= datagram_header_room + sender.capacity())
             return std::make_error_code(std::errc::invalid_argument);
         message = {};
@@ -280,7 +282,9 @@ public:
     datagram_stream receive_datagrams(buffer_pool& pool, stream_options options = {}) const
     {
         pool.check_used_here();
-        return datagram_stream(ops::receive_from_provided{{fd_.get(), &pool}}, options);
+        ops::receive_from_provided op{{fd_.get(), &pool}};
+        fd_.watch(op.watch);
+        return datagram_stream(std::move(op), options);
     }
     /// Sends one datagram to the connected peer.
     operation<ops::send> send(std::span<const std::byte> buffer) const noexcept

@@ -175,7 +175,10 @@ public:
     /// ops it found.
     operation<ops::cancel_fd> cancel() const noexcept { return net::cancel_fd(fd_.get()); }
     /// Cancels every op pending on the socket (closing alone would not: the kernel holds its
-    /// own reference), waits for that, then closes it.
+    /// own reference), waits for that, then closes it. A receive stream made from it that is
+    /// not in the kernel at that moment (waiting for a pool buffer, paused) ends with
+    /// `operation_canceled` instead of arming again on the old descriptor number; so does
+    /// one when the socket is destroyed.
     task<result<void>> close();
 
     /// TCP_NODELAY.
@@ -251,8 +254,13 @@ bool still_listening(int fd) noexcept;
 struct accept_multishot {
     int fd;
     bool multishot = true;
+    /// Linked to the listener the stream was made from (`listener::connections()`): once it
+    /// is closed, `fd` may name another file, and the stream arms no accept on it again.
+    detail::fd_watch watch{};
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
+        if (watch.closed()) // what an accept pending at the close got too
+            return std::make_error_code(std::errc::invalid_argument);
         return r.add_accept(fd, nullptr, nullptr, SOCK_CLOEXEC, ud,
                             multishot ? io::accept_mode::multishot : io::accept_mode::single);
     }
@@ -273,7 +281,7 @@ struct accept_multishot {
     /// stream.
     bool retry_after(const io::completion& c) noexcept
     {
-        if (c.result == -EINVAL && multishot && still_listening(fd)) {
+        if (c.result == -EINVAL && multishot && !watch.closed() && still_listening(fd)) {
             multishot = false;
             return true;
         }
@@ -295,6 +303,9 @@ struct pool_receive_base {
     buffer_pool* pool;
     bool multishot = true;
     buffer_pool::user user{pool}; // the pool checks, when destroyed, that no receive is left
+    /// Linked to the socket the stream was made from (`receive(pool)`, ...): once it is
+    /// closed, `fd` may name another file, and the stream arms no receive on it again.
+    detail::fd_watch watch{};
 
     /// Data without `more` (the kernel ended the multishot, or single-shot mode): go on. The
     /// end of the stream (0) and errors end it.
@@ -311,7 +322,26 @@ struct pool_receive_base {
         }
         return false;
     }
-    bool park(detail::rearm_waiter& waiter) noexcept { return pool->park(waiter); }
+    /// Waits in the pool's queue for a buffer; not once the socket is closed (the stream then
+    /// ends: `prepare` refuses).
+    bool park(detail::rearm_waiter& waiter) noexcept
+    {
+        if (watch.closed() || !pool->park(waiter))
+            return false;
+        watch.parked_at(waiter);
+        return true;
+    }
+    /// Why the receive cannot be armed on `r`, if it cannot: the socket was closed
+    /// (`operation_canceled`, as for a receive pending at the close), or the ring is not the
+    /// pool's (see `foreign`).
+    std::error_code unusable(const io::ring& r) const noexcept
+    {
+        if (watch.closed())
+            return std::make_error_code(std::errc::operation_canceled);
+        if (foreign(r))
+            return std::make_error_code(std::errc::invalid_argument);
+        return {};
+    }
     /// A receive started on a ring the pool is not registered with (a stream made on one
     /// executor and first awaited on another) ends with EINVAL instead of taking buffers
     /// from whatever that ring has under the same group id.
@@ -339,8 +369,8 @@ struct pool_receive_base {
 struct receive_provided : pool_receive_base {
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        if (foreign(r))
-            return std::make_error_code(std::errc::invalid_argument);
+        if (auto error = unusable(r))
+            return error;
         return r.add_recv_provided(fd, pool->group(), 0,
                                    multishot ? io::recv_mode::multishot : io::recv_mode::single,
                                    ud);
@@ -365,7 +395,9 @@ struct receive_provided : pool_receive_base {
 struct receive_bundles_provided : pool_receive_base {
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        if (pool->incremental() || foreign(r))
+        if (auto error = unusable(r))
+            return error;
+        if (pool->incremental())
             return std::make_error_code(std::errc::invalid_argument);
         io::recv_mode mode = multishot ? io::recv_mode::multishot : io::recv_mode::single;
         if (r.has_recv_bundles())
@@ -412,7 +444,9 @@ using receive_stream = stream<ops::receive_provided>;
 inline auto stream_socket::receive(buffer_pool& pool, stream_options options) const
 {
     pool.check_used_here();
-    return receive_stream(ops::receive_provided{{fd_.get(), &pool}}, options);
+    ops::receive_provided op{{fd_.get(), &pool}};
+    fd_.watch(op.watch);
+    return receive_stream(std::move(op), options);
 }
 
 /// The stream `stream_socket::receive_bundles(pool)` returns: `co_await s.next()` yields
@@ -422,7 +456,9 @@ using receive_bundle_stream = stream<ops::receive_bundles_provided>;
 inline auto stream_socket::receive_bundles(buffer_pool& pool, stream_options options) const
 {
     pool.check_used_here();
-    return receive_bundle_stream(ops::receive_bundles_provided{{fd_.get(), &pool}}, options);
+    ops::receive_bundles_provided op{{fd_.get(), &pool}};
+    fd_.watch(op.watch);
+    return receive_bundle_stream(std::move(op), options);
 }
 
 /// A listening stream socket. Owns its descriptor. Move-only.
@@ -445,6 +481,9 @@ public:
     ///
     /// The shutdown reaches every holder of the socket: a descriptor inherited by a forked
     /// process stops listening there too. Destroying a listener only closes its descriptor.
+    /// Either way a `connections()` stream that is not in the kernel (paused, or after a
+    /// transient error) ends with `invalid_argument` at its next `next()` instead of arming
+    /// an accept on the old descriptor number.
     void close() noexcept;
 
     /// Accepts one connection.
@@ -456,7 +495,9 @@ public:
     /// ENFILE, ECONNABORTED, ...) are delivered and the stream goes on.
     stream<ops::accept_multishot> connections(stream_options options = {}) const
     {
-        return stream<ops::accept_multishot>(ops::accept_multishot{fd_.get()}, options);
+        ops::accept_multishot op{fd_.get()};
+        fd_.watch(op.watch);
+        return stream<ops::accept_multishot>(std::move(op), options);
     }
 
 private:
