@@ -8,6 +8,7 @@
 #include <coil/coil.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 
 #include <sys/eventfd.h>
 
@@ -502,4 +503,55 @@ TEST_CASE("runtime: a stop request sends one cancel per single-shot op, even whe
     CHECK(ex.stats().cancels_submitted <= writes);
     CHECK(ex.stats().cancels_retried == 0);
     CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: cancel_fd cancels every op pending on the descriptor and yields how many "
+          "it found, 0 when none; the cancelled ops end with operation_canceled",
+          "[runtime][cancel]")
+{
+    const bool single_issuer = GENERATE(false, true); // DEFER_TASKRUN posts them later
+    CAPTURE(single_issuer);
+    coil::executor_options options;
+    options.ring.single_issuer = single_issuer;
+    coil::executor ex(coil_test::executor_options(options));
+    if (!ex.ring().supports(coil::io::opcode::async_cancel))
+        SKIP("no IORING_OP_ASYNC_CANCEL");
+    auto p = coil_test::make_pipe();
+    auto body = [&]() -> coil::task<std::vector<std::size_t>> {
+        std::vector<std::error_code> errors;
+        auto reader = [&]() -> coil::task<void> {
+            std::array<std::byte, 16> b;
+            // The deadline only keeps a failing test from hanging.
+            auto n = co_await coil::read(p.read_end.get(), b).with_timeout(10s);
+            errors.push_back(n ? std::error_code() : n.error());
+        };
+        auto r1 = ex.spawn(reader());
+        auto r2 = ex.spawn(reader());
+        auto r3 = ex.spawn(reader());
+        while (ex.in_flight() < 3) // the readers run and their reads reach the kernel
+            co_await coil::yield();
+        std::vector<std::size_t> found;
+        auto first = co_await coil::cancel_fd(p.read_end.get());
+        REQUIRE(first.ok());
+        found.push_back(*first);
+        // Their completions come on their own (on this kernel, after the cancel's).
+        co_await r1;
+        co_await r2;
+        co_await r3;
+        REQUIRE(errors.size() == 3);
+        for (const auto& e : errors)
+            CHECK(e == std::errc::operation_canceled);
+        auto second = co_await coil::cancel_fd(p.read_end.get());
+        REQUIRE(second.ok());
+        found.push_back(*second);
+        co_return found;
+    };
+    const auto found = ex.run(body());
+    CHECK(found == std::vector<std::size_t>{3, 0});
+    CHECK(ex.in_flight() == 0);
+    // The pipe is intact: a fresh read gets what is written now.
+    coil_test::write_fully(p.write_end.get(), bytes_of("after"));
+    coil::result<std::size_t> again = ex.run(read_pipe(p.read_end.get()));
+    REQUIRE(again.ok());
+    CHECK(*again == 5);
 }

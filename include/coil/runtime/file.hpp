@@ -55,9 +55,10 @@ public:
     /// Creates (or truncates) `path` for reading and writing.
     static task<result<file>> create(std::string path, unsigned mode = 0644);
 
-    /// Cancels the ops still pending on the descriptor and waits for them (a read waiting on
-    /// a pipe or eventfd ends with `operation_canceled`: closing alone would not end it, the
-    /// kernel holds its own reference), then closes it through the ring, emptying its
+    /// Cancels the ops still pending on the descriptor (a read waiting on a pipe or eventfd
+    /// ends with `operation_canceled`: closing alone would not end it, the kernel holds its own
+    /// reference; its awaiter may resume after `close()` returns), then closes it through the
+    /// ring, emptying its
     /// registered slot first if it has one. The file no longer owns the descriptor afterwards,
     /// even if close reports an error (as with `close(2)`, it is gone either way); a close a
     /// stop request or shutdown kept from the ring is made with `close(2)`, so none is leaked.

@@ -483,8 +483,11 @@ inline operation<ops::openat> openat(int dirfd, const char* path, int flags,
 /// `operation_canceled` / `timed_out` and leaves `fd` open: the caller still owns it.
 inline operation<ops::close> close(int fd) noexcept { return operation<ops::close>({fd}); }
 
-/// Cancels every op pending on `fd` and waits for their completions; yields how many there
-/// were (0 when none). Linux 5.19 (`invalid_argument` before).
+/// Cancels every op pending on `fd`; yields how many it found (0 when none). It does not wait
+/// for their completions: the kernel posts each cancelled op's completion on its own, often
+/// after this one, and each awaiter then resumes with `operation_canceled` (an op a kernel
+/// worker is already running may still end with its real result). Linux 5.19
+/// (`invalid_argument` before).
 inline operation<ops::cancel_fd> cancel_fd(int fd) noexcept
 {
     return operation<ops::cancel_fd>({fd});
