@@ -16,6 +16,7 @@
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -1264,6 +1265,66 @@ TEST_CASE("net: sending to a peer that is gone gives broken_pipe and never raise
     CHECK(WEXITSTATUS(status) == 0);
 }
 
+TEST_CASE("net: zero-copy sends and sends of receive bundles to a peer that is gone give an error "
+          "and never raise SIGPIPE either",
+          "[net][send]")
+{
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::signal(SIGPIPE, SIG_DFL);
+        coil::executor ex(coil_test::executor_options());
+        auto body = [&]() -> coil::task<int> {
+            auto server = net::listener::bind(net::address::loopback_v4(0));
+            if (!server)
+                co_return 10;
+            auto client = co_await net::stream_socket::connect(*server->local_address());
+            auto conn = co_await server->accept();
+            if (!client || !conn)
+                co_return 11;
+            net::buffer_pool pool(ex, 4, 64);
+            auto bundles = conn->receive_bundles(pool);
+            auto sent = co_await client->send_all(coil_test::bytes_of("abc"));
+            auto bundle = co_await bundles.next();
+            if (!sent || !bundle || !bundle->ok())
+                co_return 12;
+            (void)co_await client->close(); // the peer is gone: its RST answers the next send
+            // Each kind of send, until it fails with broken_pipe (the first send after the
+            // peer's close may still be taken).
+            const bool zero_copy = ex.ring().supports(coil::io::opcode::send_zc);
+            const std::string text = "into the void";
+            int kinds_failed = 0;
+            for (int kind = zero_copy ? 0 : 1; kind < 2; ++kind) {
+                for (int attempt = 0; attempt < 100; ++attempt) {
+                    coil::result<void> r;
+                    if (kind == 0) {
+                        auto n = co_await conn->send_zero_copy(std::as_bytes(std::span(text)));
+                        r = n ? coil::result<void>() : coil::result<void>(n.error());
+                    } else {
+                        r = co_await conn->send_all(**bundle);
+                    }
+                    // The peer's RST is reported once (connection_reset); every send after
+                    // it fails with EPIPE, which raises SIGPIPE unless MSG_NOSIGNAL is set.
+                    if (!r && r.error() == std::errc::broken_pipe) {
+                        ++kinds_failed;
+                        break;
+                    }
+                    if (!r && r.error() != std::errc::connection_reset)
+                        co_return 13;
+                    (void)co_await coil::sleep_for(std::chrono::milliseconds(1));
+                }
+            }
+            co_return kinds_failed == (zero_copy ? 2 : 1) ? 0 : 14;
+        };
+        ::_exit(ex.run(body()));
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK_FALSE(WIFSIGNALED(status)); // not killed by SIGPIPE
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
+
 TEST_CASE("net: a receive over another executor's buffer pool is refused, never fed from the "
           "wrong pool",
           "[net][pool][misuse]")
@@ -1625,5 +1686,157 @@ TEST_CASE("net: a burst of receives larger than the kernel's share of a pool rai
         co_return right;
     };
     CHECK(ex.run(body()) == connections);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: listeners set SO_REUSEADDR by default, so a restarted server rebinds a port whose "
+          "connections wait in TIME_WAIT; reuse_address = false does not",
+          "[net][socket]")
+{
+    coil::executor ex(coil_test::executor_options());
+    auto first = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(first);
+    const auto at = *first->local_address();
+    int reuse = 0;
+    ::socklen_t size = sizeof reuse;
+    REQUIRE(::getsockopt(first->fd(), SOL_SOCKET, SO_REUSEADDR, &reuse, &size) == 0);
+    CHECK(reuse != 0);
+    auto body = [&]() -> coil::task<void> {
+        auto client = co_await net::stream_socket::connect(at);
+        REQUIRE(client);
+        auto conn = co_await first->accept();
+        REQUIRE(conn);
+        // The server's side closes first: its end of the connection waits in TIME_WAIT.
+        auto closed = co_await conn->close();
+        REQUIRE(closed.ok());
+        std::array<std::byte, 8> b;
+        auto eof = co_await client->receive(b);
+        REQUIRE((eof && *eof == 0));
+        auto client_closed = co_await client->close();
+        REQUIRE(client_closed.ok());
+    };
+    ex.run(body());
+    first->close();
+    auto strict = net::listener::bind(at, {.reuse_address = false});
+    REQUIRE_FALSE(strict);
+    CHECK(strict.error() == std::errc::address_in_use);
+    auto restarted = net::listener::bind(at);
+    REQUIRE(restarted);
+    CHECK(restarted->local_address()->port() == at.port());
+}
+
+TEST_CASE("net: reuse_port lets several listeners share a port, and connections reach them; "
+          "without it the second bind fails",
+          "[net][socket]")
+{
+    auto first = net::listener::bind(net::address::loopback_v4(0), {.reuse_port = true});
+    REQUIRE(first);
+    const auto at = *first->local_address();
+    auto plain = net::listener::bind(at);
+    REQUIRE_FALSE(plain);
+    CHECK(plain.error() == std::errc::address_in_use);
+    auto second = net::listener::bind(at, {.reuse_port = true});
+    REQUIRE(second);
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::size_t> {
+        // The kernel spreads connections over the group by a hash of their addresses: with
+        // 64 of them, each listener gets some (all on one: odds of 2^-63).
+        std::vector<net::stream_socket> clients;
+        for (int i = 0; i < 64; ++i) {
+            auto c = co_await net::stream_socket::connect(at);
+            REQUIRE(c);
+            clients.push_back(std::move(*c));
+        }
+        std::size_t on_first = 0;
+        std::size_t on_second = 0;
+        auto drain = [](net::listener& l, std::size_t& count) {
+            const int flags = ::fcntl(l.fd(), F_GETFL);
+            ::fcntl(l.fd(), F_SETFL, flags | O_NONBLOCK);
+            for (int fd; (fd = ::accept4(l.fd(), nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) {
+                ::close(fd);
+                ++count;
+            }
+        };
+        drain(*first, on_first);
+        drain(*second, on_second);
+        CHECK(on_first > 0);
+        CHECK(on_second > 0);
+        co_return on_first + on_second;
+    };
+    CHECK(ex.run(body()) == 64);
+}
+
+TEST_CASE("net: an abstract Unix address (unix:@NAME) listens, connects and carries bytes, and "
+          "leaves no file behind",
+          "[net][socket][unix]")
+{
+    const std::string name = "unix:@coil-test-" + std::to_string(::getpid()) + "-abstract";
+    auto at = net::address::parse(name);
+    REQUIRE(at);
+    auto server = net::listener::bind(*at);
+    REQUIRE(server);
+    CHECK(server->local_address()->to_string() == name);
+    auto again = net::listener::bind(*at); // the name is taken while the listener lives
+    REQUIRE_FALSE(again);
+    CHECK(again.error() == std::errc::address_in_use);
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::string> {
+        auto client = co_await net::stream_socket::connect(*at);
+        REQUIRE(client);
+        auto conn = co_await server->accept();
+        REQUIRE(conn);
+        auto sent = co_await client->send_all(coil_test::bytes_of("over the abstract name"));
+        REQUIRE(sent.ok());
+        auto shut = co_await client->shutdown();
+        REQUIRE(shut.ok());
+        auto got = co_await read_until_eof(*conn);
+        REQUIRE(got);
+        co_return *got;
+    };
+    CHECK(ex.run(body()) == "over the abstract name");
+    server->close();
+    auto rebound = net::listener::bind(*at); // the name is free again: no file to remove
+    CHECK(rebound);
+}
+
+TEST_CASE("net: a received_buffer assigned over, or release()d, goes back to its pool",
+          "[net][receive][buffer_pool]")
+{
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<void> {
+        net::buffer_pool pool(ex, 2, 64);
+        int pair[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+        coil_test::unique_fd peer(pair[1]);
+        net::stream_socket conn(pair[0]);
+        auto chunks = conn.receive(pool);
+        REQUIRE(::write(peer.get(), "one", 3) == 3);
+        auto a = co_await chunks.next();
+        REQUIRE((a && a->ok()));
+        REQUIRE(::write(peer.get(), "two", 3) == 3);
+        auto b = co_await chunks.next();
+        REQUIRE((b && b->ok()));
+        net::received_buffer first = std::move(**a);
+        net::received_buffer second = std::move(**b);
+        CHECK(pool.lent() == 2);
+        CHECK(pool.available() == 0);
+        first = std::move(second); // the buffer "one" was in goes back
+        CHECK(pool.lent() == 1);
+        CHECK(pool.available() == 1);
+        CHECK(std::string(reinterpret_cast<const char*>(first.bytes().data()),
+                          first.bytes().size()) == "two");
+        first.release();
+        CHECK(first.bytes().empty());
+        CHECK(pool.lent() == 0);
+        CHECK(pool.available() == pool.count());
+        first.release(); // twice: nothing more to give back
+        CHECK(pool.available() == pool.count());
+        // Both buffers serve receives again.
+        REQUIRE(::write(peer.get(), "three", 5) == 5);
+        auto c = co_await chunks.next();
+        REQUIRE((c && c->ok()));
+        CHECK((*c)->bytes().size() == 5);
+    };
+    ex.run(body());
     CHECK(ex.in_flight() == 0);
 }

@@ -153,3 +153,36 @@ TEST_CASE("runtime: nursery::request_stop cancels the children's ops and with_nu
         CHECK(is_canceled(*e));
     }
 }
+
+TEST_CASE("runtime: a stop request on the token of the task awaiting with_nursery reaches the "
+          "body's operations and every child",
+          "[runtime][nursery][cancel]")
+{
+    std::vector<coil_test::pipe_fds> pipes;
+    for (int i = 0; i < 4; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    std::vector<std::optional<std::error_code>> ended(4);
+    std::stop_source source;
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<void> {
+        auto scoped = coil::with_stop_token(
+            source.get_token(), coil::with_nursery([&](coil::nursery& n) -> coil::task<void> {
+                for (std::size_t i = 1; i < 4; ++i)
+                    n.spawn(blocked_read(pipes[i].read_end.get(), ended[i]));
+                co_await blocked_read(pipes[0].read_end.get(), ended[0]); // the body's own
+            }));
+        auto stopper = [&]() -> coil::task<void> {
+            while (ex.in_flight() < 4) // the body's read and the children's are in the kernel
+                co_await coil::yield();
+            source.request_stop();
+        };
+        co_await coil::when_all(std::move(scoped), stopper());
+    };
+    ex.run(body());
+    for (std::size_t i = 0; i < 4; ++i) {
+        CAPTURE(i);
+        REQUIRE(ended[i].has_value());
+        CHECK(is_canceled(*ended[i]));
+    }
+    CHECK(ex.in_flight() == 0);
+}

@@ -317,3 +317,37 @@ TEST_CASE("runtime: an endless timer stream cancelled between two ticks still en
     // The race was really run: some cancel found the timer between two ticks.
     CHECK(retried > 0);
 }
+
+TEST_CASE("runtime: stream::stop delivers the completions already buffered, then "
+          "operation_canceled, then the end",
+          "[runtime][stream][cancel]")
+{
+    auto efd = make_eventfd();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::vector<std::string>> {
+        auto ready = coil::poll_multishot(efd.get(), POLLIN, {.bound = 8});
+        std::vector<std::string> seen;
+        add(efd.get(), 1); // the first event, taken: the stream is armed from here on
+        auto first = co_await ready.next();
+        REQUIRE((first && first->ok()));
+        (void)take(efd.get());
+        for (std::size_t i = 1; i <= 3; ++i) { // three more events, not taken
+            add(efd.get(), 1);
+            for (int turn = 0; turn < 1000 && ready.buffered() < i; ++turn)
+                (void)co_await coil::nop(); // loop turns until the event's completion is in
+            (void)take(efd.get());
+        }
+        REQUIRE(ready.buffered() == 3);
+        ready.stop();
+        while (auto e = co_await ready.next())
+            seen.push_back(e->ok() ? "event" : e->error() == std::errc::operation_canceled
+                                                  ? "canceled"
+                                                  : e->error().message());
+        seen.push_back("end");
+        CHECK(ready.ended());
+        co_return seen;
+    };
+    CHECK(ex.run(body()) ==
+          std::vector<std::string>{"event", "event", "event", "canceled", "end"});
+    CHECK(ex.in_flight() == 0);
+}

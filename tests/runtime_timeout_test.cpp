@@ -13,6 +13,7 @@
 #include <array>
 #include <chrono>
 #include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 using coil_test::bytes_of;
@@ -179,4 +180,43 @@ TEST_CASE("runtime: a sleep of nanoseconds::min() and a timeout of it end at onc
         co_return slept.ok() && !r && is_error(r.error(), std::errc::timed_out);
     };
     CHECK(ex.run(body()));
+}
+
+TEST_CASE("runtime: an op with a deadline kept in a variable runs anew at each await, its "
+          "deadline counted from that await",
+          "[runtime][timeout]")
+{
+    auto p = coil_test::make_pipe();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::vector<std::string>> {
+        std::array<std::byte, 16> buffer{};
+        auto read = coil::read(p.read_end.get(), buffer).with_timeout(100ms);
+        std::vector<std::string> seen;
+        auto describe = [&](const coil::result<std::size_t>& r) {
+            return r ? std::to_string(*r) + " bytes"
+                     : is_error(r.error(), std::errc::timed_out) ? "timed_out" : r.error().message();
+        };
+        auto first = co_await read; // nothing written: the deadline ends it
+        seen.push_back(describe(first));
+        coil_test::write_fully(p.write_end.get(), bytes_of("abc"));
+        auto second = co_await read; // data: it completes with it
+        seen.push_back(describe(second));
+        // Longer than the deadline passes before the third await: a deadline counted from the
+        // first await (or kept from it) would have expired already, and the third would end at
+        // once without waiting; it must wait its own 100 ms, and data written meanwhile ends it.
+        (void)co_await coil::sleep_for(150ms);
+        auto writer = [&]() -> coil::task<void> {
+            (void)co_await coil::sleep_for(2ms);
+            coil_test::write_fully(p.write_end.get(), bytes_of("defg"));
+        };
+        auto await_again = [](auto& op) -> coil::task<coil::result<std::size_t>> {
+            co_return co_await op;
+        };
+        auto [third, written] = co_await coil::when_all(await_again(read), writer());
+        (void)written;
+        seen.push_back(describe(third));
+        co_return seen;
+    };
+    CHECK(ex.run(body()) == std::vector<std::string>{"timed_out", "3 bytes", "4 bytes"});
+    CHECK(ex.in_flight() == 0);
 }

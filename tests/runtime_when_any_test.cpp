@@ -272,3 +272,45 @@ TEST_CASE("runtime: when_any loses no data: eventfd reads raced against short ti
     CHECK(sum == total);
     CHECK(final_timer_wins == 3);
 }
+
+TEST_CASE("runtime: the vector form of when_any hands back what losers returned after their "
+          "cancel, leaves empty the winner's slot and a loser that threw; no tasks is "
+          "invalid_argument",
+          "[runtime][when_any]")
+{
+    std::vector<coil_test::pipe_fds> pipes;
+    for (int i = 0; i < 4; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    // A loser that, cancelled, returns a value anyway (or throws, when `value` is negative).
+    auto stubborn = [](int fd, int value) -> coil::task<int> {
+        std::array<std::byte, 16> buffer{};
+        auto r = co_await coil::read(fd, buffer, coil::current_position);
+        if (r)
+            co_return 1000; // data: not in this test
+        if (value < 0)
+            throw std::runtime_error("loser gave up");
+        co_return value;
+    };
+    auto body = [&]() -> coil::task<coil::when_any_result<int>> {
+        std::vector<coil::task<int>> tasks;
+        tasks.push_back(stubborn(pipes[0].read_end.get(), 7));
+        tasks.push_back(nop_then(30));
+        tasks.push_back(stubborn(pipes[2].read_end.get(), -1));
+        tasks.push_back(stubborn(pipes[3].read_end.get(), 9));
+        co_return co_await coil::when_any(std::move(tasks));
+    };
+    coil::when_any_result<int> result = coil_test::run(body());
+    CHECK(result.index == 1);
+    CHECK(result.value == 30);
+    REQUIRE(result.losers.size() == 4);
+    CHECK(result.losers[0] == std::optional<int>(7));
+    CHECK_FALSE(result.losers[1].has_value()); // the winner
+    CHECK_FALSE(result.losers[2].has_value()); // threw
+    CHECK(result.losers[3] == std::optional<int>(9));
+
+    auto none = []() -> coil::task<int> {
+        auto r = co_await coil::when_any(std::vector<coil::task<int>>{});
+        co_return static_cast<int>(r.index);
+    };
+    CHECK_THROWS_AS(coil_test::run(none()), std::invalid_argument);
+}
