@@ -919,6 +919,54 @@ TEST_CASE("net: connections accepted for nobody are closed, and the peers see th
     CHECK(ex.run(body()) == 5);
 }
 
+TEST_CASE("net: connections a connections() stream holds or accepts when the executor stops are "
+          "closed: the peers see them end and no descriptor is left open",
+          "[net][accept][lifetime]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    // Plain blocking clients, queued in the listener's backlog before the executor starts.
+    std::vector<coil_test::unique_fd> clients;
+    for (int i = 0; i < 8; ++i) {
+        coil_test::unique_fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        REQUIRE(c.get() >= 0);
+        REQUIRE(::connect(c.get(), at.data(), at.size()) == 0);
+        const timeval five{5, 0}; // a regression fails the receive below instead of hanging
+        REQUIRE(::setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &five, sizeof five) == 0);
+        clients.push_back(std::move(c));
+    }
+    const std::size_t before = coil_test::open_descriptors();
+    std::uint64_t closed_by_runtime = 0;
+    {
+        coil::executor ex(coil_test::executor_options());
+        auto acceptor = [&]() -> coil::task<void> {
+            auto connections = server->connections();
+            auto first = co_await connections.next(); // one taken and kept here
+            REQUIRE((first && first->ok()));
+            net::stream_socket kept = std::move(**first);
+            (void)co_await coil::sleep_for(std::chrono::hours(1)); // the rest pile up
+        };
+        auto body = [&]() -> coil::task<void> {
+            auto handle = ex.spawn(acceptor());
+            (void)co_await coil::sleep_for(std::chrono::milliseconds(20));
+            ex.stop();
+            co_await handle;
+        };
+        CHECK_THROWS_AS(ex.run(body()), std::system_error);
+        closed_by_runtime = ex.stats().orphans_closed;
+    }
+    CHECK(coil_test::open_descriptors() == before);
+    int ended = 0;
+    for (auto& c : clients) {
+        char b[8];
+        const ::ssize_t n = ::recv(c.get(), b, sizeof b, 0);
+        ended += n == 0 || (n < 0 && errno == ECONNRESET) ? 1 : 0;
+    }
+    CHECK(ended == 8);
+    INFO("closed as orphans: " << closed_by_runtime);
+}
+
 TEST_CASE("net: accepting at the descriptor limit delivers EMFILE and the listener keeps serving",
           "[net][accept][limits]")
 {
