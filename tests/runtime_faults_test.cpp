@@ -487,6 +487,80 @@ TEST_CASE("runtime faults: with a shrunken SQ, a deadline that fires while the o
     CHECK(faults.counts().ebusy > 0);
 }
 
+TEST_CASE("runtime faults: ops waiting for SQ room are admitted in order, later ops queue "
+          "behind them, and one whose stop is requested leaves the queue without reaching the "
+          "kernel",
+          "[faults][runtime][admission]")
+{
+    const named_plan p{"sq_entries", {.seed = chosen_seed(), .sq_entries = 2}, sq_fill};
+    std::vector<coil_test::pipe_fds> pipes;
+    for (int i = 0; i < 3; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    scoped_faults faults(p.plan);
+    std::stop_source stop_readers;
+    std::optional<std::error_code> y_ended;
+    std::vector<int> order;
+    {
+        coil::executor ex(coil_test::executor_options(small_ring()));
+        auto reader = [&](int fd) -> coil::task<void> {
+            std::array<std::byte, 16> buffer{};
+            (void)co_await coil::read(fd, buffer, coil::current_position);
+        };
+        auto queued = [&]() -> coil::task<void> {
+            const coil::executor_stats before = ex.stats();
+            std::stop_source stop_y;
+            auto first = [&]() -> coil::task<void> {
+                // The readers' SQEs fill the 2-entry SQ, and the flush this nop needs is
+                // refused: it waits for room (the deadline, never reached, only sends it
+                // straight to the queue, where the refusal is met).
+                CHECK(ex.ring().unsubmitted() == 2);
+                faults.refuse_next_submission();
+                auto r = co_await coil::nop().with_timeout(std::chrono::seconds(10));
+                REQUIRE(r.ok());
+                order.push_back(0);
+            };
+            auto y = [&]() -> coil::task<void> {
+                std::array<std::byte, 16> buffer{};
+                auto r = co_await coil::read(pipes[2].read_end.get(), buffer,
+                                             coil::current_position);
+                y_ended = r ? std::error_code() : r.error();
+            };
+            auto numbered = [&](int i) -> coil::task<void> {
+                auto r = co_await coil::nop();
+                REQUIRE(r.ok());
+                order.push_back(i);
+            };
+            auto stopper = [&]() -> coil::task<void> {
+                // Everything started after the first queued op queued behind it, even once
+                // the kernel would take SQEs again: nothing overtook it.
+                CHECK(ex.stats().ops_deferred == before.ops_deferred + 4);
+                CHECK(ex.stats().ops_started == before.ops_started);
+                stop_y.request_stop();
+                co_return;
+            };
+            co_await coil::when_all(first(), coil::with_stop_token(stop_y.get_token(), y()),
+                                    numbered(1), numbered(2), stopper());
+            CHECK(ex.stats().ops_started == before.ops_started + 3); // y never reached the kernel
+            stop_readers.request_stop();
+        };
+        auto root = [&]() -> coil::task<void> {
+            auto a = ex.spawn(coil::with_stop_token(stop_readers.get_token(),
+                                                    reader(pipes[0].read_end.get())));
+            auto b = ex.spawn(coil::with_stop_token(stop_readers.get_token(),
+                                                    reader(pipes[1].read_end.get())));
+            auto c = ex.spawn(queued());
+            co_await c;
+            co_await a;
+            co_await b;
+        };
+        ex.run(root());
+        CHECK(ex.in_flight() == 0);
+    }
+    REQUIRE(y_ended.has_value());
+    CHECK(is_error(*y_ended, std::errc::operation_canceled));
+    CHECK(order == std::vector<int>{0, 1, 2});
+}
+
 TEST_CASE("runtime faults: a multishot poll stream sees every eventfd write, and a stopped "
           "stream ends with operation_canceled then nullopt",
           "[faults][runtime][stream]")

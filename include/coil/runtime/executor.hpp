@@ -175,7 +175,9 @@ public:
     bool start(detail::op_base& op, Prepare&& prepare)
     {
         detail::stop_scope* const scope = op.scope;
-        if (!shutting_down_ && (scope == nullptr || !scope->stop_requested())) [[likely]] {
+        // Not past ops already waiting for SQ room: they go first, in order.
+        if (!shutting_down_ && waiting_.empty() && (scope == nullptr || !scope->stop_requested()))
+            [[likely]] {
             const std::uint32_t index = free_head_;
             if (index < slots_.size()) [[likely]] {
                 slot& s = slots_[index];
