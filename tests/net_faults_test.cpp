@@ -223,3 +223,52 @@ TEST_CASE("net faults: datagrams go back and forth whole under each fault, and s
             CHECK(fired(p, faults.counts()) > 0);
     }
 }
+
+TEST_CASE("net faults: on a kernel whose io_uring has no socket op and no receive bundles, "
+          "connect falls back to socket(2) and receive_bundles yields one buffer per bundle, "
+          "every byte in order",
+          "[faults][net][fallback]")
+{
+    using coil::io::opcode;
+    using coil::io::testing::fault_plan;
+    using coil::io::testing::hidden;
+    scoped_faults faults(fault_plan{.hide_features = 1U << 14, // IORING_FEAT_RECVSEND_BUNDLE
+                                    .hide_opcodes = hidden(opcode::socket)});
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    coil::executor ex(coil_test::executor_options());
+    REQUIRE_FALSE(ex.ring().supports(opcode::socket));
+    REQUIRE_FALSE(ex.ring().has_recv_bundles());
+    const std::vector<std::byte> payload = coil_test::pattern(256 * 1024);
+    auto body = [&]() -> coil::task<std::size_t> {
+        net::buffer_pool pool(ex, 8, 4096);
+        auto client = co_await net::stream_socket::connect(at); // through socket(2)
+        REQUIRE(client);
+        auto conn = co_await server->accept();
+        REQUIRE(conn);
+        auto writer = [&]() -> coil::task<void> {
+            auto sent = co_await client->send_all(payload);
+            REQUIRE(sent.ok());
+            auto shut = co_await client->shutdown();
+            REQUIRE(shut.ok());
+        };
+        auto w = ex.spawn(writer());
+        std::vector<std::byte> got;
+        std::size_t most_buffers = 0;
+        auto bundles = conn->receive_bundles(pool);
+        while (auto b = co_await bundles.next()) {
+            REQUIRE(b->ok());
+            if ((*b)->size() == 0)
+                break; // the end
+            most_buffers = std::max<std::size_t>(most_buffers, (*b)->buffers());
+            for (auto part : **b)
+                got.insert(got.end(), part.begin(), part.end());
+        }
+        co_await w;
+        CHECK(got == payload);
+        co_return most_buffers;
+    };
+    CHECK(ex.run(body()) == 1);
+    CHECK(ex.in_flight() == 0);
+}
