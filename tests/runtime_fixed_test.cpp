@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <cstdio>
 #include <cstring>
 #include <stop_token>
@@ -493,4 +495,63 @@ TEST_CASE("runtime: a pool larger than RLIMIT_MEMLOCK, without CAP_IPC_LOCK, thr
     REQUIRE(::waitpid(child, &status, 0) == child);
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == child_ok);
+}
+
+TEST_CASE("runtime: a task waiting in acquire() when its executor stops leaves the pool's queue "
+          "with its frame; the lease it waited for then goes back to the pool",
+          "[runtime][fixed][lifetime]")
+{
+    coil::executor ex;
+    coil::fixed_buffer_pool pool(ex, 1, 512);
+    std::optional<coil::fixed_buffer> held;
+    bool resumed = false;
+    auto waiting = [&]() -> coil::task<void> {
+        auto lease = co_await pool.acquire();
+        resumed = true; // never: the executor stops first
+        (void)lease;
+    };
+    auto body = [&]() -> coil::task<void> {
+        held.emplace(pool.try_acquire());
+        REQUIRE(*held);
+        auto handle = ex.spawn(waiting());
+        co_await coil::yield();
+        co_await coil::yield(); // the waiter is queued in the pool
+        ex.stop();
+        (void)co_await coil::sleep_for(std::chrono::hours(1));
+    };
+    CHECK_THROWS_AS(ex.run(body()), std::system_error);
+    CHECK_FALSE(resumed);
+    held.reset(); // to the pool, not to the destroyed waiter (ASan would see that)
+    CHECK(pool.available() == 1);
+    auto again = [&]() -> coil::task<bool> {
+        auto lease = co_await pool.acquire();
+        co_return lease.ok() && static_cast<bool>(*lease);
+    };
+    CHECK(ex.run(again()));
+}
+
+TEST_CASE("runtime: file::release() empties the file's registered slot and hands over an open "
+          "descriptor",
+          "[runtime][fixed][file]")
+{
+    temp_dir dir;
+    dir.create_file("data", pattern(4096));
+    const std::string path = dir.file("data");
+    coil::executor ex;
+    auto body = [&]() -> coil::task<void> {
+        auto f = co_await coil::file::open(path);
+        REQUIRE(f);
+        auto registered = f->register_slot();
+        REQUIRE(registered.ok());
+        CHECK(ex.registered_files() == 1);
+        const int fd = f->release();
+        CHECK_FALSE(f->is_open());
+        CHECK(ex.registered_files() == 0);
+        REQUIRE(::fcntl(fd, F_GETFD) >= 0); // still open: the caller's now
+        std::array<std::byte, 16> buffer{};
+        auto n = co_await coil::read(fd, buffer, 0);
+        CHECK((n && *n == buffer.size()));
+        ::close(fd);
+    };
+    ex.run(body());
 }
