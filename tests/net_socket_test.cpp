@@ -1493,11 +1493,9 @@ TEST_CASE("net: closing a socket whose receive stream waits for a buffer ends th
     coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<void> {
         net::buffer_pool pool(ex, 1, 64); // one buffer: holding it leaves the pool dry
-        int pair[2];
-        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
-        const int number = pair[0];
-        coil_test::unique_fd peer(pair[1]);
-        std::optional<net::stream_socket> conn(std::in_place, pair[0]);
+        auto [socket, peer] = coil_test::connected_stream_pair();
+        const int number = socket.fd();
+        std::optional<net::stream_socket> conn(std::move(socket));
         auto chunks = conn->receive(pool);
         REQUIRE(::write(peer.get(), "first", 5) == 5);
         auto first = co_await chunks.next();
@@ -1569,10 +1567,7 @@ TEST_CASE("net: a receive stream learns of its socket's close through moves of b
     auto body = [&]() -> coil::task<void> {
         net::buffer_pool pool(ex, 4, 64);
         {
-            int pair[2];
-            REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
-            coil_test::unique_fd peer(pair[1]);
-            net::stream_socket a(pair[0]);
+            auto [a, peer] = coil_test::connected_stream_pair();
             auto made = a.receive(pool);
             net::stream_socket b(std::move(a)); // the socket moves (constructed)...
             net::stream_socket c;
@@ -1589,10 +1584,8 @@ TEST_CASE("net: a receive stream learns of its socket's close through moves of b
         }
         {
             // After release() the descriptor is the caller's: the stream goes on with it.
-            int pair[2];
-            REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
-            coil_test::unique_fd peer(pair[1]);
-            std::optional<net::stream_socket> a(std::in_place, pair[0]);
+            auto [socket, peer] = coil_test::connected_stream_pair();
+            std::optional<net::stream_socket> a(std::move(socket));
             auto chunks = a->receive(pool);
             coil_test::unique_fd mine(a->release());
             a.reset();
@@ -1853,10 +1846,7 @@ TEST_CASE("net: a received_buffer assigned over, or release()d, goes back to its
     coil::executor ex(coil_test::executor_options());
     auto body = [&]() -> coil::task<void> {
         net::buffer_pool pool(ex, 2, 64);
-        int pair[2];
-        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
-        coil_test::unique_fd peer(pair[1]);
-        net::stream_socket conn(pair[0]);
+        auto [conn, peer] = coil_test::connected_stream_pair();
         auto chunks = conn.receive(pool);
         REQUIRE(::write(peer.get(), "one", 3) == 3);
         auto a = co_await chunks.next();

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
 // The echo server the networking tests run in-process, built as examples/echo_server.cpp is:
-// multishot accept, one multishot receive per connection over a shared buffer pool; and a pair
-// of datagram sockets on loopback.
+// multishot accept, one multishot receive per connection over a shared buffer pool; a pair of
+// datagram sockets on loopback; a connected Unix stream pair.
 #pragma once
 
 #include <coil/coil.hpp>
 #include <coil/io/buffer_ring.hpp>
 #include <coil/io/ring.hpp>
 
+#include "test_support.hpp"
+
 #include <catch2/catch_test_macros.hpp>
+
+#include <sys/socket.h>
 
 #include <cstddef>
 #include <span>
@@ -32,6 +36,20 @@ struct loopback_pair {
     coil::net::datagram_socket client = bound_v4();
     coil::net::address server_at = *server.local_address();
 };
+
+/// A connected Unix stream socket pair (socketpair(2)): one end as a coil socket, the peer's
+/// as a plain descriptor the test writes to.
+struct stream_pair {
+    coil::net::stream_socket socket;
+    unique_fd peer;
+};
+
+inline stream_pair connected_stream_pair()
+{
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    return {coil::net::stream_socket(fds[0]), unique_fd(fds[1])};
+}
 
 /// Whether this kernel has receive bundles (Linux 6.10).
 inline bool recv_bundles_supported()

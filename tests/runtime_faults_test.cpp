@@ -77,6 +77,20 @@ void check_fired(const char* scenario, const named_plan& p, const fault_counts& 
 
 // A small ring with a small CQ: stalled reaps overflow it for real, and a shrunken SQ is far
 // below what the scenarios keep in flight.
+// Runs `first` and `second` (reads that fill a 2-entry SQ), then `body`, as tasks of their own
+// in that order within one batch, so that `body` finds the SQ full; waits for `body`, then for
+// the reads (which `body` ends).
+coil::task<void> behind_two_reads(coil::executor& ex, coil::task<void> first,
+                                  coil::task<void> second, coil::task<void> body)
+{
+    auto a = ex.spawn(std::move(first));
+    auto b = ex.spawn(std::move(second));
+    auto c = ex.spawn(std::move(body));
+    co_await c;
+    co_await a;
+    co_await b;
+}
+
 coil::executor_options small_ring()
 {
     coil::executor_options o;
@@ -466,17 +480,12 @@ TEST_CASE("runtime faults: with a shrunken SQ, a deadline that fires while the o
             deferred_timed_out = true;
             stop_readers.request_stop();
         };
-        auto root = [&]() -> coil::task<void> {
-            auto a = ex.spawn(coil::with_stop_token(stop_readers.get_token(),
-                                                    reader(pipes[0].read_end.get())));
-            auto b = ex.spawn(coil::with_stop_token(stop_readers.get_token(),
-                                                    reader(pipes[1].read_end.get())));
-            auto c = ex.spawn(deferred());
-            co_await c;
-            co_await a;
-            co_await b;
-        };
-        ex.run(root());
+        ex.run(behind_two_reads(ex,
+                                coil::with_stop_token(stop_readers.get_token(),
+                                                      reader(pipes[0].read_end.get())),
+                                coil::with_stop_token(stop_readers.get_token(),
+                                                      reader(pipes[1].read_end.get())),
+                                deferred()));
         CHECK(ex.in_flight() == 0);
         CHECK(ex.stats().ops_deferred > 0);
     }
@@ -543,17 +552,12 @@ TEST_CASE("runtime faults: ops waiting for SQ room are admitted in order, later 
             CHECK(ex.stats().ops_started == before.ops_started + 3); // y never reached the kernel
             stop_readers.request_stop();
         };
-        auto root = [&]() -> coil::task<void> {
-            auto a = ex.spawn(coil::with_stop_token(stop_readers.get_token(),
-                                                    reader(pipes[0].read_end.get())));
-            auto b = ex.spawn(coil::with_stop_token(stop_readers.get_token(),
-                                                    reader(pipes[1].read_end.get())));
-            auto c = ex.spawn(queued());
-            co_await c;
-            co_await a;
-            co_await b;
-        };
-        ex.run(root());
+        ex.run(behind_two_reads(ex,
+                                coil::with_stop_token(stop_readers.get_token(),
+                                                      reader(pipes[0].read_end.get())),
+                                coil::with_stop_token(stop_readers.get_token(),
+                                                      reader(pipes[1].read_end.get())),
+                                queued()));
         CHECK(ex.in_flight() == 0);
     }
     REQUIRE(y_ended.has_value());
