@@ -653,7 +653,11 @@ void executor::admit_waiting() noexcept
             op.detail::cancellable::unlink();
             if (op.armed())
                 timers_.disarm(op);
-            schedule(op.wake);
+            // An operation's awaiter is suspended on it; a stream's consumer may not be (a
+            // deadline on its next() resumed it meanwhile): the stream takes the error and
+            // says whether to resume it, as for a completion.
+            if (!op.multishot || op.on_completion(op, op.last))
+                schedule(op.wake);
         }
     }
 }

@@ -565,6 +565,75 @@ TEST_CASE("runtime faults: ops waiting for SQ room are admitted in order, later 
     CHECK(order == std::vector<int>{0, 1, 2});
 }
 
+namespace {
+
+// A multishot op the ring can never queue (as a receive over a pool the ring does not know is).
+struct unqueueable {
+    std::error_code prepare(coil::io::ring&, std::uint64_t) noexcept
+    {
+        return std::make_error_code(std::errc::invalid_argument);
+    }
+    coil::result<int> complete(const coil::io::completion& c) const noexcept
+    {
+        if (c.result < 0)
+            return coil::io::error_from_result(c.result);
+        return c.result;
+    }
+    bool rearm_after(const coil::io::completion&) const noexcept { return false; }
+};
+
+} // namespace
+
+TEST_CASE("runtime faults: a stream whose op waited for SQ room and then could not be set up "
+          "ends with the error, not as a clean end",
+          "[faults][runtime][admission][stream]")
+{
+    const named_plan p{"sq_entries", {.seed = chosen_seed(), .sq_entries = 2}, sq_fill};
+    std::vector<coil_test::pipe_fds> pipes;
+    for (int i = 0; i < 2; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    scoped_faults faults(p.plan);
+    std::stop_source stop_readers;
+    std::string outcome;
+    bool ended = false;
+    {
+        coil::executor ex(coil_test::executor_options(small_ring()));
+        auto reader = [&](int fd) -> coil::task<void> {
+            std::array<std::byte, 16> buffer{};
+            (void)co_await coil::read(fd, buffer, coil::current_position);
+        };
+        coil::stream<unqueueable> never(unqueueable{});
+        auto queued = [&]() -> coil::task<void> {
+            const coil::executor_stats before = ex.stats();
+            auto first = [&]() -> coil::task<void> {
+                // The readers fill the 2-entry SQ and this nop's flush is refused: it waits
+                // for room, and so does everything started after it.
+                CHECK(ex.ring().unsubmitted() == 2);
+                faults.refuse_next_submission();
+                auto r = co_await coil::nop().with_timeout(std::chrono::seconds(10));
+                REQUIRE(r.ok());
+            };
+            auto consume = [&]() -> coil::task<void> {
+                auto n = co_await never.next(); // its op queues behind the nop
+                outcome = !n ? "clean end" : n->ok() ? "a value" : n->error().message();
+                ended = never.ended() || !(co_await never.next()).has_value();
+            };
+            co_await coil::when_all(first(), consume());
+            CHECK(ex.stats().ops_deferred == before.ops_deferred + 2);
+            stop_readers.request_stop();
+        };
+        ex.run(behind_two_reads(ex,
+                                coil::with_stop_token(stop_readers.get_token(),
+                                                      reader(pipes[0].read_end.get())),
+                                coil::with_stop_token(stop_readers.get_token(),
+                                                      reader(pipes[1].read_end.get())),
+                                queued()));
+        CHECK(ex.in_flight() == 0);
+    }
+    CHECK(outcome == std::make_error_code(std::errc::invalid_argument).message());
+    CHECK(ended);
+}
+
 TEST_CASE("runtime faults: a multishot poll stream sees every eventfd write, and a stopped "
           "stream ends with operation_canceled then nullopt",
           "[faults][runtime][stream]")

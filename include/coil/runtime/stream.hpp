@@ -319,6 +319,12 @@ private:
     }
     bool on_completion_(const io::completion& kernel_completion) noexcept
     {
+        if (setup_error.failed()) {
+            // Not a completion: the op waited for SQ room and, when the executor queued it at
+            // last, could not be set up (executor::admit_waiting). It never reached the kernel.
+            end_with(setup_error.get());
+            return wake_consumer();
+        }
         io::completion c = kernel_completion;
         if constexpr (detail::has_arrived<Op>)
             op_.arrived(c);
