@@ -91,6 +91,19 @@ coil::task<void> behind_two_reads(coil::executor& ex, coil::task<void> first,
     co_await b;
 }
 
+// The same with two plain reads of `fd_a` and `fd_b` that `stop` ends.
+coil::task<void> behind_two_reads(coil::executor& ex, int fd_a, int fd_b, std::stop_token stop,
+                                  coil::task<void> body)
+{
+    auto read_until_stopped = [](int fd) -> coil::task<void> {
+        std::array<std::byte, 16> buffer{};
+        (void)co_await coil::read(fd, buffer, coil::current_position);
+    };
+    co_await behind_two_reads(ex, coil::with_stop_token(stop, read_until_stopped(fd_a)),
+                              coil::with_stop_token(stop, read_until_stopped(fd_b)),
+                              std::move(body));
+}
+
 coil::executor_options small_ring()
 {
     coil::executor_options o;
@@ -511,10 +524,6 @@ TEST_CASE("runtime faults: ops waiting for SQ room are admitted in order, later 
     std::vector<int> order;
     {
         coil::executor ex(coil_test::executor_options(small_ring()));
-        auto reader = [&](int fd) -> coil::task<void> {
-            std::array<std::byte, 16> buffer{};
-            (void)co_await coil::read(fd, buffer, coil::current_position);
-        };
         auto queued = [&]() -> coil::task<void> {
             const coil::executor_stats before = ex.stats();
             std::stop_source stop_y;
@@ -552,12 +561,8 @@ TEST_CASE("runtime faults: ops waiting for SQ room are admitted in order, later 
             CHECK(ex.stats().ops_started == before.ops_started + 3); // y never reached the kernel
             stop_readers.request_stop();
         };
-        ex.run(behind_two_reads(ex,
-                                coil::with_stop_token(stop_readers.get_token(),
-                                                      reader(pipes[0].read_end.get())),
-                                coil::with_stop_token(stop_readers.get_token(),
-                                                      reader(pipes[1].read_end.get())),
-                                queued()));
+        ex.run(behind_two_reads(ex, pipes[0].read_end.get(), pipes[1].read_end.get(),
+                                stop_readers.get_token(), queued()));
         CHECK(ex.in_flight() == 0);
     }
     REQUIRE(y_ended.has_value());
@@ -598,10 +603,6 @@ TEST_CASE("runtime faults: a stream whose op waited for SQ room and then could n
     bool ended = false;
     {
         coil::executor ex(coil_test::executor_options(small_ring()));
-        auto reader = [&](int fd) -> coil::task<void> {
-            std::array<std::byte, 16> buffer{};
-            (void)co_await coil::read(fd, buffer, coil::current_position);
-        };
         coil::stream<unqueueable> never(unqueueable{});
         auto queued = [&]() -> coil::task<void> {
             const coil::executor_stats before = ex.stats();
@@ -622,12 +623,8 @@ TEST_CASE("runtime faults: a stream whose op waited for SQ room and then could n
             CHECK(ex.stats().ops_deferred == before.ops_deferred + 2);
             stop_readers.request_stop();
         };
-        ex.run(behind_two_reads(ex,
-                                coil::with_stop_token(stop_readers.get_token(),
-                                                      reader(pipes[0].read_end.get())),
-                                coil::with_stop_token(stop_readers.get_token(),
-                                                      reader(pipes[1].read_end.get())),
-                                queued()));
+        ex.run(behind_two_reads(ex, pipes[0].read_end.get(), pipes[1].read_end.get(),
+                                stop_readers.get_token(), queued()));
         CHECK(ex.in_flight() == 0);
     }
     CHECK(outcome == std::make_error_code(std::errc::invalid_argument).message());
