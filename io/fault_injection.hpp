@@ -47,6 +47,11 @@ struct fault_plan {
     /// (`hidden(opcode::x)`): `supports()` says no and their `add_*` calls refuse with
     /// `unsupported_operation`. Not a probability.
     std::uint64_t hide_opcodes = 0;
+    /// Multishot accepts (Linux 5.19), receives (6.0) and timeouts (6.4) meet a kernel older
+    /// than them: the ring sets a flag bit the kernel does not know on each such SQE, so the
+    /// kernel itself refuses it with -EINVAL, as those kernels refuse the multishot flag. Not a
+    /// probability.
+    bool refuse_multishot = false;
 };
 
 /// How often each fault fired, summed over every ring of a scope.
@@ -59,6 +64,7 @@ struct fault_counts {
     std::uint64_t stalls = 0;
     std::uint64_t shortened = 0;
     std::uint64_t reordered = 0;
+    std::uint64_t multishot_refused = 0; ///< multishot SQEs marked for the kernel to refuse
 };
 
 /// The `fault_plan::hide_opcodes` bit of `op`.

@@ -1450,6 +1450,27 @@ bool may_cut(const io_uring_sqe& e) noexcept
     return type == SOCK_STREAM;
 }
 
+// Marks a multishot accept, receive or timeout SQE with a flag bit no kernel knows, so that
+// the kernel refuses it with -EINVAL at preparation, as kernels before each multishot flag do
+// (they refuse the flag itself). Whether it marked one.
+bool refuse_multishot(io_uring_sqe& e) noexcept
+{
+    constexpr std::uint16_t unknown_ioprio_bit = 1U << 15;
+    constexpr std::uint32_t unknown_timeout_bit = 1U << 31;
+    const bool accept = e.opcode == IORING_OP_ACCEPT && (e.ioprio & accept_multishot) != 0;
+    const bool receive = (e.opcode == IORING_OP_RECV || e.opcode == IORING_OP_RECVMSG) &&
+                         (e.ioprio & recv_multishot) != 0;
+    if (accept || receive) {
+        e.ioprio |= unknown_ioprio_bit;
+        return true;
+    }
+    if (e.opcode == IORING_OP_TIMEOUT && (e.timeout_flags & timeout_multishot) != 0) {
+        e.timeout_flags |= unknown_timeout_bit;
+        return true;
+    }
+    return false;
+}
+
 } // namespace
 #endif
 
@@ -1462,10 +1483,12 @@ unsigned ring::flush_() noexcept
         if (state_->faults) {
             // Cut reads, writes, sends, receives and splices the kernel has not seen yet: a
             // genuinely short transfer. (A receive into a provided buffer has length 0: left
-            // alone.)
+            // alone.) Have the kernel refuse multishot flags, as an older one does.
             testing::detail::fault_state& f = *state_->faults;
             for (unsigned i = sq.sqe_head; i != sq_tail_; ++i) {
                 io_uring_sqe& e = sq.sqes[i & sq.ring_mask];
+                if (f.plan.refuse_multishot && refuse_multishot(e))
+                    ++f.counts.multishot_refused;
                 if (f.plan.short_rw == 0 || !may_cut(e))
                     continue;
                 const bool rw = e.opcode == IORING_OP_READ || e.opcode == IORING_OP_WRITE ||

@@ -28,16 +28,6 @@ using coil::io::testing::scoped_faults;
 
 namespace {
 
-// Every fault the plan injects, summed: the echo meets all of them.
-std::uint64_t fired(const coil_test::named_plan& p, const coil_test::fault_counts& c)
-{
-    std::uint64_t n = 0;
-    for (unsigned bit = 1; bit < coil_test::every_fault; bit <<= 1)
-        if (p.injects & bit)
-            n += coil_test::counter_of(c, static_cast<coil_test::fault_bit>(bit));
-    return n;
-}
-
 coil::task<bool> talk(net::address at, std::size_t id)
 {
     auto c = co_await net::stream_socket::connect(at);
@@ -104,7 +94,7 @@ TEST_CASE("net faults: an echo server and 30 clients exchange every byte under e
                              << ", partial " << c.partial_submits << ", sq fills " << c.sq_fills
                              << ", stalls " << c.stalls << ", shortened " << c.shortened
                              << ", reordered " << c.reordered);
-        CHECK(fired(p, c) > 0);
+        CHECK(coil_test::fired(p, c) > 0);
     }
 }
 
@@ -220,7 +210,7 @@ TEST_CASE("net faults: datagrams go back and forth whole under each fault, and s
         // A cut datagram would have failed its client: a short send or a truncated receive.
         // (short_rw may still cut the executor's own eventfd read, which it re-arms.)
         if (p.injects != coil_test::shorten)
-            CHECK(fired(p, faults.counts()) > 0);
+            CHECK(coil_test::fired(p, faults.counts()) > 0);
     }
 }
 
@@ -271,4 +261,68 @@ TEST_CASE("net faults: on a kernel whose io_uring has no socket op and no receiv
     };
     CHECK(ex.run(body()) == 1);
     CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net faults: on a kernel without multishot accept, receive and timeouts, servers fall "
+          "back to single-shot ops and lose nothing, and a ticks stream ends with "
+          "invalid_argument",
+          "[faults][net][fallback]")
+{
+    const bool bundles = GENERATE(false, true);
+    CAPTURE(bundles);
+    scoped_faults faults(coil_test::before_multishot_plan().plan);
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    auto datagrams = net::datagram_socket::bind(net::address::loopback_v4(0));
+    REQUIRE(datagrams);
+    const auto at = *server->local_address();
+    const auto datagrams_at = *datagrams->local_address();
+    constexpr std::size_t clients = 20;
+    constexpr int rounds = 10;
+    std::size_t accepted = 0;
+    std::size_t good = 0;
+    std::size_t echoed = 0;
+    std::size_t datagrams_good = 0;
+    std::error_code ticks_error;
+    {
+        coil::executor ex(coil_test::executor_options());
+        auto body = [&]() -> coil::task<void> {
+            net::buffer_pool pool(ex, 8, 2048);
+            std::stop_source stop;
+            auto stream_server = ex.spawn(
+                coil_test::serve_echo(*server, pool, stop.get_token(), {}, bundles));
+            auto datagram_server = ex.spawn(coil::with_stop_token(
+                stop.get_token(), datagram_echo_pool(*datagrams, pool)));
+            std::vector<coil::task<bool>> talking;
+            for (std::size_t i = 0; i < clients; ++i)
+                talking.push_back(talk(at, i));
+            std::vector<coil::task<bool>> datagram_talking;
+            for (std::size_t i = 0; i < clients / 2; ++i)
+                datagram_talking.push_back(datagram_talk(datagrams_at, i, rounds));
+            auto results = co_await coil::when_all(std::move(talking));
+            auto datagram_results = co_await coil::when_all(std::move(datagram_talking));
+            good = static_cast<std::size_t>(std::count(results.begin(), results.end(), true));
+            datagrams_good = static_cast<std::size_t>(
+                std::count(datagram_results.begin(), datagram_results.end(), true));
+            stop.request_stop();
+            accepted = co_await stream_server;
+            echoed = co_await datagram_server;
+            // No single-shot form of a repeating timer: the stream says why it cannot run.
+            auto tick = coil::ticks(std::chrono::milliseconds(1), 3);
+            auto first = co_await tick.next();
+            REQUIRE(first.has_value());
+            REQUIRE_FALSE(first->ok());
+            ticks_error = first->error();
+            CHECK_FALSE((co_await tick.next()).has_value());
+        };
+        ex.run(body());
+        CHECK(ex.in_flight() == 0);
+    }
+    CHECK(good == clients);
+    CHECK(accepted == clients);
+    CHECK(datagrams_good == clients / 2);
+    CHECK(echoed == clients / 2 * rounds);
+    CHECK(ticks_error == std::errc::invalid_argument);
+    // The accept, every connection's receive, the datagram receive and the timer.
+    CHECK(faults.counts().multishot_refused >= clients + 3);
 }

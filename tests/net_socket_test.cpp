@@ -1878,3 +1878,108 @@ TEST_CASE("net: a received_buffer assigned over, or release()d, goes back to its
     ex.run(body());
     CHECK(ex.in_flight() == 0);
 }
+
+namespace {
+
+// An executor whose CQ holds 8 completions: one arming of a multishot op that finds much
+// waiting posts more than that at once.
+coil::executor_options eight_entry_cq()
+{
+    coil::executor_options small;
+    small.entries = 4;
+    small.ring.cq_entries = 8;
+    return small;
+}
+
+} // namespace
+
+TEST_CASE("net: a multishot receive the kernel ends because the CQ overflowed is armed again, "
+          "and every byte arrives in order",
+          "[net][receive][buffer_pool][overflow]")
+{
+    // 8 KiB wait in the socket before the receive is armed, for 16-byte buffers: the kernel
+    // posts a completion per buffer while it issues the receive, the ninth finds the CQ full,
+    // and the kernel ends the multishot with that chunk (its completion, without `more`, kept
+    // in the overflow list). The stream must take that chunk and arm again, many times over.
+    const bool deferred = GENERATE(true, false);
+    CAPTURE(deferred);
+    coil::executor_options options = eight_entry_cq();
+    options.ring.single_issuer = deferred;
+    coil::executor ex(coil_test::executor_options(options));
+    REQUIRE(ex.ring().cq_entries() <= 16);
+    const std::vector<std::byte> payload = coil_test::pattern(8 * 1024);
+    std::size_t arms = 0;
+    auto body = [&]() -> coil::task<std::vector<std::byte>> {
+        net::buffer_pool pool(ex, 64, 16);
+        auto [socket, peer] = coil_test::connected_stream_pair();
+        coil_test::write_fully(peer.get(), payload);
+        REQUIRE(::shutdown(peer.get(), SHUT_WR) == 0);
+        std::vector<std::byte> got;
+        auto chunks = socket.receive(pool);
+        while (auto chunk = co_await chunks.next()) {
+            REQUIRE(chunk->ok());
+            if ((*chunk)->empty())
+                break; // the peer's shutdown, after every byte
+            got.insert(got.end(), (*chunk)->bytes().begin(), (*chunk)->bytes().end());
+        }
+        arms = chunks.arms();
+        CHECK(pool.lent() == 0);
+        co_return got;
+    };
+    const auto got = ex.run(body());
+    CHECK(got.size() == payload.size());
+    CHECK(got == payload);
+    CHECK(ex.ring().stats().cq_overflows > 0); // the CQ did overflow
+    CHECK(arms > 1);                            // and the kernel's ends were armed again
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: a multishot accept the kernel ends because the CQ overflowed is armed again, "
+          "and every waiting connection is accepted once",
+          "[net][accept][overflow]")
+{
+    // 40 connections wait in the backlog before the accept is armed: the kernel accepts them
+    // all in one issue, a completion each, and ends the multishot at the one the CQ cannot
+    // hold (that connection's descriptor travels in the overflowed final completion).
+    const bool deferred = GENERATE(true, false);
+    CAPTURE(deferred);
+    constexpr int clients = 40;
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    std::vector<coil_test::unique_fd> dialed;
+    for (int i = 0; i < clients; ++i) {
+        coil_test::unique_fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        REQUIRE(c.get() >= 0);
+        REQUIRE(::connect(c.get(), at.data(), at.size()) == 0); // completes into the backlog
+        const auto id = static_cast<unsigned char>(i);
+        REQUIRE(::write(c.get(), &id, 1) == 1);
+        dialed.push_back(std::move(c));
+    }
+    coil::executor_options options = eight_entry_cq();
+    options.ring.single_issuer = deferred;
+    coil::executor ex(coil_test::executor_options(options));
+    std::size_t arms = 0;
+    auto body = [&]() -> coil::task<std::vector<int>> {
+        std::vector<int> seen(clients, 0);
+        auto connections = server->connections();
+        for (int accepted = 0; accepted < clients; ++accepted) {
+            auto conn = co_await connections.next();
+            REQUIRE(conn.has_value());
+            REQUIRE(conn->ok());
+            unsigned char id = 0;
+            auto n = co_await (*conn)->receive(std::as_writable_bytes(std::span(&id, 1)));
+            REQUIRE(n.ok());
+            REQUIRE(*n == 1);
+            REQUIRE(id < clients);
+            ++seen[id];
+        }
+        arms = connections.arms();
+        co_return seen;
+    };
+    const auto seen = ex.run(body());
+    CHECK(seen == std::vector<int>(clients, 1));
+    CHECK(ex.ring().stats().cq_overflows > 0);
+    CHECK(arms > 1);
+    CHECK(ex.in_flight() == 0);
+}

@@ -2,8 +2,8 @@
 // Linked into the fault-injected builds of the example servers (echo_server_faulty,
 // http_server_faulty; examples/meson.build) and nowhere else: before main() runs it installs
 // the fault plan that COIL_FAULT_PLAN names (one of tests/fault_plans.hpp: ebusy, eagain,
-// eintr, partial_submit, sq_entries, stall_reap, short_rw, reorder, all; seed from
-// COIL_FAULT_SEED) on the main thread, so the server's own ring obeys it. The server's source
+// eintr, partial_submit, sq_entries, stall_reap, short_rw, reorder, all, before_multishot;
+// seed from COIL_FAULT_SEED) on the main thread, so the server's own ring obeys it. The server's source
 // is unchanged. At exit it prints how often each fault fired and, with
 // COIL_FAULT_REQUIRE_FIRED=1, turns a clean exit into exit status 3 if the plan's faults never
 // fired (the run would have proved nothing about them).
@@ -24,7 +24,9 @@ public:
         const char* name = std::getenv("COIL_FAULT_PLAN");
         if (name == nullptr || *name == '\0')
             return; // no plan: the server runs as built without the seam
-        for (const auto& p : coil_test::all_plans()) {
+        auto plans = coil_test::all_plans();
+        plans.push_back(coil_test::before_multishot_plan());
+        for (const auto& p : plans) {
             if (std::strcmp(p.name, name) == 0) {
                 plan_.emplace(p);
                 // Never destroyed: ~scoped_faults restores the thread's current plan, a
@@ -47,10 +49,7 @@ public:
         const coil::io::testing::fault_counts c = scope_->counts();
         std::fprintf(stderr, "fault_hook: plan %s fired: %s\n", plan_->name,
                      coil_test::describe(c).c_str());
-        std::uint64_t fired = 0;
-        for (unsigned bit = 1; bit < coil_test::every_fault; bit <<= 1)
-            if (plan_->injects & bit)
-                fired += coil_test::counter_of(c, static_cast<coil_test::fault_bit>(bit));
+        const std::uint64_t fired = coil_test::fired(*plan_, c);
         const char* require = std::getenv("COIL_FAULT_REQUIRE_FIRED");
         if (fired == 0 && require != nullptr && std::strcmp(require, "1") == 0) {
             std::fprintf(stderr, "fault_hook: the plan's faults never fired\n");
