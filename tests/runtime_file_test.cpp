@@ -8,13 +8,16 @@
 #include <coil/coil.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -336,6 +339,51 @@ TEST_CASE("runtime: file::stat, allocate and punch_hole change what the kernel r
         CHECK(closed.ok());
     };
     coil_test::run(body());
+}
+
+TEST_CASE("runtime: file::zero_range zeroes its range and keeps the rest and the size; on tmpfs "
+          "it answers operation_not_supported and changes nothing",
+          "[runtime][file][fallocate]")
+{
+    const bool on_tmpfs_path = GENERATE(false, true); // the temp directory, or /dev/shm
+    CAPTURE(on_tmpfs_path);
+    coil_test::temp_dir dir;
+    const std::string where = on_tmpfs_path ? "/dev/shm" : dir.path();
+    struct ::statfs fs{};
+    REQUIRE(::statfs(where.c_str(), &fs) == 0);
+    const bool tmpfs = fs.f_type == TMPFS_MAGIC;
+    if (on_tmpfs_path && !tmpfs)
+        SKIP("/dev/shm is not a tmpfs here");
+    const std::string path = where + "/coil-zero-range-" + std::to_string(::getpid());
+    std::vector<std::byte> data = coil_test::pattern(4096);
+    for (std::byte& b : data)
+        b |= std::byte{1}; // no zero bytes: zeros can only come from zero_range
+
+    auto body = [&]() -> coil::task<std::error_code> {
+        auto created = co_await coil::file::create(path, 0600);
+        REQUIRE(created.ok());
+        REQUIRE(::unlink(path.c_str()) == 0); // the open file is all the test needs
+        REQUIRE((co_await created->write_all_at(data, 0)).ok());
+        coil::result<void> zeroed = co_await created->zero_range(100, 200);
+        std::vector<std::byte> back(data.size() + 1);
+        auto n = co_await created->read_at(back, 0);
+        REQUIRE(n.ok());
+        CHECK(*n == data.size()); // the size stays
+        back.resize(data.size());
+        std::vector<std::byte> expected = data;
+        if (zeroed.ok())
+            std::fill(expected.begin() + 100, expected.begin() + 300, std::byte{0});
+        CHECK(back == expected);
+        co_return zeroed.ok() ? std::error_code() : zeroed.error();
+    };
+    const std::error_code e = coil_test::run(body());
+    if (tmpfs) {
+        CHECK(is_error(e, std::errc::operation_not_supported));
+    } else {
+        if (is_error(e, std::errc::operation_not_supported))
+            SKIP("the temp directory's file system has no FALLOC_FL_ZERO_RANGE");
+        CHECK_FALSE(e);
+    }
 }
 
 TEST_CASE("runtime: a file closes its descriptor when destroyed without close", "[runtime][file]")
