@@ -29,6 +29,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <stop_token>
 #include <string>
@@ -1982,4 +1983,64 @@ TEST_CASE("net: a multishot accept the kernel ends because the CQ overflowed is 
     CHECK(ex.ring().stats().cq_overflows > 0);
     CHECK(arms > 1);
     CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: listener::close() stops a descriptor a forked process inherited from listening; "
+          "destroying the listener leaves the child's copy listening",
+          "[net][listener][fork]")
+{
+    const bool by_close = GENERATE(true, false);
+    CAPTURE(by_close);
+    auto bound = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(bound);
+    std::optional<net::listener> server(std::move(*bound));
+    const auto at = *server->local_address();
+    const int inherited = server->fd();
+    auto go = coil_test::make_pipe();
+    auto report = coil_test::make_pipe();
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // Holds its copy of the descriptor; after the parent acted, says whether it still
+        // listens and, if so, accepts the parent's connection.
+        char c = 0;
+        if (::read(go.read_end.get(), &c, 1) != 1)
+            ::_exit(2);
+        const char listening = net::ops::still_listening(inherited) ? 'L' : 'N';
+        if (::write(report.write_end.get(), &listening, 1) != 1)
+            ::_exit(3);
+        if (listening == 'L') {
+            const int conn = ::accept4(inherited, nullptr, nullptr, SOCK_CLOEXEC);
+            const char accepted = conn >= 0 ? 'A' : 'F';
+            if (::write(report.write_end.get(), &accepted, 1) != 1)
+                ::_exit(4);
+        }
+        ::_exit(0);
+    }
+    if (by_close)
+        server->close();
+    else
+        server.reset();
+    REQUIRE(::write(go.write_end.get(), "g", 1) == 1);
+    char listening = 0;
+    REQUIRE(::read(report.read_end.get(), &listening, 1) == 1);
+    coil_test::unique_fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(client.get() >= 0);
+    const int connected = ::connect(client.get(), at.data(), at.size());
+    const int connect_errno = errno;
+    if (by_close) {
+        CHECK(listening == 'N');
+        CHECK(connected == -1);
+        CHECK(connect_errno == ECONNREFUSED);
+    } else {
+        CHECK(listening == 'L');
+        CHECK(connected == 0);
+        char accepted = 0;
+        REQUIRE(::read(report.read_end.get(), &accepted, 1) == 1);
+        CHECK(accepted == 'A'); // the child's copy took the connection
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
 }
