@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -2043,4 +2044,70 @@ TEST_CASE("net: listener::close() stops a descriptor a forked process inherited 
     REQUIRE(::waitpid(child, &status, 0) == child);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("net: the sendmsg and recvmsg awaitables pass a descriptor (SCM_RIGHTS) with "
+          "gathered bytes over a Unix socket",
+          "[net][sendmsg][recvmsg]")
+{
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    coil_test::unique_fd sender(pair[0]);
+    coil_test::unique_fd receiver(pair[1]);
+    auto pipe = coil_test::make_pipe();
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<int> {
+        // Two pieces gathered into one message, with the pipe's write end attached.
+        std::string first = "hello, ";
+        std::string second = "descriptor";
+        std::array<::iovec, 2> out{{{first.data(), first.size()}, {second.data(), second.size()}}};
+        alignas(::cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control_out{};
+        ::msghdr sent{};
+        sent.msg_iov = out.data();
+        sent.msg_iovlen = out.size();
+        sent.msg_control = control_out.data();
+        sent.msg_controllen = control_out.size();
+        ::cmsghdr* c = CMSG_FIRSTHDR(&sent);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        const int passed = pipe.write_end.get();
+        std::memcpy(CMSG_DATA(c), &passed, sizeof passed);
+        auto s = co_await net::sendmsg(sender.get(), &sent);
+        REQUIRE(s.ok());
+        CHECK(*s == first.size() + second.size());
+
+        // Scattered into two buffers of other sizes.
+        std::array<char, 4> head{};
+        std::array<char, 32> tail{};
+        std::array<::iovec, 2> in{{{head.data(), head.size()}, {tail.data(), tail.size()}}};
+        alignas(::cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control_in{};
+        ::msghdr received{};
+        received.msg_iov = in.data();
+        received.msg_iovlen = in.size();
+        received.msg_control = control_in.data();
+        received.msg_controllen = control_in.size();
+        auto r = co_await net::recvmsg(receiver.get(), &received, MSG_CMSG_CLOEXEC);
+        REQUIRE(r.ok());
+        REQUIRE(*r == first.size() + second.size());
+        CHECK(std::string(head.data(), head.size()) + std::string(tail.data(), *r - head.size()) ==
+              first + second);
+        CHECK((received.msg_flags & MSG_CTRUNC) == 0);
+        ::cmsghdr* got = CMSG_FIRSTHDR(&received);
+        REQUIRE(got != nullptr);
+        REQUIRE(got->cmsg_level == SOL_SOCKET);
+        REQUIRE(got->cmsg_type == SCM_RIGHTS);
+        int fd = -1;
+        std::memcpy(&fd, CMSG_DATA(got), sizeof fd);
+        co_return fd;
+    };
+    coil_test::unique_fd copy(ex.run(body()));
+    REQUIRE(copy.get() >= 0);
+    CHECK(copy.get() != pipe.write_end.get()); // a new descriptor for the same pipe
+    CHECK((::fcntl(copy.get(), F_GETFD) & FD_CLOEXEC) != 0);
+    pipe.write_end.reset();
+    REQUIRE(::write(copy.get(), "via", 3) == 3);
+    copy.reset();
+    CHECK(coil_test::read_to_end(pipe.read_end.get()) == "via");
+    CHECK(ex.in_flight() == 0);
 }
