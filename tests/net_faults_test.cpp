@@ -208,8 +208,11 @@ TEST_CASE("net faults: datagrams go back and forth whole under each fault, and s
         CHECK(good == clients);
         CHECK(echoed == clients * rounds);
         // A cut datagram would have failed its client: a short send or a truncated receive.
-        // (short_rw may still cut the executor's own eventfd read, which it re-arms.)
-        if (p.injects != coil_test::shorten)
+        // (short_rw may still cut the executor's own eventfd read, which it re-arms.) EINTR
+        // comes only to a wait with nothing to submit, and almost every wait of this lockstep
+        // exchange carries the SQE its last completion led to: under most seeds it never
+        // fires here (the stream echo above meets it).
+        if (p.injects != coil_test::shorten && p.injects != coil_test::eintr)
             CHECK(coil_test::fired(p, faults.counts()) > 0);
     }
 }
