@@ -9,6 +9,7 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -262,4 +263,42 @@ TEST_CASE("ring: unregistering buffers and files while a fixed read waits leaves
     // The tables are gone for new ops.
     REQUIRE_FALSE(r.add_read_fixed(p.read_end.get(), memory.buffer(0), current_position, 0, 2));
     CHECK(run_one(r) == -EFAULT);
+}
+
+TEST_CASE("ring: registering refuses a closed descriptor (EBADF), an oversize or too many "
+          "buffers (EINVAL), an entry over 1 GiB and memory that is not mapped (EFAULT), and "
+          "leaves no table",
+          "[ring][fixed][errors]")
+{
+    temp_dir dir;
+    ring r(4);
+    registered_memory memory(1);
+
+    const std::array<int, 2> closed = {dir.create_file("open").release(),
+                                       dir.create_file("gone").release()};
+    ::close(closed[1]);
+    CHECK(r.register_files(closed) == std::errc::bad_file_descriptor);
+    CHECK(r.registered_file_count() == 0);
+    ::close(closed[0]);
+
+    // More than 1 GiB in one entry: refused (as bad memory) before any page is pinned.
+    const std::array<::iovec, 1> huge = {::iovec{memory.base, (std::size_t{1} << 30) + block}};
+    CHECK(r.register_buffers(huge) == std::errc::bad_address);
+    // More than 16,384 entries.
+    const std::vector<::iovec> many(16385, memory.iovecs[0]);
+    CHECK(r.register_buffers(many) == std::errc::invalid_argument);
+    // A page nothing is mapped at.
+    void* hole = ::mmap(nullptr, block, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(hole != MAP_FAILED);
+    REQUIRE(::munmap(hole, block) == 0);
+    const std::array<::iovec, 1> unmapped = {::iovec{hole, block}};
+    CHECK(r.register_buffers(unmapped) == std::errc::bad_address);
+    CHECK(r.registered_buffer_count() == 0);
+
+    // None of it left a table behind: good tables register afterwards.
+    CHECK_FALSE(r.register_buffers(memory.iovecs));
+    CHECK(r.registered_buffer_count() == 1);
+    const std::array<int, 1> none = {-1};
+    CHECK_FALSE(r.register_files(none));
+    CHECK(r.registered_file_count() == 1);
 }

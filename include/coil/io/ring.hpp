@@ -698,9 +698,9 @@ public:
     // `io_uring_register` system call, made on the thread that uses the ring (with
     // `single_issuer` the kernel refuses any other with `EEXIST`). Errors are the kernel's
     // errno values (`std::generic_category()`): `EBUSY` a table is already registered, `ENXIO`
-    // none is, `EINVAL` a bad size or entry, `EFAULT` bad memory, `ENOMEM` the locked-memory
-    // limit, `EBADF` a descriptor that is not open, and `errc::unsupported_operation` a kernel
-    // that has no such registration.
+    // none is, `EINVAL` a bad size or entry, `EFAULT` bad memory (or a buffer over 1 GiB),
+    // `ENOMEM` the locked-memory limit, `EBADF` a descriptor that is not open, and
+    // `errc::unsupported_operation` a kernel that has no such registration.
     //
     // Lifetimes (docs/lifetimes.md): an op queued with a buffer index or a fixed-file slot
     // holds its own reference to the buffer or file as the kernel resolves it, so updating or
@@ -710,8 +710,8 @@ public:
     // until the op's completion is reaped.
 
     /// Registers `buffers` as the ring's buffer table: entry `i` is buffer index `i` for
-    /// `add_read_fixed` / `add_write_fixed`. At most 16384 entries of at most 1 GiB each; a
-    /// null entry of length 0 leaves that index empty.
+    /// `add_read_fixed` / `add_write_fixed`. At most 16384 entries (`EINVAL` past that) of at
+    /// most 1 GiB each (`EFAULT` past that); a null entry of length 0 leaves that index empty.
     std::error_code register_buffers(std::span<const ::iovec> buffers) noexcept;
     /// Registers a table of `count` empty buffer entries, to be filled by `update_buffers`
     /// (`IORING_RSRC_REGISTER_SPARSE`, Linux 5.19; on 5.13..5.18 the same table is registered
