@@ -369,3 +369,52 @@ TEST_CASE("runtime: event::set() off its executor's thread throws logic_error wi
     CHECK_THAT(ex.run(body()),
                Catch::Matchers::ContainsSubstring("event::set() called off the thread"));
 }
+
+TEST_CASE("runtime: an event nobody waits on moves to the executor of its next waiter: set() "
+          "works on that thread and throws on the one it left",
+          "[runtime][event]")
+{
+    std::optional<coil::event> ev;
+    // Waited on (and set) on this thread's executor: the event is this thread's.
+    auto wait_here = [&]() -> coil::task<bool> {
+        auto s = coil::executor::current()->spawn(set_after(*ev, 1ms));
+        auto woke = co_await ev->wait();
+        co_await s;
+        co_return woke.ok();
+    };
+    coil::executor here(coil_test::executor_options());
+    auto make_and_wait = [&]() -> coil::task<bool> {
+        ev.emplace();
+        co_return co_await wait_here();
+    };
+    CHECK(here.run(make_and_wait()));
+    ev->reset();
+
+    // Another thread's executor waits with nobody else waiting: the event moves there, and a
+    // task of that executor sets it.
+    bool woke_there = false;
+    std::string set_on_old_thread;
+    std::thread([&] {
+        coil::executor there(coil_test::executor_options());
+        auto body = [&]() -> coil::task<void> {
+            auto s = coil::executor::current()->spawn(set_after(*ev, 1ms));
+            woke_there = (co_await ev->wait()).ok();
+            co_await s;
+        };
+        there.run(body());
+    }).join();
+    CHECK(woke_there);
+    CHECK(ev->is_set());
+    ev->reset();
+    // Now this thread is the wrong one.
+    try {
+        ev->set();
+    } catch (const std::logic_error& e) {
+        set_on_old_thread = e.what();
+    }
+    CHECK_THAT(set_on_old_thread,
+               Catch::Matchers::ContainsSubstring("event::set() called off the thread"));
+    CHECK_FALSE(ev->is_set());
+    // And a wait here takes it back.
+    CHECK(here.run(wait_here()));
+}

@@ -3,8 +3,8 @@
 // http_server_faulty; examples/meson.build) and nowhere else: before main() runs it installs
 // the fault plan that COIL_FAULT_PLAN names (one of tests/fault_plans.hpp: ebusy, eagain,
 // eintr, partial_submit, sq_entries, stall_reap, short_rw, reorder, all, before_multishot;
-// seed from COIL_FAULT_SEED) on the main thread, so the server's own ring obeys it. The server's source
-// is unchanged. At exit it prints how often each fault fired and, with
+// seed from COIL_FAULT_SEED) on the main thread, so the server's own ring obeys it. The
+// server's source is unchanged. At exit it prints how often each fault fired and, with
 // COIL_FAULT_REQUIRE_FIRED=1, turns a clean exit into exit status 3 if the plan's faults never
 // fired (the run would have proved nothing about them).
 
