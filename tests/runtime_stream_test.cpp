@@ -20,6 +20,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -233,6 +234,68 @@ TEST_CASE("runtime: a repeating timer stream delivers exactly its count of ticks
     CHECK(ticks == 20);
     if (slow)
         CHECK(pauses > 0);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: a counted timer stream whose tick found the CQ full (the kernel ends the "
+          "timer then) is armed again for the rest, and delivers exactly its count",
+          "[runtime][stream][timer][overflow]")
+{
+    // An 8-entry CQ. While the thread is away from the ring, 16 pending reads complete and
+    // then a tick is due: the reads' completions fill the CQ (the rest go to the overflow
+    // list), and the tick's finds no room, so the kernel ends the multishot timer with that
+    // tick (-ETIME without `more`) though ticks remain.
+    const bool deferred = GENERATE(true, false);
+    CAPTURE(deferred);
+    coil::executor_options options;
+    options.entries = 4;
+    options.ring.cq_entries = 8;
+    options.ring.single_issuer = deferred;
+    coil::executor ex(coil_test::executor_options(options));
+    constexpr int count = 5;
+    constexpr std::size_t readers = 16;
+    std::vector<coil_test::unique_fd> counters;
+    for (std::size_t i = 0; i < readers; ++i)
+        counters.push_back(make_eventfd());
+    std::size_t arms = 0;
+    auto read_one = [](int fd) -> coil::task<bool> {
+        std::uint64_t v = 0;
+        auto r = co_await coil::read(fd, std::as_writable_bytes(std::span(&v, 1)));
+        co_return r.ok() && v == 1;
+    };
+    auto body = [&]() -> coil::task<int> {
+        auto ticks = coil::ticks(2ms, count);
+        auto first = co_await ticks.next();
+        REQUIRE(first.has_value());
+        if (!first->ok() && first->error() == std::errc::invalid_argument)
+            co_return -1; // no multishot timeouts in this kernel
+        REQUIRE(first->ok());
+        std::vector<coil::join_handle<bool>> reads;
+        for (auto& c : counters)
+            reads.push_back(ex.spawn(read_one(c.get())));
+        while (ex.in_flight() < readers + 1) // the reads and the timer
+            co_await coil::yield();
+        for (auto& c : counters)
+            add(c.get(), 1);
+        std::this_thread::sleep_for(10ms); // the thread is away: the next tick comes due
+        int n = 1;
+        while (auto tick = co_await ticks.next()) {
+            REQUIRE(tick->ok());
+            ++n;
+        }
+        arms = ticks.arms();
+        for (auto& r : reads) {
+            const bool read = co_await r;
+            CHECK(read);
+        }
+        co_return n;
+    };
+    const int ticks = ex.run(body());
+    if (ticks == -1)
+        SKIP("this kernel has no IORING_TIMEOUT_MULTISHOT (Linux 6.4)");
+    CHECK(ticks == count);
+    CHECK(ex.ring().stats().cq_overflows > 0);
+    CHECK(arms > 1); // the kernel's early end was armed again
     CHECK(ex.in_flight() == 0);
 }
 

@@ -445,23 +445,27 @@ struct poll_multishot {
 struct ticks {
     io::timespec64 interval;
     unsigned count;     ///< 0: endless
-    unsigned taken = 0; ///< ticks delivered so far (a re-armed timer fires only the rest)
+    unsigned fired = 0; ///< ticks the kernel posted so far (a re-armed timer fires only the rest)
     std::error_code prepare(io::ring& r, std::uint64_t ud) noexcept
     {
-        return r.add_multishot_timeout(&interval, count == 0 ? 0 : count - taken, ud);
+        return r.add_multishot_timeout(&interval, count == 0 ? 0 : count - fired, ud);
     }
-    result<void> complete(const io::completion& c) noexcept
+    void arrived(const io::completion& c) noexcept
+    {
+        if (c.result == -ETIME)
+            ++fired;
+    }
+    result<void> complete(const io::completion& c) const noexcept
     {
         if (c.result != -ETIME)
             return io::error_from_result(c.result < 0 ? c.result : -EINVAL);
-        ++taken;
         return {};
     }
-    /// A counted timer's final tick is its last; an endless one ended by the kernel is armed
-    /// again.
+    /// The kernel ends the timer with its last tick, or earlier with a tick that found the CQ
+    /// full: armed again while ticks remain (always, for an endless one).
     bool rearm_after(const io::completion& c) const noexcept
     {
-        return count == 0 && c.result == -ETIME;
+        return c.result == -ETIME && (count == 0 || fired < count);
     }
 };
 
