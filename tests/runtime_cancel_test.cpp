@@ -555,3 +555,95 @@ TEST_CASE("runtime: cancel_fd cancels every op pending on the descriptor and yie
     REQUIRE(again.ok());
     CHECK(*again == 5);
 }
+
+TEST_CASE("runtime: a splice or tee blocked in a kernel worker on an empty pipe ends with "
+          "timed_out at its deadline, operation_canceled at a stop request and as a when_any "
+          "loser, interrupted when cancelled by its output descriptor; the pipes stay usable",
+          "[runtime][cancel][splice]")
+{
+    // The kernel runs splice and tee in a worker thread, which the cancel interrupts with a
+    // signal: the op completes with the kernel's internal ERESTARTSYS (-512), not -ECANCELED
+    // (it yielded "Unknown error 512" before the runtime mapped it).
+    const bool tee = GENERATE(false, true);
+    CAPTURE(tee);
+    auto in = coil_test::make_pipe();
+    auto out = coil_test::make_pipe();
+    coil::executor ex(coil_test::executor_options());
+    // One splice or tee of up to 4 KiB from `in` to `out`, with a deadline when one is given.
+    auto moving = [&](std::chrono::milliseconds deadline =
+                          {}) -> coil::task<coil::result<std::size_t>> {
+        if (tee) {
+            auto op = coil::tee(in.read_end.get(), out.write_end.get(), 4096);
+            if (deadline.count() > 0)
+                co_return co_await std::move(op).with_timeout(deadline);
+            co_return co_await op;
+        }
+        auto op = coil::splice(in.read_end.get(), coil::current_position, out.write_end.get(),
+                               coil::current_position, 4096);
+        if (deadline.count() > 0)
+            co_return co_await std::move(op).with_timeout(deadline);
+        co_return co_await op;
+    };
+    struct outcomes {
+        std::error_code deadline, stop, loser, by_descriptor;
+        std::size_t after = 0;
+    };
+    auto body = [&]() -> coil::task<outcomes> {
+        outcomes o;
+        auto timed = co_await moving(10ms);
+        o.deadline = timed.ok() ? std::error_code() : timed.error();
+
+        std::stop_source stop;
+        auto stopped = ex.spawn(coil::with_stop_token(stop.get_token(), moving()));
+        (void)co_await coil::sleep_for(10ms); // in the worker, blocked
+        stop.request_stop();
+        auto s = co_await stopped;
+        o.stop = s.ok() ? std::error_code() : s.error();
+
+        auto sleeping = []() -> coil::task<void> { (void)co_await coil::sleep_for(10ms); };
+        auto race = co_await coil::when_any(moving(), sleeping());
+        REQUIRE(race.index() == 1);
+        const auto& lost = std::get<0>(race.losers);
+        REQUIRE(lost.has_value());
+        o.loser = lost->ok() ? std::error_code() : lost->error();
+
+        // Cancelled by its output descriptor (what file::close() and stream_socket::close()
+        // do): the kernel ends it, and no stop or deadline of its own says why.
+        auto pending = ex.spawn(moving(std::chrono::milliseconds(60'000)));
+        (void)co_await coil::sleep_for(10ms);
+        auto found = co_await coil::cancel_fd(out.write_end.get());
+        REQUIRE(found.ok());
+        auto cancelled = co_await pending;
+        o.by_descriptor = cancelled.ok() ? std::error_code() : cancelled.error();
+
+        // Nothing was lost from either pipe: bytes written now move through.
+        coil_test::write_fully(in.write_end.get(), bytes_of("after"));
+        auto moved = co_await moving();
+        REQUIRE(moved.ok());
+        o.after = *moved;
+        co_return o;
+    };
+    const outcomes o = ex.run(body());
+    CHECK(o.deadline == std::errc::timed_out);
+    CHECK(o.stop == std::errc::operation_canceled);
+    CHECK(o.loser == std::errc::operation_canceled);
+    CHECK(o.by_descriptor == std::errc::interrupted); // not the kernel's -512
+    CHECK(o.after == 5);
+    char got[8] = {};
+    CHECK(::read(out.read_end.get(), got, sizeof got) == 5);
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("io: error_from_result names the kernel's internal restart codes EINTR",
+          "[runtime][cancel][errors]")
+{
+    for (int code = 512; code <= 516; ++code) {
+        CAPTURE(code);
+        CHECK(coil::io::interrupted_result(-code));
+        CHECK(coil::io::error_from_result(-code) == std::errc::interrupted);
+    }
+    CHECK(coil::io::interrupted_result(-EINTR));
+    CHECK_FALSE(coil::io::interrupted_result(-ECANCELED));
+    CHECK_FALSE(coil::io::interrupted_result(-517));
+    CHECK(coil::io::error_from_result(-ECANCELED) == std::errc::operation_canceled);
+}

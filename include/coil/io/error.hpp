@@ -32,12 +32,24 @@ inline std::error_code make_error_code(errc e) noexcept
     return {static_cast<int>(e), error_category()};
 }
 
+/// Whether `res` says a signal interrupted the op: `-EINTR`, or one of the kernel's internal
+/// restart codes (`ERESTARTSYS` 512 .. `ERESTART_RESTARTBLOCK` 516) that never reach a system
+/// call's caller but that io_uring lets through for some ops a kernel worker ran (a splice or
+/// tee blocked on a pipe, then cancelled: the cancel signals the worker).
+constexpr bool interrupted_result(std::int32_t res) noexcept
+{
+    return res == -EINTR || (res <= -512 && res >= -516);
+}
+
 /// Turns a completion result into an error code: `res < 0` is `-errno` and gives that errno
-/// in `std::generic_category()`; `res >= 0` gives an empty (success) error code.
+/// in `std::generic_category()` (the kernel's internal restart codes give `EINTR`, see
+/// `interrupted_result`); `res >= 0` gives an empty (success) error code.
 inline std::error_code error_from_result(std::int32_t res) noexcept
 {
     if (res >= 0)
         return {};
+    if (res <= -512 && res >= -516) [[unlikely]]
+        return {EINTR, std::generic_category()};
     return {-res, std::generic_category()};
 }
 

@@ -172,6 +172,10 @@ public:
             }
             return result_type(setup_error.get());
         }
+        // A cancel that reached an op a kernel worker was running interrupts it (EINTR, or a
+        // restart code for a splice): cancelled, like one the cancel found waiting.
+        if (cancel_requested && io::interrupted_result(last.result)) [[unlikely]]
+            last.result = -ECANCELED;
         if (timed_out && last.result == -ECANCELED) [[unlikely]]
             return result_type(std::make_error_code(std::errc::timed_out));
         if constexpr (resubmitting_op<Op>) {

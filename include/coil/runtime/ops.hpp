@@ -602,6 +602,12 @@ inline operation<ops::fadvise> fadvise(int fd, std::uint64_t offset, std::uint64
 /// `flags`: `SPLICE_F_MOVE`, `SPLICE_F_MORE`, ... Linux 5.7. The kernel runs each splice in
 /// one of its worker threads, and a pipe holds 64 KiB by default: a file reaches a socket in
 /// two splices per pipeful, file -> pipe -> socket.
+///
+/// A splice blocked in its worker (on an empty pipe, a full socket) ends like any op at its
+/// deadline (`timed_out`), at a stop request or as a `when_any` loser (`operation_canceled`).
+/// Cancelling by descriptor (`cancel_fd`, `file::close()`, `stream_socket::close()`) finds a
+/// splice by its output descriptor only (the kernel matches the op's file, `out`), and ends
+/// it with `interrupted`, the signal that stops the worker.
 inline operation<ops::splice> splice(int in, std::uint64_t in_offset, int out,
                                      std::uint64_t out_offset, std::uint32_t length,
                                      unsigned flags = 0) noexcept
@@ -610,7 +616,8 @@ inline operation<ops::splice> splice(int in, std::uint64_t in_offset, int out,
 }
 
 /// `tee(2)`: copies up to `length` bytes from pipe `in` to pipe `out`, leaving them in `in`;
-/// yields the count. Linux 5.8.
+/// yields the count. Linux 5.8. Runs in a kernel worker and ends on cancellation as `splice`
+/// does.
 inline operation<ops::tee> tee(int in, int out, std::uint32_t length, unsigned flags = 0) noexcept
 {
     return operation<ops::tee>({in, out, length, flags});
