@@ -59,16 +59,20 @@ TEST_CASE("ring: an uncapped ring loses no completion when 200 nops overflow an 
     CHECK(ring.unsubmitted() == 0);
     CHECK(ring.outstanding() == nops);
 
-    // One pass of reap() delivers everything: the CQ, then what the kernel kept aside.
+    // One pass of reap() delivers everything: the CQ, then what the kernel kept aside, in the
+    // order the kernel posted them (NOPs complete in submission order).
     std::vector<int> seen(nops, 0);
+    std::vector<std::uint64_t> order;
     std::uint64_t reaped = 0;
     for (const completion& c : ring.reap()) {
         REQUIRE(c.user_data < nops);
         ++seen[c.user_data];
+        order.push_back(c.user_data);
         CHECK(c.result == 0);
         ++reaped;
     }
     CHECK(reaped == nops);
+    CHECK(std::is_sorted(order.begin(), order.end()));
     CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
     CHECK(ring.outstanding() == 0);
     CHECK(ring.ready() == 0);

@@ -299,6 +299,69 @@ TEST_CASE("runtime: a counted timer stream whose tick found the CQ full (the ker
     CHECK(ex.in_flight() == 0);
 }
 
+TEST_CASE("runtime: a multishot poll stream the kernel ended because the CQ was full is armed "
+          "again and goes on delivering",
+          "[runtime][stream][poll][overflow]")
+{
+    // As above: 16 reads fill an 8-entry CQ, then the polled eventfd becomes readable, and
+    // the poll's completion, finding no room, is its last.
+    const bool deferred = GENERATE(true, false);
+    CAPTURE(deferred);
+    coil::executor_options options;
+    options.entries = 4;
+    options.ring.cq_entries = 8;
+    options.ring.single_issuer = deferred;
+    coil::executor ex(coil_test::executor_options(options));
+    constexpr std::size_t readers = 16;
+    std::vector<coil_test::unique_fd> counters;
+    for (std::size_t i = 0; i < readers; ++i)
+        counters.push_back(make_eventfd());
+    auto signal = make_eventfd();
+    std::size_t arms = 0;
+    auto read_one = [](int fd) -> coil::task<bool> {
+        std::uint64_t v = 0;
+        auto r = co_await coil::read(fd, std::as_writable_bytes(std::span(&v, 1)));
+        co_return r.ok() && v == 1;
+    };
+    auto body = [&]() -> coil::task<int> {
+        auto ready = coil::poll_multishot(signal.get(), POLLIN);
+        int events = 0;
+        add(signal.get(), 1);
+        auto first = co_await ready.next();
+        REQUIRE((first && first->ok()));
+        ++events;
+        REQUIRE(take(signal.get()) == 1);
+        std::vector<coil::join_handle<bool>> reads;
+        for (auto& c : counters)
+            reads.push_back(ex.spawn(read_one(c.get())));
+        while (ex.in_flight() < readers + 1) // the reads and the poll
+            co_await coil::yield();
+        for (auto& c : counters)
+            add(c.get(), 1);
+        add(signal.get(), 2); // its completion comes after the reads'
+        auto second = co_await ready.next();
+        REQUIRE((second && second->ok()));
+        ++events;
+        REQUIRE(take(signal.get()) == 2);
+        for (auto& r : reads) {
+            const bool read = co_await r;
+            CHECK(read);
+        }
+        // Still watching: a later write is seen.
+        add(signal.get(), 3);
+        auto third = co_await ready.next();
+        REQUIRE((third && third->ok()));
+        ++events;
+        CHECK(take(signal.get()) == 3);
+        arms = ready.arms();
+        co_return events;
+    };
+    CHECK(ex.run(body()) == 3);
+    CHECK(ex.ring().stats().cq_overflows > 0);
+    CHECK(arms > 1); // the kernel's end was armed again
+    CHECK(ex.in_flight() == 0);
+}
+
 TEST_CASE("runtime: an endless timer stream ends when stopped", "[runtime][stream][timer]")
 {
     coil::executor ex(coil_test::executor_options());
