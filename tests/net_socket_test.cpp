@@ -2111,3 +2111,43 @@ TEST_CASE("net: the sendmsg and recvmsg awaitables pass a descriptor (SCM_RIGHTS
     CHECK(coil_test::read_to_end(pipe.read_end.get()) == "via");
     CHECK(ex.in_flight() == 0);
 }
+
+TEST_CASE("net: after its own shutdown(SHUT_WR) a socket's send gives broken_pipe without "
+          "SIGPIPE, and it still receives; receive with MSG_WAITALL gathers split sends and "
+          "yields what came before the peer closed",
+          "[net][shutdown][receive]")
+{
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<void> {
+        auto [socket, peer] = coil_test::connected_stream_pair();
+        auto shut = co_await socket.shutdown();
+        REQUIRE(shut.ok());
+        auto sent = co_await socket.send(bytes_of("late")); // SIGPIPE would end the test
+        REQUIRE_FALSE(sent.ok());
+        CHECK(sent.error() == std::errc::broken_pipe);
+        // The other direction is open: MSG_WAITALL waits for all 10 bytes over three writes.
+        auto writer = [&]() -> coil::task<void> {
+            for (const char* piece : {"abc", "defg", "hij"}) {
+                (void)co_await coil::sleep_for(std::chrono::milliseconds(2));
+                REQUIRE(::write(peer.get(), piece, std::strlen(piece)) ==
+                        static_cast<ssize_t>(std::strlen(piece)));
+            }
+        };
+        auto w = coil::executor::current()->spawn(writer());
+        std::array<std::byte, 10> all{};
+        auto got = co_await socket.receive(all, MSG_WAITALL);
+        co_await w;
+        REQUIRE(got.ok());
+        CHECK(*got == 10);
+        CHECK(std::memcmp(all.data(), "abcdefghij", 10) == 0);
+        // The peer closes after 4 of the 10 bytes: MSG_WAITALL yields those 4.
+        REQUIRE(::write(peer.get(), "klmn", 4) == 4);
+        peer.reset();
+        auto short_read = co_await socket.receive(all, MSG_WAITALL);
+        REQUIRE(short_read.ok());
+        CHECK(*short_read == 4);
+        CHECK(std::memcmp(all.data(), "klmn", 4) == 0);
+    };
+    ex.run(body());
+    CHECK(ex.in_flight() == 0);
+}
