@@ -34,6 +34,7 @@
 #include <random>
 #include <stop_token>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -2150,4 +2151,72 @@ TEST_CASE("net: after its own shutdown(SHUT_WR) a socket's send gives broken_pip
     };
     ex.run(body());
     CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("net: two executors on two threads, each with its own buffer pool, ping-pong over TCP "
+          "through receive streams",
+          "[net][buffer_pool][threads]")
+{
+    constexpr int rounds = 500;
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    // Reads `size` bytes from a receive stream over the executor's own pool.
+    auto read_exactly = [](net::receive_stream& in, std::size_t size,
+                           std::string& into) -> coil::task<bool> {
+        while (into.size() < size) {
+            auto chunk = co_await in.next();
+            if (!chunk || !chunk->ok() || (*chunk)->empty())
+                co_return false;
+            const auto bytes = (*chunk)->bytes();
+            into.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        }
+        co_return true;
+    };
+    int server_rounds = 0;
+    std::thread server_thread([&] {
+        coil::executor ex(coil_test::executor_options());
+        auto body = [&]() -> coil::task<void> {
+            net::buffer_pool pool(ex, 8, 64);
+            auto conn = co_await server->accept();
+            if (!conn)
+                co_return; // (no Catch assertions off the test's thread)
+            auto in = conn->receive(pool);
+            for (int i = 0; i < rounds; ++i) {
+                std::string got;
+                if (!co_await read_exactly(in, 4, got) || got != "ping")
+                    break;
+                auto sent = co_await conn->send_all(bytes_of("pong"));
+                if (!sent.ok())
+                    break;
+                ++server_rounds;
+            }
+        };
+        ex.run(body());
+    });
+    int client_rounds = 0;
+    std::thread client_thread([&] {
+        coil::executor ex(coil_test::executor_options());
+        auto body = [&]() -> coil::task<void> {
+            net::buffer_pool pool(ex, 8, 64);
+            auto c = co_await net::stream_socket::connect(at);
+            if (!c)
+                co_return;
+            auto in = c->receive(pool);
+            for (int i = 0; i < rounds; ++i) {
+                auto sent = co_await c->send_all(bytes_of("ping"));
+                if (!sent.ok())
+                    break;
+                std::string got;
+                if (!co_await read_exactly(in, 4, got) || got != "pong")
+                    break;
+                ++client_rounds;
+            }
+        };
+        ex.run(body());
+    });
+    client_thread.join();
+    server_thread.join();
+    CHECK(client_rounds == rounds);
+    CHECK(server_rounds == rounds);
 }
