@@ -241,6 +241,38 @@ TEST_CASE("runtime: write_all_at to current_position on an O_APPEND file leaves 
           std::string(4000, 'H') + std::string(1000, 'a') + std::string(5000, 'b'));
 }
 
+TEST_CASE("runtime: file::allocate past the file size limit yields file_too_large and leaves "
+          "the file as it was",
+          "[runtime][file][fallocate]")
+{
+    coil_test::temp_dir dir;
+    const std::string path = dir.file("limited");
+    dir.create_file("limited", std::vector<std::byte>(4096, std::byte{'H'}));
+    const int failed = exit_code_in_child([&] {
+        const rlimit limit{64 * 1024, 64 * 1024};
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ::setrlimit(RLIMIT_FSIZE, &limit) != 0)
+            return 10;
+        coil::file f(fd);
+        auto allocate = [&](std::uint64_t length) -> coil::task<coil::result<void>> {
+            co_return co_await f.allocate(0, length);
+        };
+        const coil::result<void> within = coil_test::run(allocate(32 * 1024));
+        if (!within.ok() && within.error() == std::errc::operation_not_supported)
+            return 77; // the temp directory's file system has no fallocate
+        if (!within.ok())
+            return 11;
+        const coil::result<void> past = coil_test::run(allocate(1024 * 1024));
+        if (past.ok() || past.error() != std::errc::file_too_large)
+            return 12;
+        struct ::stat st {};
+        return ::fstat(fd, &st) == 0 && st.st_size == 32 * 1024 ? 0 : 13;
+    });
+    if (failed == 77)
+        SKIP("the temp directory's file system does not support fallocate");
+    CHECK(failed == 0);
+}
+
 TEST_CASE("runtime: file::open of a missing path yields no_such_file_or_directory", "[runtime][file]")
 {
     coil_test::temp_dir dir;
