@@ -424,6 +424,31 @@ TEST_CASE("runtime: a poll on an eventfd yields POLLIN once it is written", "[ru
     CHECK((out & POLLOUT) != 0);
 }
 
+TEST_CASE("runtime: a poll on a pipe whose writer closes yields POLLHUP, pending or armed after",
+          "[runtime][poll]")
+{
+    const bool pending = GENERATE(true, false); // the poll waits when the writer goes, or not
+    CAPTURE(pending);
+    auto p = coil_test::make_pipe();
+    auto closer = [&]() -> coil::task<void> {
+        co_await coil::yield();
+        p.write_end.reset();
+        co_return;
+    };
+    auto body = [&]() -> coil::task<coil::result<std::uint32_t>> {
+        if (!pending)
+            p.write_end.reset();
+        auto c = coil::executor::current()->spawn(closer());
+        auto revents = co_await coil::poll(p.read_end.get(), POLLIN);
+        co_await c;
+        co_return revents;
+    };
+    const coil::result<std::uint32_t> revents = coil_test::run(body());
+    REQUIRE(revents.ok());
+    CHECK((*revents & POLLHUP) != 0);
+    CHECK((*revents & POLLIN) == 0); // nothing to read: the end only
+}
+
 TEST_CASE("runtime: openat, statx and close work on a real file and report their errors",
           "[runtime][openat][statx][close]")
 {
