@@ -1882,20 +1882,6 @@ TEST_CASE("net: a received_buffer assigned over, or release()d, goes back to its
     CHECK(ex.in_flight() == 0);
 }
 
-namespace {
-
-// An executor whose CQ holds 8 completions: one arming of a multishot op that finds much
-// waiting posts more than that at once.
-coil::executor_options eight_entry_cq()
-{
-    coil::executor_options small;
-    small.entries = 4;
-    small.ring.cq_entries = 8;
-    return small;
-}
-
-} // namespace
-
 TEST_CASE("net: a multishot receive the kernel ends because the CQ overflowed is armed again, "
           "and every byte arrives in order",
           "[net][receive][buffer_pool][overflow]")
@@ -1906,9 +1892,7 @@ TEST_CASE("net: a multishot receive the kernel ends because the CQ overflowed is
     // in the overflow list). The stream must take that chunk and arm again, many times over.
     const bool deferred = GENERATE(true, false);
     CAPTURE(deferred);
-    coil::executor_options options = eight_entry_cq();
-    options.ring.single_issuer = deferred;
-    coil::executor ex(coil_test::executor_options(options));
+    coil::executor ex(coil_test::executor_options(coil_test::eight_entry_cq(deferred)));
     REQUIRE(ex.ring().cq_entries() <= 16);
     const std::vector<std::byte> payload = coil_test::pattern(8 * 1024);
     std::size_t arms = 0;
@@ -1959,9 +1943,7 @@ TEST_CASE("net: a multishot accept the kernel ends because the CQ overflowed is 
         REQUIRE(::write(c.get(), &id, 1) == 1);
         dialed.push_back(std::move(c));
     }
-    coil::executor_options options = eight_entry_cq();
-    options.ring.single_issuer = deferred;
-    coil::executor ex(coil_test::executor_options(options));
+    coil::executor ex(coil_test::executor_options(coil_test::eight_entry_cq(deferred)));
     std::size_t arms = 0;
     auto body = [&]() -> coil::task<std::vector<int>> {
         std::vector<int> seen(clients, 0);

@@ -54,6 +54,54 @@ coil::task<void> produce(int fd, std::uint64_t count)
     }
 }
 
+// Sixteen eventfd reads that complete together when `fill()` writes their counters: on an
+// 8-entry CQ (coil_test::eight_entry_cq) their completions fill it and the rest overflow, so
+// a multishot op's completion that comes after them finds no room.
+class cq_filler {
+public:
+    static constexpr std::size_t reads = 16;
+
+    cq_filler()
+    {
+        for (std::size_t i = 0; i < reads; ++i)
+            counters_.push_back(make_eventfd());
+    }
+    // Spawns the reads; returns once they are in the kernel beside the `others` ops there.
+    coil::task<void> arm(std::size_t others)
+    {
+        coil::executor& ex = *coil::executor::current();
+        for (auto& c : counters_)
+            reads_.push_back(ex.spawn(read_one(c.get())));
+        while (ex.in_flight() < reads + others)
+            co_await coil::yield();
+    }
+    // The reads complete (their completions are posted when the thread next enters the ring).
+    void fill()
+    {
+        for (auto& c : counters_)
+            add(c.get(), 1);
+    }
+    // Whether every read got its counter's 1.
+    coil::task<bool> finish()
+    {
+        bool all = true;
+        for (auto& r : reads_)
+            all = (co_await r) && all;
+        co_return all;
+    }
+
+private:
+    static coil::task<bool> read_one(int fd)
+    {
+        std::uint64_t v = 0;
+        auto r = co_await coil::read(fd, std::as_writable_bytes(std::span(&v, 1)));
+        co_return r.ok() && v == 1;
+    }
+
+    std::vector<coil_test::unique_fd> counters_;
+    std::vector<coil::join_handle<bool>> reads_;
+};
+
 } // namespace
 
 TEST_CASE("runtime: a multishot poll stream delivers readiness until every value is read",
@@ -247,22 +295,11 @@ TEST_CASE("runtime: a counted timer stream whose tick found the CQ full (the ker
     // tick (-ETIME without `more`) though ticks remain.
     const bool deferred = GENERATE(true, false);
     CAPTURE(deferred);
-    coil::executor_options options;
-    options.entries = 4;
-    options.ring.cq_entries = 8;
-    options.ring.single_issuer = deferred;
-    coil::executor ex(coil_test::executor_options(options));
+    coil::executor ex(coil_test::executor_options(coil_test::eight_entry_cq(deferred)));
     constexpr int count = 5;
-    constexpr std::size_t readers = 16;
-    std::vector<coil_test::unique_fd> counters;
-    for (std::size_t i = 0; i < readers; ++i)
-        counters.push_back(make_eventfd());
+    cq_filler filler;
     std::size_t arms = 0;
-    auto read_one = [](int fd) -> coil::task<bool> {
-        std::uint64_t v = 0;
-        auto r = co_await coil::read(fd, std::as_writable_bytes(std::span(&v, 1)));
-        co_return r.ok() && v == 1;
-    };
+    bool reads_ok = false;
     auto body = [&]() -> coil::task<int> {
         auto ticks = coil::ticks(2ms, count);
         auto first = co_await ticks.next();
@@ -270,13 +307,8 @@ TEST_CASE("runtime: a counted timer stream whose tick found the CQ full (the ker
         if (!first->ok() && first->error() == std::errc::invalid_argument)
             co_return -1; // no multishot timeouts in this kernel
         REQUIRE(first->ok());
-        std::vector<coil::join_handle<bool>> reads;
-        for (auto& c : counters)
-            reads.push_back(ex.spawn(read_one(c.get())));
-        while (ex.in_flight() < readers + 1) // the reads and the timer
-            co_await coil::yield();
-        for (auto& c : counters)
-            add(c.get(), 1);
+        co_await filler.arm(1); // beside the timer
+        filler.fill();
         std::this_thread::sleep_for(10ms); // the thread is away: the next tick comes due
         int n = 1;
         while (auto tick = co_await ticks.next()) {
@@ -284,16 +316,14 @@ TEST_CASE("runtime: a counted timer stream whose tick found the CQ full (the ker
             ++n;
         }
         arms = ticks.arms();
-        for (auto& r : reads) {
-            const bool read = co_await r;
-            CHECK(read);
-        }
+        reads_ok = co_await filler.finish();
         co_return n;
     };
     const int ticks = ex.run(body());
     if (ticks == -1)
         SKIP("this kernel has no IORING_TIMEOUT_MULTISHOT (Linux 6.4)");
     CHECK(ticks == count);
+    CHECK(reads_ok);
     CHECK(ex.ring().stats().cq_overflows > 0);
     CHECK(arms > 1); // the kernel's early end was armed again
     CHECK(ex.in_flight() == 0);
@@ -307,22 +337,11 @@ TEST_CASE("runtime: a multishot poll stream the kernel ended because the CQ was 
     // the poll's completion, finding no room, is its last.
     const bool deferred = GENERATE(true, false);
     CAPTURE(deferred);
-    coil::executor_options options;
-    options.entries = 4;
-    options.ring.cq_entries = 8;
-    options.ring.single_issuer = deferred;
-    coil::executor ex(coil_test::executor_options(options));
-    constexpr std::size_t readers = 16;
-    std::vector<coil_test::unique_fd> counters;
-    for (std::size_t i = 0; i < readers; ++i)
-        counters.push_back(make_eventfd());
+    coil::executor ex(coil_test::executor_options(coil_test::eight_entry_cq(deferred)));
+    cq_filler filler;
     auto signal = make_eventfd();
     std::size_t arms = 0;
-    auto read_one = [](int fd) -> coil::task<bool> {
-        std::uint64_t v = 0;
-        auto r = co_await coil::read(fd, std::as_writable_bytes(std::span(&v, 1)));
-        co_return r.ok() && v == 1;
-    };
+    bool reads_ok = false;
     auto body = [&]() -> coil::task<int> {
         auto ready = coil::poll_multishot(signal.get(), POLLIN);
         int events = 0;
@@ -331,22 +350,14 @@ TEST_CASE("runtime: a multishot poll stream the kernel ended because the CQ was 
         REQUIRE((first && first->ok()));
         ++events;
         REQUIRE(take(signal.get()) == 1);
-        std::vector<coil::join_handle<bool>> reads;
-        for (auto& c : counters)
-            reads.push_back(ex.spawn(read_one(c.get())));
-        while (ex.in_flight() < readers + 1) // the reads and the poll
-            co_await coil::yield();
-        for (auto& c : counters)
-            add(c.get(), 1);
+        co_await filler.arm(1); // beside the poll
+        filler.fill();
         add(signal.get(), 2); // its completion comes after the reads'
         auto second = co_await ready.next();
         REQUIRE((second && second->ok()));
         ++events;
         REQUIRE(take(signal.get()) == 2);
-        for (auto& r : reads) {
-            const bool read = co_await r;
-            CHECK(read);
-        }
+        reads_ok = co_await filler.finish();
         // Still watching: a later write is seen.
         add(signal.get(), 3);
         auto third = co_await ready.next();
@@ -357,6 +368,7 @@ TEST_CASE("runtime: a multishot poll stream the kernel ended because the CQ was 
         co_return events;
     };
     CHECK(ex.run(body()) == 3);
+    CHECK(reads_ok);
     CHECK(ex.ring().stats().cq_overflows > 0);
     CHECK(arms > 1); // the kernel's end was armed again
     CHECK(ex.in_flight() == 0);

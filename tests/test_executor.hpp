@@ -52,6 +52,18 @@ inline coil::executor_options executor_options(coil::executor_options base = {})
     return base;
 }
 
+/// A ring whose CQ holds 8 completions (4 SQ entries), with or without DEFER_TASKRUN: a
+/// multishot op that finds much waiting, or completions that pile up while the thread is away
+/// from the ring, overflow it.
+inline coil::executor_options eight_entry_cq(bool deferred = true)
+{
+    coil::executor_options small;
+    small.entries = 4;
+    small.ring.cq_entries = 8;
+    small.ring.single_issuer = deferred;
+    return small;
+}
+
 /// `coil::run` on an executor with `executor_options()`.
 template <class T>
 T run(coil::task<T> t)
