@@ -703,3 +703,40 @@ TEST_CASE("net: a datagram bind over a stale Unix socket file replaces it unless
     REQUIRE(::stat(path.c_str(), &st) == 0);
     CHECK(S_ISREG(st.st_mode));
 }
+
+TEST_CASE("net: a receive_datagrams stream the kernel ended because the CQ overflowed is armed "
+          "again, and every waiting datagram arrives whole and in order",
+          "[net][datagram][pool][overflow]")
+{
+    // 40 datagrams wait in the socket before the multishot recvmsg is armed on an 8-entry CQ:
+    // the kernel posts one completion per datagram and ends the multishot at the one the CQ
+    // cannot hold, that datagram in its final completion.
+    const bool deferred = GENERATE(true, false);
+    CAPTURE(deferred);
+    constexpr std::size_t count = 40;
+    coil_test::loopback_pair sockets;
+    for (std::size_t id = 0; id < count; ++id) {
+        const std::vector<std::byte> m = message(id, 1 + id * 7);
+        REQUIRE(::sendto(sockets.client.fd(), m.data(), m.size(), 0, sockets.server_at.data(),
+                         sockets.server_at.size()) == static_cast<ssize_t>(m.size()));
+    }
+    coil::executor ex(coil_test::executor_options(coil_test::eight_entry_cq(deferred)));
+    net::buffer_pool pool(ex, 64, 512);
+    std::size_t arms = 0;
+    auto body = [&]() -> coil::task<std::string> {
+        auto datagrams = sockets.server.receive_datagrams(pool);
+        for (std::size_t id = 0; id < count; ++id) {
+            auto d = co_await next_datagram(datagrams);
+            if (!d)
+                co_return "error: " + d.error().message();
+            if (d->truncated || !std::ranges::equal(d->data.bytes(), message(id, 1 + id * 7)))
+                co_return "datagram " + std::to_string(id) + " differs";
+        }
+        arms = datagrams.arms();
+        co_return "ok";
+    };
+    CHECK(ex.run(body()) == "ok");
+    CHECK(ex.ring().stats().cq_overflows > 0);
+    CHECK(arms > 1);
+    CHECK(pool.lent() == 0);
+}
