@@ -485,8 +485,9 @@ inline operation<ops::close> close(int fd) noexcept { return operation<ops::clos
 
 /// Cancels every op pending on `fd`; yields how many it found (0 when none). It does not wait
 /// for their completions: the kernel posts each cancelled op's completion on its own, often
-/// after this one, and each awaiter then resumes with `operation_canceled` (an op a kernel
-/// worker is already running may still end with its real result). Linux 5.19
+/// after this one, and each awaiter then resumes with `operation_canceled`. An op a kernel
+/// worker is already running is interrupted instead (a `splice` blocked on a pipe resumes with
+/// `interrupted`) or ends with its real result, and the count leaves it out. Linux 5.19
 /// (`invalid_argument` before).
 inline operation<ops::cancel_fd> cancel_fd(int fd) noexcept
 {
