@@ -487,7 +487,7 @@ inline operation<ops::close> close(int fd) noexcept { return operation<ops::clos
 /// for their completions: the kernel posts each cancelled op's completion on its own, often
 /// after this one, and each awaiter then resumes with `operation_canceled`. An op a kernel
 /// worker is already running is interrupted instead (a `splice` blocked on a pipe resumes with
-/// `interrupted`) or ends with its real result, and the count leaves it out. Linux 5.19
+/// `interrupted`) or ends with its real result, and the count may leave it out. Linux 5.19
 /// (`invalid_argument` before).
 inline operation<ops::cancel_fd> cancel_fd(int fd) noexcept
 {
