@@ -38,7 +38,8 @@ inline std::error_code make_error_code(errc e) noexcept
 /// tee blocked on a pipe, then cancelled: the cancel signals the worker).
 constexpr bool interrupted_result(std::int32_t res) noexcept
 {
-    return res == -EINTR || (res <= -512 && res >= -516);
+    const bool restart_code = res <= -512 && res >= -516;
+    return res == -EINTR || restart_code;
 }
 
 /// Turns a completion result into an error code: `res < 0` is `-errno` and gives that errno
@@ -48,8 +49,8 @@ inline std::error_code error_from_result(std::int32_t res) noexcept
 {
     if (res >= 0)
         return {};
-    if (res <= -512 && res >= -516) [[unlikely]]
-        return {EINTR, std::generic_category()};
+    if (interrupted_result(res)) [[unlikely]]
+        return {EINTR, std::generic_category()}; // -EINTR, or a restart code
     return {-res, std::generic_category()};
 }
 
