@@ -1290,6 +1290,7 @@ std::error_code ring::register_buffers_sparse(unsigned count)
 
 std::error_code ring::update_buffers(unsigned first, std::span<const ::iovec> buffers) noexcept
 {
+    settle_submitted_();
     return update_entries(buffers.size(), [&](unsigned done) {
         return io_uring_register_buffers_update_tag(&state_->uring, first + done,
                                                     buffers.data() + done, nullptr,
@@ -1299,6 +1300,7 @@ std::error_code ring::update_buffers(unsigned first, std::span<const ::iovec> bu
 
 std::error_code ring::unregister_buffers() noexcept
 {
+    settle_submitted_();
     std::error_code ec = register_result(io_uring_unregister_buffers(&state_->uring));
     if (!ec)
         registered_buffers_ = 0;
@@ -1330,6 +1332,7 @@ std::error_code ring::register_files_sparse(unsigned count)
 
 std::error_code ring::update_files(unsigned first, std::span<const int> fds) noexcept
 {
+    settle_submitted_();
     return update_entries(fds.size(), [&](unsigned done) {
         return io_uring_register_files_update(&state_->uring, first + done,
                                               fds.data() + done,
@@ -1339,6 +1342,7 @@ std::error_code ring::update_files(unsigned first, std::span<const int> fds) noe
 
 std::error_code ring::unregister_files() noexcept
 {
+    settle_submitted_();
     std::error_code ec = register_result(io_uring_unregister_files(&state_->uring));
     if (!ec)
         registered_files_ = 0;
@@ -1797,15 +1801,30 @@ void ring::cancel_all()
 
 void ring::await_sq_thread_() noexcept
 {
-    // The kernel thread consumes what it has been shown as soon as it is awake; a bound all
-    // the same, as a kernel that stops consuming (an SQPOLL thread that has exited) must not
-    // hang the caller: the cancel is then queued anyway and drain() goes on cancelling.
+    // The kernel thread consumes what it has been shown as soon as it is awake, and moves the
+    // head only after it has issued the whole batch it took. A bound all the same, as a kernel
+    // that stops consuming (an SQPOLL thread that has exited) must not hang the caller: the
+    // cancel is then queued anyway and drain() goes on cancelling. SQEs queued but not yet
+    // published are not waited for: the thread cannot see them.
+    const unsigned shown = state_->uring.sq.sqe_head;
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    while (unsubmitted() != 0 && std::chrono::steady_clock::now() < give_up) {
+    while (__atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) != shown &&
+           std::chrono::steady_clock::now() < give_up) {
         if (state_->sq_flags() & IORING_SQ_NEED_WAKEUP)
             enter_(0, 0, IORING_ENTER_SQ_WAKEUP, nullptr, 0);
         std::this_thread::yield();
     }
+}
+
+// An op resolves its fixed file or registered buffer when the kernel first issues it. A
+// submit() on an SQPOLL ring only shows the SQEs to the kernel thread, which issues them in its
+// own time: changing a table right after it would empty an entry under ops the caller already
+// submitted. So the table changes wait for the thread to take what it has been shown (on other
+// rings submit() issued them before it returned).
+void ring::settle_submitted_() noexcept
+{
+    if (sqpoll())
+        await_sq_thread_();
 }
 
 std::size_t ring::drain()

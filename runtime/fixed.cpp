@@ -53,7 +53,8 @@ std::error_code ensure_table(std::vector<bool>& taken, unsigned size, Register&&
 // The kernel resolves an op's fixed file and registered buffer when it first issues the op,
 // during the submit. Ops queued in this loop turn but not yet submitted would find their entry
 // already empty: hand them to the kernel first, so every op started before an unregistration
-// keeps what it named (docs/lifetimes.md). Ops still waiting for SQ room are not helped.
+// keeps what it named (docs/lifetimes.md); on an SQPOLL ring the table change then waits for
+// the kernel thread to take them. Ops still waiting for SQ room are not helped.
 void executor::submit_before_unregistering() noexcept
 {
     if (ring_.unsubmitted() != 0)

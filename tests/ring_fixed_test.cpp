@@ -9,14 +9,20 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
+#include <optional>
+#include <string_view>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 using coil::io::completion;
@@ -263,6 +269,99 @@ TEST_CASE("ring: unregistering buffers and files while a fixed read waits leaves
     // The tables are gone for new ops.
     REQUIRE_FALSE(r.add_read_fixed(p.read_end.get(), memory.buffer(0), current_position, 0, 2));
     CHECK(run_one(r) == -EFAULT);
+}
+
+TEST_CASE("ring: on an SQPOLL ring, emptying entries right after submit leaves the submitted "
+          "ops their file and buffer",
+          "[ring][fixed][lifetime][sqpoll]")
+{
+    // submit() on an SQPOLL ring only shows the SQEs to the kernel thread; the table changes
+    // wait for the thread to take them, so ops submitted before the change keep what they
+    // named. The thread sleeps between rounds (1 ms idle), so each submit has to wake it: the
+    // window a table change used to fall into (before the fix, 1 to 6 of 20 rounds failed).
+    coil::io::ring_options options;
+    options.sqpoll = true;
+    options.sqpoll_idle = std::chrono::milliseconds(1);
+    std::optional<ring> maybe;
+    try {
+        maybe.emplace(8, options);
+    } catch (const std::system_error& e) {
+        if (e.code() != std::errc::operation_not_permitted)
+            throw;
+    }
+    if (!maybe || !maybe->sqpoll())
+        SKIP("no SQPOLL ring here");
+    ring& r = *maybe;
+    pipe_fds p = make_pipe(O_NONBLOCK); // a write that failed must not hang the read below
+    registered_memory memory(1);
+    REQUIRE_FALSE(r.register_files_sparse(1));
+    REQUIRE_FALSE(r.register_buffers_sparse(1));
+    const std::array<int, 1> writer = {p.write_end.get()};
+    const std::array<int, 1> no_file = {-1};
+    const std::array<::iovec, 1> no_buffer = {::iovec{nullptr, 0}};
+    constexpr int rounds = 20;
+    for (int round = 0; round < rounds; ++round) {
+        CAPTURE(round);
+        REQUIRE_FALSE(r.update_files(0, writer));
+        REQUIRE_FALSE(r.update_buffers(0, memory.iovecs));
+        std::memcpy(memory.buffer(0).data(), "ab", 2);
+        std::this_thread::sleep_for(std::chrono::milliseconds(3)); // the thread goes to sleep
+        REQUIRE_FALSE(r.add_write(0, std::as_bytes(memory.buffer(0).first(1)), current_position,
+                                  1, sqe_flags::fixed_file));
+        REQUIRE_FALSE(r.add_write_fixed(p.write_end.get(), memory.buffer(0).subspan(1, 1),
+                                        current_position, 0, 2));
+        REQUIRE(r.submit().ok());
+        REQUIRE_FALSE(r.update_files(0, no_file));
+        REQUIRE_FALSE(r.update_buffers(0, no_buffer));
+        std::vector<completion> done = collect(r, 2);
+        REQUIRE(done.size() == 2);
+        CHECK(result_of(done, 1) == 1);
+        CHECK(result_of(done, 2) == 1);
+        char got[2] = {};
+        const ssize_t n = ::read(p.read_end.get(), got, 2);
+        CHECK(std::string_view(got, static_cast<std::size_t>(std::max<ssize_t>(n, 0))) == "ab");
+    }
+
+    // The same for unregistering whole tables.
+    REQUIRE_FALSE(r.update_files(0, writer));
+    REQUIRE_FALSE(r.update_buffers(0, memory.iovecs));
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    REQUIRE_FALSE(r.add_write(0, std::as_bytes(memory.buffer(0).first(1)), current_position, 1,
+                              sqe_flags::fixed_file));
+    REQUIRE_FALSE(
+        r.add_write_fixed(p.write_end.get(), memory.buffer(0).subspan(1, 1), current_position, 0, 2));
+    REQUIRE(r.submit().ok());
+    CHECK_FALSE(r.unregister_files());
+    CHECK_FALSE(r.unregister_buffers());
+    std::vector<completion> done = collect(r, 2);
+    REQUIRE(done.size() == 2);
+    CHECK(result_of(done, 1) == 1);
+    CHECK(result_of(done, 2) == 1);
+}
+
+TEST_CASE("ring: an op linked behind another resolves its slot when it is issued: emptying "
+          "the slot after the submit fails it with EBADF",
+          "[ring][fixed][lifetime]")
+{
+    // docs/lifetimes.md: linked, drained and async ops are issued later than the submit.
+    pipe_fds p = make_pipe(O_NONBLOCK);
+    ring r(8);
+    const std::array<int, 1> writer = {p.write_end.get()};
+    const std::array<int, 1> no_file = {-1};
+    REQUIRE_FALSE(r.register_files(writer));
+    const auto when = coil::io::timespec64::from(std::chrono::milliseconds(20));
+    REQUIRE_FALSE(r.add_timeout(&when, 0, coil::io::timeout_clock::relative, 1,
+                                sqe_flags::hard_link));
+    const std::array<std::byte, 1> x = {std::byte{'x'}};
+    REQUIRE_FALSE(r.add_write(0, x, current_position, 2, sqe_flags::fixed_file));
+    REQUIRE(r.submit().ok());
+    REQUIRE_FALSE(r.update_files(0, no_file)); // before the timer fires
+    std::vector<completion> done = collect(r, 2);
+    CHECK(result_of(done, 1) == -ETIME);
+    CHECK(result_of(done, 2) == -EBADF);
+    CHECK(r.outstanding() == 0);
+    char got = 0;
+    CHECK(::read(p.read_end.get(), &got, 1) == -1); // nothing was written
 }
 
 TEST_CASE("ring: registering refuses a closed descriptor (EBADF), an oversize or too many "

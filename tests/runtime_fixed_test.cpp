@@ -4,6 +4,7 @@
 // a waiting acquire), emptying a slot with a read in flight, and executor shutdown.
 
 #include "runtime_test_support.hpp"
+#include "test_executor.hpp"
 
 #include <coil/coil.hpp>
 
@@ -274,6 +275,54 @@ TEST_CASE("runtime: emptying a file's slot while a fixed read waits on it leaves
         co_return got;
     };
     CHECK(string_of(ex.run(body())) == "hello");
+}
+
+TEST_CASE("runtime: on an SQPOLL executor, a write started in the loop turn that empties its "
+          "slot keeps the file",
+          "[runtime][fixed][lifetime][sqpoll]")
+{
+    // The executor submits before it empties a slot; an SQPOLL ring's kernel thread issues
+    // what it was shown in its own time, so the slot change must wait for it too. The thread
+    // sleeps between rounds (1 ms idle): each write has to wake it.
+    coil::executor_options options;
+    options.ring.sqpoll = true;
+    options.ring.sqpoll_idle = std::chrono::milliseconds(1);
+    std::unique_ptr<coil::executor> exp;
+    try {
+        exp = std::make_unique<coil::executor>(coil_test::executor_options(options));
+    } catch (const std::system_error& e) {
+        SKIP("cannot create the ring: " << e.what());
+    }
+    coil::executor& ex = *exp;
+    if (!ex.ring().sqpoll())
+        SKIP("SQPOLL did not take effect");
+    pipe_fds p = make_pipe(O_NONBLOCK);
+    coil::file writer(p.write_end.release());
+
+    auto write_one = [&]() -> coil::task<coil::result<std::size_t>> {
+        co_return co_await writer.write_at(bytes_of("x"), coil::current_position);
+    };
+    auto empty_slot = [&]() -> coil::task<void> {
+        writer.unregister_slot();
+        co_return;
+    };
+    constexpr int rounds = 20;
+    auto body = [&]() -> coil::task<int> {
+        int failed = 0;
+        for (int round = 0; round < rounds; ++round) {
+            REQUIRE(writer.register_slot().ok());
+            std::this_thread::sleep_for(std::chrono::milliseconds(3)); // the thread sleeps
+            auto wrote = ex.spawn(write_one());     // both run in the next loop turn,
+            auto emptied = ex.spawn(empty_slot());  // the write first
+            coil::result<std::size_t> n = co_await std::move(wrote);
+            co_await std::move(emptied);
+            if (!n || *n != 1)
+                ++failed;
+        }
+        co_return failed;
+    };
+    CHECK(ex.run(body()) == 0);
+    CHECK(read_to_end(p.read_end.get()) == std::string(rounds, 'x'));
 }
 
 TEST_CASE("runtime: the executor's tables have a size: a full file table gives EMFILE and a "

@@ -705,7 +705,10 @@ public:
     // Lifetimes (docs/lifetimes.md): an op queued with a buffer index or a fixed-file slot
     // holds its own reference to the buffer or file as the kernel resolves it, so updating or
     // unregistering an entry while such an op is in flight does not fail and does not disturb
-    // that op. The buffer's memory itself must outlive every op queued on it, registered or
+    // that op. An op queued but not yet submitted finds the entry as it is when it is issued:
+    // submit first. On an SQPOLL ring the update and unregister calls wait (bounded, up to a
+    // second) for the kernel thread to take what was submitted, so submitted ops keep theirs.
+    // Linked, drained and `async` ops are issued later, and resolve their entry then. The buffer's memory itself must outlive every op queued on it, registered or
     // not: the kernel writes into the pinned pages, which the caller may not free or reuse
     // until the op's completion is reaped.
 
@@ -944,6 +947,7 @@ private:
     result<unsigned> enter_to_submit_(unsigned flags);
     // SQPOLL: waits (bounded) until the kernel thread has taken every published SQE.
     void await_sq_thread_() noexcept;
+    void settle_submitted_() noexcept;
     void stash_ready_() noexcept;
     bool make_room_(unsigned attempt) noexcept;
     // The first completion to deliver: the backlog's, else the CQ's; with enter_kernel, when
