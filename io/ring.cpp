@@ -1290,7 +1290,7 @@ std::error_code ring::register_buffers_sparse(unsigned count)
 
 std::error_code ring::update_buffers(unsigned first, std::span<const ::iovec> buffers) noexcept
 {
-    settle_submitted_();
+    wait_until_issued();
     return update_entries(buffers.size(), [&](unsigned done) {
         return io_uring_register_buffers_update_tag(&state_->uring, first + done,
                                                     buffers.data() + done, nullptr,
@@ -1300,7 +1300,7 @@ std::error_code ring::update_buffers(unsigned first, std::span<const ::iovec> bu
 
 std::error_code ring::unregister_buffers() noexcept
 {
-    settle_submitted_();
+    wait_until_issued();
     std::error_code ec = register_result(io_uring_unregister_buffers(&state_->uring));
     if (!ec)
         registered_buffers_ = 0;
@@ -1332,7 +1332,7 @@ std::error_code ring::register_files_sparse(unsigned count)
 
 std::error_code ring::update_files(unsigned first, std::span<const int> fds) noexcept
 {
-    settle_submitted_();
+    wait_until_issued();
     return update_entries(fds.size(), [&](unsigned done) {
         return io_uring_register_files_update(&state_->uring, first + done,
                                               fds.data() + done,
@@ -1342,7 +1342,7 @@ std::error_code ring::update_files(unsigned first, std::span<const int> fds) noe
 
 std::error_code ring::unregister_files() noexcept
 {
-    settle_submitted_();
+    wait_until_issued();
     std::error_code ec = register_result(io_uring_unregister_files(&state_->uring));
     if (!ec)
         registered_files_ = 0;
@@ -1816,12 +1816,12 @@ void ring::await_sq_thread_() noexcept
     }
 }
 
-// An op resolves its fixed file or registered buffer when the kernel first issues it. A
-// submit() on an SQPOLL ring only shows the SQEs to the kernel thread, which issues them in its
-// own time: changing a table right after it would empty an entry under ops the caller already
-// submitted. So the table changes wait for the thread to take what it has been shown (on other
-// rings submit() issued them before it returned).
-void ring::settle_submitted_() noexcept
+// An op resolves its descriptor, fixed file or registered buffer when the kernel first issues
+// it. A submit() on an SQPOLL ring only shows the SQEs to the kernel thread, which issues them
+// in its own time: changing a table right after it would empty an entry under ops the caller
+// already submitted. So the table changes wait for the thread to take what it has been shown
+// (on other rings submit() issued them before it returned).
+void ring::wait_until_issued() noexcept
 {
     if (sqpoll())
         await_sq_thread_();

@@ -370,6 +370,8 @@ void executor::run_loop()
             fire_due_timers();
         if (!waiting_.empty())
             admit_waiting();
+        if (!closing_.empty() && waiting_.empty())
+            close_deferred_descriptors();
         if (stop_now_)
             break;
         if (spawned_ == nullptr && ready_.empty()) {
@@ -783,6 +785,52 @@ void executor::print_unhandled(std::exception_ptr e, const char* what) noexcept
     }
 }
 
+// --- closing descriptors --------------------------------------------------------------------
+
+bool executor::issue_queued() noexcept
+{
+    if (ring_.unsubmitted() != 0) {
+        (void)ring_.submit(); // an error leaves them queued for the loop's own submit
+        ring_.wait_until_issued();
+    }
+    return ring_.unsubmitted() == 0;
+}
+
+// detail::close_descriptor says why: ops queued before the close must be issued before it.
+void executor::close_after_queued_ops(int fd) noexcept
+{
+    // A forked child must not submit on its parent's ring; its queue is not its own.
+    if (::getpid() != pid_ || (issue_queued() && waiting_.empty())) {
+        ::close(fd);
+        return;
+    }
+    try {
+        closing_.push_back(fd);
+    } catch (...) {
+        ::close(fd); // no memory to wait with: close now, as a plain close(2) would
+    }
+}
+
+// Called once no op waits for SQ room: every op queued before each close has been queued.
+void executor::close_deferred_descriptors() noexcept
+{
+    if (!issue_queued())
+        return; // the kernel refused them for now: the next loop turn tries again
+    for (int fd : closing_)
+        ::close(fd);
+    closing_.clear();
+}
+
+void detail::close_descriptor(int fd) noexcept
+{
+    if (fd < 0)
+        return;
+    if (executor* ex = executor::current(); ex != nullptr)
+        ex->close_after_queued_ops(fd);
+    else
+        ::close(fd);
+}
+
 // --- shutdown -------------------------------------------------------------------------------
 
 void executor::shutdown() noexcept
@@ -823,6 +871,10 @@ void executor::shutdown() noexcept
         pending_cancels_.clear();
     }
     wake_armed_ = false;
+    // Descriptors whose close waited for ops queued before it: those ops have ended.
+    for (int fd : closing_)
+        ::close(fd);
+    closing_.clear();
 
     // 4. Only now free: drop the resumptions and the frames of tasks that did not finish.
     //    Destroying a frame destroys its awaiters, which give up their timers and links.

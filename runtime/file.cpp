@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // coil::file: the composed operations (open, exact reads and writes, stat).
 
+#include <coil/runtime/detail/close_descriptor.hpp>
 #include <coil/runtime/executor.hpp>
 #include <coil/runtime/file.hpp>
 
@@ -23,8 +24,7 @@ file& file::operator=(file&& other) noexcept
 {
     if (this != &other) {
         unregister_slot();
-        if (fd_ >= 0)
-            ::close(fd_);
+        detail::close_descriptor(fd_);
         fd_ = std::exchange(other.fd_, -1);
         slot_ = std::exchange(other.slot_, -1);
         registered_with_ = std::exchange(other.registered_with_, nullptr);
@@ -35,8 +35,7 @@ file& file::operator=(file&& other) noexcept
 file::~file()
 {
     unregister_slot();
-    if (fd_ >= 0)
-        ::close(fd_);
+    detail::close_descriptor(fd_); // after the ops queued on it (detail/close_descriptor.hpp)
 }
 
 task<result<void>> file::close()

@@ -50,17 +50,6 @@ std::error_code ensure_table(std::vector<bool>& taken, unsigned size, Register&&
 
 } // namespace
 
-// The kernel resolves an op's fixed file and registered buffer when it first issues the op,
-// during the submit. Ops queued in this loop turn but not yet submitted would find their entry
-// already empty: hand them to the kernel first, so every op started before an unregistration
-// keeps what it named (docs/lifetimes.md); on an SQPOLL ring the table change then waits for
-// the kernel thread to take them. Ops still waiting for SQ room are not helped.
-void executor::submit_before_unregistering() noexcept
-{
-    if (ring_.unsubmitted() != 0)
-        (void)ring_.submit(); // an error leaves them queued for the loop's own submit
-}
-
 result<std::uint32_t> executor::register_file(int fd)
 {
     if (file_slots_ == 0)
@@ -85,8 +74,9 @@ void executor::unregister_file(std::uint32_t slot) noexcept
     if (slot >= file_slot_taken_.size() || !file_slot_taken_[slot])
         return;
     // Emptying a slot takes nothing but the table's reference: it fails only for a slot that
-    // does not exist, which the check above rules out. Ops in flight hold their own reference.
-    submit_before_unregistering();
+    // does not exist, which the check above rules out. Ops in flight hold their own reference;
+    // ops queued in this loop turn resolve the slot when issued: issue them first.
+    (void)issue_queued(); // ops still waiting for SQ room are not helped
     const int empty[1] = {-1};
     (void)ring_.update_files(slot, empty);
     file_slot_taken_[slot] = false;
@@ -117,8 +107,9 @@ void executor::unregister_buffers(std::uint16_t first, unsigned count) noexcept
 {
     if (count == 0 || std::size_t{first} + count > buffer_entry_taken_.size())
         return;
-    // Ops in flight keep the pages they resolved (docs/lifetimes.md).
-    submit_before_unregistering();
+    // Ops in flight keep the pages they resolved (docs/lifetimes.md); queued ones resolve them
+    // when issued.
+    (void)issue_queued();
     // One update for the whole run (a null entry of length 0 is an empty one). Without memory
     // for the array, one update per entry does the same.
     try {

@@ -2204,3 +2204,50 @@ TEST_CASE("net: two executors on two threads, each with its own buffer pool, pin
     CHECK(client_rounds == rounds);
     CHECK(server_rounds == rounds);
 }
+
+TEST_CASE("net: a socket destroyed in the loop turn that queued a send on it closes only after "
+          "the send reached the kernel: a socket made next, which reuses the number, gets "
+          "nothing",
+          "[net][socket][lifetime]")
+{
+    // The kernel looks the descriptor up when it issues the send, at the end of the loop turn;
+    // a close at once would hand the number, and the send, to the socket made below (found by
+    // an audit: the other connection's peer received "SECRET").
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    std::optional<coil::net::stream_socket> conn(std::in_place, pair[0]);
+    coil_test::unique_fd intended_peer(pair[1]);
+    const int number = pair[0];
+    int other[2] = {-1, -1};
+    coil::executor ex(coil_test::executor_options());
+    auto sender = [&]() -> coil::task<coil::result<std::size_t>> {
+        co_return co_await conn->send(bytes_of("SECRET"));
+    };
+    auto dropper = [&]() -> coil::task<void> {
+        conn.reset(); // in this turn, after the send was queued
+        co_return;
+    };
+    auto maker = [&]() -> coil::task<void> {
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, other) == 0);
+        co_return;
+    };
+    auto root = [&]() -> coil::task<coil::result<std::size_t>> {
+        auto sent = ex.spawn(sender()); // the three run in one loop turn, in this order
+        auto dropped = ex.spawn(dropper());
+        auto made = ex.spawn(maker());
+        co_await std::move(dropped);
+        co_await std::move(made);
+        co_return co_await std::move(sent);
+    };
+    coil::result<std::size_t> n = ex.run(root());
+    coil_test::unique_fd other_a(other[0]);
+    coil_test::unique_fd other_b(other[1]);
+    REQUIRE((other[0] == number || other[1] == number)); // the number was free when it ran
+    REQUIRE(n.ok());
+    CHECK(*n == 6);
+    char got[16] = {};
+    CHECK(::recv(intended_peer.get(), got, sizeof got, MSG_DONTWAIT) == 6);
+    CHECK(std::string_view(got, 6) == "SECRET");
+    CHECK(::recv(other[0], got, sizeof got, MSG_DONTWAIT) == -1);
+    CHECK(::recv(other[1], got, sizeof got, MSG_DONTWAIT) == -1);
+}

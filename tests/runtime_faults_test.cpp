@@ -15,6 +15,7 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
@@ -568,6 +569,106 @@ TEST_CASE("runtime faults: ops waiting for SQ room are admitted in order, later 
     REQUIRE(y_ended.has_value());
     CHECK(is_error(*y_ended, std::errc::operation_canceled));
     CHECK(order == std::vector<int>{0, 1, 2});
+}
+
+TEST_CASE("runtime faults: a file destroyed while a write on it waits for SQ room keeps its "
+          "number until the write reached the kernel: a file opened meanwhile gets another",
+          "[faults][runtime][admission][lifetime]")
+{
+    const named_plan p{"sq_entries", {.seed = chosen_seed(), .sq_entries = 2}, sq_fill};
+    coil_test::temp_dir dir;
+    const std::string second = dir.file("second");
+    std::vector<coil_test::pipe_fds> pipes;
+    for (int i = 0; i < 2; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    scoped_faults faults(p.plan);
+    std::stop_source stop_readers;
+    coil::file a(dir.create_file("first").release());
+    coil::file b;
+    const int number = a.native_handle();
+    std::optional<coil::result<std::size_t>> wrote;
+    {
+        coil::executor ex(coil_test::executor_options(small_ring()));
+        auto body = [&]() -> coil::task<void> {
+            const coil::executor_stats before = ex.stats();
+            auto writer = [&]() -> coil::task<void> {
+                // The readers' SQEs fill the 2-entry SQ and the flush is refused: the write
+                // waits for room, its descriptor not yet looked up (the deadline, never
+                // reached, sends it straight to the queue, as in the test above).
+                CHECK(ex.ring().unsubmitted() == 2);
+                faults.refuse_next_submission();
+                wrote = co_await a.write_at(bytes_of("AAAA"), 0)
+                            .with_timeout(std::chrono::seconds(10));
+            };
+            auto dropper = [&]() -> coil::task<void> {
+                CHECK(ex.stats().ops_deferred == before.ops_deferred + 1);
+                coil::file gone = std::move(a); // the write still waits
+                b = coil::file(
+                    ::open(second.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+                CHECK(b.native_handle() != number); // still held for the waiting write
+                co_return;
+            };
+            co_await coil::when_all(writer(), dropper());
+            stop_readers.request_stop();
+        };
+        ex.run(behind_two_reads(ex, pipes[0].read_end.get(), pipes[1].read_end.get(),
+                                stop_readers.get_token(), body()));
+        check_fired("deferred close", p, faults.counts(), sq_fill);
+    }
+    REQUIRE(wrote.has_value());
+    REQUIRE(wrote->ok());
+    CHECK(**wrote == 4);
+    CHECK(coil_test::read_to_end(
+              coil_test::unique_fd(::open(dir.file("first").c_str(), O_RDONLY)).get()) == "AAAA");
+    CHECK(coil_test::read_to_end(coil_test::unique_fd(::open(second.c_str(), O_RDONLY)).get())
+              .empty());
+    // Closed once the write was issued: the number is free again.
+    CHECK(::fcntl(number, F_GETFD) == -1);
+}
+
+TEST_CASE("runtime faults: stop() with a close held back for a write that waited for SQ room "
+          "closes the descriptor",
+          "[faults][runtime][admission][lifetime][shutdown]")
+{
+    const named_plan p{"sq_entries", {.seed = chosen_seed(), .sq_entries = 2}, sq_fill};
+    coil_test::temp_dir dir;
+    std::vector<coil_test::pipe_fds> pipes;
+    for (int i = 0; i < 2; ++i)
+        pipes.push_back(coil_test::make_pipe());
+    scoped_faults faults(p.plan);
+    std::stop_source stop_readers;
+    coil::file a(dir.create_file("first").release());
+    const int number = a.native_handle();
+    {
+        coil::executor ex(coil_test::executor_options(small_ring()));
+        auto body = [&]() -> coil::task<void> {
+            auto writer = [&]() -> coil::task<void> {
+                faults.refuse_next_submission(); // the write waits for SQ room
+                (void)co_await a.write_at(bytes_of("AAAA"), 0)
+                    .with_timeout(std::chrono::seconds(10));
+            };
+            auto dropper = [&]() -> coil::task<void> {
+                {
+                    faults.refuse_next_submission(); // the readers' SQEs stay in the SQ
+                    coil::file gone = std::move(a);
+                }
+                CHECK(::fcntl(number, F_GETFD) != -1); // held back for the waiting write
+                // The loop tries to admit the write in this turn, and the kernel refuses
+                // again: the write still waits, and the close with it, when the stop ends
+                // the loop.
+                faults.refuse_next_submission();
+                ex.stop();
+                co_return;
+            };
+            co_await coil::when_all(writer(), dropper());
+        };
+        CHECK_THROWS_AS(ex.run(behind_two_reads(ex, pipes[0].read_end.get(),
+                                                pipes[1].read_end.get(),
+                                                stop_readers.get_token(), body())),
+                        std::system_error);
+        CHECK(ex.in_flight() == 0);
+    }
+    CHECK(::fcntl(number, F_GETFD) == -1); // the shutdown closed it, after the drain
 }
 
 namespace {

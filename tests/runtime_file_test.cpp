@@ -446,6 +446,52 @@ TEST_CASE("runtime: a file closes its descriptor when destroyed without close", 
     CHECK(second_ebadf);
 }
 
+TEST_CASE("runtime: a file destroyed in the loop turn that queued a write on it closes only "
+          "after the write reached the kernel: a file opened next, which reuses the number, "
+          "is not written",
+          "[runtime][file][lifetime]")
+{
+    // The kernel looks a descriptor up when it issues the op, and the executor issues a turn's
+    // SQEs at the end of the turn: closing at once would leave the write naming a number that
+    // the open below takes over (found by an audit: "AAAA" landed in the second file).
+    coil_test::temp_dir dir;
+    const std::string first = dir.file("first");
+    const std::string second = dir.file("second");
+    coil::executor ex(coil_test::executor_options());
+    coil::file a(dir.create_file("first").release());
+    coil::file b;
+    const int number = a.native_handle();
+    int reused = -1;
+    auto writer = [&]() -> coil::task<coil::result<std::size_t>> {
+        co_return co_await a.write_at(coil_test::bytes_of("AAAA"), 0);
+    };
+    auto dropper = [&]() -> coil::task<void> {
+        coil::file gone = std::move(a); // ~file in this turn, after the write was queued
+        co_return;
+    };
+    auto opener = [&]() -> coil::task<void> {
+        b = coil::file(::open(second.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        reused = b.native_handle();
+        co_return;
+    };
+    auto root = [&]() -> coil::task<coil::result<std::size_t>> {
+        auto wrote = ex.spawn(writer()); // the three run in one loop turn, in this order
+        auto dropped = ex.spawn(dropper());
+        auto opened = ex.spawn(opener());
+        co_await std::move(dropped);
+        co_await std::move(opened);
+        co_return co_await std::move(wrote);
+    };
+    coil::result<std::size_t> n = ex.run(root());
+    REQUIRE(reused == number); // the number was free again when the open ran
+    REQUIRE(n.ok());
+    CHECK(*n == 4);
+    CHECK(coil_test::read_to_end(coil_test::unique_fd(::open(first.c_str(), O_RDONLY)).get()) ==
+          "AAAA");
+    CHECK(coil_test::read_to_end(coil_test::unique_fd(::open(second.c_str(), O_RDONLY)).get())
+              .empty());
+}
+
 TEST_CASE("runtime: file::close ends a read still pending on the descriptor, then closes it",
           "[runtime][file]")
 {

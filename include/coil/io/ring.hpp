@@ -853,6 +853,14 @@ public:
     /// while an op still runs. Do not target a coil ring with MSG_RING (not supported yet).
     unsigned outstanding() const noexcept { return outstanding_; }
 
+    /// On an SQPOLL ring, `submit()` only shows the SQEs to the kernel thread: this waits until
+    /// the thread has taken (and issued) every SQE submitted so far, waking it if it sleeps,
+    /// for at most a second. Elsewhere `submit()` issued them before it returned, and this
+    /// returns at once. An op resolves its descriptor, fixed file or registered buffer when it
+    /// is issued: call this after `submit()` before closing a descriptor, or changing a table
+    /// entry, that submitted ops name (the table changes call it themselves).
+    void wait_until_issued() noexcept;
+
     /// SQEs queued but not yet consumed by the kernel.
     unsigned unsubmitted() const noexcept
     {
@@ -947,7 +955,6 @@ private:
     result<unsigned> enter_to_submit_(unsigned flags);
     // SQPOLL: waits (bounded) until the kernel thread has taken every published SQE.
     void await_sq_thread_() noexcept;
-    void settle_submitted_() noexcept;
     void stash_ready_() noexcept;
     bool make_room_(unsigned attempt) noexcept;
     // The first completion to deliver: the backlog's, else the CQ's; with enter_kernel, when

@@ -102,7 +102,8 @@ struct send_all_bundle {
 
 } // namespace ops
 
-/// A connected stream socket. Owns its descriptor (closed by the destructor, synchronously;
+/// A connected stream socket. Owns its descriptor (closed by the destructor, once the ops
+/// queued on the executor have reached the kernel, so none finds the number reused;
 /// `close()` first cancels the ops pending on it). Move-only.
 class stream_socket {
 public:

@@ -32,6 +32,7 @@ namespace detail {
 class spawned_promise_base;
 class run_scope;
 [[noreturn]] void throw_foreign_spawn(); // runtime/executor.cpp
+void close_descriptor(int fd) noexcept;   // runtime/executor.cpp
 } // namespace detail
 namespace net {
 class buffer_pool;
@@ -262,6 +263,7 @@ private:
     friend void detail::notify_scope_stopped(executor&, detail::stop_scope&) noexcept;
     friend class detail::stop_scope;
     friend class net::buffer_pool; // registers its buffer ring with ring_
+    friend void detail::close_descriptor(int fd) noexcept;
 
     // user_data layout: bits 0-23 the slot index, bits 24-31 what the CQE is for, bits 32-63
     // the slot's generation when the op was started (docs/architecture.md).
@@ -303,7 +305,14 @@ private:
     bool submit_cancel(std::uint64_t target) noexcept;
     void recancel(std::uint64_t target) noexcept;
     void fire_due_timers();
-    void submit_before_unregistering() noexcept;
+    // Submits the SQEs queued so far and, on an SQPOLL ring, waits until the kernel thread has
+    // issued them: an op resolves its descriptor, fixed file and registered buffer when it is
+    // issued, so this comes before a close or a table change that queued ops name (ops still
+    // waiting for SQ room are not helped). False when some are not issued yet (the kernel
+    // refused them for now).
+    bool issue_queued() noexcept;
+    void close_after_queued_ops(int fd) noexcept;
+    void close_deferred_descriptors() noexcept;
     void drain_once(const char* what) noexcept;
     void shutdown() noexcept;
     void track(detail::spawned_promise_base& p) noexcept;
@@ -354,6 +363,10 @@ private:
     // Cancels that found the SQ full, by the user_data of the op they target: skipped once
     // that op has left its slot (its generation moved on).
     std::vector<std::uint64_t> pending_cancels_;
+    // Descriptors whose owners were destroyed while ops queued before that were not yet issued
+    // (waiting for SQ room, or refused by the kernel for now): closed once those are, so that
+    // the number names the same file until then (detail::close_descriptor).
+    std::vector<int> closing_;
     detail::resumption_queue ready_;   // resumed at the next run_ready()
     detail::resumption_queue running_; // the batch run_ready() is resuming
     detail::timer_heap timers_;

@@ -19,8 +19,10 @@
 
 namespace coil {
 
-/// An open file. Owns its descriptor: the destructor closes it synchronously (`close(2)`) if
-/// `close()` was not awaited, after emptying its registered slot if it has one. Move-only. All
+/// An open file. Owns its descriptor: the destructor closes it (`close(2)`) if `close()` was
+/// not awaited, after emptying its registered slot if it has one, and after the ops queued on
+/// the executor have reached the kernel, which then holds its own reference (so none of them
+/// can find the number reused: `detail::close_descriptor`, docs/runtime.md). Move-only. All
 /// operations run on the current executor; each borrows its buffer until the `co_await`
 /// completes. A registered file's ops use its slot on the executor that registered it, and
 /// its descriptor on any other.

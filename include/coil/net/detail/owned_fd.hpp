@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// `owned_fd`: the descriptor a socket type owns, closed synchronously when its owner is
-/// destroyed or assigned over. Move-only. It also keeps the ops made from the descriptor
+/// `owned_fd`: the descriptor a socket type owns, closed when its owner is destroyed or
+/// assigned over (at once, once the ops queued on it have reached the kernel:
+/// `detail::close_descriptor`). Move-only. It also keeps the ops made from the descriptor
 /// that may arm again later (`fd_watchers`), and tells them when it closes.
 #pragma once
 
 #include <coil/net/detail/fd_watch.hpp>
-
-#include <unistd.h>
+#include <coil/runtime/detail/close_descriptor.hpp>
 
 #include <utility>
 
@@ -50,7 +50,7 @@ public:
     {
         if (fd_ >= 0) {
             watchers_.closed();
-            ::close(std::exchange(fd_, -1));
+            close_descriptor(std::exchange(fd_, -1));
         }
     }
 
