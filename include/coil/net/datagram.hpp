@@ -234,7 +234,8 @@ struct datagram_options {
 };
 
 /// A datagram socket (UDP over IPv4 or IPv6, or a Unix datagram socket). Owns its descriptor
-/// (closed by the destructor, synchronously; `close()` first cancels the ops pending on it).
+/// (closed by the destructor once the ops queued on the executor have reached the kernel;
+/// `close()` first cancels the ops pending on it).
 /// Move-only. Every datagram is sent and received whole: a send never sends part of one, a
 /// receive into a buffer too small for one says so (`datagram::truncated`).
 class datagram_socket {
