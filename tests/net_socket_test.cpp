@@ -384,6 +384,68 @@ TEST_CASE("net: send_zero_copy yields each send's byte count once the kernel is 
     CHECK(o.received == coil_test::string_of(data));
 }
 
+TEST_CASE("net: a zero-copy send whose deadline passes while the peer reads nothing resumes "
+          "only once the kernel let go of its buffer: rewriting the buffer then changes no byte "
+          "the peer receives",
+          "[net][socket][zero_copy][lifetime]")
+{
+    // The deadline cancels the send, but the kernel's notification comes only when nothing
+    // references the buffer any more: over loopback, once the peer has read what was sent.
+    // The awaiter must wait for it (docs/networking.md), however late.
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    std::vector<std::byte> data = coil_test::pattern(4 * 1024 * 1024);
+    const std::string original = coil_test::string_of(data);
+    struct outcome {
+        coil::result<std::size_t> sent = std::size_t{0};
+        bool resumed_before_reading = false;
+        std::string received;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto client = co_await net::stream_socket::connect(at);
+        auto conn = co_await server->accept();
+        REQUIRE(client);
+        REQUIRE(conn);
+        bool reading = false;
+        bool resumed = false;
+        auto sender = [&]() -> coil::task<void> {
+            o.sent = co_await client->send_zero_copy(data).with_timeout(
+                std::chrono::milliseconds(10));
+            resumed = true;
+            o.resumed_before_reading = !reading;
+            std::fill(data.begin(), data.end(), std::byte{0xee}); // the buffer is ours again
+            (void)co_await client->shutdown();
+        };
+        auto sending = coil::executor::current()->spawn(sender());
+        // Well past the deadline, with nothing read. (Whether the send resumed by now is the
+        // kernel's business; what is checked below is that it did not resume too early.)
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(100));
+        reading = true;
+        auto got = co_await read_until_eof(*conn);
+        co_await std::move(sending);
+        REQUIRE(got);
+        REQUIRE(resumed);
+        o.received = std::move(*got);
+        co_return o;
+    };
+    const outcome o = coil_test::run(body());
+    if (!o.sent && o.sent.error() == coil::io::errc::unsupported_operation)
+        SKIP("this kernel has no IORING_OP_SEND_ZC (Linux 6.0)");
+    INFO("resumed before the peer read: " << o.resumed_before_reading);
+    if (o.sent) {
+        // Cut short by the deadline, or whole: either way every byte it counts arrived as it
+        // was when the send was made.
+        CHECK(*o.sent <= original.size());
+        CHECK(o.received.size() == *o.sent);
+        CHECK(o.received == original.substr(0, *o.sent));
+    } else {
+        CHECK(o.sent.error() == std::errc::timed_out); // nothing sent at all
+        CHECK(o.received.empty());
+    }
+}
+
 TEST_CASE("net: listen_options::no_delay gives every accepted connection TCP_NODELAY, and "
           "without it they have none",
           "[net][accept]")

@@ -152,7 +152,12 @@ public:
             {fd_.get(), bundle.begin(), 0, bundle.size(), MSG_NOSIGNAL});
     }
     /// A zero-copy send (Linux 6.0): `buffer` is borrowed until the kernel's notification,
-    /// which the `co_await` waits for. Worth it for large buffers.
+    /// which the `co_await` waits for. Worth it for large buffers. The notification comes
+    /// when nothing references the buffer any more: once the peer acknowledged the bytes (over
+    /// loopback: read them) or the connection ended. A deadline, a stop request or
+    /// `executor::stop()` cancels the send itself, but the op still ends only then, with the
+    /// count it sent: towards a peer that stops reading it waits as long as the peer does, and
+    /// so does a shutdown. Use `send` where the peer is not trusted to read.
     operation<ops::send_zc> send_zero_copy(std::span<const std::byte> buffer) const noexcept
     {
         return net::send_zc(fd_.get(), buffer);

@@ -146,7 +146,9 @@ public:
 
     /// Ends the active `run()` from any thread: it cancels and drains every operation in
     /// flight, destroys the tasks that did not finish, and throws `operation_canceled`. A
-    /// `stop()` made while no `run()` is active has no effect.
+    /// `stop()` made while no `run()` is active has no effect. The drain waits for what the
+    /// kernel cannot end at once: a zero-copy send's buffer until the peer has read or
+    /// acknowledged it (`stream_socket::send_zero_copy`).
     void stop() noexcept;
 
     /// The executor running on this thread, or null.
