@@ -446,6 +446,29 @@ TEST_CASE("net: a zero-copy send whose deadline passes while the peer reads noth
     }
 }
 
+TEST_CASE("net: send_zero_copy on a Unix stream socket fails with operation_not_supported "
+          "and the socket still sends",
+          "[net][socket][zero_copy]")
+{
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    net::stream_socket ours(pair[0]);
+    coil_test::unique_fd peer(pair[1]);
+    auto body = [&]() -> coil::task<std::pair<std::error_code, bool>> {
+        auto zc = co_await ours.send_zero_copy(bytes_of("zero"));
+        auto plain = co_await ours.send(bytes_of("copy"));
+        co_return std::pair{zc ? std::error_code() : zc.error(), plain && *plain == 4};
+    };
+    const auto [zc_error, plain_sent] = coil_test::run(body());
+    if (zc_error == coil::io::errc::unsupported_operation)
+        SKIP("this kernel has no IORING_OP_SEND_ZC (Linux 6.0)");
+    CHECK(zc_error == std::errc::operation_not_supported);
+    CHECK(plain_sent);
+    char got[8] = {};
+    CHECK(::recv(peer.get(), got, sizeof got, MSG_DONTWAIT) == 4); // only the plain send's
+    CHECK(std::string_view(got, 4) == "copy");
+}
+
 TEST_CASE("net: listen_options::no_delay gives every accepted connection TCP_NODELAY, and "
           "without it they have none",
           "[net][accept]")

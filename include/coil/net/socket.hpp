@@ -157,7 +157,8 @@ public:
     /// loopback: read them) or the connection ended. A deadline, a stop request or
     /// `executor::stop()` cancels the send itself, but the op still ends only then, with the
     /// count it sent: towards a peer that stops reading it waits as long as the peer does, and
-    /// so does a shutdown. Use `send` where the peer is not trusted to read.
+    /// so does a shutdown. Use `send` where the peer is not trusted to read. TCP only: a Unix
+    /// socket answers `operation_not_supported`.
     operation<ops::send_zc> send_zero_copy(std::span<const std::byte> buffer) const noexcept
     {
         return net::send_zc(fd_.get(), buffer);
