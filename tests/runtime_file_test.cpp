@@ -373,8 +373,8 @@ TEST_CASE("runtime: file::stat, allocate and punch_hole change what the kernel r
     coil_test::run(body());
 }
 
-TEST_CASE("runtime: file::zero_range zeroes its range and keeps the rest and the size; on tmpfs "
-          "it answers operation_not_supported and changes nothing",
+TEST_CASE("runtime: file::zero_range zeroes its range and keeps the rest and the size, and grows "
+          "a file it runs past; on tmpfs it answers operation_not_supported and changes nothing",
           "[runtime][file][fallocate]")
 {
     const bool on_tmpfs_path = GENERATE(false, true); // the temp directory, or /dev/shm
@@ -406,6 +406,14 @@ TEST_CASE("runtime: file::zero_range zeroes its range and keeps the rest and the
         if (zeroed.ok())
             std::fill(expected.begin() + 100, expected.begin() + 300, std::byte{0});
         CHECK(back == expected);
+        if (zeroed.ok()) {
+            // Past the end it grows the file to offset + length (punch_hole never does).
+            coil::result<void> past = co_await created->zero_range(4000, 1000);
+            REQUIRE(past.ok());
+            struct ::stat st{};
+            REQUIRE(::fstat(created->native_handle(), &st) == 0);
+            CHECK(st.st_size == 5000);
+        }
         co_return zeroed.ok() ? std::error_code() : zeroed.error();
     };
     const std::error_code e = coil_test::run(body());
@@ -416,6 +424,38 @@ TEST_CASE("runtime: file::zero_range zeroes its range and keeps the rest and the
             SKIP("the temp directory's file system has no FALLOC_FL_ZERO_RANGE");
         CHECK_FALSE(e);
     }
+}
+
+TEST_CASE("runtime: file::open of a FIFO does not wait for the other end: read-only opens at "
+          "once, write-only answers no_such_device_or_address while no reader has it open",
+          "[runtime][file]")
+{
+    // io_uring opens without blocking first and does not retry these: unlike open(2), which
+    // waits for the other end (docs/runtime.md).
+    coil_test::temp_dir dir;
+    const std::string fifo = dir.file("fifo");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const unsigned open_before = coil_test::open_descriptors();
+    auto body = [&]() -> coil::task<std::pair<std::string, std::error_code>> {
+        auto reader = co_await coil::file::open(fifo, O_RDONLY | O_CLOEXEC); // no writer yet
+        REQUIRE(reader.ok());
+        auto writer = co_await coil::file::open(fifo, O_WRONLY | O_CLOEXEC); // a reader now
+        REQUIRE(writer.ok());
+        auto wrote = co_await writer->write_at(coil_test::bytes_of("fifo"), coil::current_position);
+        REQUIRE(wrote.ok());
+        std::array<std::byte, 8> buffer{};
+        auto n = co_await reader->read_at(buffer, coil::current_position);
+        REQUIRE(n.ok());
+        const std::string got(reinterpret_cast<const char*>(buffer.data()), *n);
+        (void)co_await writer->close();
+        (void)co_await reader->close();
+        auto alone = co_await coil::file::open(fifo, O_WRONLY | O_CLOEXEC); // no reader
+        co_return std::pair{got, alone ? std::error_code() : alone.error()};
+    };
+    const auto [got, alone_error] = coil_test::run(body());
+    CHECK(got == "fifo");
+    CHECK(is_error(alone_error, std::errc::no_such_device_or_address));
+    CHECK(coil_test::open_descriptors() == open_before);
 }
 
 TEST_CASE("runtime: a file closes its descriptor when destroyed without close", "[runtime][file]")

@@ -178,8 +178,9 @@ public:
     }
     /// Deallocates `[offset, offset + length)`; it reads back as zeros and the size stays.
     operation<ops::fallocate> punch_hole(std::uint64_t offset, std::uint64_t length) const noexcept;
-    /// Zeroes `[offset, offset + length)` (`FALLOC_FL_ZERO_RANGE`). Not every filesystem has
-    /// it: tmpfs, for one, answers `operation_not_supported`.
+    /// Zeroes `[offset, offset + length)` (`FALLOC_FL_ZERO_RANGE`). A range past the end of
+    /// the file grows it to `offset + length` (`punch_hole` never changes the size). Not every
+    /// filesystem has it: tmpfs, for one, answers `operation_not_supported`.
     operation<ops::fallocate> zero_range(std::uint64_t offset, std::uint64_t length) const noexcept;
 
     /// Sets the file's size to `length`: shorter drops the end, longer reads back as zeros.
