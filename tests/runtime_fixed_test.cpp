@@ -245,6 +245,55 @@ TEST_CASE("runtime: a stop request ends a waiting acquire with operation_cancele
     CHECK(pool.available() == 1);
 }
 
+TEST_CASE("runtime: a pool's buffers serve O_DIRECT reads and writes; a misaligned view fails "
+          "with invalid_argument",
+          "[runtime][fixed][direct]")
+{
+    // The pool promises buffers aligned for O_DIRECT (fixed_buffer_pool.hpp).
+    temp_dir dir;
+    const std::vector<std::byte> contents = pattern(4 * block);
+    dir.create_file("data", contents);
+    coil::executor ex;
+    coil::fixed_buffer_pool pool(ex, 2, 2 * block);
+    struct outcome {
+        std::error_code open_error;
+        coil::result<std::size_t> read = std::size_t{0}, wrote = std::size_t{0},
+                                  misaligned = std::size_t{0};
+        std::vector<std::byte> got;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto f = co_await coil::file::open(dir.file("data"), O_RDWR | O_DIRECT | O_CLOEXEC);
+        if (!f) {
+            o.open_error = f.error();
+            co_return o;
+        }
+        coil::fixed_buffer a = pool.try_acquire();
+        REQUIRE(a);
+        o.read = co_await f->read_fixed_at(a.view(0, block), block);
+        o.got = copy_of(a.bytes().first(block));
+        std::memset(a.bytes().data(), 0x3c, block);
+        o.wrote = co_await f->write_fixed_at(a.view(0, block), 3 * block);
+        o.misaligned = co_await f->read_fixed_at(a.view(1, block), 0);
+        co_return o;
+    };
+    outcome o = ex.run(body());
+    if (o.open_error == std::errc::invalid_argument)
+        SKIP("the temp directory's file system has no O_DIRECT");
+    REQUIRE_FALSE(o.open_error);
+    REQUIRE(o.read.ok());
+    CHECK(*o.read == block);
+    CHECK(o.got == bytes_at(contents, block, block));
+    REQUIRE(o.wrote.ok());
+    CHECK(*o.wrote == block);
+    REQUIRE_FALSE(o.misaligned.ok());
+    CHECK(o.misaligned.error() == std::errc::invalid_argument);
+    std::vector<std::byte> back(block);
+    coil_test::unique_fd plain(::open(dir.file("data").c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(::pread(plain.get(), back.data(), block, 3 * block) == static_cast<ssize_t>(block));
+    CHECK(back == std::vector<std::byte>(block, std::byte{0x3c}));
+}
+
 TEST_CASE("runtime: emptying a file's slot while a fixed read waits on it leaves the read "
           "intact",
           "[runtime][fixed][lifetime]")
