@@ -2336,3 +2336,69 @@ TEST_CASE("net: a socket destroyed in the loop turn that queued a send on it clo
     CHECK(::recv(other[0], got, sizeof got, MSG_DONTWAIT) == -1);
     CHECK(::recv(other[1], got, sizeof got, MSG_DONTWAIT) == -1);
 }
+
+TEST_CASE("net: a buffer pool of 1 buffer and one of 32,768 carry a stream in order and get "
+          "every buffer back; counts that are not a power of two up to 32,768 are refused",
+          "[net][buffer_pool]")
+{
+    const unsigned count = GENERATE(1u, 32768u);
+    CAPTURE(count);
+    coil::executor ex(coil_test::executor_options());
+    coil_test::stream_pair pair = coil_test::connected_stream_pair();
+    net::stream_socket& ours = pair.socket;
+    const std::vector<std::byte> data = coil_test::pattern(200 * 1024);
+    const int peer_fd = pair.peer.get();
+    std::thread writer([&data, peer_fd] {
+        std::size_t done = 0;
+        while (done < data.size()) {
+            const ssize_t n = ::write(peer_fd, data.data() + done,
+                                      std::min<std::size_t>(data.size() - done, 3000));
+            if (n <= 0)
+                return;
+            done += static_cast<std::size_t>(n);
+        }
+        ::shutdown(peer_fd, SHUT_WR);
+    });
+    struct outcome {
+        std::string received;
+        std::error_code error;
+        unsigned lent = 1, available = 0, pool_count = 0;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        net::buffer_pool pool(ex, count, 64);
+        {
+            auto chunks = ours.receive(pool);
+            for (;;) {
+                auto chunk = co_await chunks.next();
+                if (!chunk)
+                    break;
+                if (!*chunk) {
+                    o.error = chunk->error();
+                    break;
+                }
+                if ((*chunk)->bytes().empty())
+                    break; // the peer's end
+                o.received.append(reinterpret_cast<const char*>((*chunk)->bytes().data()),
+                                  (*chunk)->bytes().size());
+            }
+        }
+        o.lent = pool.lent();
+        o.available = pool.available();
+        o.pool_count = pool.count();
+        co_return o;
+    };
+    const outcome o = ex.run(body());
+    writer.join();
+    CHECK_FALSE(o.error);
+    CHECK(o.received == coil_test::string_of(data));
+    CHECK(o.lent == 0);
+    CHECK(o.available == o.pool_count);
+    CHECK(o.pool_count == count);
+
+    for (unsigned bad : {0u, 3u, 65536u}) {
+        CAPTURE(bad);
+        CHECK_THROWS_WITH(net::buffer_pool(ex, bad, 64),
+                          ContainsSubstring("count must be a power of two from 1 to 32768"));
+    }
+}

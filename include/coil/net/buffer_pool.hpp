@@ -191,8 +191,8 @@ struct buffer_pool_options {
 class buffer_pool {
 public:
     /// `count` buffers (a power of two up to 32768) of `buffer_size` bytes each. Throws
-    /// `std::system_error` when the kernel cannot register the ring (the message names the
-    /// cause and the fix).
+    /// `std::system_error` (`EINVAL`, saying so) for another count, and when the kernel cannot
+    /// register the ring (the message names the cause and the fix).
     buffer_pool(executor& ex, unsigned count, std::size_t buffer_size,
                 buffer_pool_options options = {});
     ~buffer_pool();
