@@ -334,17 +334,12 @@ TEST_CASE("runtime: on an SQPOLL executor, a write started in the loop turn that
     // what it was shown in its own time, so the slot change must wait for it too. The thread
     // sleeps between rounds (1 ms idle): each write has to wake it.
     coil::executor_options options;
-    options.ring.sqpoll = true;
     options.ring.sqpoll_idle = std::chrono::milliseconds(1);
-    std::unique_ptr<coil::executor> exp;
-    try {
-        exp = std::make_unique<coil::executor>(coil_test::executor_options(options));
-    } catch (const std::system_error& e) {
-        SKIP("cannot create the ring: " << e.what());
-    }
+    std::string why;
+    std::unique_ptr<coil::executor> exp = coil_test::sqpoll_executor(options, why);
+    if (!exp)
+        SKIP(why);
     coil::executor& ex = *exp;
-    if (!ex.ring().sqpoll())
-        SKIP("SQPOLL did not take effect");
     pipe_fds p = make_pipe(O_NONBLOCK);
     coil::file writer(p.write_end.release());
 

@@ -214,17 +214,13 @@ TEST_CASE("runtime: a forked child that stops its inherited executor leaves the 
     auto p = coil_test::make_pipe();
     const bool sqpoll = GENERATE(false, true);
     CAPTURE(sqpoll);
-    coil::executor_options options;
-    options.ring.sqpoll = sqpoll;
-    std::unique_ptr<coil::executor> exp;
-    try {
-        exp = std::make_unique<coil::executor>(coil_test::executor_options(options));
-    } catch (const std::system_error& e) {
-        SKIP("cannot create the ring: " << e.what());
-    }
+    std::string why;
+    std::unique_ptr<coil::executor> exp =
+        sqpoll ? coil_test::sqpoll_executor({}, why)
+               : std::make_unique<coil::executor>(coil_test::executor_options());
+    if (!exp)
+        SKIP(why);
     coil::executor& ex = *exp;
-    if (sqpoll && !ex.ring().sqpoll())
-        SKIP("SQPOLL did not take effect");
     auto reader = [&]() -> coil::task<std::string> {
         std::array<char, 16> buffer{};
         auto n = co_await coil::read(p.read_end.get(), std::as_writable_bytes(std::span(buffer)));

@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 
 namespace coil_test {
@@ -50,6 +52,26 @@ inline coil::executor_options executor_options(coil::executor_options base = {})
         base.ring.cq_entries = std::max(base.entries, std::min(own, cq));
     }
     return base;
+}
+
+/// An executor on an SQPOLL ring built from `base` (with `executor_options`), or null with
+/// `why` set when this machine cannot make one (no permission, or SQPOLL did not take).
+inline std::unique_ptr<coil::executor> sqpoll_executor(coil::executor_options base,
+                                                       std::string& why)
+{
+    base.ring.sqpoll = true;
+    std::unique_ptr<coil::executor> ex;
+    try {
+        ex = std::make_unique<coil::executor>(executor_options(base));
+    } catch (const std::system_error& e) {
+        why = std::string("cannot create the ring: ") + e.what();
+        return nullptr;
+    }
+    if (!ex->ring().sqpoll()) {
+        why = "SQPOLL did not take effect";
+        return nullptr;
+    }
+    return ex;
 }
 
 /// A ring whose CQ holds 8 completions (4 SQ entries), with or without DEFER_TASKRUN: a
