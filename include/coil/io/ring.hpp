@@ -708,9 +708,10 @@ public:
     // that op. An op queued but not yet submitted finds the entry as it is when it is issued:
     // submit first. On an SQPOLL ring the update and unregister calls wait (bounded, up to a
     // second) for the kernel thread to take what was submitted, so submitted ops keep theirs.
-    // Linked, drained and `async` ops are issued later, and resolve their entry then. The buffer's memory itself must outlive every op queued on it, registered or
-    // not: the kernel writes into the pinned pages, which the caller may not free or reuse
-    // until the op's completion is reaped.
+    // Linked, drained and `async` ops are issued later, and resolve their entry then. The
+    // buffer's memory itself must outlive every op queued on it, registered or not: the kernel
+    // writes into the pinned pages, which the caller may not free or reuse until the op's
+    // completion is reaped.
 
     /// Registers `buffers` as the ring's buffer table: entry `i` is buffer index `i` for
     /// `add_read_fixed` / `add_write_fixed`. At most 16384 entries (`EINVAL` past that) of at

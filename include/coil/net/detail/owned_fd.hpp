@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /// @file
 /// `owned_fd`: the descriptor a socket type owns, closed when its owner is destroyed or
-/// assigned over (at once, once the ops queued on it have reached the kernel:
-/// `detail::close_descriptor`). Move-only. It also keeps the ops made from the descriptor
+/// assigned over, as soon as the ops queued before have reached the kernel
+/// (`detail::close_descriptor`). Move-only. It also keeps the ops made from the descriptor
 /// that may arm again later (`fd_watchers`), and tells them when it closes.
 #pragma once
 
