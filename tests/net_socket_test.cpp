@@ -615,6 +615,91 @@ TEST_CASE("net: a receive stream over a pool far too small for the load still de
     CHECK(chunks >= payload.size() / 1024);
 }
 
+TEST_CASE("net: a receive stream stopped mid-flow yields what it took before operation_canceled, "
+          "and receives after it continue where it stopped",
+          "[net][receive][buffer_pool][cancel]")
+{
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    const std::vector<std::byte> payload = coil_test::pattern(256 * 1024);
+    coil::executor ex(coil_test::executor_options());
+    std::error_code first_end;
+    std::size_t after_stop = 0;
+    auto body = [&]() -> coil::task<std::vector<std::byte>> {
+        net::buffer_pool pool(ex, 16, 1024);
+        auto sender = [&]() -> coil::task<void> {
+            auto c = co_await net::stream_socket::connect(at);
+            REQUIRE(c);
+            std::span<const std::byte> rest(payload);
+            while (!rest.empty()) {
+                const std::size_t n = std::min<std::size_t>(rest.size(), 3000);
+                auto sent = co_await c->send_all(rest.first(n));
+                REQUIRE(sent.ok());
+                rest = rest.subspan(n);
+                co_await coil::yield();
+            }
+            (void)co_await c->shutdown();
+        };
+        auto s = ex.spawn(sender());
+        auto conn = co_await server->accept();
+        REQUIRE(conn);
+        std::vector<std::byte> got;
+        auto take = [&](std::span<const std::byte> bytes) {
+            got.insert(got.end(), bytes.begin(), bytes.end());
+        };
+        {
+            // A multishot receive, stopped with chunks it took still buffered: they come
+            // first, then operation_canceled.
+            auto chunks = conn->receive(pool);
+            bool stopped = false;
+            while (auto chunk = co_await chunks.next()) {
+                if (!*chunk) {
+                    first_end = chunk->error();
+                    break;
+                }
+                REQUIRE_FALSE((*chunk)->empty()); // the peer is far from done
+                take((*chunk)->bytes());
+                after_stop += stopped ? 1 : 0;
+                if (!stopped && got.size() >= 32 * 1024) {
+                    for (int i = 0; i < 1000 && chunks.buffered() == 0; ++i)
+                        co_await coil::yield();
+                    REQUIRE(chunks.buffered() > 0);
+                    chunks.stop();
+                    stopped = true;
+                }
+            }
+            CHECK(chunks.ended());
+        }
+        // Plain receives into a buffer of the task's own.
+        std::array<std::byte, 2000> buffer;
+        for (int i = 0; i < 3; ++i) {
+            auto n = co_await conn->receive(buffer);
+            REQUIRE(n);
+            REQUIRE(*n > 0);
+            take(std::span(buffer).first(*n));
+        }
+        // A second stream over the same pool, to the end of the stream.
+        {
+            auto chunks = conn->receive(pool);
+            while (auto chunk = co_await chunks.next()) {
+                REQUIRE(chunk->ok());
+                if ((*chunk)->empty())
+                    break;
+                take((*chunk)->bytes());
+            }
+        }
+        co_await s;
+        CHECK(pool.lent() == 0);
+        co_return got;
+    };
+    const std::vector<std::byte> got = ex.run(body());
+    CHECK(is_canceled(first_end));
+    CHECK(after_stop > 0);
+    CHECK(got.size() == payload.size());
+    CHECK(got == payload);
+}
+
 TEST_CASE("net: a receive_bundles stream over a small pool carries 1 MiB in order, bundles "
           "spanning several buffers when data waits",
           "[net][receive][buffer_pool][bundle]")

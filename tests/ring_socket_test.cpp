@@ -282,6 +282,61 @@ TEST_CASE("ring: a recv waiting for data gets what a send sends, in both directi
     CHECK(at_client == to_client);
 }
 
+TEST_CASE("ring: recv, send and accept on non-blocking sockets wait in the kernel for data, "
+          "room and a client, never completing with -EAGAIN",
+          "[ring][send][recv][accept]")
+{
+    // ring.hpp says socket ops wait for readiness whether or not the socket is non-blocking:
+    // each op below is submitted before what it waits for exists, so a kernel that honoured
+    // O_NONBLOCK would complete it at once with -EAGAIN.
+    const socket_family f = any_family();
+    CAPTURE(to_string(f));
+    connection c = make_connection(f);
+    for (int fd : {c.listener.fd.get(), c.client.get(), c.server.get()})
+        REQUIRE(::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK) == 0);
+    ring ring(8);
+
+    // A recv on an empty socket, and an accept on an empty backlog.
+    std::vector<std::byte> received(64);
+    REQUIRE_FALSE(ring.add_recv(c.server.get(), received, 0, 1));
+    REQUIRE_FALSE(ring.add_accept(c.listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC, 2));
+    REQUIRE(ring.submit().ok());
+    const std::vector<std::byte> hello = pattern(40, 3);
+    send_all(c.client.get(), hello);
+    unique_fd late = connect_to(f, c.listener.address);
+    auto done = collect(ring, 2);
+    REQUIRE(result_of(done, 1) == static_cast<int>(hello.size()));
+    CHECK(std::equal(hello.begin(), hello.end(), received.begin()));
+    const int accepted = result_of(done, 2);
+    REQUIRE(accepted >= 0);
+    unique_fd accepted_fd(accepted);
+
+    // A send on a socket whose send buffer is full: it waits for the peer to read.
+    const std::vector<std::byte> filler = pattern(65536, 4);
+    std::size_t queued = 0;
+    for (;;) {
+        const ssize_t n = ::send(c.client.get(), filler.data(), filler.size(), MSG_NOSIGNAL);
+        if (n < 0) {
+            REQUIRE(errno == EAGAIN);
+            break;
+        }
+        queued += static_cast<std::size_t>(n);
+    }
+    const std::vector<std::byte> last = pattern(4096, 5);
+    REQUIRE_FALSE(ring.add_send(c.client.get(), last, 0, 3));
+    REQUIRE(ring.submit().ok());
+    // The peer reads everything: the filler, then the send's bytes, whole and in order.
+    REQUIRE(::fcntl(c.server.get(), F_SETFL, ::fcntl(c.server.get(), F_GETFL) & ~O_NONBLOCK) == 0);
+    const std::vector<std::byte> drained = recv_exactly(c.server.get(), queued);
+    CHECK(drained.size() == queued);
+    auto sent = collect(ring, 1);
+    REQUIRE(sent.size() == 1);
+    REQUIRE(sent[0].result > 0);
+    std::vector<std::byte> tail = recv_exactly(c.server.get(), static_cast<std::size_t>(sent[0].result));
+    CHECK(std::equal(tail.begin(), tail.end(), last.begin()));
+    CHECK(ring.outstanding() == 0);
+}
+
 TEST_CASE("ring: sendmsg with two iovecs arrives whole through recvmsg into two iovecs",
           "[ring][sendmsg][recvmsg]")
 {

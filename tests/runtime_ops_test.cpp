@@ -12,8 +12,11 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -199,6 +202,63 @@ TEST_CASE("runtime: ops on a bad descriptor yield bad_file_descriptor", "[runtim
         INFO(ec.message());
         CHECK(is_error(ec, std::errc::bad_file_descriptor));
     }
+}
+
+namespace {
+
+// In a forked child with SIGPIPE at `action`: writes to a pipe and a socket whose reading
+// ends are closed, with write and writev. Exits 0 when all four yield broken_pipe, else with
+// the step that did not; a SIGPIPE at its default action kills it first.
+int write_into_void_in_child(void (*action)(int))
+{
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::signal(SIGPIPE, action);
+        int pipe_ends[2];
+        int pair[2];
+        if (::pipe2(pipe_ends, O_CLOEXEC) != 0 ||
+            ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+            ::_exit(10);
+        ::close(pipe_ends[0]);
+        ::close(pair[1]);
+        coil::executor ex(coil_test::executor_options());
+        auto body = [&]() -> coil::task<int> {
+            const auto text = bytes_of("into the void");
+            iovec vec{const_cast<std::byte*>(text.data()), text.size()};
+            int step = 11;
+            for (int fd : {pipe_ends[1], pair[0]}) {
+                auto one = co_await coil::write(fd, text);
+                if (one || !is_error(one.error(), std::errc::broken_pipe))
+                    co_return step;
+                auto gathered = co_await coil::writev(fd, std::span(&vec, 1));
+                if (gathered || !is_error(gathered.error(), std::errc::broken_pipe))
+                    co_return step + 1;
+                step += 2;
+            }
+            co_return 0;
+        };
+        ::_exit(ex.run(body()));
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    if (WIFSIGNALED(status))
+        return -WTERMSIG(status);
+    REQUIRE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+} // namespace
+
+TEST_CASE("runtime: write and writev to a pipe or socket whose reader is gone raise SIGPIPE as "
+          "write(2) does, and yield broken_pipe once SIGPIPE is ignored",
+          "[runtime][write][errors]")
+{
+    // The executor leaves the process's signal dispositions alone (docs/runtime.md): a server
+    // that writes to pipes or sockets with these ops ignores SIGPIPE, or sends with
+    // stream_socket::send, which never raises it.
+    CHECK(write_into_void_in_child(SIG_DFL) == -SIGPIPE);
+    CHECK(write_into_void_in_child(SIG_IGN) == 0);
 }
 
 TEST_CASE("runtime: a read of an empty O_NONBLOCK pipe fails with EAGAIN or waits for the data",
