@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -384,14 +385,16 @@ TEST_CASE("net: send_zero_copy yields each send's byte count once the kernel is 
     CHECK(o.received == coil_test::string_of(data));
 }
 
-TEST_CASE("net: a zero-copy send whose deadline passes while the peer reads nothing resumes "
-          "only once the kernel let go of its buffer: rewriting the buffer then changes no byte "
-          "the peer receives",
+TEST_CASE("net: a zero-copy send whose deadline passes or whose task is asked to stop while the "
+          "peer reads nothing resumes only once the kernel let go of its buffer: rewriting the "
+          "buffer then changes no byte the peer receives",
           "[net][socket][zero_copy][lifetime]")
 {
-    // The deadline cancels the send, but the kernel's notification comes only when nothing
-    // references the buffer any more: over loopback, once the peer has read what was sent.
-    // The awaiter must wait for it (docs/networking.md), however late.
+    // The deadline or the stop request cancels the send, but the kernel's notification comes
+    // only when nothing references the buffer any more: over loopback, once the peer has read
+    // what was sent. The awaiter must wait for it (docs/networking.md), however late.
+    const std::string ending = GENERATE("deadline", "stop request");
+    CAPTURE(ending);
     auto server = net::listener::bind(net::address::loopback_v4(0));
     REQUIRE(server);
     const auto at = *server->local_address();
@@ -410,18 +413,28 @@ TEST_CASE("net: a zero-copy send whose deadline passes while the peer reads noth
         REQUIRE(conn);
         bool reading = false;
         bool resumed = false;
+        std::stop_source stop;
+        auto send = [&]() -> coil::task<coil::result<std::size_t>> {
+            co_return co_await client->send_zero_copy(data);
+        };
         auto sender = [&]() -> coil::task<void> {
-            o.sent = co_await client->send_zero_copy(data).with_timeout(
-                std::chrono::milliseconds(10));
+            if (ending == "deadline")
+                o.sent = co_await client->send_zero_copy(data).with_timeout(
+                    std::chrono::milliseconds(10));
+            else
+                o.sent = co_await coil::with_stop_token(stop.get_token(), send());
             resumed = true;
             o.resumed_before_reading = !reading;
             std::fill(data.begin(), data.end(), std::byte{0xee}); // the buffer is ours again
             (void)co_await client->shutdown();
         };
         auto sending = coil::executor::current()->spawn(sender());
-        // Well past the deadline, with nothing read. (Whether the send resumed by now is the
-        // kernel's business; what is checked below is that it did not resume too early.)
-        (void)co_await coil::sleep_for(std::chrono::milliseconds(100));
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(10));
+        stop.request_stop();
+        // Well past the deadline or the stop request, with nothing read. (Whether the send
+        // resumed by now is the kernel's business; what is checked below is that it did not
+        // resume too early.)
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(90));
         reading = true;
         auto got = co_await read_until_eof(*conn);
         co_await std::move(sending);
@@ -441,9 +454,65 @@ TEST_CASE("net: a zero-copy send whose deadline passes while the peer reads noth
         CHECK(o.received.size() == *o.sent);
         CHECK(o.received == original.substr(0, *o.sent));
     } else {
-        CHECK(o.sent.error() == std::errc::timed_out); // nothing sent at all
+        // Nothing sent at all.
+        CHECK(o.sent.error() == (ending == "deadline" ? std::errc::timed_out
+                                                      : std::errc::operation_canceled));
         CHECK(o.received.empty());
     }
+}
+
+TEST_CASE("net: executor::stop() with a zero-copy send in flight returns from run() only once "
+          "the kernel let go of the buffer: rewriting it then changes no byte the peer receives",
+          "[net][socket][zero_copy][lifetime][shutdown]")
+{
+    // The peer is read by a thread that starts only after the stop, so the shutdown's drain
+    // waits for the send's notification until that thread has read what was sent.
+    auto server = net::listener::bind(net::address::loopback_v4(0));
+    REQUIRE(server);
+    const auto at = *server->local_address();
+    std::vector<std::byte> data = coil_test::pattern(4 * 1024 * 1024);
+    const std::string original = coil_test::string_of(data);
+    std::atomic<bool> stopping{false};
+    std::string received;
+    std::thread reader;
+    bool unsupported = false;
+    {
+        coil::executor ex(coil_test::executor_options());
+        auto body = [&]() -> coil::task<void> {
+            auto client = co_await net::stream_socket::connect(at);
+            auto conn = co_await server->accept();
+            REQUIRE(client);
+            REQUIRE(conn);
+            reader = std::thread([&, fd = conn->release()] {
+                while (!stopping.load())
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                std::array<char, 65536> chunk;
+                for (ssize_t n; (n = ::recv(fd, chunk.data(), chunk.size(), 0)) > 0;)
+                    received.append(chunk.data(), static_cast<std::size_t>(n));
+                ::close(fd);
+            });
+            auto sender = [&]() -> coil::task<void> {
+                auto sent = co_await client->send_zero_copy(data);
+                unsupported = !sent && sent.error() == coil::io::errc::unsupported_operation;
+            };
+            auto sending = coil::executor::current()->spawn(sender());
+            (void)co_await coil::sleep_for(std::chrono::milliseconds(10));
+            stopping = true;
+            coil::executor::current()->stop();
+            co_await std::move(sending);
+        };
+        CHECK_THROWS_AS(ex.run(body()), std::system_error);
+        CHECK(ex.in_flight() == 0);
+        std::fill(data.begin(), data.end(), std::byte{0xee}); // the kernel is done with it
+    }
+    stopping = true; // in case the body ended early
+    if (reader.joinable())
+        reader.join();
+    if (unsupported)
+        SKIP("this kernel has no IORING_OP_SEND_ZC (Linux 6.0)");
+    CHECK(received.size() <= original.size());
+    CHECK(received == original.substr(0, received.size()));
 }
 
 TEST_CASE("net: send_zero_copy on a Unix stream socket fails with operation_not_supported "

@@ -129,6 +129,26 @@ TEST_CASE("ring: setup names seccomp when io_uring_enter is blocked", "[ring][se
     }
 }
 
+TEST_CASE("ring: setup refused with EPERM names the io_uring_disabled sysctl and seccomp, and "
+          "with ENOSYS a kernel without io_uring",
+          "[ring][setup][seccomp]")
+{
+    // What kernel.io_uring_disabled = 2 (or 1 outside kernel.io_uring_group), a container's
+    // default seccomp profile, and a kernel built without io_uring look like to the process.
+    int code = ring_setup_in_child(SYS_io_uring_setup, EPERM,
+                                   "io_uring is disabled for this process. Either the sysctl "
+                                   "kernel.io_uring_disabled is set");
+    if (code == child_no_seccomp)
+        SKIP("seccomp filters cannot be installed here");
+    CHECK(code == child_ok);
+    code = ring_setup_in_child(SYS_io_uring_setup, EPERM,
+                               "or a seccomp profile (a container runtime's default");
+    CHECK(code == child_ok);
+    code = ring_setup_in_child(SYS_io_uring_setup, ENOSYS,
+                               "this kernel has no io_uring (it needs Linux 5.6 or newer");
+    CHECK(code == child_ok);
+}
+
 TEST_CASE("ring: a refused ring fd registration is not fatal", "[ring][setup][seccomp]")
 {
     std::fflush(nullptr);

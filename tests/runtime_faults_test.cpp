@@ -16,6 +16,7 @@
 #include <catch2/catch_test_macros.hpp>
 
 #include <fcntl.h>
+#include <liburing.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
@@ -1185,4 +1186,24 @@ TEST_CASE("runtime faults: writev_all_at and readv_exact_at move every byte in o
             check_fired("vectored", p, faults.counts(), every_fault);
         }
     }
+}
+
+TEST_CASE("runtime faults: an executor on a kernel without IORING_FEAT_EXT_ARG is refused with "
+          "an error naming the feature and the kernel",
+          "[faults][runtime][setup]")
+{
+    scoped_faults faults(fault_plan{.hide_features = IORING_FEAT_EXT_ARG});
+    try {
+        coil::executor ex(coil_test::executor_options());
+        FAIL("an executor was created without EXT_ARG");
+    } catch (const std::system_error& e) {
+        CHECK(e.code() == std::errc::function_not_supported);
+        const std::string what = e.what();
+        CHECK(what.find("IORING_FEAT_EXT_ARG (Linux 5.11)") != std::string::npos);
+        CHECK(what.find("upgrade the kernel, or use coil::io::ring directly") !=
+              std::string::npos);
+    }
+    // The bare ring still works on such a kernel (without timed waits).
+    coil::io::ring ring(4);
+    CHECK_FALSE(ring.has_ext_arg());
 }

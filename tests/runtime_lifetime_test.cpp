@@ -287,3 +287,56 @@ TEST_CASE("runtime: a child forked inside a task runs an executor of its own", "
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
 }
+
+namespace {
+
+// A custom op that, besides its own NOP, queues NOPs under forged user_data: the op kind, slots
+// 0 to `count` - 1, and a generation no op has had. They stand for the late completions of ops
+// that left those slots long ago.
+struct forge_stale {
+    std::uint32_t count;
+    std::error_code prepare(coil::io::ring& r, std::uint64_t user_data) noexcept
+    {
+        if (r.space_left() < count + 1)
+            return std::make_error_code(std::errc::no_buffer_space);
+        for (std::uint32_t slot = 0; slot < count; ++slot)
+            if (auto e = r.add_nop(std::uint64_t{0xfffffff0} << 32 | slot))
+                return e;
+        return r.add_nop(user_data);
+    }
+    coil::result<int> complete(const coil::io::completion& c) const noexcept { return c.result; }
+};
+
+} // namespace
+
+TEST_CASE("runtime: a completion whose user_data names a slot under another generation is counted "
+          "stale and never delivered to the op in that slot",
+          "[runtime][lifetime][user_data]")
+{
+    // docs/architecture.md: user_data is generation << 32 | kind << 24 | slot.
+    auto p = coil_test::make_pipe();
+    coil::executor ex(coil_test::executor_options());
+    constexpr std::uint32_t slots = 16;
+    auto body = [&]() -> coil::task<std::string> {
+        std::array<std::byte, 16> buffer{};
+        auto reader = [&]() -> coil::task<coil::result<std::size_t>> {
+            co_return co_await coil::read(p.read_end.get(), buffer);
+        };
+        auto read = ex.spawn(reader());
+        co_await coil::yield();
+        co_await coil::yield(); // the read waits in the kernel, in one of the low slots
+        REQUIRE(ex.in_flight() == 1);
+        const std::uint64_t before = ex.stats().stale_completions;
+        auto forged = co_await coil::operation<forge_stale>(forge_stale{slots});
+        REQUIRE(forged);
+        while (ex.stats().stale_completions < before + slots)
+            co_await coil::yield();
+        CHECK(ex.stats().stale_completions == before + slots);
+        CHECK(ex.in_flight() == 1); // a nop's result (0) did not end the read as end of file
+        REQUIRE(::write(p.write_end.get(), "fresh", 5) == 5);
+        auto n = co_await read;
+        REQUIRE(n);
+        co_return std::string(reinterpret_cast<const char*>(buffer.data()), *n);
+    };
+    CHECK(ex.run(body()) == "fresh");
+}

@@ -314,3 +314,47 @@ TEST_CASE("runtime: the vector form of when_any hands back what losers returned 
     };
     CHECK_THROWS_AS(coil_test::run(none()), std::invalid_argument);
 }
+
+TEST_CASE("runtime: when_any waits for a loser awaiting a join_handle, which no stop request "
+          "reaches, and hands back what the joined task returned",
+          "[runtime][when_any][spawn]")
+{
+    coil::executor ex(coil_test::executor_options());
+    std::vector<std::string> order;
+    bool winner_done = false;
+    coil::event release;
+    auto body = [&]() -> coil::task<coil::first_of<int, int>> {
+        auto spawned = [&]() -> coil::task<int> {
+            co_await release.wait(); // the spawned task has no stop scope: only set() ends this
+            order.push_back("spawned task ended");
+            co_return 42;
+        };
+        coil::join_handle<int> handle = ex.spawn(spawned());
+        auto releaser = [&]() -> coil::task<void> {
+            while (!winner_done)
+                co_await coil::yield();
+            for (int i = 0; i < 5; ++i)
+                co_await coil::yield(); // when_any has asked its loser to stop by now
+            order.push_back("released");
+            release.set();
+        };
+        auto r = ex.spawn(releaser());
+        auto join = [&]() -> coil::task<int> { co_return co_await handle; };
+        auto winner = [&]() -> coil::task<int> {
+            co_await coil::yield();
+            winner_done = true;
+            order.push_back("winner");
+            co_return 7;
+        };
+        auto result = co_await coil::when_any(join(), winner());
+        order.push_back("when_any returned");
+        co_await r;
+        co_return result;
+    };
+    const coil::first_of<int, int> result = ex.run(body());
+    CHECK(result.index() == 1);
+    CHECK(std::get<1>(result.winner) == 7);
+    CHECK(std::get<0>(result.losers) == std::optional<int>(42));
+    CHECK(order == std::vector<std::string>{"winner", "released", "spawned task ended",
+                                            "when_any returned"});
+}
