@@ -624,6 +624,40 @@ TEST_CASE("runtime: yield makes no system call and a sleep queues no SQE of its 
     CHECK(c.sqes_over_sleeps == 0); // the wait's own timeout bounds it (IORING_ENTER_EXT_ARG)
 }
 
+TEST_CASE("runtime: a sleep_for kept in a variable sleeps its whole duration at each co_await, "
+          "counted from that co_await; a kept sleep_until waits for the same time point",
+          "[runtime][sleep]")
+{
+    using clock = std::chrono::steady_clock;
+    struct outcome {
+        bool all_ok = false;
+        clock::duration first{}, second{};
+    };
+    auto body = []() -> coil::task<outcome> {
+        outcome o;
+        auto sleep = coil::sleep_for(20ms);
+        // Time passed between making the sleep and awaiting it does not count.
+        std::this_thread::sleep_for(30ms);
+        const auto t0 = clock::now();
+        auto r1 = co_await sleep;
+        const auto t1 = clock::now();
+        auto r2 = co_await sleep; // runs anew
+        const auto t2 = clock::now();
+        auto until = coil::sleep_until(clock::now() + 5ms);
+        auto r3 = co_await until;
+        auto r4 = co_await until; // the time point has passed: at once
+        o.all_ok = r1.ok() && r2.ok() && r3.ok() && r4.ok();
+        o.first = t1 - t0;
+        o.second = t2 - t1;
+        co_return o;
+    };
+    const outcome o = coil_test::run(body());
+    CHECK(o.all_ok);
+    // Lower bounds only: a timer never fires before its time.
+    CHECK(o.first >= 20ms);
+    CHECK(o.second >= 20ms);
+}
+
 TEST_CASE("runtime: sleep_for and sleep_until complete successfully, not before their time",
           "[runtime][sleep]")
 {

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <optional>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -356,5 +357,49 @@ TEST_CASE("runtime: when_any waits for a loser awaiting a join_handle, which no 
     CHECK(std::get<1>(result.winner) == 7);
     CHECK(std::get<0>(result.losers) == std::optional<int>(42));
     CHECK(order == std::vector<std::string>{"winner", "released", "spawned task ended",
+                                            "when_any returned"});
+}
+
+TEST_CASE("runtime: when_any's stop does not reach a loser that has a token of its own "
+          "(with_stop_token): when_any returns once that token ends it",
+          "[runtime][when_any][cancel]")
+{
+    coil::executor ex(coil_test::executor_options());
+    std::vector<std::string> order;
+    bool winner_done = false;
+    std::stop_source own;
+    coil::event never;
+    auto body = [&]() -> coil::task<coil::first_of<std::string, int>> {
+        auto releaser = [&]() -> coil::task<void> {
+            while (!winner_done)
+                co_await coil::yield();
+            for (int i = 0; i < 5; ++i)
+                co_await coil::yield(); // when_any has asked its loser to stop by now
+            order.push_back("own token stopped");
+            own.request_stop();
+        };
+        auto r = ex.spawn(releaser());
+        auto loser = [&]() -> coil::task<std::string> {
+            auto waited = co_await never.wait();
+            order.push_back("loser ended");
+            co_return waited ? "set" : waited.error().message();
+        };
+        auto winner = [&]() -> coil::task<int> {
+            co_await coil::yield();
+            winner_done = true;
+            order.push_back("winner");
+            co_return 7;
+        };
+        auto result =
+            co_await coil::when_any(coil::with_stop_token(own.get_token(), loser()), winner());
+        order.push_back("when_any returned");
+        co_await r;
+        co_return result;
+    };
+    const auto result = ex.run(body());
+    CHECK(result.index() == 1);
+    CHECK(std::get<0>(result.losers) ==
+          std::optional<std::string>(std::make_error_code(std::errc::operation_canceled).message()));
+    CHECK(order == std::vector<std::string>{"winner", "own token stopped", "loser ended",
                                             "when_any returned"});
 }

@@ -666,26 +666,40 @@ protected:
 
 /// The awaiter of `sleep_for` / `sleep_until`: a timer in the executor's timer heap (no SQE,
 /// no system call). Yields success when the time has come, `operation_canceled` when a stop
-/// request came first. Destroying it disarms the timer.
+/// request came first. Destroying it disarms the timer. Kept in a variable, it may be awaited
+/// again once its `co_await` has completed: a `sleep_for` then sleeps its duration anew, from
+/// that `co_await`; a `sleep_until` waits for the same time point. One awaiter at a time.
 class [[nodiscard]] sleep_awaiter : private detail::cancellable_wait, private detail::timer_entry {
 public:
     using clock = std::chrono::steady_clock;
+    /// Until `when`.
     explicit sleep_awaiter(clock::time_point when) noexcept : when_(when) {}
-    sleep_awaiter(sleep_awaiter&& other) noexcept : when_(other.when_) {}
+    /// For `d`, counted from each `co_await`.
+    explicit sleep_awaiter(std::chrono::nanoseconds d) noexcept : duration_(d), relative_(true) {}
+    sleep_awaiter(sleep_awaiter&& other) noexcept
+        : when_(other.when_), duration_(other.duration_), relative_(other.relative_)
+    {
+    }
 
     bool await_ready() const noexcept { return false; }
 
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
+        if (pending_) [[unlikely]]
+            throw std::logic_error("coil: a sleep awaited while its previous co_await is still "
+                                   "pending (one awaiter at a time)");
         if (!begin_wait(h, &cancel_thunk))
             return false;
-        executor_->arm_timer(*this, when_, &fire_thunk);
+        pending_ = true;
+        executor_->arm_timer(*this, relative_ ? detail::deadline_after(duration_) : when_,
+                             &fire_thunk);
         return true;
     }
 
     result<void> await_resume() noexcept
     {
+        pending_ = false;
         if (cancelled_)
             return std::make_error_code(std::errc::operation_canceled);
         return {};
@@ -706,15 +720,15 @@ private:
         self.executor_->schedule(self.wake_);
     }
 
-    clock::time_point when_;
+    clock::time_point when_{};
+    std::chrono::nanoseconds duration_{};
+    bool relative_ = false;
+    bool pending_ = false; // suspended in a co_await, not yet resumed
 };
 
-/// Suspends the task for `d`. Yields success when the time has passed, `operation_canceled`
-/// when cancelled first.
-inline sleep_awaiter sleep_for(std::chrono::nanoseconds d) noexcept
-{
-    return sleep_awaiter(detail::deadline_after(d));
-}
+/// Suspends the task for `d`, counted from the `co_await`. Yields success when the time has
+/// passed, `operation_canceled` when cancelled first.
+inline sleep_awaiter sleep_for(std::chrono::nanoseconds d) noexcept { return sleep_awaiter(d); }
 
 /// Suspends the task until `t` on the steady (CLOCK_MONOTONIC) clock.
 inline sleep_awaiter sleep_until(std::chrono::steady_clock::time_point t) noexcept

@@ -80,6 +80,13 @@ public:
             promise_base& self = h.promise();
             if (self.awaiting_parent_ != nullptr)
                 std::exchange(self.awaiting_parent_, nullptr)->awaited_ = nullptr;
+            // A finished task may be kept (and destroyed) long after its executor: its own
+            // scope, registered with the user's token, goes now, on the executor's thread, so
+            // that a later stop request reaches nothing.
+            if (self.own_ && self.own_->scope) {
+                self.scope_ = nullptr;
+                self.own_->scope.reset();
+            }
             std::coroutine_handle<> next = self.continuation();
             return next ? next : std::noop_coroutine();
         }
@@ -397,6 +404,9 @@ inline task<void> task_promise<void>::get_return_object() noexcept
 template <class T>
 task<T> with_stop_token(std::stop_token token, task<T> t)
 {
+    if (!t.handle())
+        throw std::logic_error("coil: with_stop_token of an empty task (moved from, already "
+                               "run, or default-constructed)");
     t.handle().promise().set_stop_token(std::move(token));
     return t;
 }

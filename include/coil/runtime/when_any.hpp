@@ -42,8 +42,9 @@ struct first_of {
 /// As soon as one finishes, the others are asked to stop: their pending operations are
 /// cancelled (ASYNC_CANCEL) and their sleeps end, and `when_any` waits until every one of them
 /// has ended before it returns, so no loser's memory is freed while the kernel may still touch
-/// it. A loser waiting on something a stop request does not reach (a `join_handle`) ends only
-/// when that ends; an `event` wait ends with `operation_canceled`. If the first task to finish
+/// it. A loser waiting on something a stop request does not reach (a `join_handle`), or with a
+/// token of its own (`with_stop_token`, which replaces the group's), ends only when that ends;
+/// an `event` wait ends with `operation_canceled`. If the first task to finish
 /// threw, its exception is rethrown (after the others ended).
 template <class... T>
 task<first_of<T...>> when_any(task<T>... tasks)
