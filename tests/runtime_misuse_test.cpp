@@ -15,6 +15,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <array>
@@ -38,6 +39,12 @@ coil::task<int> awaits_a_nop()
 {
     auto r = co_await coil::nop();
     co_return r.ok() ? 1 : 0;
+}
+
+coil::task<void> awaits_a_nop_void(int& ran)
+{
+    auto r = co_await coil::nop();
+    ran += r.ok() ? 1 : 0;
 }
 
 // Parameters, not lambda captures: GCC 12 copies an awaitable named through a capture.
@@ -560,6 +567,35 @@ TEST_CASE("runtime: spawn() on a thread other than the executor's throws logic_e
     CHECK(ran == 1);
 }
 
+TEST_CASE("runtime: nursery::spawn() on a thread other than the nursery's executor throws "
+          "logic_error; a posted function spawns into it",
+          "[runtime][misuse][threads][nursery]")
+{
+    coil::executor ex(coil_test::executor_options());
+    std::exception_ptr error;
+    int ran = 0;
+    auto body = [&](coil::nursery& n) -> coil::task<void> {
+        std::thread other([&] {
+            try {
+                n.spawn(awaits_a_nop_void(ran));
+            } catch (...) {
+                error = std::current_exception();
+            }
+        });
+        other.join();
+        std::thread poster([&] { ex.post([&] { n.spawn(awaits_a_nop_void(ran)); }); });
+        poster.join();
+        while (ran == 0)
+            co_await coil::yield();
+    };
+    auto root = [&]() -> coil::task<void> { co_await coil::with_nursery(body); };
+    ex.run(root());
+    REQUIRE(error);
+    CHECK_THAT(message_of(error), ContainsSubstring("nursery::spawn() called outside the "
+                                                    "nursery's executor"));
+    CHECK(ran == 1);
+}
+
 TEST_CASE("runtime: an operation moved while a coroutine awaits it throws logic_error, and the "
           "await goes on",
           "[runtime][misuse]")
@@ -613,6 +649,42 @@ TEST_CASE("runtime: a stream awaited by two coroutines at once throws logic_erro
     ex.run(body());
     CHECK(what == "coil: two coroutines await the same stream");
     CHECK(first_woke);
+}
+
+TEST_CASE("runtime: a stream started on one executor and awaited in a task of another throws "
+          "logic_error, and the first executor still ends it",
+          "[runtime][misuse][stream]")
+{
+    coil_test::unique_fd efd(::eventfd(1, EFD_CLOEXEC)); // readable from the start
+    REQUIRE(efd.get() >= 0);
+    coil::executor a(coil_test::executor_options());
+    coil::executor b(coil_test::executor_options());
+    auto ready = coil::poll_multishot(efd.get(), POLLIN);
+    auto first = [&]() -> coil::task<bool> {
+        auto event = co_await ready.next();
+        co_return event && event->ok();
+    };
+    REQUIRE(a.run(first())); // the poll stays armed on a's ring
+    REQUIRE(ready.buffered() == 0);
+    auto second = [&]() -> coil::task<std::string> {
+        try {
+            (void)co_await ready.next();
+            co_return "no error";
+        } catch (const std::logic_error& e) {
+            co_return e.what();
+        }
+    };
+    CHECK_THAT(b.run(second()), ContainsSubstring("a stream awaited in a task of another "
+                                                   "executor"));
+    auto finish = [&]() -> coil::task<int> {
+        ready.stop();
+        int taken = 0;
+        while (co_await ready.next())
+            ++taken;
+        co_return taken;
+    };
+    CHECK(a.run(finish()) >= 1); // operation_canceled, after anything buffered meanwhile
+    CHECK(a.in_flight() == 0);
 }
 
 TEST_CASE("runtime: destroying a fixed_buffer_pool with a lease out stops the program with a "

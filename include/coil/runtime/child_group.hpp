@@ -109,6 +109,8 @@ public:
         request_stop();
     }
     const std::exception_ptr& exception() const noexcept { return exception_; }
+    /// The executor the children run on (null outside one).
+    executor* owner() const noexcept { return executor_; }
 
     /// Starts `body` as a child: it runs now, until it first suspends.
     void start(child_coroutine child)

@@ -8,6 +8,7 @@
 
 #include <concepts>
 #include <exception>
+#include <stdexcept>
 #include <stop_token>
 #include <utility>
 
@@ -22,8 +23,13 @@ public:
 
     /// Starts `t` as a child now (it runs until its first suspension). If a child throws, the
     /// nursery stops the others and `with_nursery` rethrows the first exception.
+    /// On the nursery's executor's thread only (post a function that spawns).
     void spawn(task<void> t)
     {
+        if (detail::running_executor() != group_.owner())
+            throw std::logic_error("coil: nursery::spawn() called outside the nursery's "
+                                   "executor (on another thread, or in another executor's "
+                                   "task); hand the work over with that executor's post()");
         group_.start(detail::run_child(group_, std::move(t), [] {}));
     }
 

@@ -224,6 +224,11 @@ private:
     {
         if (waiting_consumer_)
             throw std::logic_error("coil: two coroutines await the same stream");
+        if (started_ && ex != owner)
+            throw std::logic_error("coil: a stream awaited in a task of another executor than "
+                                   "the one its op was started on (its op, its completions and "
+                                   "the consumer's resumption belong to that executor's "
+                                   "thread)");
         wake.handle = h;
         if (state == detail::op_state::in_flight || state == detail::op_state::waiting ||
             parked_.linked()) {
