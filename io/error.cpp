@@ -20,6 +20,9 @@ public:
             return "the running kernel's io_uring does not support this operation";
         case errc::end_of_file:
             return "end of file reached before all the requested bytes were read";
+        case errc::forked_copy:
+            return "this ring was inherited through fork(): it belongs to the parent process, "
+                   "so the child may not use it; create a new ring (or executor) in the child";
         }
         return "unknown coil.io error " + std::to_string(value);
     }
@@ -33,6 +36,8 @@ public:
             return std::errc::function_not_supported;
         case errc::end_of_file:
             return std::errc::io_error;
+        case errc::forked_copy:
+            return std::errc::operation_not_permitted;
         }
         return {value, *this};
     }

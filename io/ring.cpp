@@ -619,6 +619,8 @@ bool ring::sqpoll() const noexcept { return (state_->uring.flags & IORING_SETUP_
 
 unsigned ring::ready() const noexcept
 {
+    if (forked_)
+        return 0;
     const state& s = *state_;
     unsigned in_ring = s.cq_in_ring();
     if (s.internal_pending != 0) {
@@ -666,6 +668,8 @@ void ring::note_no_space_() noexcept
 
 bool ring::hand_over_full_sq_() noexcept
 {
+    if (forked_)
+        return false;
     // Submitting ends every link chain open at the end of the queue: a chain the caller is
     // still queuing stays whole, and the op that does not fit is refused instead.
     const io_uring_sqe& last = state_->uring.sq.sqes[(sq_tail_ - 1) & sq_mask_];
@@ -711,6 +715,8 @@ bool ring::hand_over_full_sq_() noexcept
 // Why claim_inline_ refused: the opcode, or else a full SQ or the CQ cap.
 std::error_code ring::claim_failure_(opcode op) noexcept
 {
+    if (forked_)
+        return make_error_code(errc::forked_copy);
     if (!supports(op))
         return make_error_code(errc::unsupported_operation);
     note_no_space_();
@@ -723,6 +729,8 @@ std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
         return make_error_code(errc::unsupported_operation);
     if ((cap_outstanding_ && outstanding_ >= cq_entries_) ||
         (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_() && !hand_over_full_sq_())) {
+        if (forked_)
+            return make_error_code(errc::forked_copy);
         note_no_space_();
         return make_error_code(errc::no_space);
     }
@@ -740,6 +748,8 @@ std::error_code ring::claim_raw_(std::uint8_t kernel_opcode, sqe*& out) noexcept
         return errc::unsupported_operation;
     if ((cap_outstanding_ && outstanding_ >= cq_entries_) ||
         (sq_tail_ == sq_tail_limit_ && !refresh_sq_limit_() && !hand_over_full_sq_())) {
+        if (forked_)
+            return errc::forked_copy;
         note_no_space_();
         return errc::no_space;
     }
@@ -1201,6 +1211,8 @@ std::error_code ring::add_cancel_fd(int fd, std::uint64_t user_data)
 int ring::register_buffer_ring_(void* ring_memory, unsigned entries, std::uint16_t group,
                                 std::uint16_t flags) noexcept
 {
+    if (inherited_())
+        return -EPERM;
     io_uring_buf_reg registration{};
     registration.ring_addr = reinterpret_cast<std::uintptr_t>(ring_memory);
     registration.ring_entries = entries;
@@ -1213,6 +1225,8 @@ int ring::register_buffer_ring_(void* ring_memory, unsigned entries, std::uint16
 
 int ring::unregister_buffer_ring_(std::uint16_t group) noexcept
 {
+    if (inherited_())
+        return -EPERM;
     return io_uring_unregister_buf_ring(&state_->uring, group);
 }
 
@@ -1264,6 +1278,8 @@ std::error_code update_entries(std::size_t count, Update&& update) noexcept
 
 std::error_code ring::register_buffers(std::span<const ::iovec> buffers) noexcept
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     if (buffers.size() > std::numeric_limits<unsigned>::max())
         return std::make_error_code(std::errc::invalid_argument);
     std::error_code ec = register_result(io_uring_register_buffers(
@@ -1275,6 +1291,8 @@ std::error_code ring::register_buffers(std::span<const ::iovec> buffers) noexcep
 
 std::error_code ring::register_buffers_sparse(unsigned count)
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     std::error_code ec =
         register_sparse(io_uring_register_buffers_sparse(&state_->uring, count), [&] {
             // Linux 5.13..5.18: IORING_REGISTER_BUFFERS2 takes null entries as empty ones.
@@ -1290,6 +1308,8 @@ std::error_code ring::register_buffers_sparse(unsigned count)
 
 std::error_code ring::update_buffers(unsigned first, std::span<const ::iovec> buffers) noexcept
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     wait_until_issued();
     return update_entries(buffers.size(), [&](unsigned done) {
         return io_uring_register_buffers_update_tag(&state_->uring, first + done,
@@ -1300,6 +1320,8 @@ std::error_code ring::update_buffers(unsigned first, std::span<const ::iovec> bu
 
 std::error_code ring::unregister_buffers() noexcept
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     wait_until_issued();
     std::error_code ec = register_result(io_uring_unregister_buffers(&state_->uring));
     if (!ec)
@@ -1309,6 +1331,8 @@ std::error_code ring::unregister_buffers() noexcept
 
 std::error_code ring::register_files(std::span<const int> fds) noexcept
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     if (fds.size() > std::numeric_limits<unsigned>::max())
         return std::make_error_code(std::errc::invalid_argument);
     std::error_code ec = register_result(
@@ -1320,6 +1344,8 @@ std::error_code ring::register_files(std::span<const int> fds) noexcept
 
 std::error_code ring::register_files_sparse(unsigned count)
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     std::error_code ec =
         register_sparse(io_uring_register_files_sparse(&state_->uring, count), [&] {
             std::vector<int> empty(count, -1);
@@ -1332,6 +1358,8 @@ std::error_code ring::register_files_sparse(unsigned count)
 
 std::error_code ring::update_files(unsigned first, std::span<const int> fds) noexcept
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     wait_until_issued();
     return update_entries(fds.size(), [&](unsigned done) {
         return io_uring_register_files_update(&state_->uring, first + done,
@@ -1342,6 +1370,8 @@ std::error_code ring::update_files(unsigned first, std::span<const int> fds) noe
 
 std::error_code ring::unregister_files() noexcept
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     wait_until_issued();
     std::error_code ec = register_result(io_uring_unregister_files(&state_->uring));
     if (!ec)
@@ -1353,6 +1383,8 @@ std::error_code ring::unregister_files() noexcept
 
 std::error_code ring::register_eventfd(int fd, bool async_only) noexcept
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     std::error_code ec = register_result(async_only
                                              ? io_uring_register_eventfd_async(&state_->uring, fd)
                                              : io_uring_register_eventfd(&state_->uring, fd));
@@ -1363,6 +1395,8 @@ std::error_code ring::register_eventfd(int fd, bool async_only) noexcept
 
 std::error_code ring::unregister_eventfd() noexcept
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     std::error_code ec = register_result(io_uring_unregister_eventfd(&state_->uring));
     if (!ec)
         eventfd_registered_ = false;
@@ -1371,6 +1405,8 @@ std::error_code ring::unregister_eventfd() noexcept
 
 std::error_code ring::set_eventfd_enabled(bool enabled) noexcept
 {
+    if (inherited_())
+        return make_error_code(errc::forked_copy);
     // The CQ ring has a flags word only from Linux 5.8; liburing answers -EOPNOTSUPP without it.
     const int ret = io_uring_cq_eventfd_toggle(&state_->uring, enabled);
     if (ret == -EOPNOTSUPP)
@@ -1390,6 +1426,8 @@ bool ring::eventfd_enabled() const noexcept
 int ring::enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                  std::size_t arg_size) noexcept
 {
+    if (forked_)
+        return -EPERM; // the kernel would act on the parent's ring
     const state& s = *state_;
 #if COIL_FAULT_INJECTION
     if (s.faults) {
@@ -1480,6 +1518,8 @@ bool refuse_multishot(io_uring_sqe& e) noexcept
 
 unsigned ring::flush_() noexcept
 {
+    if (forked_)
+        return 0; // publishes nothing: the SQ is the parent's
     // liburing's sqe_head serves as the tail the kernel has been shown.
     io_uring_sq& sq = state_->uring.sq;
     if (sq.sqe_head != sq_tail_) {
@@ -1522,7 +1562,7 @@ unsigned ring::flush_() noexcept
 
 void ring::refresh_direct_() noexcept
 {
-    direct_cq_ = state_->backlog_size() == 0 && !state_->routed();
+    direct_cq_ = !forked_ && state_->backlog_size() == 0 && !state_->routed();
 }
 
 void ring::stash_ready_() noexcept
@@ -1616,7 +1656,7 @@ result<unsigned> ring::submit()
 
 bool ring::kernel_holds_completions() const noexcept
 {
-    return (state_->sq_flags() & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) != 0;
+    return !forked_ && (state_->sq_flags() & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) != 0;
 }
 
 result<unsigned> ring::submit_and_get_events()
@@ -1821,9 +1861,18 @@ void ring::await_sq_thread_() noexcept
 // in its own time: changing a table right after it would empty an entry under ops the caller
 // already submitted. So the table changes wait for the thread to take what it has been shown
 // (on other rings submit() issued them before it returned).
+void ring::forget_after_fork() noexcept
+{
+    forked_ = true;
+    direct_cq_ = false;
+    sq_tail_limit_ = sq_tail_;
+}
+
+bool ring::inherited_() const noexcept { return forked_ || ::getpid() != state_->owner_pid; }
+
 void ring::wait_until_issued() noexcept
 {
-    if (sqpoll())
+    if (sqpoll() && !forked_)
         await_sq_thread_();
 }
 
@@ -1862,6 +1911,8 @@ std::size_t ring::drain()
 
 bool ring::peek_(completion& out, bool enter_kernel) noexcept
 {
+    if (forked_)
+        return false; // the CQ is the parent's
     state& s = *state_;
     io_uring& u = s.uring;
     for (int round = 0; round < 2; ++round) {

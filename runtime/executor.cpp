@@ -6,6 +6,7 @@
 #include <coil/runtime/executor.hpp>
 #include <coil/runtime/operation.hpp>
 
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -56,6 +57,10 @@ void throw_foreign_spawn()
 
 run_scope::run_scope(executor& ex) : executor_(ex), previous_(current_executor)
 {
+    if (::getpid() != ex.pid_)
+        throw std::logic_error("coil: executor::run() of an executor this process inherited "
+                               "through fork(): its ring is the parent's; create a new "
+                               "executor in the child");
     if (!ex.on_executor_thread())
         throw std::logic_error("coil: executor::run() called on a thread other than the one "
                                "that created the executor; an executor runs on its own thread");
@@ -178,12 +183,32 @@ io::ring_options ring_options_for(const executor_options& options)
 
 } // namespace
 
+// In a child after fork(), on the forking thread: an executor running there (the fork was made
+// inside one of its tasks) goes on running in the child, over the parent's ring. Make it inert
+// before anything of the child's runs: its ops fail with io::errc::forked_copy and its loop
+// stops at its next turn, without touching the ring (docs/lifetimes.md).
+void forget_running_executor_after_fork() noexcept
+{
+    if (current_executor != nullptr && current_executor->running_loop_)
+        current_executor->forget_after_fork();
+}
+
+void executor::forget_after_fork() noexcept
+{
+    ring_.forget_after_fork();
+    forked_ = true;
+    stop_now_ = true;
+}
+
 executor::executor(const executor_options& options)
     : thread_(io::detail::this_thread_serial()), thread_id_(std::this_thread::get_id()),
       pid_(::getpid()), ring_(options.entries, ring_options_for(options)),
       file_slots_(options.file_slots), buffer_slots_(options.buffer_slots),
       busy_poll_(options.busy_poll)
 {
+    static const bool fork_handler_installed =
+        ::pthread_atfork(nullptr, nullptr, &forget_running_executor_after_fork) == 0;
+    static_cast<void>(fork_handler_installed);
     if (busy_poll_.count() < 0 || (busy_poll_.count() != 0 && !ring_.sqpoll()))
         throw std::system_error(EINVAL, std::generic_category(),
                                 "coil: executor_options::busy_poll needs ring.sqpoll = true (and "

@@ -7,6 +7,7 @@
 
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -73,6 +74,11 @@ void executor::unregister_file(std::uint32_t slot) noexcept
 {
     if (slot >= file_slot_taken_.size() || !file_slot_taken_[slot])
         return;
+    if (::getpid() != pid_) { // a forked child's copy: the table is the parent's
+        file_slot_taken_[slot] = false;
+        --files_taken_;
+        return;
+    }
     // Emptying a slot takes nothing but the table's reference: it fails only for a slot that
     // does not exist, which the check above rules out. Ops in flight hold their own reference;
     // ops queued in this loop turn resolve the slot when issued: issue them first.
@@ -107,6 +113,11 @@ void executor::unregister_buffers(std::uint16_t first, unsigned count) noexcept
 {
     if (count == 0 || std::size_t{first} + count > buffer_entry_taken_.size())
         return;
+    if (::getpid() != pid_) { // a forked child's copy: the table is the parent's
+        std::fill_n(buffer_entry_taken_.begin() + first, count, false);
+        buffers_taken_ -= count;
+        return;
+    }
     // Ops in flight keep the pages they resolved (docs/lifetimes.md); queued ones resolve them
     // when issued.
     (void)issue_queued();

@@ -7,12 +7,15 @@
 #include "test_executor.hpp"
 
 #include <coil/coil.hpp>
+#include <coil/net/buffer_pool.hpp>
+#include <coil/net/socket.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -259,6 +262,157 @@ TEST_CASE("runtime: a forked child that stops its inherited executor leaves the 
         ::_exit(0);
     }
     CHECK(got == "parent");
+}
+
+namespace {
+
+// The executor of a fork test: the default options, without single_issuer (then the kernel
+// would accept submissions and table changes from the child: only coil stops them), or SQPOLL.
+std::unique_ptr<coil::executor> fork_test_executor(const std::string& kind, std::string& why)
+{
+    if (kind == "sqpoll")
+        return coil_test::sqpoll_executor({}, why);
+    coil::executor_options options = coil_test::executor_options();
+    if (kind == "any issuer")
+        options.ring.single_issuer = false;
+    return std::make_unique<coil::executor>(options);
+}
+
+} // namespace
+
+TEST_CASE("runtime: ops a forked child awaits on the executor it inherited fail with forked_copy, "
+          "its run() stops at the next turn naming fork, and the parent's ops go on",
+          "[runtime][lifetime][fork]")
+{
+    const std::string kind = GENERATE("default", "any issuer", "sqpoll");
+    CAPTURE(kind);
+    auto p = coil_test::make_pipe();
+    auto other = coil_test::make_pipe();
+    std::string why;
+    std::unique_ptr<coil::executor> exp = fork_test_executor(kind, why);
+    if (!exp)
+        SKIP(why);
+    coil::executor& ex = *exp;
+    const pid_t parent = ::getpid();
+    int child_code = 0;
+    auto reader = [&]() -> coil::task<std::string> {
+        std::array<char, 16> buffer{};
+        auto n = co_await coil::read(p.read_end.get(), std::as_writable_bytes(std::span(buffer)));
+        if (!n)
+            co_return "error: " + n.error().message();
+        co_return std::string(buffer.data(), *n);
+    };
+    auto root = [&]() -> coil::task<std::string> {
+        auto h = ex.spawn(reader());
+        co_await coil::yield();
+        co_await coil::yield();
+        REQUIRE(ex.in_flight() == 1);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            // Misuse: the inherited executor's ring is the parent's. Nothing reaches it.
+            auto nop = co_await coil::nop();
+            std::array<std::byte, 4> buffer{};
+            auto read = co_await coil::read(other.read_end.get(), buffer);
+            const bool refused = !nop && nop.error() == coil::io::errc::forked_copy && !read &&
+                                 read.error() == coil::io::errc::forked_copy;
+            child_code = refused ? 0 : 20;
+            co_await coil::yield(); // the loop stops here
+            ::_exit(30);            // not reached
+        }
+        int status = 0;
+        REQUIRE(::waitpid(child, &status, 0) == child);
+        REQUIRE(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+        auto after = co_await coil::nop(); // the parent's ring is as it was
+        CHECK(after.ok());
+        coil_test::write_fully(p.write_end.get(), bytes_of("parent"));
+        co_return co_await h;
+    };
+    std::string got;
+    try {
+        got = ex.run(root());
+    } catch (const std::system_error& e) {
+        if (::getpid() == parent)
+            throw;
+        const bool named = std::string(e.what()).find("inherited through fork()") !=
+                           std::string::npos;
+        exp.reset(); // destroying it touches nothing of the parent's either
+        ::_exit(named ? child_code : 21);
+    }
+    CHECK(got == "parent");
+    // The child never wrote to `other`, and nothing it queued was run for it here.
+    CHECK(ex.in_flight() == 0);
+}
+
+TEST_CASE("runtime: a forked child destroying what it inherited (a registered file, a fixed "
+          "buffer pool, a buffer pool) leaves the parent's tables and buffer ring as they were",
+          "[runtime][lifetime][fork]")
+{
+    const std::string kind = GENERATE("default", "any issuer");
+    CAPTURE(kind);
+    coil_test::temp_dir dir;
+    dir.create_file("data", bytes_of("registered data"));
+    std::string why;
+    std::unique_ptr<coil::executor> exp = fork_test_executor(kind, why);
+    coil::executor& ex = *exp;
+    const pid_t parent = ::getpid();
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    coil_test::unique_fd peer(pair[1]);
+    struct outcome {
+        std::string through_slot, through_fixed, through_pool;
+    };
+    auto root = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto f = co_await coil::file::open(dir.file("data"));
+        REQUIRE(f);
+        REQUIRE(f->register_slot().ok());
+        coil::fixed_buffer_pool fixed(ex, 2, 4096);
+        coil::fixed_buffer lease = fixed.try_acquire();
+        REQUIRE(lease);
+        coil::net::buffer_pool pool(ex, 4, 256);
+        coil::net::stream_socket conn(pair[0]);
+        auto chunks = conn.receive(pool);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            // The documented way out: stop the inherited executor. Its shutdown destroys this
+            // frame, and with it the file, both pools and the stream.
+            ex.stop();
+            co_await coil::yield();
+            ::_exit(30); // not reached
+        }
+        int status = 0;
+        REQUIRE(::waitpid(child, &status, 0) == child);
+        REQUIRE(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+        std::array<std::byte, 64> buffer{};
+        auto n = co_await f->read_at(buffer, 0);
+        REQUIRE(n);
+        o.through_slot = coil_test::string_of(std::span(buffer).first(*n));
+        auto m = co_await f->read_fixed_at({lease.bytes(), lease.index()}, 0);
+        REQUIRE(m);
+        o.through_fixed = coil_test::string_of(lease.bytes().first(*m));
+        coil_test::write_fully(peer.get(), bytes_of("through the pool"));
+        auto chunk = co_await chunks.next();
+        REQUIRE(chunk);
+        REQUIRE(chunk->ok());
+        o.through_pool = coil_test::string_of((*chunk)->bytes());
+        co_return o;
+    };
+    outcome o;
+    try {
+        o = ex.run(root());
+    } catch (const std::system_error&) {
+        if (::getpid() == parent)
+            throw;
+        exp.reset();
+        ::_exit(0);
+    }
+    CHECK(o.through_slot == "registered data");
+    CHECK(o.through_fixed == "registered data");
+    CHECK(o.through_pool == "through the pool");
 }
 
 TEST_CASE("runtime: a child forked inside a task runs an executor of its own", "[runtime][fork]")

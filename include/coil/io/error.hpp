@@ -21,6 +21,10 @@ enum class errc : int {
     unsupported_operation,
     /// End of file came before the requested number of bytes (`file::read_exact_at`).
     end_of_file,
+    /// This copy of the ring was inherited through fork(): the ring belongs to the parent
+    /// process, and the child may not queue, submit, reap or change its tables
+    /// (`ring::forget_after_fork`, docs/lifetimes.md). Create a new ring in the child.
+    forked_copy,
 };
 
 /// The category of `coil::io::errc` values; its name is "coil.io".

@@ -862,6 +862,19 @@ public:
     /// entry, that submitted ops name (the table changes call it themselves).
     void wait_until_issued() noexcept;
 
+    /// In a child process after fork(), makes this copy of the ring inert. The ring's queues
+    /// are memory shared with the parent (and the kernel acts for whoever enters): a child
+    /// that queued, submitted or reaped through it would run its ops in the parent's ring and
+    /// take the parent's completions. After this, `add_*` answer `errc::forked_copy`, nothing
+    /// is published, entered or reaped (`ready()` is 0), and the parent's ring is left as it
+    /// was. The executor calls it for the executor running on the forking thread; call it for
+    /// a bare ring the child inherited. The table changes (`register_*`, `update_*`,
+    /// `unregister_*`) answer `errc::forked_copy` in a child whether or not it was called, and
+    /// the destructor touches nothing of the parent's.
+    void forget_after_fork() noexcept;
+    /// Whether `forget_after_fork()` was called.
+    bool forgotten_after_fork() const noexcept { return forked_; }
+
     /// SQEs queued but not yet consumed by the kernel.
     unsigned unsubmitted() const noexcept
     {
@@ -942,11 +955,15 @@ private:
     bool hand_over_full_sq_() noexcept;
     bool refresh_sq_limit_() noexcept
     {
+        if (forked_) [[unlikely]]
+            return false; // the limit stays at the tail: every claim is refused
         // Acquire: the kernel has finished reading the entries it moved its head past.
         sq_tail_limit_ = __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE) + sq_room_;
         return sq_tail_ != sq_tail_limit_;
     }
     void refresh_direct_() noexcept;
+    // A child's copy after fork() (forgotten or not): its table changes would be the parent's.
+    bool inherited_() const noexcept;
     int enter_(unsigned to_submit, unsigned min_complete, unsigned flags, void* arg,
                std::size_t arg_size) noexcept;
     unsigned flush_() noexcept;
@@ -1064,6 +1081,9 @@ private:
     unsigned registered_buffers_ = 0;
     unsigned registered_files_ = 0;
     bool eventfd_registered_ = false;
+    // forget_after_fork() was called: the SQ limit is held at the tail and direct_cq_ false,
+    // so the inline paths reach the out-of-line ones, which refuse.
+    bool forked_ = false;
     // outstanding_: SQEs queued whose final CQE (one without IORING_CQE_F_MORE) has not been
     // handed to the caller; with cap_outstanding it never exceeds cq_entries.
     unsigned outstanding_ = 0;

@@ -344,6 +344,8 @@ private:
 
     // --- set once at construction ----------------------------------------------------------
     bool on_forked_copy_of_thread() const noexcept; // runtime/executor.cpp
+    friend void forget_running_executor_after_fork() noexcept; // runtime/executor.cpp
+    void forget_after_fork() noexcept;
     // The creating thread: its serial (no other thread of the process has it: glibc reuses
     // std::thread::id), and its id, which names it in a child after fork() (serials renew).
     std::uint64_t thread_;
@@ -379,6 +381,7 @@ private:
     bool wake_armed_ = false;        // a read of wake_fd_ is in flight
     bool remote_signalled_ = false;  // that read completed: look at the remote queue
     bool running_loop_ = false;      // inside run()
+    bool forked_ = false;            // a child's copy, made inert after fork() (forget_after_fork)
     bool stop_now_ = false;          // stop() was called on this thread, or taken from remote
     bool shutting_down_ = false;
     // The registered tables: which entries are taken (true) and how many. Sized and registered

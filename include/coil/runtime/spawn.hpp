@@ -58,7 +58,12 @@ T executor::run(task<T> t)
     run_loop();
     if (!root.done())
         throw std::system_error(std::make_error_code(std::errc::operation_canceled),
-                                "coil: the executor was stopped before the task finished");
+                                forked_ ? "coil: this executor was inherited through fork() "
+                                          "while it ran: in the child it stopped at its next "
+                                          "loop turn, leaving the parent's ring alone (create "
+                                          "a new executor in the child)"
+                                        : "coil: the executor was stopped before the task "
+                                          "finished");
     return root.get();
 }
 
