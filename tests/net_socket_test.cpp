@@ -2491,6 +2491,38 @@ TEST_CASE("net: a socket destroyed in the loop turn that queued a send on it clo
     CHECK(::recv(other[1], got, sizeof got, MSG_DONTWAIT) == -1);
 }
 
+TEST_CASE("net: a received_buffer dropped on another thread goes back to its pool through the "
+          "pool's executor, and the stream parked on the dry pool goes on",
+          "[net][receive][buffer_pool][threads]")
+{
+    coil_test::stream_pair pair = coil_test::connected_stream_pair();
+    net::stream_socket& conn = pair.socket;
+    coil_test::unique_fd& peer = pair.peer;
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::string> {
+        net::buffer_pool pool(ex, 1, 256);
+        auto chunks = conn.receive(pool);
+        coil_test::write_fully(peer.get(), bytes_of("one"));
+        auto first = co_await chunks.next();
+        REQUIRE(first);
+        REQUIRE(first->ok());
+        CHECK(pool.lent() == 1); // the pool is dry: the stream parks on it
+        coil_test::write_fully(peer.get(), bytes_of("two"));
+        net::received_buffer held = std::move(**first);
+        std::thread worker([b = std::move(held)]() mutable { b.release(); });
+        worker.join();
+        // Released on the worker, handed back here: not yet, but at the next loop turn.
+        CHECK(pool.lent() == 1);
+        auto second = co_await chunks.next();
+        REQUIRE(second);
+        REQUIRE(second->ok());
+        CHECK(pool.lent() == 1);
+        std::string got = coil_test::string_of((**second).bytes());
+        co_return got;
+    };
+    CHECK(ex.run(body()) == "two");
+}
+
 TEST_CASE("net: a buffer pool of 1 buffer and one of 32,768 carry a stream in order and get "
           "every buffer back; counts that are not a power of two up to 32,768 are refused",
           "[net][buffer_pool]")

@@ -10,6 +10,7 @@
 #include <exception>
 #include <stdexcept>
 #include <span>
+#include <utility>
 
 namespace coil::net {
 
@@ -138,8 +139,28 @@ void buffer_pool::drop_bundle(std::uint16_t first, unsigned buffers) noexcept
     }
 }
 
+// The pool's ring, its counts and its parked streams belong to the executor's thread: a
+// buffer dropped on another thread goes back through the executor's post().
+template <class Return>
+bool buffer_pool::hand_back_on_executor(Return&& give_back) noexcept
+{
+    if (executor_->on_executor_thread())
+        return false;
+    try {
+        executor_->post(std::forward<Return>(give_back));
+    } catch (...) {
+        std::fputs("coil: a received buffer dropped on a thread other than its pool's executor "
+                   "could not be handed back to it (no memory): stopping\n",
+                   stderr);
+        std::terminate();
+    }
+    return true;
+}
+
 void buffer_pool::returned_bundle(std::uint16_t first, unsigned buffers) noexcept
 {
+    if (hand_back_on_executor([this, first, buffers] { returned_bundle(first, buffers); }))
+        return;
     --lent_;
     drop_bundle(first, buffers);
 }
@@ -164,6 +185,8 @@ void buffer_pool::wake_parked() noexcept
 
 void buffer_pool::returned(std::uint16_t id) noexcept
 {
+    if (hand_back_on_executor([this, id] { returned(id); }))
+        return;
     --lent_;
     drop(id);
 }

@@ -30,7 +30,8 @@ class buffer_pool;
 /// start, or with an incremental pool a piece of a buffer other receives share). They belong
 /// to the holder until destroyed (or `release()`d); the buffer goes back to the pool for the
 /// kernel to fill again once every piece of it is released. Move-only. Must not outlive its
-/// pool.
+/// pool. It may be handed to another thread and dropped there: it then goes back to the pool
+/// through the pool's executor (`post()`), at that executor's next loop turn.
 class received_buffer {
 public:
     received_buffer() noexcept = default;
@@ -277,6 +278,8 @@ private:
     friend class received_bundle::iterator;
     void returned(std::uint16_t id) noexcept;
     void returned_bundle(std::uint16_t first, unsigned buffers) noexcept;
+    template <class Return>
+    bool hand_back_on_executor(Return&& give_back) noexcept;
     void wake_parked() noexcept;
     std::span<const std::byte> bytes(std::uint16_t id, std::uint32_t offset,
                                      std::size_t size) const noexcept;
