@@ -226,6 +226,19 @@ fixed_buffer fixed_buffer_pool::try_acquire() noexcept
 
 void fixed_buffer_pool::returned(std::uint16_t index) noexcept
 {
+    // The pool and its waiters belong to the executor's thread: a lease dropped on another
+    // thread comes back through the executor's post().
+    if (!executor_->on_executor_thread()) {
+        try {
+            executor_->post([this, index] { returned(index); });
+        } catch (...) {
+            std::fputs("coil: a fixed_buffer dropped on a thread other than its pool's executor "
+                       "could not be handed back to it (no memory): stopping\n",
+                       stderr);
+            std::terminate();
+        }
+        return;
+    }
     const auto buffer = static_cast<std::uint16_t>(index - first_index_);
     // The first waiter takes it over directly: a task that calls try_acquire() meanwhile
     // cannot overtake one that has been waiting.

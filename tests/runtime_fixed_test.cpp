@@ -648,3 +648,58 @@ TEST_CASE("runtime: file::release() empties the file's registered slot and hands
     };
     ex.run(body());
 }
+
+TEST_CASE("runtime: a fixed_buffer dropped on another thread goes back through the pool's "
+          "executor, to a task waiting in acquire()",
+          "[runtime][fixed][threads]")
+{
+    coil::executor ex(coil_test::executor_options());
+    coil::fixed_buffer_pool pool(ex, 1, block);
+    auto body = [&]() -> coil::task<bool> {
+        // Nobody waits: the buffer is free again at the executor's next loop turn, not before.
+        coil::fixed_buffer lease = pool.try_acquire();
+        REQUIRE(lease);
+        std::thread([l = std::move(lease)]() mutable { l.release(); }).join();
+        const bool not_yet = pool.available() == 0;
+        // The executor learns of posted work through its wake-up read, in a loop turn.
+        for (int i = 0; i < 10'000 && pool.available() == 0; ++i)
+            (void)co_await coil::sleep_for(std::chrono::milliseconds(1));
+        const bool back = pool.available() == 1;
+        // A task waits: it gets the buffer.
+        lease = pool.try_acquire();
+        REQUIRE(lease);
+        bool waiter_got_it = false;
+        auto waiter = [&]() -> coil::task<void> {
+            auto next = co_await pool.acquire();
+            waiter_got_it = next.ok() && static_cast<bool>(*next);
+        };
+        auto w = ex.spawn(waiter());
+        co_await coil::yield(); // the waiter waits: the pool's one buffer is lent
+        std::thread([l = std::move(lease)]() mutable { l.release(); }).join();
+        co_await w;
+        co_return not_yet && back && waiter_got_it;
+    };
+    CHECK(ex.run(body()));
+    CHECK(pool.available() == 1);
+}
+
+TEST_CASE("runtime: acquire() of a fixed_buffer_pool awaited in a task of another executor "
+          "throws logic_error",
+          "[runtime][fixed][misuse]")
+{
+    coil::executor a(coil_test::executor_options());
+    coil::executor b(coil_test::executor_options());
+    coil::fixed_buffer_pool pool(a, 1, block);
+    coil::fixed_buffer lease = pool.try_acquire(); // exhausted: acquire() must wait
+    REQUIRE(lease);
+    auto body = [&]() -> coil::task<std::string> {
+        try {
+            auto r = co_await pool.acquire();
+            co_return r.ok() ? "a lease" : r.error().message();
+        } catch (const std::logic_error& e) {
+            co_return e.what();
+        }
+    };
+    const std::string outcome = b.run(body());
+    CHECK(outcome.find("acquire() awaited in a task of another executor") != std::string::npos);
+}

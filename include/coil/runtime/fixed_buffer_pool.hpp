@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <span>
 #include <system_error>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -44,7 +45,8 @@ class fixed_buffer_pool;
 /// empty lease (default-constructed, moved from, or from an exhausted `try_acquire()`) holds
 /// nothing and converts to false. A lease must not outlive its pool, and must not be released
 /// while a fixed op on it is in flight (an op awaited in the same coroutine is always done
-/// by the time the coroutine can drop the lease).
+/// by the time the coroutine can drop the lease). Dropped on a thread other than its pool's
+/// executor's, it goes back through that executor's `post()`, at its next loop turn.
 class fixed_buffer {
 public:
     fixed_buffer() noexcept = default;
@@ -175,6 +177,10 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
+        if (detail::awaiting_executor(h) != pool_->executor_)
+            throw std::logic_error("coil: fixed_buffer_pool::acquire() awaited in a task of "
+                                   "another executor than the pool's (its buffers are "
+                                   "registered with that executor's ring)");
         if (!begin_wait(h, &cancel_thunk))
             return false;
         ready = &ready_thunk;
