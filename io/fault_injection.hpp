@@ -43,6 +43,9 @@ struct fault_plan {
     unsigned reorder = 0;
     /// `IORING_FEAT_*` bits ring setup pretends the kernel lacks. Not a probability.
     std::uint32_t hide_features = 0;
+    /// `IORING_SETUP_*` bits io_uring_setup refuses with -EINVAL, as a kernel that does not
+    /// know them does. Not a probability.
+    std::uint32_t refuse_setup_flags = 0;
     /// coil opcodes the probe pretends the kernel lacks, one bit per `io::opcode` value
     /// (`hidden(opcode::x)`): `supports()` says no and their `add_*` calls refuse with
     /// `unsupported_operation`. Not a probability.

@@ -430,21 +430,24 @@ ring::ring(unsigned entries, const ring_options& options)
             params.sq_thread_cpu = *options.sqpoll_cpu;
         }
     }
-    // Requested features, in the order they are given up when the kernel does not know them.
-    // SUBMIT_ALL is coil's own choice (a bad SQE does not stop the rest of a batch) and is
-    // always optional.
+    // Requested features, in the order they are given up when the kernel does not know them:
+    // the newest first (DEFER_TASKRUN 6.1, SINGLE_ISSUER 6.0, COOP_TASKRUN and TASKRUN_FLAG
+    // 5.19, SUBMIT_ALL 5.18). The kernel answers EINVAL without saying which flag it does not
+    // know, and a kernel that lacks one lacks every newer one: so each flag goes only when a
+    // newer one could not have been the reason. SUBMIT_ALL is coil's own choice (a bad SQE
+    // does not stop the rest of a batch) and is always optional.
     // With SQPOLL the kernel thread runs the task work, and the kernel refuses the flags that
     // steer it (DEFER_TASKRUN, COOP_TASKRUN, TASKRUN_FLAG): they are not asked for, so that
     // dropping them does not cost SUBMIT_ALL too.
     const bool taskrun_flags = !options.sqpoll;
     const unsigned optional_steps[] = {
-        IORING_SETUP_SUBMIT_ALL,
         options.single_issuer && taskrun_flags ? IORING_SETUP_DEFER_TASKRUN : 0U,
         options.single_issuer ? IORING_SETUP_SINGLE_ISSUER : 0U,
         options.coop_taskrun && taskrun_flags ? IORING_SETUP_COOP_TASKRUN : 0U,
         (options.single_issuer || options.coop_taskrun) && taskrun_flags
             ? IORING_SETUP_TASKRUN_FLAG
             : 0U,
+        IORING_SETUP_SUBMIT_ALL,
     };
     unsigned requested = flags;
     for (unsigned step : optional_steps)
@@ -454,7 +457,14 @@ ring::ring(unsigned entries, const ring_options& options)
     for (;;) {
         io_uring_params attempt = params;
         attempt.flags = wanted;
+#if COIL_FAULT_INJECTION
+        const auto faults = testing::detail::current_faults();
+        int ret = faults && (wanted & faults->plan.refuse_setup_flags) != 0
+                      ? -EINVAL
+                      : io_uring_queue_init_params(entries, &state_->uring, &attempt);
+#else
         int ret = io_uring_queue_init_params(entries, &state_->uring, &attempt);
+#endif
         if (ret == 0) {
             params = attempt;
             break;

@@ -475,6 +475,67 @@ TEST_CASE("ring faults: setup refuses a kernel without IORING_FEAT_NODROP, namin
     }
 }
 
+TEST_CASE("ring faults: setup flags the kernel does not know are dropped one by one, the ring "
+          "says which took effect and works; strict refuses them, naming the option",
+          "[faults][setup]")
+{
+    constexpr unsigned submit_all = IORING_SETUP_SUBMIT_ALL;       // Linux 5.18
+    constexpr unsigned coop = IORING_SETUP_COOP_TASKRUN;           // 5.19
+    constexpr unsigned single = IORING_SETUP_SINGLE_ISSUER;        // 6.0
+    constexpr unsigned defer = IORING_SETUP_DEFER_TASKRUN;         // 6.1
+    const ring_options asked{.single_issuer = true, .coop_taskrun = true};
+    auto nop_round_trip = [](ring& r) {
+        REQUIRE_FALSE(r.add_nop(7));
+        auto done = collect(r, 1);
+        REQUIRE(done.size() == 1);
+        CHECK(done[0] == completion{7, 0, 0});
+    };
+    SECTION("a 6.0 kernel: no DEFER_TASKRUN") {
+        scoped_faults faults(fault_plan{.refuse_setup_flags = defer});
+        ring r(8, asked);
+        CHECK(r.single_issuer());
+        CHECK(r.coop_taskrun());
+        CHECK((r.setup_flags() & (submit_all | single | coop)) == (submit_all | single | coop));
+        CHECK((r.setup_flags() & defer) == 0);
+        nop_round_trip(r);
+    }
+    SECTION("a 5.19 kernel: neither SINGLE_ISSUER nor DEFER_TASKRUN") {
+        scoped_faults faults(fault_plan{.refuse_setup_flags = single | defer});
+        ring r(8, asked);
+        CHECK_FALSE(r.single_issuer());
+        CHECK(r.coop_taskrun());
+        CHECK((r.setup_flags() & (single | defer)) == 0);
+        CHECK((r.setup_flags() & submit_all) != 0);
+        nop_round_trip(r);
+    }
+    SECTION("a 5.11 kernel: none of the optional flags") {
+        scoped_faults faults(fault_plan{.refuse_setup_flags = submit_all | coop | single | defer});
+        ring r(8, asked);
+        CHECK_FALSE(r.single_issuer());
+        CHECK_FALSE(r.coop_taskrun());
+        CHECK((r.setup_flags() & (submit_all | coop | single | defer)) == 0);
+        nop_round_trip(r);
+    }
+    SECTION("strict: a flag the caller asked for is an error; SUBMIT_ALL, coil's own, is not") {
+        scoped_faults faults(fault_plan{.refuse_setup_flags = defer});
+        try {
+            ring r(8, ring_options{.single_issuer = true, .strict = true});
+            FAIL("a strict ring was created without DEFER_TASKRUN");
+        } catch (const std::system_error& e) {
+            CHECK(e.code() == std::errc::invalid_argument);
+            CHECK_THAT(e.what(), ContainsSubstring("set ring_options::strict = false to drop "
+                                                   "unknown flags"));
+        }
+    }
+    SECTION("strict, with only SUBMIT_ALL refused: created without it") {
+        scoped_faults faults(fault_plan{.refuse_setup_flags = submit_all});
+        ring r(8, ring_options{.single_issuer = true, .strict = true});
+        CHECK(r.single_issuer());
+        CHECK((r.setup_flags() & submit_all) == 0);
+        nop_round_trip(r);
+    }
+}
+
 TEST_CASE("ring faults: without IORING_FEAT_RECVSEND_BUNDLE a bundle receive is refused before "
           "anything is queued, and plain provided receives still are",
           "[faults][setup][recv]")

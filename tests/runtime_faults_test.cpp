@@ -1207,3 +1207,24 @@ TEST_CASE("runtime faults: an executor on a kernel without IORING_FEAT_EXT_ARG i
     coil::io::ring ring(4);
     CHECK_FALSE(ring.has_ext_arg());
 }
+
+TEST_CASE("runtime faults: an executor on a kernel without SINGLE_ISSUER and DEFER_TASKRUN (as "
+          "5.19) runs on a ring without them",
+          "[faults][runtime][setup]")
+{
+    scoped_faults faults(
+        fault_plan{.refuse_setup_flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN});
+    coil::executor ex(coil_test::executor_options());
+    CHECK_FALSE(ex.ring().single_issuer());
+    auto p = coil_test::make_pipe();
+    auto body = [&]() -> coil::task<std::string> {
+        auto wrote = co_await coil::write(p.write_end.get(), bytes_of("still works"));
+        REQUIRE(wrote);
+        (void)co_await coil::sleep_for(std::chrono::milliseconds(1));
+        std::array<std::byte, 32> buffer{};
+        auto n = co_await coil::read(p.read_end.get(), buffer);
+        REQUIRE(n);
+        co_return coil_test::string_of(std::span(buffer).first(*n));
+    };
+    CHECK(ex.run(body()) == "still works");
+}
