@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <random>
 #include <stop_token>
@@ -171,6 +172,30 @@ TEST_CASE("net: a datagram longer than the buffer arrives cut and says so, and t
     CHECK(s.second_bytes == "short");
     CHECK(s.third.size == 10);
     CHECK(s.third.truncated);
+}
+
+TEST_CASE("net: send_to copies the address: the caller's may be destroyed and overwritten "
+          "before the co_await, and the datagram still reaches it",
+          "[net][datagram][lifetime]")
+{
+    coil_test::loopback_pair p;
+    auto decoy = coil_test::bound_v4(); // where a stale address would send it
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::string> {
+        auto to = std::make_unique<net::address>(p.server_at);
+        auto op = p.client.send_to(bytes_of("copied"), *to);
+        // Freed (ASan would report a read of it), then the memory handed out again.
+        to.reset();
+        auto reused = std::make_unique<net::address>(*decoy.local_address());
+        auto sent = co_await op;
+        REQUIRE(sent);
+        CHECK(*sent == 6);
+        std::array<std::byte, 16> buffer{};
+        auto got = co_await p.server.receive_from(buffer);
+        REQUIRE(got);
+        co_return coil_test::string_of(std::span(buffer).first(got->size));
+    };
+    CHECK(ex.run(body()) == "copied");
 }
 
 TEST_CASE("net: an empty datagram is a datagram, not an end of stream", "[net][datagram]")

@@ -251,6 +251,55 @@ TEST_CASE("ring: a single-issuer ring's reap() delivers a completion deferred as
     CHECK((done[0].result & POLLIN) != 0);
 }
 
+TEST_CASE("ring: a single-issuer ring's reap_into() and for_each_completion() deliver a "
+          "completion deferred as task work; for_each_ready() leaves it to the next enter",
+          "[ring][setup][single_issuer][poll]")
+{
+    ring_options options;
+    options.single_issuer = true;
+    ring ring(4, options);
+    if (!ring.single_issuer())
+        SKIP("this kernel has no IORING_SETUP_SINGLE_ISSUER (Linux 6.1)");
+    pipe_fds pipe = make_pipe();
+    // Each round: a poll waits, the write wakes it, and with DEFER_TASKRUN its completion is
+    // posted only when this thread enters the kernel.
+    auto woken_poll = [&](std::uint64_t user_data) {
+        REQUIRE_FALSE(ring.add_poll(pipe.read_end.get(), POLLIN, user_data));
+        REQUIRE(ring.submit().ok());
+        REQUIRE(::write(pipe.write_end.get(), "x", 1) == 1);
+    };
+    auto drain_pipe = [&] {
+        char c;
+        REQUIRE(::read(pipe.read_end.get(), &c, 1) == 1);
+    };
+
+    woken_poll(1);
+    std::array<completion, 4> out{};
+    REQUIRE(ring.reap_into(out) == 1);
+    CHECK(out[0].user_data == 1);
+    CHECK((out[0].result & POLLIN) != 0);
+    drain_pipe();
+
+    woken_poll(2);
+    std::vector<completion> done;
+    CHECK(ring.for_each_completion([&](const completion& c) { done.push_back(c); }) == 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 2);
+    drain_pipe();
+
+    // for_each_ready() never enters: the kernel says it holds the completion, and the next
+    // submit_and_get_events() brings it in.
+    woken_poll(3);
+    CHECK(ring.for_each_ready([](const completion&) {}) == 0);
+    CHECK(ring.kernel_holds_completions());
+    REQUIRE(ring.submit_and_get_events().ok());
+    done.clear();
+    CHECK(ring.for_each_ready([&](const completion& c) { done.push_back(c); }) == 1);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].user_data == 3);
+    CHECK(ring.outstanding() == 0);
+}
+
 TEST_CASE("ring: a coop-taskrun ring round-trips a poll", "[ring][setup]")
 {
     ring_options options;
