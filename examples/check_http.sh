@@ -73,8 +73,9 @@ start_server() {
 }
 
 # Stops the server with SIGTERM and requires exit status 0 within 10 s.
-stop_server() {
+stop_server() { # [a file to create once the signal is sent]
     kill -TERM "$pid"
+    [ -z "${1:-}" ] || : >"$1"
     local status=0
     timeout 10 tail --pid="$pid" -f /dev/null || fail "http_server did not exit after SIGTERM"
     wait "$pid" || status=$?
@@ -257,7 +258,37 @@ group_large() {
         [ "$(curl -s "$base/just_over.bin" | sha256sum)" = "$(sha256sum <"$root/just_over.bin")" ] ||
             fail "$method: serving after a client vanished"
         stop_server
-        pass "--large-file $method: whole, range, slow reader, keep-alive, a client that vanishes"
+        # A client that asks for the file and never reads: once a wait for room in its socket
+        # outlasts the send timeout (1 s here), the server closes the connection, which the
+        # client sees end short of the file; meanwhile others are served.
+        start_server --large-file "$method" --send-timeout-ms 1000
+        base="http://127.0.0.1:$port"
+        python3 - "$port" $((24 * 1024 * 1024)) <<'PY' &
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+time.sleep(3)
+s.settimeout(10)
+got = 0
+try:
+    while True:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            break
+        got += len(chunk)
+except ConnectionResetError:
+    pass
+sys.exit(0 if got < int(sys.argv[2]) else 1)
+PY
+        local hog=$!
+        sleep 0.2
+        [ "$(curl -s "$base/just_over.bin" | sha256sum)" = "$(sha256sum <"$root/just_over.bin")" ] ||
+            fail "$method: serving beside a client that does not read"
+        wait "$hog" || fail "$method: a client that never reads was not cut off"
+        stop_server
+        pass "--large-file $method: whole, range, slow reader, keep-alive, a client that vanishes, one that never reads (cut off after the send timeout)"
     done
     # A client that reads 60 KB/s, against a 1 s send timeout and a 64 KiB TCP send buffer (in
     # a network namespace of its own, where that can be set): the timeout bounds each wait for
@@ -304,10 +335,38 @@ time.sleep(30)' "$port" &
     pids+=("$idle")
     curl -s --limit-rate 40M -o "$work/download.bin" "http://127.0.0.1:$port/large.bin" &
     local download=$!
+    # A client in the middle of a head at the signal: it may finish it (until its header
+    # deadline), and the answer carries Connection: close.
+    python3 - "$port" "$work/signalled" <<'PY' &
+import os, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /digits.txt HTTP/1.1\r\nHost: t\r\n")
+deadline = time.time() + 30
+while not os.path.exists(sys.argv[2]):
+    if time.time() > deadline:
+        sys.exit(3)
+    time.sleep(0.01)
+time.sleep(1)  # the server has taken the signal
+s.sendall(b"\r\n")
+s.settimeout(10)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+head = data.split(b"\r\n\r\n", 1)[0].lower()
+if not data.startswith(b"HTTP/1.1 200") or b"\r\nconnection: close" not in head:
+    print("partial head at shutdown: got", data[:200])
+    sys.exit(4)
+PY
+    local partial=$!
     sleep 0.7
     local started=$SECONDS
-    stop_server
+    stop_server "$work/signalled"
     pass "http_server exited 0 after SIGTERM, within $((SECONDS - started)) s"
+    wait "$partial" || fail "a head finished after the signal was not answered with Connection: close"
+    pass "a head finished after the signal: answered, with Connection: close"
     wait "$download" || fail "the download in flight failed"
     cmp -s "$work/download.bin" "$root/large.bin" || fail "the download in flight is incomplete"
     pass "the 100 MiB download in flight completed intact"

@@ -110,6 +110,14 @@ answered = responses(exchange(b"GET /digits.txt HTTP/1.1\r\nHost: t\r\nTransfer-
 if [status for status, _, _ in answered] != [200] or answered[0][1].get(b"connection") != b"close":
     fail(f"a GET with a chunked body: {[(status, headers) for status, headers, _ in answered]}")
 ok("a GET with a chunked body: 200, Connection: close, the body not taken as a request")
+# Likewise a body announced by Content-Length: answered, then the connection is closed, so the
+# request inside the body is never answered.
+inner = b"GET /digits.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+answered = responses(exchange(b"GET /digits.txt HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                              % len(inner) + inner))
+if [status for status, _, _ in answered] != [200] or answered[0][1].get(b"connection") != b"close":
+    fail(f"a GET with a Content-Length body: {[(status, headers) for status, headers, _ in answered]}")
+ok("a GET with a Content-Length body: 200, Connection: close, the body not taken as a request")
 # HTTP/1.2 is answered as HTTP/1.1 (RFC 9110 2.5).
 expect(b"GET /digits.txt HTTP/1.2\r\nHost: t\r\nConnection: close\r\n\r\n", 200, "HTTP/1.2")
 
