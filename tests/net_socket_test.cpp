@@ -2523,6 +2523,22 @@ TEST_CASE("net: a received_buffer dropped on another thread goes back to its poo
     CHECK(ex.run(body()) == "two");
 }
 
+TEST_CASE("net: a buffer pool hands the kernel 64 buffers by default, and every one with an "
+          "initial publish limit of 0",
+          "[net][buffer_pool]")
+{
+    coil::executor ex(coil_test::executor_options());
+    auto body = [&]() -> coil::task<std::pair<unsigned, unsigned>> {
+        net::buffer_pool by_default(ex, 256, 1024);
+        net::buffer_pool all(ex, 256, 1024, net::buffer_pool_options{.initial_publish_limit = 0});
+        CHECK(by_default.available() == 256); // the reserve counts as available
+        co_return std::pair{by_default.publish_limit(), all.publish_limit()};
+    };
+    const auto [by_default, all] = ex.run(body());
+    CHECK(by_default == 64);
+    CHECK(all == 256);
+}
+
 TEST_CASE("net: a buffer pool of 1 buffer and one of 32,768 carry a stream in order and get "
           "every buffer back; counts that are not a power of two up to 32,768 are refused",
           "[net][buffer_pool]")

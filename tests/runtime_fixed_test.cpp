@@ -703,3 +703,28 @@ TEST_CASE("runtime: acquire() of a fixed_buffer_pool awaited in a task of anothe
     const std::string outcome = b.run(body());
     CHECK(outcome.find("acquire() awaited in a task of another executor") != std::string::npos);
 }
+
+TEST_CASE("runtime: an executor's file table has 256 slots by default: the 257th registration "
+          "fails with EMFILE, and a freed slot is taken again",
+          "[runtime][fixed]")
+{
+    temp_dir dir;
+    dir.create_file("data", pattern(16));
+    coil::executor ex; // the default options
+    auto body = [&]() -> coil::task<bool> {
+        std::vector<coil::file> files;
+        for (int i = 0; i < 257; ++i) {
+            auto f = co_await coil::file::open(dir.file("data"));
+            REQUIRE(f);
+            files.push_back(std::move(*f));
+        }
+        for (int i = 0; i < 256; ++i)
+            REQUIRE(files[static_cast<std::size_t>(i)].register_slot().ok());
+        auto full = files[256].register_slot();
+        const bool emfile = !full && full.error() == std::errc::too_many_files_open;
+        files[3].unregister_slot();
+        auto again = files[256].register_slot();
+        co_return emfile && again.ok() && files[256].registered_slot() == 3;
+    };
+    CHECK(ex.run(body()));
+}

@@ -285,6 +285,44 @@ TEST_CASE("runtime: a repeating timer stream delivers exactly its count of ticks
     CHECK(ex.in_flight() == 0);
 }
 
+TEST_CASE("runtime: a stream with the default options buffers 64 completions for a consumer "
+          "that takes none, then pauses its op",
+          "[runtime][stream][timer]")
+{
+    coil::executor ex(coil_test::executor_options());
+    struct outcome {
+        bool supported = true;
+        std::size_t buffered = 0, pauses = 0;
+    };
+    auto body = [&]() -> coil::task<outcome> {
+        outcome o;
+        auto ticks = coil::ticks(200us, 400); // stream_options{}: bound 64
+        auto first = co_await ticks.next();
+        if (first && !first->ok() && first->error() == std::errc::invalid_argument) {
+            o.supported = false; // no multishot timeouts in this kernel
+            co_return o;
+        }
+        // Taking nothing for long enough to be offered about 500 ticks.
+        for (int i = 0; i < 100 && ticks.pauses() == 0; ++i)
+            (void)co_await coil::sleep_for(5ms);
+        (void)co_await coil::sleep_for(10ms); // the pause's cancel has landed
+        o.buffered = ticks.buffered();
+        o.pauses = ticks.pauses();
+        ticks.stop();
+        while (co_await ticks.next()) {
+        }
+        co_return o;
+    };
+    const outcome o = ex.run(body());
+    if (!o.supported)
+        SKIP("this kernel has no IORING_TIMEOUT_MULTISHOT (Linux 6.4)");
+    CHECK(o.pauses == 1);
+    // 64, and what arrived between the pause and its cancel's landing.
+    CHECK(o.buffered >= 64);
+    CHECK(o.buffered < 128);
+    CHECK(ex.in_flight() == 0);
+}
+
 TEST_CASE("runtime: a counted timer stream whose tick found the CQ full (the kernel ends the "
           "timer then) is armed again for the rest, and delivers exactly its count",
           "[runtime][stream][timer][overflow]")
