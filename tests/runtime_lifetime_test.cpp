@@ -210,6 +210,20 @@ TEST_CASE("runtime: a detached task's exception is reported when its handle is d
     CHECK(ex.stats().unhandled_exceptions == 1);
 }
 
+namespace {
+
+// One read of up to 16 bytes from `fd`, as text (or the error's message).
+coil::task<std::string> read_text(int fd)
+{
+    std::array<char, 16> buffer{};
+    auto n = co_await coil::read(fd, std::as_writable_bytes(std::span(buffer)));
+    if (!n)
+        co_return "error: " + n.error().message();
+    co_return std::string(buffer.data(), *n);
+}
+
+} // namespace
+
 TEST_CASE("runtime: a forked child that stops its inherited executor leaves the parent's reads "
           "alone",
           "[runtime][lifetime][fork]")
@@ -224,15 +238,8 @@ TEST_CASE("runtime: a forked child that stops its inherited executor leaves the 
     if (!exp)
         SKIP(why);
     coil::executor& ex = *exp;
-    auto reader = [&]() -> coil::task<std::string> {
-        std::array<char, 16> buffer{};
-        auto n = co_await coil::read(p.read_end.get(), std::as_writable_bytes(std::span(buffer)));
-        if (!n)
-            co_return "error: " + n.error().message();
-        co_return std::string(buffer.data(), *n);
-    };
     auto root = [&]() -> coil::task<std::string> {
-        auto h = ex.spawn(reader());
+        auto h = ex.spawn(read_text(p.read_end.get()));
         co_await coil::yield();
         co_await coil::yield();
         REQUIRE(ex.in_flight() == 1);
@@ -295,15 +302,8 @@ TEST_CASE("runtime: ops a forked child awaits on the executor it inherited fail 
     coil::executor& ex = *exp;
     const pid_t parent = ::getpid();
     int child_code = 0;
-    auto reader = [&]() -> coil::task<std::string> {
-        std::array<char, 16> buffer{};
-        auto n = co_await coil::read(p.read_end.get(), std::as_writable_bytes(std::span(buffer)));
-        if (!n)
-            co_return "error: " + n.error().message();
-        co_return std::string(buffer.data(), *n);
-    };
     auto root = [&]() -> coil::task<std::string> {
-        auto h = ex.spawn(reader());
+        auto h = ex.spawn(read_text(p.read_end.get()));
         co_await coil::yield();
         co_await coil::yield();
         REQUIRE(ex.in_flight() == 1);
@@ -472,11 +472,7 @@ TEST_CASE("runtime: a completion whose user_data names a slot under another gene
     coil::executor ex(coil_test::executor_options());
     constexpr std::uint32_t slots = 16;
     auto body = [&]() -> coil::task<std::string> {
-        std::array<std::byte, 16> buffer{};
-        auto reader = [&]() -> coil::task<coil::result<std::size_t>> {
-            co_return co_await coil::read(p.read_end.get(), buffer);
-        };
-        auto read = ex.spawn(reader());
+        auto read = ex.spawn(read_text(p.read_end.get()));
         co_await coil::yield();
         co_await coil::yield(); // the read waits in the kernel, in one of the low slots
         REQUIRE(ex.in_flight() == 1);
@@ -488,9 +484,7 @@ TEST_CASE("runtime: a completion whose user_data names a slot under another gene
         CHECK(ex.stats().stale_completions == before + slots);
         CHECK(ex.in_flight() == 1); // a nop's result (0) did not end the read as end of file
         REQUIRE(::write(p.write_end.get(), "fresh", 5) == 5);
-        auto n = co_await read;
-        REQUIRE(n);
-        co_return std::string(reinterpret_cast<const char*>(buffer.data()), *n);
+        co_return co_await read;
     };
     CHECK(ex.run(body()) == "fresh");
 }
