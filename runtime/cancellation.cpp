@@ -13,6 +13,9 @@ stop_scope::~stop_scope()
     // no thread can queue this scope, and it is unlinked from the executor's queue if it was.
     callback_.reset();
     executor_->forget_remote_stop(*this);
+    while (cancellable* entry = pending_.pop_front())
+        if (entry->scope_gone != nullptr)
+            entry->scope_gone(*entry);
 }
 
 void notify_scope_stopped(executor& ex, stop_scope& scope) noexcept

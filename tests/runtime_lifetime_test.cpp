@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <stdexcept>
@@ -445,14 +446,14 @@ TEST_CASE("runtime: a child forked inside a task runs an executor of its own", "
 namespace {
 
 // A custom op that, besides its own NOP, queues NOPs under forged user_data: the op kind, slots
-// 0 to `count` - 1, and a generation no op has had. They stand for the late completions of ops
-// that left those slots long ago.
+// 0 to `count` - 1 (count below the SQ's size), and a generation no op has had. They stand for
+// the late completions of ops that left those slots long ago.
 struct forge_stale {
     std::uint32_t count;
     std::error_code prepare(coil::io::ring& r, std::uint64_t user_data) noexcept
     {
         if (r.space_left() < count + 1)
-            return std::make_error_code(std::errc::no_buffer_space);
+            return coil::io::make_error_code(coil::io::errc::no_space); // flushed, asked again
         for (std::uint32_t slot = 0; slot < count; ++slot)
             if (auto e = r.add_nop(std::uint64_t{0xfffffff0} << 32 | slot))
                 return e;
@@ -470,7 +471,8 @@ TEST_CASE("runtime: a completion whose user_data names a slot under another gene
     // docs/architecture.md: user_data is generation << 32 | kind << 24 | slot.
     auto p = coil_test::make_pipe();
     coil::executor ex(coil_test::executor_options());
-    constexpr std::uint32_t slots = 16;
+    // As many as the SQ holds beside the op's own NOP (COIL_TEST_SQ_ENTRIES may shrink it).
+    const std::uint32_t slots = std::min(16U, ex.ring().sq_entries() - 1);
     auto body = [&]() -> coil::task<std::string> {
         auto read = ex.spawn(read_text(p.read_end.get()));
         co_await coil::yield();

@@ -171,6 +171,63 @@ TEST_CASE("runtime: a stream whose consumer is slower than its producer pauses, 
     CHECK(ex.in_flight() == 0);
 }
 
+TEST_CASE("runtime: a stream left armed by a consumer with a token of its own is taken over by "
+          "the next consumer, whose stop request ends it, after the first consumer's scope is gone",
+          "[runtime][stream][cancel][lifetime]")
+{
+    // The first consumer takes one event and returns, its scope with it; the multishot poll
+    // stays armed, and the second consumer's next() finds it so.
+    auto efd = make_eventfd();
+    coil::executor ex(coil_test::executor_options());
+    std::stop_source first_token;
+    std::stop_source second_token;
+    auto body = [&]() -> coil::task<std::pair<int, std::string>> {
+        auto ready = coil::poll_multishot(efd.get(), POLLIN);
+        auto first = [&]() -> coil::task<bool> {
+            auto event = co_await ready.next();
+            take(efd.get());
+            co_return event && event->ok();
+        };
+        add(efd.get(), 1);
+        const bool first_ok = co_await coil::with_stop_token(first_token.get_token(), first());
+        REQUIRE(first_ok);
+        // Stops the second consumer before any new event. The events and the stop() after it
+        // only end a stream the stop request did not reach.
+        auto stopper = [&]() -> coil::task<void> {
+            for (int j = 0; j < 4; ++j)
+                co_await coil::yield();
+            second_token.request_stop();
+            for (int i = 0; i < 3; ++i) {
+                for (int j = 0; j < 4; ++j)
+                    co_await coil::yield();
+                add(efd.get(), 1);
+            }
+            for (int j = 0; j < 4; ++j)
+                co_await coil::yield();
+            ready.stop();
+        };
+        auto stopping = ex.spawn(stopper());
+        auto second = [&]() -> coil::task<std::pair<int, std::string>> {
+            int events = 0;
+            while (auto event = co_await ready.next()) {
+                if (!*event)
+                    co_return std::pair{events, event->error().message()};
+                ++events;
+                take(efd.get());
+            }
+            co_return std::pair{events, std::string("ended")};
+        };
+        auto outcome = co_await coil::with_stop_token(second_token.get_token(), second());
+        co_await stopping;
+        first_token.request_stop(); // reaches nothing now
+        co_return outcome;
+    };
+    const auto [events, end] = ex.run(body());
+    CHECK(events == 0); // the stop request reached the stream at once
+    CHECK(end == std::make_error_code(std::errc::operation_canceled).message());
+    CHECK(ex.in_flight() == 0);
+}
+
 TEST_CASE("runtime: a stop request ends a stream with operation_canceled after its final "
           "completion",
           "[runtime][stream][cancel]")

@@ -24,7 +24,9 @@
 ///   timer after a tick); otherwise, e.g. after an error, the stream ends: `next()` then
 ///   yields `nullopt`.
 /// - A stop request on the awaiting task's token (or `stop()`) cancels the op; the stream ends
-///   with `operation_canceled` after its final completion has been reaped.
+///   with `operation_canceled` after its final completion has been reaped. A task that awaits
+///   the stream while its op is armed for an earlier consumer takes it over: its token is the
+///   one that ends it from then on.
 /// - Destroying the stream with its op in flight cancels it and waits for the final
 ///   completion, like any awaiter. One coroutine at a time may await `next()`.
 #pragma once
@@ -109,6 +111,7 @@ public:
         on_completion = &on_completion_thunk;
         prepare = &prepare_thunk;
         cancel = &cancel_thunk;
+        scope_gone = &scope_gone_thunk;
         multishot = true;
     }
     stream(stream&& other)
@@ -120,6 +123,7 @@ public:
         on_completion = &on_completion_thunk;
         prepare = &prepare_thunk;
         cancel = &cancel_thunk;
+        scope_gone = &scope_gone_thunk;
         multishot = true;
     }
     stream& operator=(stream&&) = delete;
@@ -233,6 +237,15 @@ private:
         if (state == detail::op_state::in_flight || state == detail::op_state::waiting ||
             parked_.linked()) {
             waiting_consumer_ = true;
+            // Armed for an earlier consumer: from now on this consumer's stop requests end it.
+            if (scope != this->scope) {
+                detail::cancellable::unlink();
+                this->scope = scope;
+                if (scope != nullptr && scope->stop_requested())
+                    stop();
+                else if (scope != nullptr)
+                    scope->add(*this);
+            }
             return true;
         }
         // Not armed: first next(), or after a pause or an end the op allows a re-arm after.
@@ -382,6 +395,10 @@ private:
                                          std::uint64_t user_data) noexcept
     {
         return static_cast<stream&>(base).op_.prepare(r, user_data);
+    }
+    static void scope_gone_thunk(detail::cancellable& c) noexcept
+    {
+        static_cast<stream&>(static_cast<op_base&>(c)).scope = nullptr;
     }
     static void cancel_thunk(detail::cancellable& c) noexcept
     {

@@ -29,6 +29,10 @@ public:
     using cancel_fn = void (*)(cancellable&) noexcept;
     /// Cancels the entry. Called on the executor's thread, after the entry left its scope.
     cancel_fn cancel = nullptr;
+    /// Called, if set, when the scope is destroyed with the entry still linked: an entry that
+    /// outlives the coroutine that linked it (a stream whose consumer ended while its op stays
+    /// armed) forgets the scope here.
+    cancel_fn scope_gone = nullptr;
 };
 
 class stop_scope;
