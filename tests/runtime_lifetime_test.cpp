@@ -213,6 +213,15 @@ TEST_CASE("runtime: a detached task's exception is reported when its handle is d
 
 namespace {
 
+// Waits for a forked child and checks that it exited with status 0.
+void check_exited_0(pid_t child)
+{
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
+
 // One read of up to 16 bytes from `fd`, as text (or the error's message).
 coil::task<std::string> read_text(int fd)
 {
@@ -253,10 +262,7 @@ TEST_CASE("runtime: a forked child that stops its inherited executor leaves the 
             co_await coil::yield();
             ::_exit(3); // not reached
         }
-        int status = 0;
-        REQUIRE(::waitpid(child, &status, 0) == child);
-        REQUIRE(WIFEXITED(status));
-        CHECK(WEXITSTATUS(status) == 0);
+        check_exited_0(child);
         coil_test::write_fully(p.write_end.get(), bytes_of("parent"));
         co_return co_await h;
     };
@@ -321,10 +327,7 @@ TEST_CASE("runtime: ops a forked child awaits on the executor it inherited fail 
             co_await coil::yield(); // the loop stops here
             ::_exit(30);            // not reached
         }
-        int status = 0;
-        REQUIRE(::waitpid(child, &status, 0) == child);
-        REQUIRE(WIFEXITED(status));
-        CHECK(WEXITSTATUS(status) == 0);
+        check_exited_0(child);
         auto after = co_await coil::nop(); // the parent's ring is as it was
         CHECK(after.ok());
         coil_test::write_fully(p.write_end.get(), bytes_of("parent"));
@@ -384,10 +387,7 @@ TEST_CASE("runtime: a forked child destroying what it inherited (a registered fi
             co_await coil::yield();
             ::_exit(30); // not reached
         }
-        int status = 0;
-        REQUIRE(::waitpid(child, &status, 0) == child);
-        REQUIRE(WIFEXITED(status));
-        CHECK(WEXITSTATUS(status) == 0);
+        check_exited_0(child);
         std::array<std::byte, 64> buffer{};
         auto n = co_await f->read_at(buffer, 0);
         REQUIRE(n);
